@@ -1,0 +1,48 @@
+"""edgeseq: export sequence models to edge formats and prove they still match the PyTorch original.
+
+The public API is imported lazily so that `import edgeseq` pulls in no heavy or optional library.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from ._version import __version__
+
+_API = {
+    "export": "edgeseq.api",
+    "load": "edgeseq.api",
+    "check": "edgeseq.api",
+    "profile": "edgeseq.api",
+    "run_matrix": "edgeseq.matrix",
+    "MatrixOptions": "edgeseq.matrix",
+    "get_model": "edgeseq.models",
+    "list_models": "edgeseq.models",
+    "ModelSpec": "edgeseq.models",
+    "Artifact": "edgeseq.artifact",
+    "Format": "edgeseq.enums",
+    "Precision": "edgeseq.enums",
+    "Tolerance": "edgeseq.parity",
+    "Tolerances": "edgeseq.parity",
+    "ParityResult": "edgeseq.parity",
+    "LatencyResult": "edgeseq.profile",
+    "Report": "edgeseq.report",
+    "Runner": "edgeseq.runner",
+    "EdgeseqError": "edgeseq.errors",
+}
+
+__all__ = ["__version__", *_API]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .api import check, export, load, profile  # noqa: F401
+    from .models import ModelSpec, get_model, list_models  # noqa: F401
+
+
+def __getattr__(name: str):
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edgeseq' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,25 @@
+"""Lazy imports of optional SDKs, so `import edgeseq` stays light and a missing extra names its fix."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from .errors import MissingExtraError
+
+
+def require(module: str, extra: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"{module} is not installed ({exc}); install it with: pip install 'edgeseq[{extra}]'"
+        ) from None
+
+
+def available(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,196 @@
+"""The Python API for app pipelines; the CLI calls exactly these functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from . import formats
+from .artifact import Artifact
+from .enums import Format, Precision
+from .errors import InputError, UnsupportedError
+from .models import ModelSpec, get_model
+from .parity import ParityCase, ParityResult, Tolerances, sweep
+from .profile import LatencyResult, measure
+from .runner import Runner
+
+SUFFIX = {Format.ONNX: ".onnx", Format.TFLITE: ".tflite", Format.TENSORRT: ".engine"}
+
+
+def resolve_spec(
+    model,
+    example_inputs=None,
+    input_names: list[str] | None = None,
+    output_names: list[str] | None = None,
+    dynamic_axes: dict | None = None,
+) -> ModelSpec:
+    """A registered name, a ModelSpec, or any torch.nn.Module with example inputs."""
+    if isinstance(model, (str, ModelSpec)):
+        return get_model(model)
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        if example_inputs is None:
+            raise InputError("exporting a torch.nn.Module needs example_inputs (a tensor, tuple or dict of them)")
+        return ModelSpec.from_module(model, example_inputs, input_names, output_names, dynamic_axes)
+    raise InputError(f"model must be a registered name, a ModelSpec or a torch.nn.Module, not {type(model).__name__}")
+
+
+def artifact_name(spec: ModelSpec, fmt: Format, precision: Precision) -> str:
+    return f"{spec.name}.{precision.value}{SUFFIX[fmt]}"
+
+
+def export(
+    model,
+    format: str | Format = Format.ONNX,
+    *,
+    out_dir: str | Path,
+    precision: str | Precision = Precision.FP32,
+    example_inputs=None,
+    input_names: list[str] | None = None,
+    output_names: list[str] | None = None,
+    dynamic_axes: dict | None = None,
+    weights: str | Path | None = None,
+    opset: int = 17,
+    exporter: str = "torchscript",
+) -> Artifact:
+    """Convert only (no parity, no latency): returns the Artifact written atomically into out_dir."""
+    fmt, precision = Format.parse(format), Precision.parse(precision)
+    if fmt is Format.TORCH:
+        raise UnsupportedError("torch is the reference, not an export format; choose onnx")
+    spec = resolve_spec(model, example_inputs, input_names, output_names, dynamic_axes)
+    module = formats.module_for(fmt)
+    out = Path(out_dir) / artifact_name(spec, fmt, precision)
+    return module.export(spec, out, precision=precision, options=_options(module, opset, exporter), weights=weights)
+
+
+def _options(module, opset: int, exporter: str):
+    if module.__name__.endswith(".onnx"):
+        try:
+            kind = module.OnnxExporter(exporter)
+        except ValueError:
+            raise InputError(f"unknown exporter {exporter!r}; choose torchscript or dynamo") from None
+        return module.OnnxOptions(opset=opset, exporter=kind)
+    return None
+
+
+def load(path: str | Path | Artifact, *, device: str | None = None, threads: int | None = None) -> Runner:
+    """A runner for any artifact file, picked from the file itself (works on any ONNX model, not only ours)."""
+    if isinstance(path, Artifact):
+        path = path.path
+    return formats.runner_for(path, device=device, threads=threads)
+
+
+def parity_feeds(spec: ModelSpec, times: Iterable[int] | None, batches: Iterable[int] | None,
+                 sources: Iterable[str] | None):
+    times = tuple(times) if times else (spec.time_sweep if spec.has_dynamic_time else (spec.default_time,))
+    batches = tuple(batches) if batches else spec.batch_sweep
+    sources = tuple(sources) if sources else spec.sources
+    if not spec.has_dynamic_time and set(times) != {spec.default_time}:
+        raise InputError(f"{spec.name} has a fixed time axis of {spec.default_time}; it cannot be checked at {times}")
+    if any(t < 1 for t in times) or any(b < 1 for b in batches):
+        raise InputError(f"sequence lengths and batch sizes must be >= 1 (got T={times}, batch={batches})")
+    for source in sources:
+        if source not in spec.sources:
+            raise InputError(f"input source {source!r} is not available for {spec.name}; choose from {spec.sources}")
+    seed = 0
+    for t in times:
+        for b in batches:
+            for source in sources:
+                yield b, t, source, spec.example_inputs(batch=b, time=t, source=source, seed=seed)
+                seed += 1
+
+
+def _model_of(runner: Runner, model) -> ModelSpec:
+    if model is not None:
+        return resolve_spec(model)
+    if getattr(runner, "spec", None) is not None:
+        return runner.spec
+    name = getattr(runner, "metadata", {}).get("edgeseq.model") if hasattr(runner, "metadata") else None
+    if not name:
+        raise InputError("this artifact carries no edgeseq model name; say which model it is (--model NAME)")
+    return get_model(name)
+
+
+def check(
+    artifact,
+    model=None,
+    *,
+    weights: str | Path | None = None,
+    precision: str | Precision | None = None,
+    times: Iterable[int] | None = None,
+    batches: Iterable[int] | None = None,
+    sources: Iterable[str] | None = None,
+    tolerances: Tolerances | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    reference: Runner | None = None,
+    artifact_label: str | None = None,
+    on_case: Callable[[ParityCase], None] | None = None,
+) -> ParityResult:
+    """Parity of an artifact (path, Artifact or Runner) against the PyTorch original over a T x batch sweep."""
+    from .formats.torch import reference as torch_reference
+
+    owned = not isinstance(artifact, Runner)
+    runner = load(artifact, device=device, threads=threads) if owned else artifact
+    try:
+        runner.load()
+        spec = _model_of(runner, model)
+        meta = getattr(runner, "metadata", {}) if hasattr(runner, "metadata") else {}
+        precision = Precision.parse(precision or meta.get("edgeseq.precision", "fp32"))
+        feeds = list(parity_feeds(spec, times, batches, sources))
+        ref = reference or torch_reference(spec, weights)
+        notes = []
+        expected_sha = meta.get("edgeseq.weights_sha256")
+        if expected_sha:
+            from .models.weights import state_dict_sha256
+
+            ref.load()
+            if state_dict_sha256(ref.module) != expected_sha:
+                notes.append("the artifact was exported from other weights than the reference (weights sha256 differs)")
+        label = artifact_label or str(getattr(runner, "path", ""))
+        return sweep(ref, runner, ((b, t, s, f) for b, t, s, f in feeds), tolerances or spec.tolerances, precision,
+                     model=spec.name, artifact=label, notes=tuple(notes), on_case=on_case)
+    finally:
+        if owned:
+            runner.close()
+
+
+def profile(
+    artifact,
+    *,
+    model=None,
+    feed: dict[str, np.ndarray] | None = None,
+    shapes: dict[str, tuple[int, ...]] | None = None,
+    batch: int = 1,
+    time: int | None = None,
+    warmup: int = 5,
+    iterations: int = 50,
+    budget_s: float | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    artifact_label: str | None = None,
+) -> LatencyResult:
+    """Latency of any artifact; inputs come from the feed, the model's real-speech examples or --shape sizes."""
+    from .inputs import feed_from_shapes
+
+    owned = not isinstance(artifact, Runner)
+    runner = load(artifact, device=device, threads=threads) if owned else artifact
+    try:
+        runner.load()
+        meta = getattr(runner, "metadata", {}) if hasattr(runner, "metadata") else {}
+        if feed is None and shapes:
+            feed = feed_from_shapes(runner.inputs, shapes)
+        if feed is None and (model is not None or meta.get("edgeseq.model")):
+            spec = _model_of(runner, model)
+            feed = spec.example_inputs(batch=batch, time=time if spec.has_dynamic_time else None)
+        if feed is None:
+            feed = feed_from_shapes(runner.inputs, {})
+        label = artifact_label if artifact_label is not None else str(getattr(runner, "path", ""))
+        return measure(runner, feed, warmup=warmup, iterations=iterations, budget_s=budget_s, artifact=label,
+                       precision=meta.get("edgeseq.precision", "fp32"))
+    finally:
+        if owned:
+            runner.close()

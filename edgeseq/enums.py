@@ -1,0 +1,37 @@
+"""Formats and precisions are enums, never booleans or list positions."""
+
+from __future__ import annotations
+
+import enum
+
+from .errors import UnknownNameError
+
+
+class _Named(str, enum.Enum):
+    @classmethod
+    def parse(cls, value: "str | _Named"):
+        if isinstance(value, cls):
+            return value
+        text = str(value).strip().lower()
+        for member in cls:
+            if member.value == text:
+                return member
+        names = ", ".join(m.value for m in cls)
+        raise UnknownNameError(f"unknown {cls.__name__.lower()} {value!r}; choose one of: {names}")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Format(_Named):
+    TORCH = "torch"
+    ONNX = "onnx"
+    TFLITE = "tflite"
+    TENSORRT = "tensorrt"
+
+
+class Precision(_Named):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8_DYNAMIC = "int8-dynamic"
+    INT8_STATIC = "int8-static"

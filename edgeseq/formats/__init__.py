@@ -1,0 +1,51 @@
+"""One module per format; this file only maps formats to those modules and tells a file's format."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ..enums import Format
+from ..errors import ArtifactError, UnsupportedError
+
+_MODULES = {Format.TORCH: "torch", Format.ONNX: "onnx"}
+_SUFFIXES = {".onnx": Format.ONNX, ".tflite": Format.TFLITE, ".engine": Format.TENSORRT, ".plan": Format.TENSORRT}
+_ONNX_MAGIC_FIELDS = (b"\x08", b"\x12", b"\x1a", b"\x3a")  # ir_version, producer_name, producer_version, graph
+
+
+def module_for(fmt: Format | str):
+    fmt = Format.parse(fmt)
+    name = _MODULES.get(fmt)
+    if name is None:
+        raise UnsupportedError(f"format {fmt.value!r} is not available in this edgeseq build yet")
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def exportable_formats() -> list[Format]:
+    return [f for f in _MODULES if f is not Format.TORCH]
+
+
+def detect_format(path: str | Path) -> Format:
+    """The format of an artifact file, from its suffix, checked against its first bytes where that is cheap."""
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{str(path)!r} does not exist")
+    if not path.is_file():
+        raise ArtifactError(f"{str(path)!r} is a directory, not a model file")
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(_SUFFIXES))
+        raise ArtifactError(f"cannot tell the format of {str(path)!r}: expected a file ending in {known}")
+    if path.stat().st_size == 0:
+        raise ArtifactError(f"{str(path)!r} is empty")
+    if fmt is Format.ONNX:
+        with open(path, "rb") as fh:
+            head = fh.read(1)
+        if head not in _ONNX_MAGIC_FIELDS:
+            raise ArtifactError(f"{str(path)!r} is not an ONNX model (it does not start with an ONNX protobuf field)")
+    return fmt
+
+
+def runner_for(path: str | Path, *, device: str | None = None, threads: int | None = None):
+    fmt = detect_format(path)
+    return module_for(fmt).runner(path, device=device, threads=threads)

@@ -1,0 +1,91 @@
+"""The model registry: reference models by name, each a ModelSpec."""
+
+from __future__ import annotations
+
+from ..errors import UnknownNameError
+from ..tensors import TensorSpec
+from .spec import BATCH, TIME, ModelSpec
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_model(name: "str | ModelSpec") -> ModelSpec:
+    if isinstance(name, ModelSpec):
+        return name
+    _register_builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def list_models() -> list[ModelSpec]:
+    _register_builtins()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def _cbhg_spec(name: str, description: str, cfg, speech_dim: int | None = None) -> ModelSpec:
+    from .cbhg import CBHG
+
+    out_dim = cfg.out_dim or 2 * cfg.gru_hidden
+    return ModelSpec(
+        name=name,
+        description=description,
+        factory=lambda: CBHG(cfg),
+        inputs=(TensorSpec("features", (BATCH, TIME, cfg.in_dim)),),
+        outputs=(TensorSpec("encoded" if cfg.out_dim is None else "spectrogram", (BATCH, TIME, out_dim)),),
+        speech_dim=cfg.in_dim if speech_dim is None else speech_dim,
+        config=cfg.to_dict(),
+    )
+
+
+_BUILTINS_DONE = False
+
+
+def _register_builtins() -> None:
+    global _BUILTINS_DONE
+    if _BUILTINS_DONE:
+        return
+    _BUILTINS_DONE = True
+    from . import cbhg
+    from .seq_cnn import SeqCNN
+
+    register(_cbhg_spec("cbhg", "Tacotron-1 encoder CBHG (K=16 bank of 128, 4 highway, BiGRU 128)", cbhg.CBHG_ENCODER))
+    register(
+        _cbhg_spec(
+            "cbhg-postnet", "Tacotron-1 post-processing CBHG: 80-mel in, 1025 linear bins out", cbhg.CBHG_POSTNET
+        )
+    )
+    register(
+        _cbhg_spec(
+            "cbhg-lite",
+            "CBHG for phones: K=8 separable bank of 64, 2 simplified highway of 64, BiGRU 64",
+            cbhg.CBHG_LITE,
+        )
+    )
+    register(
+        _cbhg_spec(
+            "attention-cbhg", "CBHG + 4-head self-attention (residual + layer norm) before the BiGRU", cbhg.ATTENTION_CBHG
+        )
+    )
+    register(
+        ModelSpec(
+            name="seq-cnn",
+            description="Conv-ReLU-MaxPool-Flatten-Linear-ReLU-Linear-Softmax on 32 frames x 40 mels",
+            factory=SeqCNN,
+            inputs=(TensorSpec("features", (BATCH, 32, 40)),),
+            outputs=(TensorSpec("probabilities", (BATCH, 10)),),
+            speech_dim=40,
+            default_time=32,
+            time_sweep=(32,),
+            config={"n_mels": 40, "frames": 32, "channels": 32, "hidden": 64, "classes": 10},
+        )
+    )
+
+
+__all__ = ["ModelSpec", "get_model", "list_models", "register"]

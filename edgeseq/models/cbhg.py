@@ -1,0 +1,187 @@
+"""The CBHG family (Wang et al. 2017, Tacotron, Table 1), written so that one ONNX export runs at any T.
+
+Every block keeps the time length T explicitly (even kernels and the width-2 pool are cropped back to T), so the
+TorchScript exporter records the crop as a Slice bounded by Shape(x) instead of a constant.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from enum import Enum
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class ConvKind(str, Enum):
+    STANDARD = "standard"
+    SEPARABLE = "separable"  # depthwise k-tap conv + pointwise 1x1: ~k x fewer weights for the bank
+
+
+class HighwayKind(str, Enum):
+    GATED = "gated"  # Srivastava et al.: transform gate is a second FC of the input
+    SIMPLIFIED = "simplified"  # gate is a learned per-channel vector: half the matmuls, no input dependence
+
+
+@dataclass(frozen=True)
+class CBHGConfig:
+    in_dim: int = 128
+    bank_k: int = 16
+    bank_channels: int = 128
+    conv: ConvKind = ConvKind.STANDARD
+    proj_channels: tuple[int, int] = (128, 128)
+    highway_dim: int = 128
+    highway_layers: int = 4
+    highway: HighwayKind = HighwayKind.GATED
+    gru_hidden: int = 128
+    attention_heads: int = 0
+    out_dim: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.proj_channels[-1] != self.in_dim:
+            raise ValueError("the last projection must have in_dim channels for the residual add")
+        if self.attention_heads and self.highway_dim % self.attention_heads:
+            raise ValueError("highway_dim must be divisible by attention_heads")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["conv"] = self.conv.value
+        d["highway"] = self.highway.value
+        d["proj_channels"] = list(self.proj_channels)
+        return d
+
+
+class ConvBN(nn.Module):
+    """conv-k-C (+ batch norm, + optional ReLU) that returns exactly T frames for any kernel size."""
+
+    def __init__(self, c_in: int, c_out: int, k: int, relu: bool, kind: ConvKind = ConvKind.STANDARD):
+        super().__init__()
+        if kind is ConvKind.SEPARABLE:
+            self.conv = nn.Sequential(
+                nn.Conv1d(c_in, c_in, k, padding=k // 2, groups=c_in, bias=False),
+                nn.Conv1d(c_in, c_out, 1, bias=False),
+            )
+        else:
+            self.conv = nn.Conv1d(c_in, c_out, k, padding=k // 2, bias=False)
+        self.bn = nn.BatchNorm1d(c_out)
+        self.act = nn.ReLU() if relu else nn.Identity()
+        self.even = k % 2 == 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if self.even:  # padding k//2 on both sides yields T + 1 frames for even k
+            y = y[:, :, : x.shape[2]]
+        return self.act(self.bn(y))
+
+
+class ConvBank(nn.Module):
+    """K convolutions of widths 1..K over the same input, concatenated on channels."""
+
+    def __init__(self, c_in: int, channels: int, k_max: int, kind: ConvKind):
+        super().__init__()
+        self.convs = nn.ModuleList(ConvBN(c_in, channels, k, relu=True, kind=kind) for k in range(1, k_max + 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([conv(x) for conv in self.convs], dim=1)
+
+
+class SamePool(nn.Module):
+    """Max-pool width 2 stride 1 that keeps T: out[t] = max(x[t], x[t+1]), the last frame pooled with -inf."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool1d(x, kernel_size=2, stride=1, padding=1)[:, :, 1:]
+
+
+class Highway(nn.Module):
+    def __init__(self, dim: int, kind: HighwayKind):
+        super().__init__()
+        self.kind = kind
+        self.h = nn.Linear(dim, dim)
+        if kind is HighwayKind.GATED:
+            self.t = nn.Linear(dim, dim)
+            nn.init.constant_(self.t.bias, -1.0)  # the paper's carry bias: start close to identity
+        else:
+            self.gate = nn.Parameter(torch.full((dim,), -1.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.h(x))
+        t = torch.sigmoid(self.t(x) if self.kind is HighwayKind.GATED else self.gate)
+        return h * t + x * (1.0 - t)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention + residual + layer norm; written out so that batch and T stay symbolic."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t = x.shape[0], x.shape[1]
+        q, k, v = self.qkv(x).reshape(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))
+        y = torch.matmul(torch.softmax(scores, dim=-1), v)
+        y = y.transpose(1, 2).reshape(b, t, self.heads * self.head_dim)
+        return self.norm(x + self.proj(y))
+
+
+class BiGRU(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.rnn = nn.GRU(dim, hidden, batch_first=True, bidirectional=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0]
+
+
+class CBHG(nn.Module):
+    """Input [batch, time, in_dim] -> [batch, time, 2 * gru_hidden] (or out_dim with a final linear)."""
+
+    def __init__(self, cfg: CBHGConfig):
+        super().__init__()
+        self.cfg = cfg
+        bank_out = cfg.bank_k * cfg.bank_channels
+        p0, p1 = cfg.proj_channels
+        self.bank = ConvBank(cfg.in_dim, cfg.bank_channels, cfg.bank_k, cfg.conv)
+        self.pool = SamePool()
+        self.projections = nn.Sequential(
+            ConvBN(bank_out, p0, 3, relu=True, kind=cfg.conv),
+            ConvBN(p0, p1, 3, relu=False, kind=cfg.conv),
+        )
+        self.pre_highway = nn.Linear(cfg.in_dim, cfg.highway_dim) if cfg.in_dim != cfg.highway_dim else nn.Identity()
+        self.highway = nn.Sequential(*(Highway(cfg.highway_dim, cfg.highway) for _ in range(cfg.highway_layers)))
+        self.attention = (
+            SelfAttention(cfg.highway_dim, cfg.attention_heads) if cfg.attention_heads else nn.Identity()
+        )
+        self.gru = BiGRU(cfg.highway_dim, cfg.gru_hidden)
+        self.out = nn.Linear(2 * cfg.gru_hidden, cfg.out_dim) if cfg.out_dim else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.transpose(1, 2)
+        y = self.projections(self.pool(self.bank(y)))
+        y = y.transpose(1, 2) + x
+        y = self.attention(self.highway(self.pre_highway(y)))
+        return self.out(self.gru(y))
+
+    def output_dim(self) -> int:
+        return self.cfg.out_dim or 2 * self.cfg.gru_hidden
+
+
+# The configs the registry serves; README's model table is generated from these.
+CBHG_ENCODER = CBHGConfig()
+CBHG_POSTNET = CBHGConfig(in_dim=80, bank_k=8, proj_channels=(256, 80), out_dim=1025)
+CBHG_LITE = CBHGConfig(
+    bank_k=8,
+    bank_channels=64,
+    conv=ConvKind.SEPARABLE,
+    highway_dim=64,
+    highway_layers=2,
+    highway=HighwayKind.SIMPLIFIED,
+    gru_hidden=64,
+)
+ATTENTION_CBHG = CBHGConfig(attention_heads=4)

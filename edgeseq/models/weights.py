@@ -1,0 +1,70 @@
+"""Checkpoints load without executing code (safetensors, or torch.load(weights_only=True)), and are fingerprinted."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ArtifactError, InputError
+
+
+def state_dict_sha256(module: nn.Module) -> str:
+    """A fingerprint of the weights that does not depend on how they were saved."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"weights file {str(path)!r} does not exist or is not a file")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ArtifactError(f"weights file {str(path)!r} is not a readable safetensors file: {exc}") from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(
+            f"refused to load {str(path)!r}: it is not a plain tensor checkpoint (weights_only=True rejected it: "
+            f"{first}); re-save it as safetensors or as a state dict"
+        ) from None
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise ArtifactError(f"weights file {str(path)!r} is not a readable torch checkpoint: {exc}") from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ArtifactError(f"weights file {str(path)!r} does not hold a state dict of tensors")
+    return obj
+
+
+def load_weights(module: nn.Module, path: str | Path) -> nn.Module:
+    state = read_checkpoint(path)
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise InputError(
+            f"weights {str(path)!r} do not match the model: missing {missing[:3]}{'...' if len(missing) > 3 else ''}"
+            f", unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}"
+        )
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != tuple(own[name].shape):
+            raise InputError(
+                f"weights {str(path)!r}: {name} has shape {tuple(tensor.shape)}, model expects {tuple(own[name].shape)}"
+            )
+    module.load_state_dict(state, strict=True)
+    return module

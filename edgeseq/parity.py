@@ -1,0 +1,227 @@
+"""Parity: compare a runner's outputs with the PyTorch original, case by case, against precision-keyed tolerances.
+
+Everything here is numpy only; the sweep talks to runners through load / infer / close and nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Callable, Iterable
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .runner import Runner
+
+SNR_CAP_DB = 200.0  # an exact match has infinite SNR; JSON holds this cap instead
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rel_l2: float
+    max_abs: float | None = None
+    min_cosine: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Tolerances keyed by precision, then optionally overridden per output name."""
+
+    by_precision: dict[str, Tolerance]
+    per_output: dict[str, dict[str, Tolerance]] = field(default_factory=dict)
+
+    def get(self, precision: str, output: str) -> Tolerance:
+        precision = str(precision)
+        override = self.per_output.get(precision, {}).get(output)
+        if override is not None:
+            return override
+        if precision not in self.by_precision:
+            raise KeyError(f"no tolerance for precision {precision!r}")
+        return self.by_precision[precision]
+
+    def with_rel_l2(self, precision: str, rel_l2: float) -> "Tolerances":
+        table = dict(self.by_precision)
+        table[str(precision)] = Tolerance(rel_l2=rel_l2)
+        return Tolerances(table, self.per_output)
+
+
+# Starting points from the spine issue; the quantization work re-derives them from measured errors.
+DEFAULT_TOLERANCES = Tolerances(
+    {
+        "fp32": Tolerance(rel_l2=1e-5),
+        "fp16": Tolerance(rel_l2=1e-3),
+        "int8-dynamic": Tolerance(rel_l2=1e-2),
+        "int8-static": Tolerance(rel_l2=1e-2),
+    }
+)
+
+
+@dataclass(frozen=True)
+class OutputError:
+    output: str
+    max_abs: float
+    rel_l2: float
+    cosine: float
+    snr_db: float
+    tolerance: Tolerance
+    passed: bool
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["tolerance"] = self.tolerance.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "OutputError":
+        return cls(**{**d, "tolerance": Tolerance(**d["tolerance"])})
+
+
+def compare(output: str, reference: np.ndarray, actual: np.ndarray, tol: Tolerance) -> OutputError:
+    """max abs, relative L2, cosine and SNR; NaN/Inf or a shape change is a failure with that reason."""
+    nan = float("nan")
+    reference = np.asarray(reference, dtype=np.float64)
+    actual = np.asarray(actual)
+    if reference.shape != actual.shape:
+        reason = f"shape {list(actual.shape)} != reference {list(reference.shape)}"
+        return OutputError(output, nan, nan, nan, nan, tol, False, reason)
+    if not np.isfinite(actual).all():
+        bad = int((~np.isfinite(actual)).sum())
+        return OutputError(output, nan, nan, nan, nan, tol, False, f"{bad} non-finite values (NaN/Inf)")
+    actual = actual.astype(np.float64)
+    diff = actual - reference
+    max_abs = float(np.abs(diff).max()) if diff.size else 0.0
+    ref_norm, act_norm, err_norm = (float(np.linalg.norm(v)) for v in (reference, actual, diff))
+    rel_l2 = err_norm / ref_norm if ref_norm > 0 else (0.0 if err_norm == 0 else math.inf)
+    if ref_norm > 0 and act_norm > 0:
+        cosine = float(np.dot(reference.ravel(), actual.ravel()) / (ref_norm * act_norm))
+    else:
+        cosine = 1.0 if ref_norm == act_norm else 0.0
+    snr_db = SNR_CAP_DB if err_norm == 0 else min(SNR_CAP_DB, 20.0 * math.log10(max(ref_norm, 1e-300) / err_norm))
+    reasons = []
+    if not rel_l2 <= tol.rel_l2:
+        reasons.append(f"rel_l2 {rel_l2:.3g} > {tol.rel_l2:.3g}")
+    if tol.max_abs is not None and not max_abs <= tol.max_abs:
+        reasons.append(f"max_abs {max_abs:.3g} > {tol.max_abs:.3g}")
+    if tol.min_cosine is not None and not cosine >= tol.min_cosine:
+        reasons.append(f"cosine {cosine:.6f} < {tol.min_cosine}")
+    return OutputError(output, max_abs, rel_l2, cosine, snr_db, tol, not reasons, "; ".join(reasons))
+
+
+@dataclass(frozen=True)
+class ParityCase:
+    batch: int
+    time: int
+    source: str
+    outputs: tuple[OutputError, ...]
+    error: str = ""  # the runner refused or crashed on this case
+
+    @property
+    def passed(self) -> bool:
+        return not self.error and all(o.passed for o in self.outputs)
+
+    def to_dict(self) -> dict:
+        return {
+            "batch": self.batch,
+            "time": self.time,
+            "source": self.source,
+            "passed": self.passed,
+            "error": self.error,
+            "outputs": [o.to_dict() for o in self.outputs],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ParityCase":
+        outs = tuple(OutputError.from_dict(o) for o in d["outputs"])
+        return cls(d["batch"], d["time"], d["source"], outs, d.get("error", ""))
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    model: str
+    runtime: str
+    precision: str
+    artifact: str
+    cases: tuple[ParityCase, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.cases) and all(c.passed for c in self.cases)
+
+    @property
+    def worst(self) -> OutputError | None:
+        errors = [o for c in self.cases for o in c.outputs]
+        if not errors:
+            return None
+        return max(errors, key=lambda o: (not o.passed, o.rel_l2 if o.rel_l2 == o.rel_l2 else math.inf))
+
+    @property
+    def failures(self) -> list[str]:
+        out = []
+        for c in self.cases:
+            where = f"batch={c.batch} T={c.time} {c.source}"
+            if c.error:
+                out.append(f"{where}: {c.error}")
+            out += [f"{where} {o.output}: {o.reason}" for o in c.outputs if not o.passed]
+        return out
+
+    def to_dict(self) -> dict:
+        worst = self.worst
+        return {
+            "model": self.model,
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "artifact": self.artifact,
+            "passed": self.passed,
+            "worst": worst.to_dict() if worst else None,
+            "notes": list(self.notes),
+            "cases": [c.to_dict() for c in self.cases],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ParityResult":
+        cases = tuple(ParityCase.from_dict(c) for c in d["cases"])
+        return cls(d["model"], d["runtime"], d["precision"], d["artifact"], cases, tuple(d.get("notes", ())))
+
+
+def sweep(
+    reference: "Runner",
+    candidate: "Runner",
+    feeds: Iterable[tuple[int, int, str, dict[str, np.ndarray]]],
+    tolerances: Tolerances,
+    precision: str,
+    *,
+    model: str,
+    artifact: str,
+    notes: tuple[str, ...] = (),
+    on_case: Callable[[ParityCase], None] | None = None,
+) -> ParityResult:
+    """Run both runners on each (batch, time, source, feed) and compare every output by name."""
+    from .errors import EdgeseqError
+
+    cases = []
+    for batch, time, source, feed in feeds:
+        expected = reference.infer(feed)
+        try:
+            got = candidate.infer(feed)
+        except EdgeseqError as exc:
+            case = ParityCase(batch, time, source, (), error=str(exc))
+        else:
+            outs = []
+            for name, ref in expected.items():
+                tol = tolerances.get(precision, name)
+                if name not in got:
+                    nan = float("nan")
+                    outs.append(OutputError(name, nan, nan, nan, nan, tol, False, "output missing"))
+                else:
+                    outs.append(compare(name, ref, got[name], tol))
+            case = ParityCase(batch, time, source, tuple(outs))
+        cases.append(case)
+        if on_case:
+            on_case(case)
+    return ParityResult(model, candidate.runtime, str(precision), artifact, tuple(cases), notes)

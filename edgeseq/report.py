@@ -1,0 +1,179 @@
+"""Report: JSON is the source of truth; Markdown and terminal tables are rendered from the JSON, never live objects."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .artifact import Artifact, write_text_atomic
+from .errors import ArtifactError
+from .parity import ParityResult
+from .profile import LatencyResult
+
+SCHEMA = "edgeseq.report/1"
+
+
+@dataclass(frozen=True)
+class Report:
+    model: dict
+    environment: dict
+    artifacts: tuple[Artifact, ...] = ()
+    parity: tuple[ParityResult, ...] = ()
+    latency: tuple[LatencyResult, ...] = ()
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+    @property
+    def passed(self) -> bool:
+        return all(p.passed for p in self.parity)
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": SCHEMA,
+            "created": self.created,
+            "passed": self.passed,
+            "model": self.model,
+            "environment": self.environment,
+            "artifacts": [a.to_dict() for a in self.artifacts],
+            "parity": [p.to_dict() for p in self.parity],
+            "latency": [lat.to_dict() for lat in self.latency],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Report":
+        return cls(
+            model=d["model"],
+            environment=d["environment"],
+            artifacts=tuple(Artifact.from_dict(a) for a in d.get("artifacts", ())),
+            parity=tuple(ParityResult.from_dict(p) for p in d.get("parity", ())),
+            latency=tuple(LatencyResult.from_dict(x) for x in d.get("latency", ())),
+            created=d.get("created", ""),
+        )
+
+    def save(self, path: str | Path) -> None:
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n")
+
+
+def load_report(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"cannot read report {str(path)!r}: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ArtifactError(f"{str(path)!r} is not an edgeseq report (schema {SCHEMA!r} expected)")
+    try:
+        Report.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"report {str(path)!r} is malformed: {exc!r}") from None
+    return data
+
+
+# ---- rendering (from the JSON dict) -------------------------------------------------------------------------------
+
+COLUMNS = ("format", "precision", "runtime", "parity", "rel L2 (worst)", "max abs", "cosine", "SNR dB",
+           "p50 ms", "p90 ms", "x torch eager", "size")
+
+
+def _fmt(value, spec: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and value != value:
+        return "nan"
+    return format(value, spec)
+
+
+def _size(n: int | None) -> str:
+    if not n:
+        return "-"
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def matrix_rows(report: dict) -> list[dict[str, str]]:
+    """One row per (artifact or reference) x runtime, joining parity and latency by runtime + artifact."""
+    lat_by_key = {(x["runtime"], x["artifact"]): x for x in report["latency"]}
+    fmt_by_path = {a["path"]: a for a in report["artifacts"]}
+    base = next((x for x in report["latency"] if x["runtime"] == "torch-cpu" and not x["artifact"]), None)
+    rows, seen = [], set()
+    keys = [(p["runtime"], p["artifact"]) for p in report["parity"]]
+    keys += [k for k in lat_by_key if k not in keys]
+    parity_by_key = {(p["runtime"], p["artifact"]): p for p in report["parity"]}
+    for key in keys:
+        if key in seen:
+            continue
+        seen.add(key)
+        runtime, path = key
+        par, lat, art = parity_by_key.get(key), lat_by_key.get(key), fmt_by_path.get(path)
+        worst = (par or {}).get("worst") or {}
+        speed = base["p50_ms"] / lat["p50_ms"] if (base and lat and lat["p50_ms"]) else None
+        rows.append(
+            {
+                "format": art["format"] if art else ("torch" if runtime.startswith("torch") else "?"),
+                "precision": (art or par or lat or {}).get("precision", "fp32"),
+                "runtime": runtime,
+                "parity": ("PASS" if par["passed"] else "FAIL") if par else "reference",
+                "rel L2 (worst)": _fmt(worst.get("rel_l2"), ".2e"),
+                "max abs": _fmt(worst.get("max_abs"), ".2e"),
+                "cosine": _fmt(worst.get("cosine"), ".7f"),
+                "SNR dB": _fmt(worst.get("snr_db"), ".1f"),
+                "p50 ms": _fmt(lat["p50_ms"] if lat else None, ".2f"),
+                "p90 ms": _fmt(lat["p90_ms"] if lat else None, ".2f"),
+                "x torch eager": _fmt(speed, ".2f"),
+                "size": _size(art["size_bytes"] if art else None),
+            }
+        )
+    return rows
+
+
+def render_markdown(report: dict) -> str:
+    model, env = report["model"], report["environment"]
+    lat = report["latency"][0] if report["latency"] else None
+    lines = [
+        f"# edgeseq report: {model['name']}",
+        "",
+        f"{'PASSED' if report['passed'] else 'FAILED'} - {model.get('parameters', '?'):,} parameters, "
+        f"{model.get('flops_at_default_time', 0) / 1e9:.3f} GFLOP at T={model.get('default_time')}; "
+        f"{env['cpu']} ({env['cpu_count']} cores), python {env['python']}, "
+        + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
+        "",
+    ]
+    if lat:
+        lines += [f"Latency at batch={lat['batch']}, T={lat['time']}, threads={lat['threads'] or 'default'}; "
+                  "parity against the PyTorch fp32 original over every case below.", ""]
+    rows = matrix_rows(report)
+    lines.append("| " + " | ".join(COLUMNS) + " |")
+    lines.append("|" + "|".join("---" for _ in COLUMNS) + "|")
+    lines += ["| " + " | ".join(r[c] for c in COLUMNS) + " |" for r in rows]
+    for par in report["parity"]:
+        cases = par["cases"]
+        shapes = sorted({(c["batch"], c["time"]) for c in cases})
+        lines += ["", f"**{par['runtime']}** on `{Path(par['artifact']).name}`: {len(cases)} cases "
+                  f"(batch x T: {', '.join(f'{b}x{t}' for b, t in shapes)}; inputs: "
+                  f"{', '.join(sorted({c['source'] for c in cases}))})"]
+        failures = [c for c in cases if not c["passed"]]
+        for c in failures[:10]:
+            why = c["error"] or "; ".join(f"{o['output']}: {o['reason']}" for o in c["outputs"] if not o["passed"])
+            lines.append(f"- FAIL batch={c['batch']} T={c['time']} {c['source']}: {why}")
+        for note in par.get("notes", []):
+            lines.append(f"- note: {note}")
+    if report["artifacts"]:
+        lines += ["", "| artifact | sha256 | size | exporter | export s |", "|---|---|---|---|---|"]
+        for a in report["artifacts"]:
+            lines.append(f"| `{Path(a['path']).name}` | `{a['sha256'][:16]}` | {_size(a['size_bytes'])} | "
+                         f"{a['exporter']} | {a['export_seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def print_table(report: dict, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=f"edgeseq: {report['model']['name']}", show_lines=False)
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col in ("format", "precision", "runtime") else "right")
+    for row in matrix_rows(report):
+        style = "red" if row["parity"] == "FAIL" else None
+        table.add_row(*(row[c] for c in COLUMNS), style=style)
+    console.print(table)

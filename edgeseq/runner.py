@@ -1,0 +1,86 @@
+"""Runner: the one interface the parity harness and the profiler talk to (load / infer / close)."""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+import numpy as np
+
+from .enums import Format
+from .tensors import TensorSpec, validate_feed
+
+
+class Runner(abc.ABC):
+    """Cheap to construct; heavy work happens in load(). Usable as a context manager.
+
+    infer() validates the feed (names, dtypes, fixed dims, finite values) before the runtime sees it, so a bad
+    feed is one InputError line for every format alike.
+    """
+
+    format: ClassVar[Format]
+
+    def __init__(self, *, device: str | None = None, threads: int | None = None):
+        if threads is not None and threads < 1:
+            from .errors import InputError
+
+            raise InputError(f"threads must be >= 1, got {threads}")
+        self.device = device or "cpu"
+        self.threads = threads
+        self._loaded = False
+        self._inputs: tuple[TensorSpec, ...] = ()
+        self._outputs: tuple[str, ...] = ()
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------------
+    def load(self) -> "Runner":
+        if not self._loaded:
+            self._inputs, self._outputs = self._load()
+            self._loaded = True
+        return self
+
+    def close(self) -> None:
+        if self._loaded:
+            self._close()
+            self._loaded = False
+
+    def __enter__(self) -> "Runner":
+        return self.load()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- use ---------------------------------------------------------------------------------------------------
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        self.load()
+        return self._inputs
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        self.load()
+        return self._outputs
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.load()
+        return self._infer(validate_feed(self._inputs, feed))
+
+    def synchronize(self) -> None:
+        """Wait for queued device work; a no-op on CPU runtimes."""
+
+    @property
+    @abc.abstractmethod
+    def runtime(self) -> str:
+        """Name of the runtime + device as shown in reports, e.g. 'onnxruntime-cpu'."""
+
+    def describe(self) -> dict:
+        return {"runtime": self.runtime, "format": self.format.value, "device": self.device, "threads": self.threads}
+
+    # ---- per format --------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _load(self) -> tuple[tuple[TensorSpec, ...], tuple[str, ...]]: ...
+
+    @abc.abstractmethod
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def _close(self) -> None:
+        pass
