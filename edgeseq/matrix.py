@@ -57,8 +57,9 @@ def run_matrix(
         raise InputError("give at least one format and one precision")
     if Format.TORCH in fmts:
         raise InputError("torch is the reference every format is compared with; it is always in the matrix")
-    for fmt in fmts:
-        formats.module_for(fmt)  # unknown / unavailable formats fail before anything is written
+    for fmt in fmts:  # unknown formats and unsupported precisions fail before anything is written
+        for prec in precs:
+            formats.module_for(fmt).check_precision(prec)
     spec = api.resolve_spec(model)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():

@@ -96,7 +96,8 @@ def matrix_rows(report: dict) -> list[dict[str, str]]:
     fmt_by_path = {a["path"]: a for a in report["artifacts"]}
     base = next((x for x in report["latency"] if x["runtime"] == "torch-cpu" and not x["artifact"]), None)
     rows, seen = [], set()
-    keys = [(p["runtime"], p["artifact"]) for p in report["parity"]]
+    keys = [k for k in lat_by_key if not k[1]]  # the PyTorch rows first: they are the baseline
+    keys += [(p["runtime"], p["artifact"]) for p in report["parity"]]
     keys += [k for k in lat_by_key if k not in keys]
     parity_by_key = {(p["runtime"], p["artifact"]): p for p in report["parity"]}
     for key in keys:
@@ -165,15 +166,19 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+TERMINAL_COLUMNS = ("format", "precision", "runtime", "parity", "rel L2 (worst)", "max abs", "p50 ms",
+                    "x torch eager", "size")
+
+
 def print_table(report: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
     table = Table(title=f"edgeseq: {report['model']['name']}", show_lines=False)
-    for col in COLUMNS:
-        table.add_column(col, justify="left" if col in ("format", "precision", "runtime") else "right")
+    for col in TERMINAL_COLUMNS:
+        table.add_column(col, no_wrap=True, justify="left" if col in ("format", "precision", "runtime") else "right")
     for row in matrix_rows(report):
         style = "red" if row["parity"] == "FAIL" else None
-        table.add_row(*(row[c] for c in COLUMNS), style=style)
+        table.add_row(*(row[c] for c in TERMINAL_COLUMNS), style=style)
     console.print(table)

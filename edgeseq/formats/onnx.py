@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import re
 import time
 import warnings
 from contextlib import redirect_stdout
@@ -30,6 +32,7 @@ from ..tensors import TensorSpec
 
 EXTRA = "onnx"
 PROBE_BATCH, PROBE_TIME = 3, 50
+PRECISIONS = (Precision.FP32,)  # fp16 / int8 arrive with the quantization work
 _EXPORT_BATCH, _EXPORT_TIME = 2, 37  # export-time example: neither 1 nor a sweep value, so nothing gets baked in
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -66,8 +69,7 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Onn
 
     onnx = require("onnx", EXTRA)
     precision = Precision.parse(precision)
-    if precision is not Precision.FP32:
-        raise UnsupportedError(f"ONNX export at {precision.value} is not implemented yet (fp32 only in this build)")
+    check_precision(precision)
     if not 13 <= options.opset <= 23:
         raise UnsupportedError(f"opset {options.opset} is outside the range this exporter supports (13..23)")
     from ..models.weights import state_dict_sha256
@@ -108,12 +110,21 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Onn
     )
 
 
+def check_precision(precision: Precision) -> None:
+    if precision not in PRECISIONS:
+        have = ", ".join(p.value for p in PRECISIONS)
+        raise UnsupportedError(f"ONNX export at {precision.value} is not available in this build (it has: {have})")
+
+
 def _torch_export(torch, module, args, path: Path, spec, options: OnnxOptions) -> None:
     kwargs = dict(
         input_names=spec.input_names,
         output_names=spec.output_names,
         opset_version=options.opset,
     )
+    torch_onnx_log = logging.getLogger("torch.onnx")
+    level = torch_onnx_log.level
+    torch_onnx_log.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")  # deprecation + tracer warnings: the shape probe below is the real check
@@ -126,8 +137,22 @@ def _torch_export(torch, module, args, path: Path, spec, options: OnnxOptions) -
                 require("onnxscript", EXTRA)
                 torch.onnx.export(module, args, str(path), dynamo=True, dynamic_axes=spec.dynamic_axes, **kwargs)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ExportError(f"torch.onnx.export ({options.exporter.value}) failed for {spec.name}: {first}") from None
+        raise ExportError(f"torch.onnx.export ({options.exporter.value}) failed for {spec.name}: {_why(exc)}") from None
+    finally:
+        torch_onnx_log.setLevel(level)
+
+
+def _why(exc: Exception) -> str:
+    """The informative line of a converter error (torch.export buries it under a generic preamble)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    for cause in (exc.__cause__,) if exc.__cause__ else ():
+        text += "\n" + str(cause)
+    specialized = re.search(r"inferred a static shape of (\d+) for dimension ([^\s]+)", text)
+    if specialized:
+        return (f"torch.export specialized a dynamic axis ({specialized.group(2).rstrip('.')} fixed to "
+                f"{specialized.group(1)}); use the torchscript exporter, which keeps it dynamic")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 def _simplify(model):
@@ -173,7 +198,9 @@ def _probe_dynamic_shapes(path: Path, spec) -> None:
     batch = PROBE_BATCH if dynamic_batch else 1
     feed = spec.example_inputs(batch=batch, time=PROBE_TIME if spec.has_dynamic_time else None, source="random")
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        quiet = ort.SessionOptions()
+        quiet.log_severity_level = 4
+        session = ort.InferenceSession(str(path), sess_options=quiet, providers=["CPUExecutionProvider"])
         outs = session.run(None, feed)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

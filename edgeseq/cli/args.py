@@ -1,0 +1,36 @@
+"""Argument groups shared by the commands, so the same flag means the same thing everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import InputError
+
+Threads = Annotated[Optional[int], typer.Option("--threads", "-t", min=1, help="Intra-op threads (default: runtime's).")]
+Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or tensorrt (default: best available).")]
+Weights = Annotated[
+    Optional[Path], typer.Option("--weights", help="Checkpoint: .safetensors or a torch state dict (weights_only).")
+]
+Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Registered model name (see `edgeseq models`).")]
+Times = Annotated[
+    Optional[str], typer.Option("--times", help="Sequence lengths to check, e.g. 1,7,50,200,1000 (default: model's).")
+]
+Batches = Annotated[Optional[str], typer.Option("--batches", help="Batch sizes to check, e.g. 1,3 (default: model's).")]
+Warmup = Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs before timing.")]
+Iterations = Annotated[int, typer.Option("--iterations", "-n", min=1, help="Timed runs.")]
+JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Also write the result as JSON to this file.")]
+
+
+def int_list(text: str | None, what: str) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise InputError(f"--{what} must be comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise InputError(f"--{what} must list integers >= 1, got {text!r}")
+    return values
