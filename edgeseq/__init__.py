@@ -26,7 +26,7 @@ _API = {
     "Tolerance": "edgeseq.parity",
     "Tolerances": "edgeseq.parity",
     "ParityResult": "edgeseq.parity",
-    "LatencyResult": "edgeseq.profile",
+    "LatencyResult": "edgeseq.latency",
     "Report": "edgeseq.report",
     "Runner": "edgeseq.runner",
     "EdgeseqError": "edgeseq.errors",

@@ -13,7 +13,7 @@ from .enums import Format, Precision
 from .errors import InputError, UnsupportedError
 from .models import ModelSpec, get_model
 from .parity import ParityCase, ParityResult, Tolerances, sweep
-from .profile import LatencyResult, measure
+from .latency import LatencyResult, measure
 from .runner import Runner
 
 SUFFIX = {Format.ONNX: ".onnx", Format.TFLITE: ".tflite", Format.TENSORRT: ".engine"}

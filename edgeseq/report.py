@@ -10,7 +10,7 @@ from pathlib import Path
 from .artifact import Artifact, write_text_atomic
 from .errors import ArtifactError
 from .parity import ParityResult
-from .profile import LatencyResult
+from .latency import LatencyResult
 
 SCHEMA = "edgeseq.report/1"
 

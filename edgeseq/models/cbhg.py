@@ -1,7 +1,7 @@
 """The CBHG family (Wang et al. 2017, Tacotron, Table 1), written so that one ONNX export runs at any T.
 
-Every block keeps the time length T explicitly (even kernels and the width-2 pool are cropped back to T), so the
-TorchScript exporter records the crop as a Slice bounded by Shape(x) instead of a constant.
+Every block keeps the time length T (even kernels use 'same' padding, the width-2 pool is cropped back to T with a
+slice that the TorchScript exporter bounds by Shape(x), not by a constant), so one export runs at any T.
 """
 
 from __future__ import annotations
@@ -54,26 +54,26 @@ class CBHGConfig:
 
 
 class ConvBN(nn.Module):
-    """conv-k-C (+ batch norm, + optional ReLU) that returns exactly T frames for any kernel size."""
+    """conv-k-C (+ batch norm, + optional ReLU) that returns exactly T frames for any kernel size.
+
+    padding='same' pads an even kernel asymmetrically, so the conv itself yields T frames and the batch norm
+    follows it directly (foldable into the conv by ONNX simplifiers; a crop in between would block that).
+    """
 
     def __init__(self, c_in: int, c_out: int, k: int, relu: bool, kind: ConvKind = ConvKind.STANDARD):
         super().__init__()
         if kind is ConvKind.SEPARABLE:
             self.conv = nn.Sequential(
-                nn.Conv1d(c_in, c_in, k, padding=k // 2, groups=c_in, bias=False),
+                nn.Conv1d(c_in, c_in, k, padding="same", groups=c_in, bias=False),
                 nn.Conv1d(c_in, c_out, 1, bias=False),
             )
         else:
-            self.conv = nn.Conv1d(c_in, c_out, k, padding=k // 2, bias=False)
+            self.conv = nn.Conv1d(c_in, c_out, k, padding="same", bias=False)
         self.bn = nn.BatchNorm1d(c_out)
         self.act = nn.ReLU() if relu else nn.Identity()
-        self.even = k % 2 == 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
-        if self.even:  # padding k//2 on both sides yields T + 1 frames for even k
-            y = y[:, :, : x.shape[2]]
-        return self.act(self.bn(y))
+        return self.act(self.bn(self.conv(x)))
 
 
 class ConvBank(nn.Module):

@@ -15,6 +15,7 @@ from .cbhg import SelfAttention
 
 def _conv1d(m: nn.Conv1d, inp, out) -> int:
     batch, c_out, t_out = out.shape
+    t_out = min(t_out, inp[0].shape[-1])  # an even kernel's extra frame is cropped away: not useful work
     return 2 * (m.in_channels // m.groups) * m.kernel_size[0] * c_out * t_out * batch
 
 

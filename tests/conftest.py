@@ -1,0 +1,36 @@
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import edgeseq
+
+
+@pytest.fixture(scope="session")
+def lite_onnx(tmp_path_factory):
+    """One cbhg-lite ONNX export shared by the runner / parity / CLI tests (exporting takes about a second)."""
+    out = tmp_path_factory.mktemp("lite")
+    return edgeseq.export("cbhg-lite", "onnx", out_dir=out)
+
+
+@pytest.fixture
+def run_cli():
+    """Run the real `edgeseq` entry point in a subprocess: exit codes and stderr as a user sees them."""
+
+    def run(*args, cwd=None, timeout=600):
+        exe = shutil.which("edgeseq")
+        cmd = [exe, *args] if exe else [sys.executable, "-m", "edgeseq", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout,
+                              env={**__import__("os").environ, "COLUMNS": "200"})
+
+    return run
+
+
+def assert_one_line_error(proc, code=2):
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error:"), lines[0]
+    return lines[0]

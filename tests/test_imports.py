@@ -1,0 +1,46 @@
+"""`import edgeseq` stays light, and every module imports without any optional SDK being pulled in."""
+
+import json
+import pkgutil
+import subprocess
+import sys
+
+import edgeseq
+
+OPTIONAL = ("onnx", "onnxruntime", "onnxslim", "onnxscript", "tensorrt", "ai_edge_litert", "tensorflow", "litert_torch")
+
+
+def _imported_after(code: str) -> set[str]:
+    probe = f"import sys, json\n{code}\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return set(json.loads(out.strip().splitlines()[-1]))
+
+
+def test_import_edgeseq_imports_nothing_heavy():
+    mods = _imported_after("import edgeseq")
+    assert not {"torch", "numpy", *OPTIONAL} & mods
+
+
+def test_every_module_imports_without_optional_sdks():
+    names = [m.name for m in pkgutil.walk_packages(edgeseq.__path__, "edgeseq.") if not m.name.endswith("__main__")]
+    assert "edgeseq.formats.onnx" in names and "edgeseq.cli.main" in names
+    mods = _imported_after("\n".join(f"import {n}" for n in names))
+    assert not set(OPTIONAL) & mods, set(OPTIONAL) & mods
+
+
+def test_lazy_api_names_resolve():
+    for name in edgeseq.__all__:
+        assert getattr(edgeseq, name) is not None
+
+
+def test_missing_extra_names_the_pip_command(monkeypatch):
+    from edgeseq._lazy import require
+    from edgeseq.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # simulates the package being absent
+    try:
+        require("onnxruntime", "onnx")
+    except MissingExtraError as exc:
+        assert "pip install 'edgeseq[onnx]'" in str(exc)
+    else:
+        raise AssertionError("require() did not raise for a missing module")
