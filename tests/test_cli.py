@@ -1,0 +1,92 @@
+"""The `edgeseq` command as a user runs it: tables, files, exit codes 0 / 1 / 2 and one-line errors."""
+
+import json
+
+import pytest
+from conftest import assert_one_line_error
+from test_parity import corrupt
+
+
+def test_models_lists_parameters_and_flops(run_cli):
+    proc = run_cli("models", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    assert set(rows) == {"cbhg", "cbhg-postnet", "cbhg-lite", "attention-cbhg", "seq-cnn"}
+    assert 3.3e6 < rows["cbhg"]["parameters"] < 3.5e6
+    assert rows["cbhg"]["flops_at_default_time"] > 1.3e9
+    table = run_cli("models")
+    assert table.returncode == 0 and "cbhg-lite" in table.stdout and "@ 200" in table.stdout
+
+
+def test_export_runs_the_matrix_and_exits_0(run_cli, tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli("export", "cbhg-lite", "--out", str(out), "--times", "1,7,50", "--batches", "1,3", "-n", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert "onnxruntime-cpu" in proc.stdout and "PASS" in proc.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["passed"] and len(report["parity"][0]["cases"]) == 12
+    assert (out / "report.md").exists() and (out / "cbhg-lite.fp32.onnx").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging leftovers
+
+
+def test_check_passes_then_fails_on_a_corrupted_artifact(run_cli, lite_onnx, tmp_path):
+    ok = run_cli("check", lite_onnx.path, "--times", "7,50", "--json", str(tmp_path / "p.json"))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("PASS cbhg-lite on onnxruntime-cpu")
+    assert json.loads((tmp_path / "p.json").read_text())["passed"] is True
+    bad = tmp_path / "bad.onnx"
+    corrupt(lite_onnx.path, bad)
+    fail = run_cli("check", str(bad), "--model", "cbhg-lite", "--times", "7")
+    assert fail.returncode == 1
+    assert fail.stdout.startswith("FAIL") and "rel_l2" in fail.stderr and "Traceback" not in fail.stderr
+
+
+def test_profile_prints_latency(run_cli, lite_onnx, tmp_path):
+    proc = run_cli("profile", lite_onnx.path, "--time", "80", "-n", "5", "--json", str(tmp_path / "l.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert "p50" in proc.stdout and "RTF" in proc.stdout
+    assert json.loads((tmp_path / "l.json").read_text())["time"] == 80
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["export", "nope"], "unknown model 'nope'"),
+        (["export", "cbhg-lite", "--format", "pdf"], "unknown format 'pdf'"),
+        (["export", "cbhg-lite", "--precision", "int3"], "unknown precision 'int3'"),
+        (["export", "cbhg-lite", "--precision", "fp16"], "not available in this build"),
+        (["export", "cbhg-lite", "--times", "1,x"], "--times must be"),
+        (["export", "cbhg-lite", "--times", "0"], "--times must"),
+        (["export", "cbhg-lite", "--weights", "/nonexistent.pt"], "does not exist"),
+        (["export", "seq-cnn", "--times", "7"], "fixed time axis"),
+    ],
+)
+def test_bad_export_input_is_one_line_and_writes_nothing(run_cli, tmp_path, argv, message):
+    out = tmp_path / "out"
+    line = assert_one_line_error(run_cli(*argv, "--out", str(out)))
+    assert message in line
+    assert not out.exists()
+
+
+def test_bad_files_for_check_and_profile(run_cli, tmp_path, lite_onnx):
+    garbage = tmp_path / "g.onnx"
+    garbage.write_bytes(b"\x08garbage")
+    assert "cannot load" in assert_one_line_error(run_cli("check", str(garbage), "--model", "cbhg"))
+    assert "does not exist" in assert_one_line_error(run_cli("profile", str(tmp_path / "none.onnx")))
+    assert "directory" in assert_one_line_error(run_cli("profile", str(tmp_path)))
+    assert "bad --shape" in assert_one_line_error(run_cli("profile", lite_onnx.path, "--shape", "features=1by2"))
+    assert "unknown model" in assert_one_line_error(run_cli("check", lite_onnx.path, "--model", "nope"))
+
+
+def test_profile_shape_for_free_dimensions(run_cli, lite_onnx):
+    proc = run_cli("profile", lite_onnx.path, "--shape", "features=2x33x128", "-n", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "batch=2 T=33" in proc.stdout
+    line = assert_one_line_error(run_cli("profile", lite_onnx.path, "--shape", "features=2x33x7"))
+    assert "does not fit" in line
+
+
+def test_usage_errors_exit_2(run_cli):
+    proc = run_cli("export")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert run_cli("--version").stdout.startswith("edgeseq ")

@@ -1,0 +1,30 @@
+"""Every script in examples/ runs as documented."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run(script, *args, cwd):
+    return subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+def test_every_example_has_a_test():
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == ["embed_in_app.py", "export_cbhg.py"]
+
+
+def test_export_cbhg(tmp_path):
+    proc = run("export_cbhg.py", "--model", "cbhg-lite", "--out", str(tmp_path / "o"), "--times", "1,50", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "parity PASS: 8 cases" in proc.stdout and "p50" in proc.stdout
+    assert (tmp_path / "o" / "cbhg-lite.fp32.onnx").exists()
+
+
+def test_embed_in_app(tmp_path, lite_onnx):
+    proc = run("embed_in_app.py", "--artifact", lite_onnx.path, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 4 and lines[0].startswith("speech_0: 225 frames")

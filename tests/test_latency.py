@@ -1,0 +1,61 @@
+import time
+
+import numpy as np
+import pytest
+
+import edgeseq
+from edgeseq.errors import InputError
+from edgeseq.latency import FRAMES_PER_SECOND, LatencyResult, measure
+from edgeseq.runner import Runner
+from edgeseq.tensors import TensorSpec
+
+
+class SleepRunner(Runner):
+    """A runner with a known cost, to check the statistics rather than a real runtime."""
+
+    format = edgeseq.Format.ONNX
+
+    def __init__(self, ms):
+        super().__init__(threads=1)
+        self.ms, self.calls = ms, 0
+
+    @property
+    def runtime(self):
+        return "sleep"
+
+    def _load(self):
+        return (TensorSpec("x", ("batch", "time", 2)),), ("y",)
+
+    def _infer(self, feed):
+        self.calls += 1
+        time.sleep(self.ms / 1e3)
+        return {"y": feed["x"]}
+
+
+def test_statistics_are_consistent():
+    runner = SleepRunner(2.0)
+    feed = {"x": np.zeros((2, 160, 2), np.float32)}
+    r = measure(runner, feed, warmup=3, iterations=12)
+    assert runner.calls == 15 and r.iterations == 12
+    assert 2.0 <= r.min_ms <= r.p50_ms <= r.p90_ms <= r.p99_ms
+    assert (r.batch, r.time, r.threads) == (2, 160, 1)
+    assert r.frames_per_s == pytest.approx(2 * 160 / (r.mean_ms / 1e3))
+    assert r.rtf == pytest.approx((r.mean_ms / 1e3) / (160 / FRAMES_PER_SECOND))
+    assert r.peak_rss_mb > 10
+
+
+def test_time_budget_stops_early():
+    r = measure(SleepRunner(5.0), {"x": np.zeros((1, 8, 2), np.float32)}, warmup=0, iterations=10_000, budget_s=0.05)
+    assert 1 <= r.iterations < 100
+
+
+def test_bad_counts():
+    with pytest.raises(InputError):
+        measure(SleepRunner(0), {"x": np.zeros((1, 1, 2), np.float32)}, iterations=0)
+
+
+def test_profile_our_artifact_uses_real_speech_at_the_asked_length(lite_onnx):
+    r = edgeseq.profile(lite_onnx.path, time=120, batch=2, warmup=1, iterations=3, threads=1)
+    assert (r.batch, r.time, r.threads, r.iterations) == (2, 120, 1, 3)
+    assert r.artifact_bytes == lite_onnx.size_bytes and r.runtime == "onnxruntime-cpu"
+    assert LatencyResult.from_dict(r.to_dict()) == r

@@ -1,0 +1,57 @@
+import json
+
+import pytest
+
+import edgeseq
+from edgeseq.errors import ArtifactError
+from edgeseq.matrix import MatrixOptions
+from edgeseq.report import Report, load_report, matrix_rows, render_markdown
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("matrix") / "lite"
+    edgeseq.run_matrix("cbhg-lite", out_dir=out, options=MatrixOptions(times=(7, 50), batches=(1, 2), iterations=3))
+    return out
+
+
+def test_matrix_writes_artifact_and_reports(report_dir):
+    names = sorted(p.name for p in report_dir.iterdir())
+    assert names == ["cbhg-lite.fp32.onnx", "report.json", "report.md"]
+
+
+def test_report_json_is_the_source_of_truth(report_dir):
+    data = load_report(report_dir / "report.json")
+    assert data["passed"] is True
+    assert data["environment"]["packages"]["onnxruntime"]
+    assert data["artifacts"][0]["sha256"] and data["artifacts"][0]["path"].endswith("cbhg-lite.fp32.onnx")
+    assert len(data["parity"][0]["cases"]) == 2 * 2 * 2  # T x batch x {speech, random}
+    assert {x["runtime"] for x in data["latency"]} >= {"torch-cpu", "onnxruntime-cpu"}
+    again = Report.from_dict(data).to_dict()
+    assert {k: v for k, v in again.items() if k != "created"} == {k: v for k, v in data.items() if k != "created"}
+
+
+def test_markdown_renders_from_json_alone(report_dir):
+    data = json.loads((report_dir / "report.json").read_text())
+    md = render_markdown(data)
+    assert md == (report_dir / "report.md").read_text()
+    rows = matrix_rows(data)
+    assert rows[0]["runtime"] == "torch-cpu" and rows[0]["parity"] == "reference"
+    assert rows[1]["parity"] == "PASS" and rows[1]["x torch eager"] != "-"
+    assert "| onnx | fp32 | onnxruntime-cpu | PASS |" in md
+
+
+def test_failed_cases_are_listed_in_markdown(report_dir):
+    data = json.loads((report_dir / "report.json").read_text())
+    case = data["parity"][0]["cases"][0]
+    case["passed"], case["error"] = False, "onnxruntime failed: boom"
+    data["parity"][0]["passed"] = False
+    assert "FAIL batch=1 T=7" in render_markdown(data) and "boom" in render_markdown(data)
+
+
+@pytest.mark.parametrize("content", ["", "{", "[]", '{"schema": "other"}', '{"schema": "edgeseq.report/1"}'])
+def test_bad_report_files(tmp_path, content):
+    path = tmp_path / "r.json"
+    path.write_text(content)
+    with pytest.raises(ArtifactError):
+        load_report(path)
