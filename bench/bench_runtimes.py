@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +52,59 @@ except ImportError:  # pragma: no cover
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "cpu-runtimes.json"
 OTHER = "other"
 SGEMM_N = 1024
+
+
+# ---- the machine while we measure ---------------------------------------------------------------------------------
+
+
+class ForeignLoad:
+    """CPU time other processes used while a block ran, as a share of the machine (0 = we had it to ourselves).
+
+    Busy jiffies from /proc/stat minus this process's own CPU time; Linux only (None elsewhere).
+    """
+
+    def __enter__(self) -> "ForeignLoad":
+        self.share = None
+        self._start = (_busy_seconds(), _own_seconds(), time.perf_counter())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        busy0, own0, t0 = self._start
+        busy1, own1, t1 = _busy_seconds(), _own_seconds(), time.perf_counter()
+        if busy0 is None or busy1 is None or t1 <= t0:
+            return
+        foreign = max(0.0, (busy1 - busy0) - (own1 - own0))
+        self.share = min(1.0, foreign / ((t1 - t0) * (os.cpu_count() or 1)))
+
+
+def _busy_seconds() -> float | None:
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user..steal; guest time is already in user
+
+
+def _own_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def git_state() -> dict:
+    """The commit the numbers belong to, and whether edgeseq/ had uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*argv: str) -> str | None:
+        try:
+            return subprocess.run(["git", *argv], cwd=root, capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    dirty = git("status", "--porcelain", "--", "edgeseq")
+    return {"commit": git("rev-parse", "HEAD"), "edgeseq_dirty": None if dirty is None else bool(dirty)}
 
 
 # ---- sgemm rate ---------------------------------------------------------------------------------------------------
@@ -251,6 +306,7 @@ def bench_one(spec, artifact, threads: int, args, workdir: Path) -> dict:
     flops = sum(flops_by_stage.values())
     pause = 0.0 if args.quick else 0.3  # let the other runtime's spinning worker threads go idle
 
+    load = ForeignLoad().__enter__()
     sgemm_before = gemm_rates(threads, workdir, args.sgemm_repeats)
     time.sleep(pause)
     with TorchRunner(spec, threads=threads) as runner:
@@ -274,6 +330,7 @@ def bench_one(spec, artifact, threads: int, args, workdir: Path) -> dict:
         eager_raw = eager_stage_times(runner, feed, stages, args.warmup, profile_iters)
     time.sleep(pause)
     ort_raw = ort_stage_times(artifact.path, feed, threads, stages, args.warmup, profile_iters, workdir)
+    load.__exit__(None, None, None)
 
     missing = sorted(set(flops_by_stage) - set(stages))
     eager_stages = summarize_stages(eager_raw, stages, flops_by_stage)
@@ -319,6 +376,7 @@ def bench_one(spec, artifact, threads: int, args, workdir: Path) -> dict:
             "onnxruntime_node_sum_ms": ort_sum,
             "onnxruntime_node_sum_over_p50": ort_sum / ort.p50_ms,
             "onnxruntime_profiled_model_run_p50_ms": statistics.median(ort_raw["model_run_ms"]),
+            "foreign_cpu_share": load.share,
             "sgemm_drift_pct": {
                 k: 100.0 * abs(sgemm_after[k] - sgemm_before[k]) / max(sgemm_after[k], sgemm_before[k])
                 for k in sgemm_before
@@ -345,7 +403,7 @@ def render(results: list[dict], settings: dict, env: dict) -> None:
     table = Table(title="Latency p50 ms (end to end through edgeseq runners) vs the FLOP floor "
                         "(model FLOPs / best fp32 sgemm GFLOP/s of torch and ORT at that thread count)")
     for col in ("model", "thr", "GFLOP", "sgemm torch/ORT", "floor ms", "eager p50", "ORT p50",
-                "ORT x faster", "eager x floor", "ORT x floor"):
+                "ORT x faster", "eager x floor", "ORT x floor", "other load"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in results:
         table.add_row(
@@ -353,7 +411,7 @@ def render(results: list[dict], settings: dict, env: dict) -> None:
             f"{r['sgemm']['torch_gflops']:.0f}/{r['sgemm']['onnxruntime_gflops']:.0f}",
             f"{r['flop_floor_ms']:.2f}", f"{r['eager']['p50_ms']:.2f}", f"{r['onnxruntime']['p50_ms']:.2f}",
             f"{r['onnxruntime_x_faster_than_eager']:.2f}x", f"{r['eager_x_floor']:.1f}x",
-            f"{r['onnxruntime_x_floor']:.1f}x",
+            f"{r['onnxruntime_x_floor']:.1f}x", _pct(r["sanity"]["foreign_cpu_share"]),
         )
     console.print(table)
 
@@ -382,6 +440,10 @@ def render(results: list[dict], settings: dict, env: dict) -> None:
         "numpy<->tensor); ORT 'other' = nodes outside any stage scope (top-level Transpose/Add). Stage times come "
         "from separate hooked / profiling passes, not from the p50 runs."
     )
+
+
+def _pct(share) -> str:
+    return "n/a" if share is None else f"{100 * share:.0f}%"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -416,6 +478,7 @@ def main(argv=None) -> int:
         "iterations": args.iterations, "warmup": args.warmup,
         "profile_iterations": args.profile_iterations or args.iterations, "sgemm_n": SGEMM_N,
         "sgemm_repeats": args.sgemm_repeats, "input_source": "speech", "quick": args.quick,
+        "git": git_state(),
         "onnxruntime_session": "CPUExecutionProvider, intra_op = threads, inter_op = 1, default graph optimization",
         "command": " ".join(["python", *sys.argv]),
     }

@@ -56,24 +56,26 @@ class CBHGConfig:
 class ConvBN(nn.Module):
     """conv-k-C (+ batch norm, + optional ReLU) that returns exactly T frames for any kernel size.
 
-    padding='same' pads an even kernel asymmetrically, so the conv itself yields T frames and the batch norm
-    follows it directly (foldable into the conv by ONNX simplifiers; a crop in between would block that).
+    An even kernel is padded asymmetrically (as padding='same' would, without its eager-mode copy warning), so
+    the conv itself yields T frames and the batch norm follows it directly: foldable into the conv by ONNX
+    simplifiers, where a crop in between would block that.
     """
 
     def __init__(self, c_in: int, c_out: int, k: int, relu: bool, kind: ConvKind = ConvKind.STANDARD):
         super().__init__()
         if kind is ConvKind.SEPARABLE:
             self.conv = nn.Sequential(
-                nn.Conv1d(c_in, c_in, k, padding="same", groups=c_in, bias=False),
+                nn.Conv1d(c_in, c_in, k, padding=0, groups=c_in, bias=False),
                 nn.Conv1d(c_in, c_out, 1, bias=False),
             )
         else:
-            self.conv = nn.Conv1d(c_in, c_out, k, padding="same", bias=False)
+            self.conv = nn.Conv1d(c_in, c_out, k, padding=0, bias=False)
         self.bn = nn.BatchNorm1d(c_out)
         self.act = nn.ReLU() if relu else nn.Identity()
+        self.pad = ((k - 1) // 2, k - 1 - (k - 1) // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
+        return self.act(self.bn(self.conv(F.pad(x, self.pad))))
 
 
 class ConvBank(nn.Module):
