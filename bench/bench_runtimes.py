@@ -43,11 +43,7 @@ import edgeseq
 from edgeseq.environment import fingerprint
 from edgeseq.formats.onnx import OnnxRunner
 from edgeseq.formats.torch import TorchRunner
-
-try:  # the latency module is being renamed profile -> latency; accept either
-    from edgeseq.latency import measure
-except ImportError:  # pragma: no cover
-    from edgeseq.profile import measure
+from edgeseq.latency import measure
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "cpu-runtimes.json"
 OTHER = "other"
@@ -134,8 +130,8 @@ def matmul_onnx(workdir: Path, n: int = SGEMM_N) -> Path:
 
     path = workdir / f"matmul{n}.onnx"
     if not path.exists():
-        io = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in ("a", "b", "c")]
-        graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "sgemm", io[:2], io[2:])
+        values = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in ("a", "b", "c")]
+        graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "sgemm", values[:2], values[2:])
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         model.ir_version = 8
         onnx.save(model, str(path))
@@ -161,9 +157,11 @@ def ort_sgemm_gflops(threads: int, workdir: Path, n: int = SGEMM_N, repeats: int
     return 2.0 * n**3 / best / 1e9
 
 
-def gemm_rates(threads: int, workdir: Path, repeats: int) -> dict:
-    return {"torch": sgemm_gflops(threads, repeats=repeats), "onnxruntime": ort_sgemm_gflops(threads, workdir,
-                                                                                              repeats=repeats)}
+def gemm_rates(threads: int, workdir: Path, repeats: int, pause: float) -> dict:
+    rates = {"torch": sgemm_gflops(threads, repeats=repeats)}
+    time.sleep(pause)
+    rates["onnxruntime"] = ort_sgemm_gflops(threads, workdir, repeats=repeats)
+    return rates
 
 
 # ---- stages -------------------------------------------------------------------------------------------------------
@@ -306,32 +304,31 @@ def bench_one(spec, artifact, threads: int, args, workdir: Path) -> dict:
     flops = sum(flops_by_stage.values())
     pause = 0.0 if args.quick else 0.3  # let the other runtime's spinning worker threads go idle
 
-    load = ForeignLoad().__enter__()
-    sgemm_before = gemm_rates(threads, workdir, args.sgemm_repeats)
-    time.sleep(pause)
-    with TorchRunner(spec, threads=threads) as runner:
-        eager = measure(runner, feed, warmup=args.warmup, iterations=args.iterations, artifact="",
-                        time_axis=args.time)
-    time.sleep(pause)
-    with OnnxRunner(artifact.path, device="cpu", threads=threads) as runner:
-        ort = measure(runner, feed, warmup=args.warmup, iterations=args.iterations, artifact=artifact.path,
-                      time_axis=args.time)
-    time.sleep(pause)
-    sgemm_after = gemm_rates(threads, workdir, args.sgemm_repeats)
+    with ForeignLoad() as load:
+        sgemm_before = gemm_rates(threads, workdir, args.sgemm_repeats, pause)
+        time.sleep(pause)
+        with TorchRunner(spec, threads=threads) as runner:
+            eager = measure(runner, feed, warmup=args.warmup, iterations=args.iterations, artifact="",
+                            time_axis=args.time)
+        time.sleep(pause)
+        with OnnxRunner(artifact.path, device="cpu", threads=threads) as runner:
+            ort = measure(runner, feed, warmup=args.warmup, iterations=args.iterations, artifact=artifact.path,
+                          time_axis=args.time)
+        time.sleep(pause)
+        sgemm_after = gemm_rates(threads, workdir, args.sgemm_repeats, pause)
+
+        profile_iters = args.profile_iterations
+        time.sleep(pause)
+        with TorchRunner(spec, threads=threads) as runner:
+            stages = stage_names(runner.module)
+            eager_raw = eager_stage_times(runner, feed, stages, args.warmup, profile_iters)
+        time.sleep(pause)
+        ort_raw = ort_stage_times(artifact.path, feed, threads, stages, args.warmup, profile_iters, workdir)
+
     torch_rate = max(sgemm_before["torch"], sgemm_after["torch"])
     ort_rate = max(sgemm_before["onnxruntime"], sgemm_after["onnxruntime"])
     rate = max(torch_rate, ort_rate)  # the best fp32 GEMM rate this machine showed at this thread count
     floor_ms = flops / (rate * 1e9) * 1e3
-
-    profile_iters = args.profile_iterations or args.iterations
-    time.sleep(pause)
-    with TorchRunner(spec, threads=threads) as runner:
-        stages = stage_names(runner.module)
-        eager_raw = eager_stage_times(runner, feed, stages, args.warmup, profile_iters)
-    time.sleep(pause)
-    ort_raw = ort_stage_times(artifact.path, feed, threads, stages, args.warmup, profile_iters, workdir)
-    load.__exit__(None, None, None)
-
     missing = sorted(set(flops_by_stage) - set(stages))
     eager_stages = summarize_stages(eager_raw, stages, flops_by_stage)
     ort_stages = summarize_stages(ort_raw, stages, flops_by_stage)
@@ -360,6 +357,8 @@ def bench_one(spec, artifact, threads: int, args, workdir: Path) -> dict:
         "onnxruntime_x_faster_than_eager": eager.p50_ms / ort.p50_ms,
         "eager_x_floor": eager.p50_ms / floor_ms,
         "onnxruntime_x_floor": ort.p50_ms / floor_ms,
+        "eager_x_torch_sgemm_floor": eager.p50_ms / (flops / (torch_rate * 1e9) * 1e3),
+        "onnxruntime_x_torch_sgemm_floor": ort.p50_ms / (flops / (torch_rate * 1e9) * 1e3),
         "stages": {
             "names": stages,
             "flops_stages_without_module": missing,
@@ -376,6 +375,7 @@ def bench_one(spec, artifact, threads: int, args, workdir: Path) -> dict:
             "onnxruntime_node_sum_ms": ort_sum,
             "onnxruntime_node_sum_over_p50": ort_sum / ort.p50_ms,
             "onnxruntime_profiled_model_run_p50_ms": statistics.median(ort_raw["model_run_ms"]),
+            "onnxruntime_profiled_run_over_p50": statistics.median(ort_raw["model_run_ms"]) / ort.p50_ms,
             "foreign_cpu_share": load.share,
             "sgemm_drift_pct": {
                 k: 100.0 * abs(sgemm_after[k] - sgemm_before[k]) / max(sgemm_after[k], sgemm_before[k])
@@ -453,17 +453,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="thread counts (torch, ORT intra-op)")
     p.add_argument("--time", type=int, default=200, help="sequence length T in frames (default 200)")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--iterations", type=int, default=300, help="timed iterations per runtime (default 300)")
+    p.add_argument("--iterations", type=int, default=500, help="timed iterations per runtime (default 500)")
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--profile-iterations", type=int, default=None,
-                   help="iterations of the per-stage passes (default: --iterations)")
+                   help="iterations of each per-stage pass (default: min(--iterations, 300))")
     p.add_argument("--sgemm-repeats", type=int, default=10, help="matmuls timed per sgemm measurement (best kept)")
-    p.add_argument("--quick", action="store_true", help="smoke test: 10 iterations, 2 warm-up; writes JSON only with --out")
-    p.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/cpu-runtimes.json; --quick writes none)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: 10 iterations, 2 warm-up; writes JSON only with --out")
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON path (default bench/results/cpu-runtimes.json; --quick writes none)")
     args = p.parse_args(argv)
     if args.quick:
         args.iterations, args.warmup, args.sgemm_repeats = 10, 2, 3
         args.profile_iterations = args.profile_iterations or 10
+    args.profile_iterations = args.profile_iterations or min(args.iterations, 300)
     if min(args.threads) < 1 or args.iterations < 1 or args.time < 1 or args.batch < 1:
         p.error("threads, iterations, time and batch must be >= 1")
     return args
@@ -476,7 +479,7 @@ def main(argv=None) -> int:
     settings = {
         "models": args.models, "threads": args.threads, "batch": args.batch, "time": args.time,
         "iterations": args.iterations, "warmup": args.warmup,
-        "profile_iterations": args.profile_iterations or args.iterations, "sgemm_n": SGEMM_N,
+        "profile_iterations": args.profile_iterations, "sgemm_n": SGEMM_N,
         "sgemm_repeats": args.sgemm_repeats, "input_source": "speech", "quick": args.quick,
         "git": git_state(),
         "onnxruntime_session": "CPUExecutionProvider, intra_op = threads, inter_op = 1, default graph optimization",

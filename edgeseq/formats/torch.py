@@ -51,13 +51,40 @@ class TorchRunner(Runner):
     def _infer(self, feed):
         if self.threads and torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)  # process-wide in torch: documented in the README
-        args = [torch.from_numpy(feed[t.name]).to(self.device, self._dtype) for t in self._inputs]
-        # fp32 means fp32: cuDNN would otherwise run convs in TF32 (about 1e-3 relative error) on Ampere and newer
-        tf32 = self.precision is not Precision.FP32
-        with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, allow_tf32=tf32):
-            outs = self.module(*args)
-        outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+        outs = self._forward(self._stage(feed))
         return {name: o.float().cpu().numpy() for name, o in zip(self._outputs, outs)}
+
+    def _stage(self, feed) -> list[torch.Tensor]:
+        return [torch.from_numpy(feed[t.name]).to(self.device, self._dtype) for t in self._inputs]
+
+    def _forward(self, args: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        # fp32 means fp32: cuDNN would otherwise run convs in TF32 (about 1e-3 relative error) on Ampere and newer.
+        # benchmark=True: without autotuning, cuDNN picked a conv algorithm 5-100x slower for some fp32 shapes
+        # (cbhg, batch 1, T=200 on an H200); the cost is one tuning pass per new input shape.
+        tf32 = self.precision is not Precision.FP32
+        flags = torch.backends.cudnn.flags(enabled=True, benchmark=self.device.startswith("cuda"), allow_tf32=tf32)
+        with torch.inference_mode(), flags:
+            outs = self.module(*args)
+        return tuple(outs) if isinstance(outs, (tuple, list)) else (outs,)
+
+    def device_times_ms(self, feed, *, warmup: int = 10, iterations: int = 100) -> list[float]:
+        """Per-call device time with CUDA events, inputs already on the GPU: what the GPU spends, not the host."""
+        if not self.device.startswith("cuda"):
+            raise UnsupportedError("device timing needs a CUDA runner")
+        self.load()
+        args = self._stage(feed)
+        for _ in range(warmup):
+            self._forward(args)
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(iterations):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            self._forward(args)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        return times
 
     def synchronize(self) -> None:
         if self.device.startswith("cuda"):
@@ -70,3 +97,50 @@ class TorchRunner(Runner):
 def reference(spec: ModelSpec, weights=None, module: nn.Module | None = None) -> TorchRunner:
     """The CPU fp32 original: what parity is measured against."""
     return TorchRunner(spec, module=module, weights=weights, device="cpu")
+
+
+class TorchCudaGraphRunner(TorchRunner):
+    """Captures the forward pass once per input shape in a CUDA graph and replays it: one launch instead of
+    thousands, which is what a launch-bound BiGRU at batch 1 needs. Shapes are fixed per capture."""
+
+    def __init__(self, spec: ModelSpec, **kwargs):
+        kwargs.setdefault("device", "cuda")
+        super().__init__(spec, **kwargs)
+        if not self.device.startswith("cuda"):
+            raise UnsupportedError("CUDA graphs need device 'cuda'")
+        self._graphs: dict[tuple, tuple] = {}
+
+    @property
+    def runtime(self) -> str:
+        return "torch-cuda-graph" + ("-fp16" if self.precision is Precision.FP16 else "")
+
+    def _forward(self, args: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        key = tuple((tuple(a.shape), a.dtype) for a in args)
+        entry = self._graphs.get(key)
+        if entry is None:
+            entry = self._capture(args)
+            self._graphs[key] = entry
+        graph, static_in, static_out = entry
+        for buf, a in zip(static_in, args):
+            if buf.data_ptr() != a.data_ptr():
+                buf.copy_(a)
+        graph.replay()
+        return static_out
+
+    def _capture(self, args: list[torch.Tensor]):
+        static_in = [a.clone() for a in args]
+        parent = super()._forward
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):  # warm up cuDNN / cuBLAS workspaces outside the capture
+                parent(static_in)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = parent(static_in)
+        return graph, static_in, static_out
+
+    def _close(self):
+        self._graphs.clear()
+        super()._close()

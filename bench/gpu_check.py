@@ -1,0 +1,153 @@
+"""CUDA parity and latency for the CBHG family on one GPU, in one prepared run (no install step needed).
+
+    python bench/gpu_check.py [--out bench/results/gpu-<card>.json] [--models cbhg cbhg-lite attention-cbhg]
+
+Every CUDA runtime available is compared with the PyTorch fp32 original run on the CPU, on real-speech inputs,
+at batch 1 and 16 and T = 200 and 1000. Latency is device time from CUDA events after warm-up (inputs already on
+the GPU), plus the end-to-end time an app pays (host -> GPU -> host). The table is printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from the source tree, no install needed
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from edgeseq.environment import fingerprint  # noqa: E402
+from edgeseq.formats.torch import TorchCudaGraphRunner, TorchRunner  # noqa: E402
+from edgeseq.latency import measure  # noqa: E402
+from edgeseq.models import get_model  # noqa: E402
+from edgeseq.parity import DEFAULT_TOLERANCES, compare  # noqa: E402
+
+SHAPES = ((1, 200), (16, 200), (1, 1000), (16, 1000))
+
+
+def runtimes(spec):
+    """(label, precision, factory) for every CUDA runtime this machine has."""
+    out = [
+        ("torch-cuda", "fp32", lambda: TorchRunner(spec, device="cuda")),
+        ("torch-cuda", "fp16", lambda: TorchRunner(spec, device="cuda", precision="fp16")),
+        ("torch-cuda-graph", "fp32", lambda: TorchCudaGraphRunner(spec)),
+        ("torch-cuda-graph", "fp16", lambda: TorchCudaGraphRunner(spec, precision="fp16")),
+    ]
+    return out
+
+
+def gru_share_ms(runner, feed) -> float:
+    """Device time of the BiGRU alone, captured in its own CUDA graph at this shape: where the time goes."""
+    gru = runner.module.gru
+    batch, time_ = next(iter(feed.values())).shape[:2]
+    x = torch.randn(batch, time_, gru.rnn.input_size, device="cuda", dtype=runner._dtype)
+    flags = torch.backends.cudnn.flags(enabled=True, benchmark=True, allow_tf32=runner.precision != "fp32")
+    with torch.inference_mode(), flags:
+        for _ in range(3):
+            gru(x)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            gru(x)
+        for _ in range(5):
+            graph.replay()
+        times = []
+        for _ in range(50):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+    return float(np.percentile(times, 50))
+
+
+def ort_cuda_status() -> str:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return "onnxruntime not installed"
+    have = [p for p in ort.get_available_providers() if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider")]
+    return ", ".join(have) if have else f"onnxruntime {ort.__version__} has only {ort.get_available_providers()}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["cbhg", "cbhg-lite", "attention-cbhg"])
+    parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("error: no CUDA GPU visible to torch; run this on a GPU machine", file=sys.stderr)
+        return 2
+    gpu = torch.cuda.get_device_name(0)
+    slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
+    out_path = Path(args.out or ROOT / "bench" / "results" / f"gpu-{slug}.json")
+    torch.set_num_threads(min(16, os.cpu_count() or 1))
+    started = time.time()
+    rows = []
+    for name in args.models:
+        spec = get_model(name)
+        reference = TorchRunner(spec, device="cpu").load()
+        feeds = {(b, t): spec.example_inputs(batch=b, time=t, source="speech", seed=b + t) for b, t in SHAPES}
+        expected = {k: reference.infer(f) for k, f in feeds.items()}
+        for label, precision, make in runtimes(spec):
+            with make() as runner:
+                for (b, t), feed in feeds.items():
+                    got = runner.infer(feed)
+                    out_name = spec.output_names[0]
+                    err = compare(out_name, expected[(b, t)][out_name], got[out_name],
+                                  DEFAULT_TOLERANCES.get(precision, out_name))
+                    dev = np.asarray(runner.device_times_ms(feed, warmup=10, iterations=args.iterations))
+                    e2e = measure(runner, feed, warmup=3, iterations=max(10, args.iterations // 5))
+                    gru_ms = gru_share_ms(runner, feed) if label == "torch-cuda-graph" else None
+                    rows.append({
+                        "model": name, "runtime": label, "precision": precision, "batch": b, "time": t,
+                        "passed": err.passed, "rel_l2": err.rel_l2, "max_abs": err.max_abs, "cosine": err.cosine,
+                        "reason": err.reason,
+                        "device_p50_ms": float(np.percentile(dev, 50)), "device_p90_ms": float(np.percentile(dev, 90)),
+                        "device_min_ms": float(dev.min()), "e2e_p50_ms": e2e.p50_ms, "gru_graph_p50_ms": gru_ms,
+                    })
+                    print(f"{name:15s} {label:17s} {precision} b={b:<2d} T={t:<4d} "
+                          f"{'PASS' if err.passed else 'FAIL'} relL2 {err.rel_l2:.1e}  "
+                          f"device p50 {rows[-1]['device_p50_ms']:.3f} ms  e2e p50 {e2e.p50_ms:.3f} ms", flush=True)
+        reference.close()
+    # speed-ups against eager fp32 on the same shape, same run
+    eager = {(r["model"], r["batch"], r["time"]): r["device_p50_ms"] for r in rows
+             if r["runtime"] == "torch-cuda" and r["precision"] == "fp32"}
+    for r in rows:
+        r["x_eager_fp32"] = eager[(r["model"], r["batch"], r["time"])] / r["device_p50_ms"]
+    result = {
+        "gpu": gpu,
+        "capability": list(torch.cuda.get_device_capability(0)),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "ort_cuda": ort_cuda_status(),
+        "environment": fingerprint(),
+        "seconds": round(time.time() - started, 1),
+        "rows": rows,
+    }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\n{gpu} (torch {torch.__version__}, CUDA {torch.version.cuda}); ONNX Runtime CUDA: {result['ort_cuda']}")
+    print(f"{'model':15s} {'runtime':17s} prec  batch x T   parity  rel L2    device p50  x eager  e2e p50   "
+          "BiGRU alone")
+    for r in rows:
+        print(f"{r['model']:15s} {r['runtime']:17s} {r['precision']}  {r['batch']:>3d} x {r['time']:<4d}  "
+              f"{'PASS' if r['passed'] else 'FAIL':6s}  {r['rel_l2']:.1e}  {r['device_p50_ms']:8.3f} ms "
+              f"{r['x_eager_fp32']:6.2f}x  {r['e2e_p50_ms']:7.3f} ms  "
+              + (f"{r['gru_graph_p50_ms']:.3f} ms" if r["gru_graph_p50_ms"] is not None else "-"))
+    print(f"wrote {out_path} in {result['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
