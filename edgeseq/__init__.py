@@ -15,6 +15,7 @@ _API = {
     "load": "edgeseq.api",
     "check": "edgeseq.api",
     "profile": "edgeseq.api",
+    "bisect": "edgeseq.bisection",
     "run_matrix": "edgeseq.matrix",
     "MatrixOptions": "edgeseq.matrix",
     "get_model": "edgeseq.models",

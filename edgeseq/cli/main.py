@@ -144,6 +144,7 @@ def check_cmd(
     device: args.Device = None,
     threads: args.Threads = None,
     json_out: args.JsonOut = None,
+    bisect: Annotated[bool, typer.Option("--bisect", help="On failure, name the first PyTorch module that diverged.")] = False,
 ):
     """Parity of ARTIFACT against the PyTorch original over a sequence-length x batch sweep."""
     from ..api import check
@@ -151,8 +152,6 @@ def check_cmd(
     result = check(artifact, model, weights=weights, times=args.int_list(times, "times"),
                    batches=args.int_list(batches, "batches"), device=device, threads=threads)
     data = result.to_dict()
-    if json_out:
-        write_text_atomic(json_out, json.dumps(data, indent=2) + "\n")
     worst = data["worst"] or {}
     status = "[green]PASS[/]" if result.passed else "[red]FAIL[/]"
     out.print(f"{status} {result.model} on {result.runtime} ({result.precision}): {len(result.cases)} cases, worst rel L2 "
@@ -161,6 +160,21 @@ def check_cmd(
     for note in result.notes:
         out.print(f"note: {note}", highlight=False)
     _print_failures([data])
+    if bisect and not result.passed:
+        from ..bisection import bisect as run_bisect
+        from ..models import get_model
+
+        found = run_bisect(artifact, get_model(result.model), weights=weights, precision=result.precision)
+        data["bisect"] = found.to_dict()
+        first = found.first_divergent
+        if first:
+            out.print(f"first divergent layer: {first.module} ({first.kind}): rel L2 {first.rel_l2:.3g}, max abs "
+                      f"{first.max_abs:.3g} (ONNX tensor {first.tensor})", highlight=False)
+        else:
+            out.print(f"no single layer left tolerance ({len(found.layers)} compared); the error builds up across "
+                      "layers", highlight=False)
+    if json_out:
+        write_text_atomic(json_out, json.dumps(data, indent=2) + "\n")
     raise typer.Exit(0 if result.passed else 1)
 
 

@@ -1,0 +1,69 @@
+"""Layer bisection names the PyTorch module whose ONNX counterpart was corrupted."""
+
+import json
+
+import onnx
+import pytest
+from conftest import assert_one_line_error
+from onnx import numpy_helper
+
+import edgeseq
+from edgeseq.errors import UnsupportedError
+
+
+def corrupt_module_weight(src, dst, scope):
+    """Scale part of the weight of the first node inside `scope` (e.g. '/bank/convs.3/')."""
+    model = onnx.load(src)
+    node = next(n for n in model.graph.node if n.name.startswith(scope) and len(n.input) > 1)
+    init = next(i for i in model.graph.initializer if i.name in node.input[1:])
+    arr = numpy_helper.to_array(init).copy()
+    arr.flat[: max(1, arr.size // 8)] *= 2.0
+    init.CopyFrom(numpy_helper.from_array(arr, init.name))
+    onnx.save(model, dst)
+
+
+@pytest.mark.parametrize(
+    "scope, module",
+    [
+        ("/bank/convs.3/", "bank.convs.3.conv"),
+        ("/projections/projections.1/", "projections.1.conv"),
+        ("/highway/highway.1/h/", "highway.1.h"),
+    ],
+)
+def test_names_the_corrupted_layer(lite_onnx, tmp_path, scope, module):
+    bad = tmp_path / "bad.onnx"
+    corrupt_module_weight(lite_onnx.path, bad, scope)
+    assert not edgeseq.check(bad, "cbhg-lite", times=(20,), batches=(1,)).passed
+    result = edgeseq.bisect(bad, edgeseq.get_model("cbhg-lite"), time=20)
+    first = result.first_divergent
+    assert first is not None and first.module.startswith(module), first
+    assert first.rel_l2 > 1e-3
+    # every layer before it matched
+    before = result.layers[: result.layers.index(first)]
+    assert before and all(layer.passed for layer in before)
+
+
+def test_a_good_artifact_has_no_divergent_layer_and_fusions_are_recognised(lite_onnx):
+    result = edgeseq.bisect(lite_onnx.path, edgeseq.get_model("cbhg-lite"), time=20)
+    assert result.first_divergent is None
+    assert len(result.layers) > 10
+    assert any("fused with bn" in layer.module for layer in result.layers)  # BN folded into the conv by onnxslim
+    assert json.loads(json.dumps(result.to_dict()))["first_divergent"] is None
+
+
+def test_cli_check_bisect(run_cli, lite_onnx, tmp_path):
+    bad = tmp_path / "bad.onnx"
+    corrupt_module_weight(lite_onnx.path, bad, "/bank/convs.5/")
+    proc = run_cli("check", str(bad), "--model", "cbhg-lite", "--times", "20", "--bisect", "--json",
+                   str(tmp_path / "r.json"))
+    assert proc.returncode == 1
+    assert "first divergent layer: bank.convs.5.conv" in proc.stdout
+    assert json.loads((tmp_path / "r.json").read_text())["bisect"]["first_divergent"]["module"].startswith(
+        "bank.convs.5.conv")
+
+
+def test_bisect_other_formats_is_clear(tmp_path):
+    path = tmp_path / "m.tflite"
+    path.write_bytes(b"TFL3")
+    with pytest.raises(UnsupportedError, match="ONNX only"):
+        edgeseq.bisect(path, edgeseq.get_model("cbhg-lite"))
