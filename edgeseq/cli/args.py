@@ -10,7 +10,10 @@ import typer
 from ..errors import InputError
 
 Threads = Annotated[Optional[int], typer.Option("--threads", "-t", min=1, help="Intra-op threads (default: runtime's).")]
-Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or tensorrt (default: best available).")]
+Device = Annotated[
+    Optional[str],
+    typer.Option("--device", help="cpu | cuda | tensorrt, a profile name (edgeseq devices) or a profile .toml."),
+]
 Weights = Annotated[
     Optional[Path], typer.Option("--weights", help="Checkpoint: .safetensors or a torch state dict (weights_only).")
 ]

@@ -84,6 +84,44 @@ def models_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON 
     out.print(table)
 
 
+@app.command("devices")
+@_handled
+def devices_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False):
+    """List the shipped device profiles (devices/*.toml)."""
+    from rich.table import Table
+
+    from ..devices import list_profiles
+
+    profiles = [p.to_dict() for p in list_profiles()]
+    if as_json:
+        print(json.dumps(profiles, indent=2))
+        return
+    table = Table(title="edgeseq devices")
+    for col in ("name", "runtime", "delegate", "threads", "precisions", "transport", "description"):
+        table.add_column(col)
+    for p in profiles:
+        t = p["transport"]
+        where = {"ssh": f"ssh {t['user']}@{t['host']}:{t['port']}", "adb": f"adb {t['serial'] or '(default)'}"}.get(
+            t["kind"], "local")
+        table.add_row(p["name"], p["runtime"], p["delegate"], str(p["threads"] or "default"),
+                      ", ".join(p["precisions"]), where, p["description"])
+    out.print(table)
+
+
+def _device_args(device: str | None, threads: int | None) -> tuple[str | None, int | None]:
+    """A local device profile becomes the runner's device + threads; remote profiles are not run from here yet."""
+    from ..devices import resolve_device
+    from ..errors import UnsupportedError
+
+    profile = resolve_device(device)
+    if profile is None:
+        return device, threads
+    if not profile.local:
+        raise UnsupportedError(f"device {profile.name!r} is reached over {profile.transport.kind.value}; running on "
+                               "remote devices is not available in this build yet")
+    return profile.runner_device(), threads or profile.threads
+
+
 @app.command("export")
 @_handled
 def export_cmd(
@@ -149,6 +187,7 @@ def check_cmd(
     """Parity of ARTIFACT against the PyTorch original over a sequence-length x batch sweep."""
     from ..api import check
 
+    device, threads = _device_args(device, threads)
     result = check(artifact, model, weights=weights, times=args.int_list(times, "times"),
                    batches=args.int_list(batches, "batches"), device=device, threads=threads)
     data = result.to_dict()
@@ -197,6 +236,7 @@ def profile_cmd(
     from ..api import profile
     from ..inputs import parse_shapes
 
+    device, threads = _device_args(device, threads)
     result = profile(artifact, model=model, shapes=parse_shapes(shape), batch=batch, time=time, warmup=warmup,
                      iterations=iterations, budget_s=budget, device=device, threads=threads)
     data = result.to_dict()

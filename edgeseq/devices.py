@@ -1,0 +1,194 @@
+"""Device profiles (devices/*.toml): what a device runs and how to reach it, validated on load.
+
+A profile is data, not code: unknown keys, wrong types and missing fields are one-line errors naming the file and
+the key, so a typo in a CI config fails loudly instead of silently running on the wrong delegate.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from .enums import Format, Precision, _Named
+from .errors import InputError, UnknownNameError
+
+
+class Runtime(_Named):
+    ONNXRUNTIME = "onnxruntime"
+    LITERT = "litert"
+    TENSORRT = "tensorrt"
+    TORCH = "torch"
+
+
+class Delegate(_Named):
+    CPU = "cpu"
+    XNNPACK = "xnnpack"
+    GPU = "gpu"
+    NNAPI = "nnapi"
+    CUDA = "cuda"
+    TENSORRT = "tensorrt"
+
+
+class TransportKind(_Named):
+    LOCAL = "local"
+    SSH = "ssh"
+    ADB = "adb"
+
+
+RUNTIME_FORMAT = {Runtime.ONNXRUNTIME: Format.ONNX, Runtime.LITERT: Format.TFLITE, Runtime.TENSORRT: Format.TENSORRT,
+                  Runtime.TORCH: Format.TORCH}
+
+
+@dataclass(frozen=True)
+class Transport:
+    kind: TransportKind
+    host: str = ""
+    user: str = ""
+    port: int = 22
+    key: str = ""
+    python: str = "python3"
+    serial: str = ""
+    remote_dir: str = "/tmp/edgeseq"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["kind"] = self.kind.value
+        return d
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    name: str
+    description: str
+    runtime: Runtime
+    delegate: Delegate
+    transport: Transport
+    threads: int | None = None
+    precisions: tuple[Precision, ...] = (Precision.FP32,)
+    tolerances: dict[str, float] = field(default_factory=dict)  # precision -> rel L2, overriding the model's
+    source: str = ""
+
+    @property
+    def format(self) -> Format:
+        return RUNTIME_FORMAT[self.runtime]
+
+    @property
+    def local(self) -> bool:
+        return self.transport.kind is TransportKind.LOCAL
+
+    def runner_device(self) -> str:
+        """What a local runner's `device=` gets: the delegate, in the runner's terms."""
+        return {Delegate.XNNPACK: "cpu", Delegate.NNAPI: "cpu", Delegate.GPU: "cuda"}.get(self.delegate, self.delegate.value)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "runtime": self.runtime.value,
+            "delegate": self.delegate.value,
+            "threads": self.threads,
+            "precisions": [p.value for p in self.precisions],
+            "tolerances": dict(self.tolerances),
+            "transport": self.transport.to_dict(),
+            "source": self.source,
+        }
+
+
+# ---- loading and validation -----------------------------------------------------------------------------------------
+
+_TOP = {"name": str, "description": str, "runtime": str, "delegate": str, "threads": int, "precisions": list,
+        "transport": dict, "tolerances": dict}
+_REQUIRED = ("name", "runtime", "delegate", "transport")
+_TRANSPORT = {"kind": str, "host": str, "user": str, "port": int, "key": str, "python": str, "serial": str,
+              "remote_dir": str}
+_TRANSPORT_REQUIRED = {TransportKind.SSH: ("host",), TransportKind.ADB: (), TransportKind.LOCAL: ()}
+
+
+def _check_table(table: dict, schema: dict, where: str) -> None:
+    for key, value in table.items():
+        if key not in schema:
+            raise InputError(f"{where}: unknown key {key!r} (known: {', '.join(schema)})")
+        want = schema[key]
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise InputError(f"{where}: {key!r} must be {want.__name__}, got {type(value).__name__}")
+
+
+def parse_profile(data: dict, source: str) -> DeviceProfile:
+    _check_table(data, _TOP, source)
+    for key in _REQUIRED:
+        if key not in data:
+            raise InputError(f"{source}: missing required key {key!r}")
+    _check_table(data["transport"], _TRANSPORT, f"{source} [transport]")
+    try:
+        runtime = Runtime.parse(data["runtime"])
+        delegate = Delegate.parse(data["delegate"])
+        kind = TransportKind.parse(data["transport"].get("kind", ""))
+        precisions = tuple(Precision.parse(p) for p in data.get("precisions", ["fp32"]))
+    except UnknownNameError as exc:
+        raise InputError(f"{source}: {exc}") from None
+    for key in _TRANSPORT_REQUIRED[kind]:
+        if not data["transport"].get(key):
+            raise InputError(f"{source} [transport]: {kind.value} needs {key!r}")
+    threads = data.get("threads")
+    if threads is not None and threads < 1:
+        raise InputError(f"{source}: 'threads' must be >= 1")
+    tolerances = {}
+    for prec, value in data.get("tolerances", {}).items():
+        try:
+            Precision.parse(prec)
+        except UnknownNameError as exc:
+            raise InputError(f"{source} [tolerances]: {exc}") from None
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise InputError(f"{source} [tolerances]: {prec!r} must be a positive number")
+        tolerances[prec] = float(value)
+    transport = Transport(kind=kind, **{k: v for k, v in data["transport"].items() if k != "kind"})
+    return DeviceProfile(name=data["name"], description=data.get("description", ""), runtime=runtime,
+                         delegate=delegate, transport=transport, threads=threads, precisions=precisions,
+                         tolerances=tolerances, source=source)
+
+
+def load_profile(path: str | Path) -> DeviceProfile:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"device profile {str(path)!r} does not exist or is not a file")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    return parse_profile(data, str(path))
+
+
+def builtin_dir() -> Path:
+    """devices/ of a source checkout, or the copy shipped inside the wheel."""
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").is_file() and (root / "devices").is_dir():
+        return root / "devices"
+    return Path(str(resources.files("edgeseq") / "_data" / "devices"))
+
+
+def list_profiles() -> list[DeviceProfile]:
+    return [load_profile(p) for p in sorted(builtin_dir().glob("*.toml"))]
+
+
+def get_profile(name_or_path: str | Path) -> DeviceProfile:
+    """A shipped profile by name, or a .toml path."""
+    text = str(name_or_path)
+    if text.endswith(".toml") or "/" in text:
+        return load_profile(text)
+    candidate = builtin_dir() / f"{text}.toml"
+    if candidate.is_file():
+        return load_profile(candidate)
+    names = ", ".join(sorted(p.stem for p in builtin_dir().glob("*.toml")))
+    raise UnknownNameError(f"unknown device {text!r}; shipped profiles: {names} (or pass a path to a .toml)")
+
+
+PLAIN_DEVICES = ("cpu", "cuda", "tensorrt")
+
+
+def resolve_device(value: str | None) -> DeviceProfile | None:
+    """`--device` takes a plain runner device (cpu, cuda, tensorrt), a shipped profile name, or a .toml path."""
+    if value is None or value.split(":")[0] in PLAIN_DEVICES:
+        return None
+    return get_profile(value)

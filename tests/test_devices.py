@@ -1,0 +1,58 @@
+import pytest
+
+from edgeseq.devices import Delegate, Runtime, TransportKind, get_profile, list_profiles, load_profile
+from edgeseq.enums import Format
+from edgeseq.errors import InputError, UnknownNameError
+
+
+def test_shipped_profiles_load_and_cover_the_targets():
+    profiles = {p.name: p for p in list_profiles()}
+    assert {"local-cpu", "local-cuda", "pixel-8", "jetson-orin", "raspberry-pi-5"} <= set(profiles)
+    pixel = profiles["pixel-8"]
+    assert (pixel.runtime, pixel.delegate, pixel.threads, pixel.transport.kind) == (
+        Runtime.LITERT, Delegate.XNNPACK, 4, TransportKind.ADB)
+    assert pixel.format is Format.TFLITE and pixel.tolerances == {"fp16": 2e-3}
+    jetson = profiles["jetson-orin"]
+    assert jetson.transport.kind is TransportKind.SSH and jetson.transport.host and jetson.format is Format.TENSORRT
+    assert profiles["local-cpu"].local and profiles["local-cpu"].runner_device() == "cpu"
+
+
+def test_by_name_or_path(tmp_path):
+    assert get_profile("pixel-8").name == "pixel-8"
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "mine"\nruntime = "onnxruntime"\ndelegate = "cpu"\nthreads = 2\n[transport]\nkind = "local"\n')
+    assert get_profile(str(path)).threads == 2
+    with pytest.raises(UnknownNameError, match="shipped profiles: .*pixel-8"):
+        get_profile("pixel-9")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('name = "x"\nruntime = "onnxruntime"\ndelegate = "cpu"\nthreadz = 2\n[transport]\nkind = "local"\n',
+         "unknown key 'threadz'"),
+        ('name = "x"\nruntime = "onnxruntime"\ndelegate = "cpu"\nthreads = "4"\n[transport]\nkind = "local"\n',
+         "'threads' must be int"),
+        ('name = "x"\nruntime = "onnxruntime"\ndelegate = "cpu"\n', "missing required key 'transport'"),
+        ('name = "x"\nruntime = "coreml"\ndelegate = "cpu"\n[transport]\nkind = "local"\n', "unknown runtime 'coreml'"),
+        ('name = "x"\nruntime = "litert"\ndelegate = "cpu"\n[transport]\nkind = "ssh"\n', "ssh needs 'host'"),
+        ('name = "x"\nruntime = "litert"\ndelegate = "cpu"\n[transport]\nkind = "adb"\nport = "22"\n',
+         "'port' must be int"),
+        ('name = "x"\nruntime = "litert"\ndelegate = "cpu"\n[transport]\nkind = "local"\n[tolerances]\nfp8 = 1.0\n',
+         "unknown precision 'fp8'"),
+        ('name = "x"\nruntime = "litert"\ndelegate = "cpu"\n[transport]\nkind = "local"\n[tolerances]\nfp16 = -1\n',
+         "positive"),
+        ("name = [", "not valid TOML"),
+    ],
+)
+def test_bad_profiles_name_the_file_and_key(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message) as info:
+        load_profile(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_profile_file(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_profile(tmp_path / "nope.toml")
