@@ -18,7 +18,8 @@ from .artifact import write_text_atomic
 from .enums import Format, Precision
 from .environment import fingerprint
 from .errors import InputError
-from .report import Report, render_markdown
+from .parity import Tolerances
+from .report import Report, render_markdown, write_html
 
 Progress = Callable[[str], None]
 
@@ -33,6 +34,7 @@ class MatrixOptions:
     iterations: int = 30
     opset: int = 17
     exporter: str = "torchscript"
+    tolerances: Tolerances | None = None  # None: the model's own
 
 
 def _runtime_devices(fmt: Format) -> list[str]:
@@ -82,6 +84,7 @@ def run_matrix(
             with TorchRunner(spec, weights=weights, device="cuda") as gpu:
                 progress("checking torch-cuda against the CPU original")
                 parity.append(api.check(gpu, spec, times=options.times, batches=options.batches,
+                                        tolerances=options.tolerances,
                                         reference=reference, artifact_label=""))
                 latency.append(api.profile(gpu, feed=latency_feed, warmup=options.warmup,
                                            iterations=options.iterations, artifact_label=""))
@@ -98,6 +101,7 @@ def run_matrix(
                     with module.runner(staged, device=device, threads=options.threads) as runner:
                         progress(f"parity of {staged.name} on {runner.runtime}: {len(feeds)} cases")
                         parity.append(api.check(runner, spec, precision=prec, times=options.times,
+                                                tolerances=options.tolerances,
                                                 batches=options.batches, reference=reference,
                                                 artifact_label=str(final)))
                         progress(f"latency of {staged.name} on {runner.runtime}")
@@ -111,6 +115,7 @@ def run_matrix(
             (staging / Path(artifact.path).name).replace(artifact.path)
         report.save(out_dir / "report.json")
         write_text_atomic(out_dir / "report.md", render_markdown(report.to_dict()))
+        write_html(report.to_dict(), out_dir / "report.html")
         finished = True
         return report
     finally:

@@ -182,3 +182,119 @@ def print_table(report: dict, console=None) -> None:
         style = "red" if row["parity"] == "FAIL" else None
         table.add_row(*(row[c] for c in TERMINAL_COLUMNS), style=style)
     console.print(table)
+
+
+# ---- HTML with plots -------------------------------------------------------------------------------------------------
+
+
+def _png(fig) -> str:
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def plots(report: dict) -> dict[str, str]:
+    """Base64 PNGs: latency per runtime (p50 bar, p90/p99 whiskers), error vs T per runtime, size per artifact."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot as plt
+
+    out: dict[str, str] = {}
+    lat = report["latency"]
+    if lat:
+        labels = [f"{x['runtime']}\n{x['precision']}" + (f"\n{Path(x['artifact']).suffix}" if x["artifact"] else "")
+                  for x in lat]
+        p50 = [x["p50_ms"] for x in lat]
+        fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(lat)), 3.2))
+        ax.bar(range(len(lat)), p50, color="#4c72b0")
+        ax.errorbar(range(len(lat)), p50, yerr=[[0] * len(lat), [x["p90_ms"] - x["p50_ms"] for x in lat]],
+                    fmt="none", ecolor="black", capsize=4, label="p90")
+        ax.scatter(range(len(lat)), [x["p99_ms"] for x in lat], marker="_", color="red", s=200, label="p99", zorder=3)
+        ax.set_xticks(range(len(lat)), labels, fontsize=8)
+        ax.set_ylabel("ms")
+        ax.set_title(f"latency, batch {lat[0]['batch']}, T={lat[0]['time']}")
+        ax.legend(fontsize=8)
+        out["latency"] = _png(fig)
+        plt.close(fig)
+    if report["parity"]:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        for par in report["parity"]:
+            worst: dict[int, float] = {}
+            for c in par["cases"]:
+                for o in c["outputs"]:
+                    if o["rel_l2"] == o["rel_l2"]:
+                        worst[c["time"]] = max(worst.get(c["time"], 0.0), o["rel_l2"])
+            if worst:
+                ts = sorted(worst)
+                ax.plot(ts, [max(worst[t], 1e-12) for t in ts], marker="o",
+                        label=f"{par['runtime']} {par['precision']}")
+        tols = {(p["precision"], o["tolerance"]["rel_l2"]) for p in report["parity"] for c in p["cases"]
+                for o in c["outputs"]}
+        for precision, tol in sorted(tols):
+            ax.axhline(tol, linestyle="--", linewidth=1, color="grey")
+            ax.annotate(f"{precision} tolerance", (1, tol), xycoords=("axes fraction", "data"), ha="right",
+                        va="bottom", fontsize=7, color="grey")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length T")
+        ax.set_ylabel("worst relative L2")
+        ax.set_title("error against the PyTorch original")
+        ax.legend(fontsize=8)
+        out["error"] = _png(fig)
+        plt.close(fig)
+    if report["artifacts"]:
+        fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(report["artifacts"])), 3.0))
+        names = [Path(a["path"]).name for a in report["artifacts"]]
+        ax.bar(range(len(names)), [a["size_bytes"] / 1e6 for a in report["artifacts"]], color="#55a868")
+        ax.set_xticks(range(len(names)), names, fontsize=7, rotation=20)
+        ax.set_ylabel("MB")
+        ax.set_title("artifact size")
+        out["size"] = _png(fig)
+        plt.close(fig)
+    return out
+
+
+def render_html(report: dict) -> str:
+    """A self-contained page: the matrix table, failures and embedded plots (no external files or scripts)."""
+    import html
+
+    rows = matrix_rows(report)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    body = "".join(
+        "<tr class='{}'>".format("fail" if r["parity"] == "FAIL" else "")
+        + "".join(f"<td>{html.escape(r[c])}</td>" for c in COLUMNS) + "</tr>" for r in rows)
+    failures = [
+        f"<li>{html.escape(p['runtime'])} batch={c['batch']} T={c['time']} {html.escape(c['source'])}: "
+        + html.escape(c["error"] or "; ".join(o["reason"] for o in c["outputs"] if not o["passed"])) + "</li>"
+        for p in report["parity"] for c in p["cases"] if not c["passed"]]
+    images = "".join(f"<figure><img alt='{k}' src='data:image/png;base64,{v}'></figure>"
+                     for k, v in plots(report).items())
+    env = report["environment"]
+    status = "PASSED" if report["passed"] else "FAILED"
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>edgeseq report: {html.escape(report['model']['name'])}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;}} table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} tr.fail td{{background:#fdd}}
+figure{{display:inline-block;margin:1em}} .PASSED{{color:#070}} .FAILED{{color:#b00}}</style></head><body>
+<h1>edgeseq report: {html.escape(report['model']['name'])} <span class="{status}">{status}</span></h1>
+<p>{html.escape(env['cpu'])} ({env['cpu_count']} cores), python {html.escape(env['python'])},
+{html.escape(', '.join(f'{k} {v}' for k, v in env['packages'].items()))}; created {html.escape(report['created'])}</p>
+<table><tr>{head}</tr>{body}</table>
+{'<h2>Failures</h2><ul>' + ''.join(failures[:50]) + '</ul>' if failures else ''}
+{images}
+</body></html>
+"""
+
+
+def write_html(report: dict, path: str | Path) -> bool:
+    """report.html beside the JSON; False (and no file) when matplotlib is not installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    write_text_atomic(path, render_html(report))
+    return True

@@ -17,7 +17,7 @@ def report_dir(tmp_path_factory):
 
 def test_matrix_writes_artifact_and_reports(report_dir):
     names = sorted(p.name for p in report_dir.iterdir())
-    assert names == ["cbhg-lite.fp32.onnx", "report.json", "report.md"]
+    assert names == ["cbhg-lite.fp32.onnx", "report.html", "report.json", "report.md"]
 
 
 def test_report_json_is_the_source_of_truth(report_dir):
@@ -55,3 +55,24 @@ def test_bad_report_files(tmp_path, content):
     path.write_text(content)
     with pytest.raises(ArtifactError):
         load_report(path)
+
+
+def test_html_is_self_contained_with_three_plots(report_dir):
+    html = (report_dir / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3
+    assert "<script" not in html and "http" not in html.split("<body>")[1]
+    assert "onnxruntime-cpu" in html and "PASSED" in html
+
+
+def test_junit_from_report(report_dir):
+    import xml.etree.ElementTree as ET
+
+    from edgeseq.junit import render_junit
+
+    data = json.loads((report_dir / "report.json").read_text())
+    suite = ET.fromstring(render_junit(data))
+    assert suite.get("failures") == "0" and len(suite) == len(data["parity"])
+    data["parity"][0]["passed"] = False
+    data["parity"][0]["cases"][0].update(passed=False, error="boom")
+    suite = ET.fromstring(render_junit(data))
+    assert suite.get("failures") == "1" and "boom" in suite.find(".//failure").text

@@ -125,7 +125,9 @@ def _device_args(device: str | None, threads: int | None) -> tuple[str | None, i
 @app.command("export")
 @_handled
 def export_cmd(
-    model: Annotated[str, typer.Argument(help="Registered model name, e.g. cbhg-lite.")],
+    model: Annotated[Optional[str], typer.Argument(help="Registered model name, e.g. cbhg-lite.")] = None,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="A recipe .toml or a shipped recipe name (android, jetson, server).")] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="Also write JUnit XML (one case per check and budget).")] = None,
     format: Annotated[Optional[List[str]], typer.Option("--format", "-f", help="Format(s): onnx.")] = None,
     precision: Annotated[Optional[List[str]], typer.Option("--precision", "-p", help="fp32 | fp16 | int8-dynamic | int8-static | all.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: edgeseq-out/MODEL).")] = None,
@@ -139,10 +141,21 @@ def export_cmd(
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 17,
     exporter: Annotated[str, typer.Option("--exporter", help="ONNX exporter: torchscript | dynamo.")] = "torchscript",
 ):
-    """Export MODEL, then check parity and latency on every runtime here; writes report.json and report.md."""
+    """Export MODEL (or everything a --recipe names), check parity and latency on every runtime here; writes
+    report.json, report.md, report.html (and manifest.json for a recipe)."""
     from ..enums import Precision
+    from ..errors import InputError
+    from ..junit import write_junit
     from ..matrix import MatrixOptions, run_matrix
     from ..report import print_table
+
+    if recipe is not None:
+        if model is not None:
+            raise InputError("give either MODEL or --recipe, not both")
+        _export_recipe(recipe, out_dir, junit)
+        return
+    if model is None:
+        raise InputError("give a MODEL (see `edgeseq models`) or --recipe FILE")
 
     precisions = precision or ["fp32"]
     if "all" in precisions:
@@ -157,8 +170,36 @@ def export_cmd(
     data = report.to_dict()
     print_table(data, out)
     _print_failures(data["parity"])
-    out.print(f"wrote {target / 'report.json'} and {target / 'report.md'}", highlight=False)
+    if junit:
+        write_junit(data, junit)
+    out.print(f"wrote {target / 'report.json'}, report.md and report.html", highlight=False)
     raise typer.Exit(0 if report.passed else 1)
+
+
+def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None) -> None:
+    from ..junit import write_junit
+    from ..recipe import builtin_recipe, load_recipe, run_recipe
+    from ..report import print_table
+
+    path = Path(name_or_path)
+    if not name_or_path.endswith(".toml") and builtin_recipe(name_or_path).is_file():
+        path = builtin_recipe(name_or_path)
+    recipe = load_recipe(path)
+    root = out_dir or Path("edgeseq-out")
+    with err.status(f"recipe {recipe.name}") as status:
+        manifest = run_recipe(recipe, root, progress=lambda msg: status.update(msg))
+    report = manifest.pop("report")
+    print_table(report, out)
+    _print_failures(report["parity"])
+    for b in manifest["budgets"]:
+        shown = f"{b['measured_ms']:.2f} ms" if b["measured_ms"] is not None else "not measured"
+        line = f"budget {b['device']} {b['precision']} {b['metric']} <= {b['limit_ms']} ms: {b['status']} ({shown})"
+        (err if b["status"] == "fail" else out).print(line + (f": {b['reason']}" if b["reason"] else ""),
+                                                     highlight=False)
+    if junit:
+        write_junit(report, junit, manifest["budgets"])
+    out.print(f"wrote {root / recipe.out / 'manifest.json'}", highlight=False)
+    raise typer.Exit(0 if manifest["passed"] else 1)
 
 
 def _print_failures(parity: list[dict]) -> None:

@@ -1,0 +1,41 @@
+"""JUnit XML for CI systems: one test case per parity check and per latency budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from .artifact import write_text_atomic
+
+
+def render_junit(report: dict, budgets: list[dict] | None = None) -> str:
+    suite = ET.Element("testsuite", name=f"edgeseq.{report['model']['name']}")
+    failures = 0
+    for par in report["parity"]:
+        case = ET.SubElement(suite, "testcase", classname=f"parity.{par['precision']}",
+                             name=f"{par['runtime']} {Path(par['artifact']).name or 'torch'}")
+        if not par["passed"]:
+            failures += 1
+            lines = []
+            for c in par["cases"]:
+                if not c["passed"]:
+                    why = c["error"] or "; ".join(f"{o['output']}: {o['reason']}" for o in c["outputs"] if not o["passed"])
+                    lines.append(f"batch={c['batch']} T={c['time']} {c['source']}: {why}")
+            failure = ET.SubElement(case, "failure", message=lines[0] if lines else "parity failed")
+            failure.text = "\n".join(lines)
+    for b in budgets or []:
+        case = ET.SubElement(suite, "testcase", classname=f"budget.{b['precision']}",
+                             name=f"{b['device']} {b['metric']} <= {b['limit_ms']} ms")
+        if b["status"] == "fail":
+            failures += 1
+            ET.SubElement(case, "failure", message=b["reason"])
+        elif b["status"] == "not-measured":
+            ET.SubElement(case, "skipped", message=b["reason"])
+    suite.set("tests", str(len(suite)))
+    suite.set("failures", str(failures))
+    suite.set("skipped", str(sum(1 for b in budgets or [] if b["status"] == "not-measured")))
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_junit(report: dict, path: str | Path, budgets: list[dict] | None = None) -> None:
+    write_text_atomic(path, render_junit(report, budgets))

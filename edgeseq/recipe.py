@@ -1,0 +1,236 @@
+"""Export recipes (exporters/*.toml): what a mobile build checks in and runs with `edgeseq export --recipe`.
+
+A recipe names the model, formats, precisions, tolerances, latency budgets and target devices; running it builds
+everything into one output folder with a manifest an app build can consume, and fails (exit 1) when parity or a
+budget fails. Paths in a recipe can only point inside the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+
+from .artifact import write_text_atomic
+from .devices import get_profile
+from .enums import Format, Precision
+from .errors import InputError, UnknownNameError
+
+_TOP = {"name": str, "description": str, "model": str, "formats": list, "precisions": list, "devices": list,
+        "out": str, "weights": str, "parity": dict, "latency": dict, "tolerances": dict, "budgets": list}
+_PARITY = {"times": list, "batches": list}
+_LATENCY = {"time": int, "iterations": int, "warmup": int, "threads": int}
+_BUDGET = {"device": str, "precision": str, "format": str, "p50_ms": (int, float), "p90_ms": (int, float),
+           "p99_ms": (int, float)}
+METRICS = ("p50_ms", "p90_ms", "p99_ms")
+
+
+@dataclass(frozen=True)
+class Budget:
+    device: str
+    precision: str
+    format: str
+    metric: str
+    limit_ms: float
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    model: str
+    formats: tuple[Format, ...]
+    precisions: tuple[Precision, ...]
+    devices: tuple[str, ...]
+    out: str
+    weights: str | None
+    times: tuple[int, ...] | None
+    batches: tuple[int, ...] | None
+    latency_time: int | None
+    iterations: int
+    warmup: int
+    threads: int | None
+    tolerances: dict[str, float]
+    budgets: tuple[Budget, ...]
+    source: str
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["formats"] = [f.value for f in self.formats]
+        d["precisions"] = [p.value for p in self.precisions]
+        return d
+
+
+def _check(table: dict, schema: dict, where: str) -> None:
+    for key, value in table.items():
+        if key not in schema:
+            raise InputError(f"{where}: unknown key {key!r} (known: {', '.join(schema)})")
+        want = schema[key]
+        if not isinstance(value, want) or isinstance(value, bool):
+            kind = want.__name__ if isinstance(want, type) else "number"
+            raise InputError(f"{where}: {key!r} must be {kind}, got {type(value).__name__}")
+
+
+def safe_relative(path: str, where: str) -> str:
+    """A folder inside the output root: no absolute paths, no '..', no drive letters."""
+    pure = PurePosixPath(path.replace("\\", "/"))
+    if not path or pure.is_absolute() or ".." in pure.parts or ":" in pure.parts[0]:
+        raise InputError(f"{where}: 'out' must be a relative folder inside the output root, got {path!r}")
+    return str(pure)
+
+
+def _ints(values: list, where: str) -> tuple[int, ...]:
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+        raise InputError(f"{where} must be a non-empty list of integers >= 1")
+    return tuple(values)
+
+
+def parse_recipe(data: dict, source: str) -> Recipe:
+    _check(data, _TOP, source)
+    for key in ("name", "model", "formats"):
+        if key not in data:
+            raise InputError(f"{source}: missing required key {key!r}")
+    parity, latency = data.get("parity", {}), data.get("latency", {})
+    _check(parity, _PARITY, f"{source} [parity]")
+    _check(latency, _LATENCY, f"{source} [latency]")
+    try:
+        formats = tuple(Format.parse(f) for f in data["formats"])
+        precisions = tuple(Precision.parse(p) for p in data.get("precisions", ["fp32"]))
+        tolerances = {Precision.parse(k).value: v for k, v in data.get("tolerances", {}).items()}
+        devices = tuple(get_profile(d).name for d in data.get("devices", []))
+    except UnknownNameError as exc:
+        raise InputError(f"{source}: {exc}") from None
+    for prec, value in tolerances.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise InputError(f"{source} [tolerances]: {prec!r} must be a positive number")
+    budgets = []
+    for i, raw in enumerate(data.get("budgets", [])):
+        where = f"{source} [[budgets]] #{i + 1}"
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: must be a table")
+        _check(raw, _BUDGET, where)
+        metrics = [m for m in METRICS if m in raw]
+        if len(metrics) != 1 or "device" not in raw:
+            raise InputError(f"{where}: needs 'device' and exactly one of {', '.join(METRICS)}")
+        if raw["device"] not in devices:
+            raise InputError(f"{where}: device {raw['device']!r} is not in the recipe's devices {list(devices)}")
+        try:
+            precision = Precision.parse(raw.get("precision", "fp32")).value
+            fmt = Format.parse(raw.get("format", get_profile(raw["device"]).format.value)).value
+        except UnknownNameError as exc:
+            raise InputError(f"{where}: {exc}") from None
+        budgets.append(Budget(raw["device"], precision, fmt, metrics[0], float(raw[metrics[0]])))
+    return Recipe(
+        name=data["name"], description=data.get("description", ""), model=data["model"], formats=formats,
+        precisions=precisions, devices=devices, out=safe_relative(data.get("out", data["name"]), source),
+        weights=data.get("weights"),
+        times=_ints(parity["times"], f"{source} [parity] times") if "times" in parity else None,
+        batches=_ints(parity["batches"], f"{source} [parity] batches") if "batches" in parity else None,
+        latency_time=latency.get("time"), iterations=latency.get("iterations", 30), warmup=latency.get("warmup", 5),
+        threads=latency.get("threads"), tolerances=tolerances, budgets=tuple(budgets), source=source)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"recipe {str(path)!r} does not exist or is not a file")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    return parse_recipe(data, str(path))
+
+
+def builtin_recipe(name: str) -> Path:
+    from .devices import builtin_dir
+
+    return builtin_dir().parent / "exporters" / f"{name}.toml"
+
+
+# ---- running -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BudgetResult:
+    budget: Budget
+    runtime: str
+    measured_ms: float | None
+    status: str  # pass | fail | not-measured
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return {**asdict(self.budget), "runtime": self.runtime, "measured_ms": self.measured_ms,
+                "status": self.status, "reason": self.reason}
+
+
+def check_budgets(recipe: Recipe, report: dict) -> list[BudgetResult]:
+    """Compare each budget with the latency measured on that device; a device not run here is 'not-measured'."""
+    results = []
+    for budget in recipe.budgets:
+        profile = get_profile(budget.device)
+        runtime_prefix = {"onnx": "onnxruntime", "tflite": "litert", "tensorrt": "tensorrt", "torch": "torch"}[
+            budget.format]
+        runtime = f"{runtime_prefix}-{profile.runner_device()}"
+        match = [x for x in report["latency"] if x["runtime"] == runtime and x["precision"] == budget.precision
+                 and (x["artifact"].endswith(f".{budget.precision}.{_suffix(budget.format)}") or not x["artifact"])]
+        if not profile.local:
+            results.append(BudgetResult(budget, runtime, None, "not-measured",
+                                        f"{profile.name} is reached over {profile.transport.kind.value}; "
+                                        "on-device runs are not in this build"))
+        elif not match:
+            results.append(BudgetResult(budget, runtime, None, "not-measured", f"no {runtime} latency in the report"))
+        else:
+            value = match[0][budget.metric]
+            ok = value <= budget.limit_ms
+            results.append(BudgetResult(budget, runtime, value, "pass" if ok else "fail",
+                                        "" if ok else f"{budget.metric} {value:.2f} ms > {budget.limit_ms} ms"))
+    return results
+
+
+def _suffix(fmt: str) -> str:
+    return {"onnx": "onnx", "tflite": "tflite", "tensorrt": "engine"}.get(fmt, fmt)
+
+
+def write_manifest(recipe: Recipe, report: dict, budgets: list[BudgetResult], out_dir: Path) -> dict:
+    """manifest.json: what an app build consumes (artifacts, checksums, sizes, I/O specs, versions, verdicts)."""
+    artifacts = []
+    for a in report["artifacts"]:
+        artifacts.append({
+            "file": Path(a["path"]).name, "format": a["format"], "precision": a["precision"], "sha256": a["sha256"],
+            "size_bytes": a["size_bytes"], "inputs": a["inputs"], "outputs": a["outputs"], "opset": a["opset"],
+            "weights_sha256": a["weights_sha256"],
+            "parity_passed": all(p["passed"] for p in report["parity"] if p["artifact"] == a["path"]),
+        })
+    manifest = {
+        "schema": "edgeseq.manifest/1",
+        "recipe": recipe.to_dict(),
+        "model": report["model"]["name"],
+        "passed": report["passed"] and all(b.status != "fail" for b in budgets),
+        "artifacts": artifacts,
+        "budgets": [b.to_dict() for b in budgets],
+        "environment": report["environment"],
+    }
+    write_text_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def run_recipe(recipe: Recipe, out_root: str | Path, progress=lambda msg: None) -> dict:
+    """Build everything the recipe names into out_root/recipe.out; returns the manifest (also on disk)."""
+    from .matrix import MatrixOptions, run_matrix
+    from .models import get_model
+
+    spec = get_model(recipe.model)
+    tolerances = spec.tolerances
+    for precision, rel_l2 in recipe.tolerances.items():
+        tolerances = tolerances.with_rel_l2(precision, rel_l2)
+    out_dir = Path(out_root) / recipe.out
+    options = MatrixOptions(times=recipe.times, batches=recipe.batches, latency_time=recipe.latency_time,
+                            threads=recipe.threads, warmup=recipe.warmup, iterations=recipe.iterations,
+                            tolerances=tolerances)
+    report = run_matrix(spec, recipe.formats, recipe.precisions, out_dir=out_dir, weights=recipe.weights,
+                        options=options, progress=progress).to_dict()
+    budgets = check_budgets(recipe, report)
+    manifest = write_manifest(recipe, report, budgets, out_dir)
+    manifest["report"] = report
+    return manifest
