@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -54,7 +55,8 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it into place only if the block succeeds."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
+    remove_stale(final.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".partial", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -66,6 +68,44 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+STAGING_PREFIX = ".edgeseq-staging-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(folder: Path) -> list[Path]:
+    """Delete leftovers of killed runs in `folder`: *.partial files and staging folders whose process is gone.
+
+    Their names carry the writer's pid, so a run that is still going (in this or another process) is left alone.
+    """
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.endswith(".partial") and name.startswith("."):
+            pid_text = name[: -len(".partial")].split(".")[-2]
+        elif name.startswith(STAGING_PREFIX):
+            pid_text = name[len(STAGING_PREFIX):].split("-")[0]
+        else:
+            continue
+        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -8,13 +8,14 @@ bad input or an interrupted run leaves nothing half-written there.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
 from . import api, formats
-from .artifact import write_text_atomic
+from .artifact import STAGING_PREFIX, remove_stale, write_text_atomic
 from .enums import Format, Precision
 from .environment import fingerprint
 from .errors import InputError
@@ -73,7 +74,8 @@ def run_matrix(
 
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".edgeseq-staging-", dir=out_dir))
+    remove_stale(out_dir)  # what a killed earlier run left behind
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir))
     finished = False
     try:
         artifacts, parity, latency = [], [], []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -35,15 +36,20 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as exc:
             raise ArtifactError(f"weights file {str(path)!r} is not a readable safetensors file: {exc}") from None
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # protocol warnings: a refusal below says what matters
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc)
+        detail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
+        reason = next((ln.strip() for ln in detail.splitlines() if ln.strip()), type(exc).__name__)
         raise ArtifactError(
-            f"refused to load {str(path)!r}: it is not a plain tensor checkpoint (weights_only=True rejected it: "
-            f"{first}); re-save it as safetensors or as a state dict"
+            f"refused to load {str(path)!r}: not a plain tensor checkpoint (torch.load(weights_only=True): "
+            f"{reason[:160]}); re-save it as safetensors or as a state dict"
         ) from None
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise ArtifactError(f"weights file {str(path)!r} is not a readable torch checkpoint: {exc}") from None
+    except Exception as exc:  # torch's unpickler raises IndexError, KeyError, ... on malformed files (found by fuzzing)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ArtifactError(f"weights file {str(path)!r} is not a readable torch checkpoint: {first[:200]}") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

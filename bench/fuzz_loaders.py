@@ -1,0 +1,80 @@
+"""A longer fuzzing run of every file loader (the tests run a bounded one). New failures are saved to the corpus.
+
+    python bench/fuzz_loaders.py [--examples 5000] [--targets onnx checkpoint ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from fuzz_targets import SEEDS, TARGETS, run_target  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+CORPUS = ROOT / "tests" / "fuzz_corpus"
+
+
+def mutations(seed: bytes):
+    """Truncations, byte flips and splices of a valid input."""
+    return st.one_of(
+        st.integers(0, len(seed)).map(lambda n: seed[:n]),
+        st.lists(st.tuples(st.integers(0, max(0, len(seed) - 1)), st.integers(0, 255)), min_size=1, max_size=16).map(
+            lambda flips: bytes(dict(flips).get(i, b) for i, b in enumerate(seed))),
+        st.binary(max_size=64).map(lambda junk: seed[: len(seed) // 2] + junk),
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--examples", type=int, default=3000)
+    parser.add_argument("--targets", nargs="+", default=sorted(TARGETS))
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "fuzz.json"))
+    args = parser.parse_args()
+    results = {}
+    seeds_by_target = dict(SEEDS)
+    if "onnx" in args.targets:  # a real model to mutate: garbage alone stops at the first-byte check
+        import tempfile
+
+        import edgeseq
+
+        art = edgeseq.export("seq-cnn", "onnx", out_dir=tempfile.mkdtemp())
+        seeds_by_target["onnx"] = [Path(art.path).read_bytes()]
+    for name in args.targets:
+        seeds = seeds_by_target.get(name, [b""])
+        strategy = st.one_of(st.binary(max_size=2048), *(mutations(s) for s in seeds))
+        failures: list[str] = []
+        started = time.time()
+
+        @settings(max_examples=args.examples, deadline=2000, database=None, suppress_health_check=list(HealthCheck))
+        @given(data=strategy)
+        def run(data):
+            try:
+                run_target(name, data)
+            except AssertionError as exc:
+                digest = hashlib.sha256(data).hexdigest()[:16]
+                (CORPUS / name).mkdir(parents=True, exist_ok=True)
+                (CORPUS / name / f"found-{digest}").write_bytes(data)
+                failures.append(str(exc))
+                raise
+
+        try:
+            run()
+            status = "0 crashes"
+        except Exception as exc:  # noqa: BLE001 - report and go on with the next target
+            status = f"crash: {str(exc).splitlines()[0][:200]}"
+        results[name] = {"examples": args.examples, "seconds": round(time.time() - started, 1), "status": status}
+        print(f"{name:14s} {args.examples} examples in {results[name]['seconds']:6.1f} s: {status}", flush=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    return 0 if all(r["status"] == "0 crashes" for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

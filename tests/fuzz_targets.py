@@ -1,0 +1,102 @@
+"""Fuzz targets for every loader that reads a file: each may succeed or raise an EdgeseqError, nothing else.
+
+Shared by tests/test_fuzz.py (a bounded run in the default suite) and bench/fuzz_loaders.py (a longer run).
+"""
+
+import json
+import tempfile
+from pathlib import Path
+
+from edgeseq.errors import EdgeseqError
+
+TARGETS = {}
+
+
+def target(name):
+    def register(fn):
+        TARGETS[name] = fn
+        return fn
+
+    return register
+
+
+def _write(data: bytes, suffix: str) -> Path:
+    tmp = tempfile.NamedTemporaryFile(suffix=suffix, delete=False)
+    tmp.write(data)
+    tmp.close()
+    return Path(tmp.name)
+
+
+def run_target(name: str, data: bytes) -> None:
+    """Raise AssertionError only for a non-EdgeseqError exception (a crash as far as a user is concerned)."""
+    try:
+        TARGETS[name](data)
+    except EdgeseqError as exc:
+        assert "\n" not in str(exc), f"{name}: multi-line error {exc!r}"
+    except Exception as exc:  # noqa: BLE001
+        raise AssertionError(f"{name}: {type(exc).__name__}: {exc}") from exc
+
+
+@target("onnx")
+def fuzz_onnx(data: bytes) -> None:
+    import edgeseq
+
+    path = _write(data, ".onnx")
+    try:
+        with edgeseq.load(path) as runner:
+            runner.inputs  # noqa: B018
+    finally:
+        path.unlink()
+
+
+@target("profile_toml")
+def fuzz_profile(data: bytes) -> None:
+    from edgeseq.devices import load_profile
+
+    path = _write(data, ".toml")
+    try:
+        load_profile(path)
+    finally:
+        path.unlink()
+
+
+@target("recipe_toml")
+def fuzz_recipe(data: bytes) -> None:
+    from edgeseq.recipe import load_recipe
+
+    path = _write(data, ".toml")
+    try:
+        load_recipe(path)
+    finally:
+        path.unlink()
+
+
+@target("report_json")
+def fuzz_report(data: bytes) -> None:
+    from edgeseq.report import load_report
+
+    path = _write(data, ".json")
+    try:
+        load_report(path)
+    finally:
+        path.unlink()
+
+
+@target("checkpoint")
+def fuzz_checkpoint(data: bytes) -> None:
+    from edgeseq.models.weights import read_checkpoint
+
+    for suffix in (".pt", ".safetensors"):
+        path = _write(data, suffix)
+        try:
+            read_checkpoint(path)
+        finally:
+            path.unlink()
+
+
+SEEDS = {
+    "profile_toml": [b'name = "x"\nruntime = "onnxruntime"\ndelegate = "cpu"\n[transport]\nkind = "local"\n'],
+    "recipe_toml": [b'name = "t"\nmodel = "cbhg-lite"\nformats = ["onnx"]\ndevices = ["local-cpu"]\n'
+                    b'[[budgets]]\ndevice = "local-cpu"\np90_ms = 5\n'],
+    "report_json": [json.dumps({"schema": "edgeseq.report/1", "model": {}, "environment": {}}).encode()],
+}
