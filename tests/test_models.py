@@ -105,3 +105,13 @@ def test_from_module_wraps_any_module():
     assert spec.inputs[0].shape == ("batch", "time", 4)
     assert spec.outputs[0].shape == ("batch", "time", 3)
     assert spec.example_inputs(batch=3, time=9)["x"].shape == (3, 9, 4)
+
+
+def test_same_pool_is_a_width_2_stride_1_max_pool():
+    from torch.nn import functional as F
+
+    from edgeseq.models.cbhg import SamePool
+
+    x = torch.randn(2, 5, 33)
+    assert torch.equal(SamePool()(x), F.max_pool1d(x, 2, 1, padding=1)[:, :, 1:])
+    assert SamePool()(x[:, :, :1]).shape == (2, 5, 1)
