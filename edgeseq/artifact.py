@@ -66,8 +66,8 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         yield tmp_path
         os.replace(tmp_path, final)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        for leftover in tmp_path.parent.glob(tmp_path.name + "*"):  # also side files a converter wrote (.data)
+            leftover.unlink(missing_ok=True)
 
 
 STAGING_PREFIX = ".edgeseq-staging-"
@@ -93,8 +93,8 @@ def remove_stale(folder: Path) -> list[Path]:
         return removed
     for entry in folder.iterdir():
         name = entry.name
-        if name.endswith(".partial") and name.startswith("."):
-            pid_text = name[: -len(".partial")].split(".")[-2]
+        if ".partial" in name and name.startswith("."):  # .<final>.<pid>.<random>.partial[.data]
+            pid_text = name.split(".partial")[0].split(".")[-2]
         elif name.startswith(STAGING_PREFIX):
             pid_text = name[len(STAGING_PREFIX):].split("-")[0]
         else:

@@ -56,11 +56,13 @@ def test_stale_partials_of_dead_processes_are_removed_live_ones_kept(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
     (tmp_path / f".m.onnx.{dead_pid}.abc.partial").write_bytes(b"x")
+    (tmp_path / f".m.onnx.{dead_pid}.abc.partial.data").write_bytes(b"x")  # a converter's side file
     (tmp_path / f"{STAGING_PREFIX}{dead_pid}-xyz").mkdir()
     (tmp_path / f".m.onnx.{os.getpid()}.abc.partial").write_bytes(b"x")  # this process: still running
     (tmp_path / "keep.onnx").write_bytes(b"x")
     removed = {p.name for p in remove_stale(tmp_path)}
-    assert removed == {f".m.onnx.{dead_pid}.abc.partial", f"{STAGING_PREFIX}{dead_pid}-xyz"}
+    assert removed == {f".m.onnx.{dead_pid}.abc.partial", f".m.onnx.{dead_pid}.abc.partial.data",
+                       f"{STAGING_PREFIX}{dead_pid}-xyz"}
     assert (tmp_path / "keep.onnx").exists() and (tmp_path / f".m.onnx.{os.getpid()}.abc.partial").exists()
 
 

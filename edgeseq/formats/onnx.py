@@ -135,7 +135,8 @@ def _torch_export(torch, module, args, path: Path, spec, options: OnnxOptions) -
                 )
             else:
                 require("onnxscript", EXTRA)
-                torch.onnx.export(module, args, str(path), dynamo=True, dynamic_axes=spec.dynamic_axes, **kwargs)
+                torch.onnx.export(module, args, str(path), dynamo=True, dynamic_axes=spec.dynamic_axes,
+                                  external_data=False, **kwargs)
     except Exception as exc:
         raise ExportError(f"torch.onnx.export ({options.exporter.value}) failed for {spec.name}: {_why(exc)}") from None
     finally:
