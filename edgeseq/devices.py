@@ -6,13 +6,13 @@ the key, so a typo in a CI config fails loudly instead of silently running on th
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from .enums import Format, Precision, _Named
 from .errors import InputError, UnknownNameError
+from .tomlfile import check_table, positive_number, read_toml
 
 
 class Runtime(_Named):
@@ -106,21 +106,12 @@ _TRANSPORT = {"kind": str, "host": str, "user": str, "port": int, "key": str, "p
 _TRANSPORT_REQUIRED = {TransportKind.SSH: ("host",), TransportKind.ADB: (), TransportKind.LOCAL: ()}
 
 
-def _check_table(table: dict, schema: dict, where: str) -> None:
-    for key, value in table.items():
-        if key not in schema:
-            raise InputError(f"{where}: unknown key {key!r} (known: {', '.join(schema)})")
-        want = schema[key]
-        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-            raise InputError(f"{where}: {key!r} must be {want.__name__}, got {type(value).__name__}")
-
-
 def parse_profile(data: dict, source: str) -> DeviceProfile:
-    _check_table(data, _TOP, source)
+    check_table(data, _TOP, source)
     for key in _REQUIRED:
         if key not in data:
             raise InputError(f"{source}: missing required key {key!r}")
-    _check_table(data["transport"], _TRANSPORT, f"{source} [transport]")
+    check_table(data["transport"], _TRANSPORT, f"{source} [transport]")
     try:
         runtime = Runtime.parse(data["runtime"])
         delegate = Delegate.parse(data["delegate"])
@@ -140,9 +131,7 @@ def parse_profile(data: dict, source: str) -> DeviceProfile:
             Precision.parse(prec)
         except UnknownNameError as exc:
             raise InputError(f"{source} [tolerances]: {exc}") from None
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise InputError(f"{source} [tolerances]: {prec!r} must be a positive number")
-        tolerances[prec] = float(value)
+        tolerances[prec] = positive_number(value, f"{source} [tolerances]: {prec!r}")
     transport = Transport(kind=kind, **{k: v for k, v in data["transport"].items() if k != "kind"})
     return DeviceProfile(name=data["name"], description=data.get("description", ""), runtime=runtime,
                          delegate=delegate, transport=transport, threads=threads, precisions=precisions,
@@ -150,14 +139,7 @@ def parse_profile(data: dict, source: str) -> DeviceProfile:
 
 
 def load_profile(path: str | Path) -> DeviceProfile:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"device profile {str(path)!r} does not exist or is not a file")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid TOML ({exc})") from None
-    return parse_profile(data, str(path))
+    return parse_profile(read_toml(path, "device profile"), str(path))
 
 
 def builtin_dir() -> Path:

@@ -8,7 +8,6 @@ budget fails. Paths in a recipe can only point inside the output folder.
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
@@ -16,6 +15,7 @@ from .artifact import write_text_atomic
 from .devices import get_profile
 from .enums import Format, Precision
 from .errors import InputError, UnknownNameError
+from .tomlfile import check_table, positive_number, read_toml
 
 _TOP = {"name": str, "description": str, "model": str, "formats": list, "precisions": list, "devices": list,
         "out": str, "weights": str, "parity": dict, "latency": dict, "tolerances": dict, "budgets": list}
@@ -62,16 +62,6 @@ class Recipe:
         return d
 
 
-def _check(table: dict, schema: dict, where: str) -> None:
-    for key, value in table.items():
-        if key not in schema:
-            raise InputError(f"{where}: unknown key {key!r} (known: {', '.join(schema)})")
-        want = schema[key]
-        if not isinstance(value, want) or isinstance(value, bool):
-            kind = want.__name__ if isinstance(want, type) else "number"
-            raise InputError(f"{where}: {key!r} must be {kind}, got {type(value).__name__}")
-
-
 def safe_relative(path: str, where: str) -> str:
     """A folder inside the output root: no absolute paths, no '..', no drive letters."""
     pure = PurePosixPath(path.replace("\\", "/"))
@@ -87,13 +77,13 @@ def _ints(values: list, where: str) -> tuple[int, ...]:
 
 
 def parse_recipe(data: dict, source: str) -> Recipe:
-    _check(data, _TOP, source)
+    check_table(data, _TOP, source)
     for key in ("name", "model", "formats"):
         if key not in data:
             raise InputError(f"{source}: missing required key {key!r}")
     parity, latency = data.get("parity", {}), data.get("latency", {})
-    _check(parity, _PARITY, f"{source} [parity]")
-    _check(latency, _LATENCY, f"{source} [latency]")
+    check_table(parity, _PARITY, f"{source} [parity]")
+    check_table(latency, _LATENCY, f"{source} [latency]")
     try:
         formats = tuple(Format.parse(f) for f in data["formats"])
         precisions = tuple(Precision.parse(p) for p in data.get("precisions", ["fp32"]))
@@ -102,14 +92,13 @@ def parse_recipe(data: dict, source: str) -> Recipe:
     except UnknownNameError as exc:
         raise InputError(f"{source}: {exc}") from None
     for prec, value in tolerances.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise InputError(f"{source} [tolerances]: {prec!r} must be a positive number")
+        positive_number(value, f"{source} [tolerances]: {prec!r}")
     budgets = []
     for i, raw in enumerate(data.get("budgets", [])):
         where = f"{source} [[budgets]] #{i + 1}"
         if not isinstance(raw, dict):
             raise InputError(f"{where}: must be a table")
-        _check(raw, _BUDGET, where)
+        check_table(raw, _BUDGET, where)
         metrics = [m for m in METRICS if m in raw]
         if len(metrics) != 1 or "device" not in raw:
             raise InputError(f"{where}: needs 'device' and exactly one of {', '.join(METRICS)}")
@@ -132,14 +121,7 @@ def parse_recipe(data: dict, source: str) -> Recipe:
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"recipe {str(path)!r} does not exist or is not a file")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid TOML ({exc})") from None
-    return parse_recipe(data, str(path))
+    return parse_recipe(read_toml(path, "recipe"), str(path))
 
 
 def builtin_recipe(name: str) -> Path:

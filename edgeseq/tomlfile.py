@@ -1,0 +1,39 @@
+"""Reading and validating the project's TOML files (device profiles, recipes): one-line errors naming file and key."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from .errors import InputError
+
+
+def read_toml(path: str | Path, what: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} {str(path)!r} does not exist or is not a file")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+
+
+def check_table(table: dict, schema: dict, where: str) -> None:
+    """Unknown keys and wrong types (bool never passes for a number) are errors."""
+    for key, value in table.items():
+        if key not in schema:
+            raise InputError(f"{where}: unknown key {key!r} (known: {', '.join(schema)})")
+        want = schema[key]
+        if not isinstance(value, want) or (isinstance(value, bool) and bool not in _types(want)):
+            kind = want.__name__ if isinstance(want, type) else "number"
+            raise InputError(f"{where}: {key!r} must be {kind}, got {type(value).__name__}")
+
+
+def positive_number(value, where: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise InputError(f"{where} must be a positive number")
+    return float(value)
+
+
+def _types(want) -> tuple:
+    return want if isinstance(want, tuple) else (want,)
