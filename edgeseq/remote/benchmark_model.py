@@ -33,7 +33,7 @@ _SUMMARY = re.compile(rf"Inference timings in us: Init: (?P<init>{_NUM}), First 
 _MEM_DELTA = re.compile(rf"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\): "
                         rf"init=(?P<init>{_NUM}) overall=(?P<overall>{_NUM})")
 _MEM_PEAK = re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitoring: (?P<peak>{_NUM})")
-_ERROR = re.compile(r"^(?:\S+\s+)?(?:ERROR|E tflite\s*):\s*(?P<msg>.+)$")
+_ERROR = re.compile(r"^ERROR:\s*(?P<msg>.+)$")
 
 DELEGATE_FLAGS = {
     "xnnpack": ("--use_xnnpack=true",),
@@ -121,10 +121,13 @@ def parse_output(text: str) -> Timings:
 
 
 def failure_reason(text: str) -> str:
-    """The first distinct ERROR line benchmark_model printed, else its last line."""
+    """The first two distinct ERROR lines benchmark_model printed (cause, then where), else its last line."""
+    errors: list[str] = []
     for line in text.splitlines():
         match = _ERROR.match(line.strip())
-        if match:
-            return match.group("msg").strip()[:300]
+        if match and match.group("msg").strip() not in errors:
+            errors.append(match.group("msg").strip())
+    if errors:
+        return "; ".join(errors[:2])[:300]
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1][:300] if lines else "no output"

@@ -117,6 +117,8 @@ def _litert_interpreter():
 
 
 class LiteRtModel(object):
+    """A .tflite through its single signature when it has one (names as exported), else the raw interpreter."""
+
     def __init__(self, path, delegate, threads):
         interpreter_cls, self.version = _litert_interpreter()
         if delegate not in ("cpu", "xnnpack"):
@@ -124,27 +126,50 @@ class LiteRtModel(object):
                               "benchmark_model" % delegate)
         try:
             self.interpreter = interpreter_cls(model_path=path, num_threads=threads or None)
-            self.interpreter.allocate_tensors()
+            signatures = self.interpreter.get_signature_list() if hasattr(self.interpreter, "get_signature_list") \
+                else {}
+            self.signature = None
+            if len(signatures) == 1:
+                key = next(iter(signatures))
+                self.signature = self.interpreter.get_signature_runner(key)
+                self._names = (list(signatures[key]["inputs"]), list(signatures[key]["outputs"]))
+            else:
+                self.interpreter.allocate_tensors()
         except Exception as exc:
             raise DeviceError("LiteRT on the device cannot load the model: %s" % _first_line(exc))
         self.provider = "xnnpack"
         self._shapes = {}
 
+    def _input_details(self):
+        if self.signature is not None and hasattr(self.signature, "get_input_details"):
+            details = self.signature.get_input_details()
+            return [dict(details[name], name=name) for name in self._names[0]]
+        if self.signature is not None:
+            by_name = dict((d["name"], d) for d in self.interpreter.get_input_details())
+            return [dict(by_name.get(name, {"shape": [], "dtype": None}), name=name) for name in self._names[0]]
+        return self.interpreter.get_input_details()
+
     def describe(self):
         def spec(d):
             sig = d.get("shape_signature", d["shape"])
+            dtype = d["dtype"]
             return {"name": d["name"], "shape": [int(x) if int(x) >= 0 else None for x in sig],
-                    "dtype": d["dtype"].__name__ if hasattr(d["dtype"], "__name__") else str(d["dtype"])}
+                    "dtype": dtype.__name__ if hasattr(dtype, "__name__") else str(dtype)}
 
+        outputs = self._names[1] if self.signature is not None else [
+            d["name"] for d in self.interpreter.get_output_details()]
         return {
-            "inputs": [spec(d) for d in self.interpreter.get_input_details()],
-            "outputs": [d["name"] for d in self.interpreter.get_output_details()],
+            "inputs": [spec(d) for d in self._input_details()],
+            "outputs": outputs,
             "metadata": {},
             "provider": self.provider,
             "runtime_version": self.version,
         }
 
     def infer(self, feed):
+        if self.signature is not None:  # the signature runner resizes inputs and allocates as needed
+            out = self.signature(**feed)
+            return dict((name, out[name]) for name in self._names[1])
         details = self.interpreter.get_input_details()
         shapes = dict((d["name"], tuple(feed[d["name"]].shape)) for d in details)
         if shapes != self._shapes:

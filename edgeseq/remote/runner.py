@@ -81,7 +81,7 @@ class RemoteRunner(Runner):
         want = PYTHON_RUNTIMES.get(runtime)
         if want is None:
             raise UnsupportedError(f"device {profile.name!r} runs {runtime}; edgeseq's device runner drives "
-                                   f"{', '.join(PYTHON_RUNTIMES)} (a {runtime} device is not reachable from this build)")
+                                   f"{', '.join(PYTHON_RUNTIMES)} (not {runtime} yet)")
         if self.format is not want:
             raise InputError(f"device {profile.name!r} runs {runtime}, which takes .{want.value} files; "
                              f"{self.path.name} is {self.format.value}")

@@ -22,6 +22,7 @@ from .connection import (Completed, Connection, DeviceTimeout, Executor, RetryPo
                          run_subprocess, with_retries)
 
 CONNECT_TIMEOUT_S = 10
+MASTER_IDLE_S = 600
 # ssh's own words for "could not get there (this time)": worth another try
 _TRANSIENT = ("connection refused", "connection timed out", "operation timed out", "timed out during banner exchange",
               "connection reset", "connection closed by", "closed by remote host", "broken pipe", "no route to host",
@@ -68,11 +69,11 @@ class SshConnection(Connection):
         return f"{self.user}@{host}" if self.user else host
 
     def scp_push_argv(self, local_paths: Sequence[str], remote_dir: str) -> list[str]:
-        return [self.scp, "-q", "-B", *self.options(), "-P", str(self.port), *local_paths,
+        return [self.scp, "-B", *self.options(), "-P", str(self.port), *local_paths,
                 f"{self._scp_host()}:{remote_dir}/"]
 
     def scp_pull_argv(self, remote_paths: Sequence[str], local_dir: str) -> list[str]:
-        return [self.scp, "-q", "-B", *self.options(), "-P", str(self.port),
+        return [self.scp, "-B", *self.options(), "-P", str(self.port),
                 *(f"{self._scp_host()}:{p}" for p in remote_paths), local_dir]
 
     # ---- errors ------------------------------------------------------------------------------------------------
@@ -83,7 +84,7 @@ class SshConnection(Connection):
         failed_client = (done.returncode == 255) if ssh_exit else done.returncode != 0
         if not failed_client:
             return
-        line = last_line(text, f"{Path(done.argv[0]).name} exited with {done.returncode}")
+        line = _reason(text, f"{Path(done.argv[0]).name} exited with {done.returncode}")
         if any(s in low for s in _AUTH):
             how = f"key {self.key}" if self.key else "the agent / default keys"
             raise DeviceError(f"{self.label}: ssh authentication failed for {self.target} with {how}: {line}")
@@ -111,9 +112,11 @@ class SshConnection(Connection):
 
         def start() -> Completed:
             log = Path(self._control_dir) / "master.log"
+            # a first session ("true") opens the master; ControlPersist keeps it in the background afterwards (and
+            # ends it after 10 idle minutes should close() never come). Not -N: a -N master refuses mux sessions.
             argv = [self.ssh, *self.options_without_control(), "-o", f"ControlPath={control}", "-o",
-                    "ControlMaster=yes", "-o", "ControlPersist=no", "-M", "-N", "-f", "-p", str(self.port),
-                    self.target]
+                    "ControlMaster=yes", "-o", f"ControlPersist={MASTER_IDLE_S}", "-p", str(self.port), self.target,
+                    "true"]
             # the master stays in the background holding its stderr: give it a file, never our pipe
             with open(log, "wb") as err:
                 try:
@@ -181,7 +184,7 @@ class SshConnection(Connection):
             try:
                 self.classify(done, ssh_exit=False)
             except Unreachable as exc:
-                if last_line(done.err_text).lower() == "scp: connection closed":  # also what a missing SFTP server says
+                if _reason(done.err_text).lower() == "scp: connection closed":  # also what a missing SFTP server says
                     raise Unreachable(f"{exc} (or the device has no SFTP server, which OpenSSH's scp needs)") from None
                 raise
             if done.returncode != 0:
@@ -195,3 +198,10 @@ class SshConnection(Connection):
             return self.execute(argv, timeout)
         except DeviceTimeout as exc:
             raise DeviceTimeout(f"{self.label}: {exc}") from None
+
+
+def _reason(text: str, default: str = "") -> str:
+    """ssh's own line about the failure ("ssh: connect to host ...") over scp's generic "Connection closed"."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    own = [ln for ln in lines if ln.startswith("ssh: ")]
+    return (own or lines or [default])[-1][:300]
