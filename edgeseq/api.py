@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from .models import ModelSpec, get_model
 from .parity import ParityCase, ParityResult, Tolerances, sweep
 from .latency import LatencyResult, measure
 from .runner import Runner
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .devices import DeviceProfile
 
 SUFFIX = {Format.ONNX: ".onnx", Format.TFLITE: ".tflite", Format.TENSORRT: ".engine"}
 
@@ -76,11 +80,27 @@ def _options(module, opset: int, exporter: str):
     return None
 
 
-def load(path: str | Path | Artifact, *, device: str | None = None, threads: int | None = None) -> Runner:
-    """A runner for any artifact file, picked from the file itself (works on any ONNX model, not only ours)."""
+def load(path: str | Path | Artifact, *, device=None, threads: int | None = None) -> Runner:
+    """A runner for any artifact file, picked from the file itself (works on any ONNX model, not only ours).
+
+    device: a plain runner device (cpu, cuda, tensorrt), a device profile name or .toml path, or a DeviceProfile;
+    a profile reached over ssh / adb gives a runner that runs on that device (parity is still computed here)."""
+    return _open_runner(path, device=device, threads=threads)
+
+
+def _open_runner(path, *, device=None, threads: int | None = None, timing_only: bool = False) -> Runner:
+    from .devices import DeviceProfile, resolve_device
+
     if isinstance(path, Artifact):
         path = path.path
-    return formats.runner_for(path, device=device, threads=threads)
+    profile = device if isinstance(device, DeviceProfile) else resolve_device(device)
+    if profile is None:
+        return formats.runner_for(path, device=device, threads=threads)
+    if profile.local:
+        return formats.runner_for(path, device=profile.runner_device(), threads=threads or profile.threads)
+    from .remote import runner_for
+
+    return runner_for(path, profile, threads=threads, timing_only=timing_only)
 
 
 def parity_feeds(spec: ModelSpec, times: Iterable[int] | None, batches: Iterable[int] | None,
@@ -124,7 +144,7 @@ def check(
     batches: Iterable[int] | None = None,
     sources: Iterable[str] | None = None,
     tolerances: Tolerances | None = None,
-    device: str | None = None,
+    device: "str | DeviceProfile | None" = None,
     threads: int | None = None,
     reference: Runner | None = None,
     artifact_label: str | None = None,
@@ -141,6 +161,7 @@ def check(
         meta = getattr(runner, "metadata", {}) if hasattr(runner, "metadata") else {}
         precision = Precision.parse(precision or meta.get("edgeseq.precision", "fp32"))
         feeds = list(parity_feeds(spec, times, batches, sources))
+        runner.prefetch([feed for *_, feed in feeds])  # a remote runner: the whole sweep in one round trip
         ref = reference or torch_reference(spec, weights)
         notes = []
         expected_sha = meta.get("edgeseq.weights_sha256")
@@ -169,7 +190,7 @@ def profile(
     warmup: int = 5,
     iterations: int = 50,
     budget_s: float | None = None,
-    device: str | None = None,
+    device: "str | DeviceProfile | None" = None,
     threads: int | None = None,
     artifact_label: str | None = None,
 ) -> LatencyResult:
@@ -177,7 +198,7 @@ def profile(
     from .inputs import feed_from_shapes
 
     owned = not isinstance(artifact, Runner)
-    runner = load(artifact, device=device, threads=threads) if owned else artifact
+    runner = _open_runner(artifact, device=device, threads=threads, timing_only=True) if owned else artifact
     try:
         runner.load()
         meta = getattr(runner, "metadata", {}) if hasattr(runner, "metadata") else {}
@@ -194,3 +215,50 @@ def profile(
     finally:
         if owned:
             runner.close()
+
+
+@dataclass(frozen=True)
+class DeviceLatency:
+    """One device's answer in profile_many: a LatencyResult, or the one-line error that device gave."""
+
+    device: str
+    result: LatencyResult | None
+    error: str = ""
+    exit_code: int = 0
+
+    def to_dict(self) -> dict:
+        return {"device": self.device, "result": self.result.to_dict() if self.result else None,
+                "error": self.error, "exit_code": self.exit_code}
+
+
+def profile_many(artifact, devices: Sequence[str], **options) -> list[DeviceLatency]:
+    """profile() on several devices at once: remote devices run concurrently; devices of this machine take turns
+    (so they do not time each other's load). One device failing does not stop the others."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .devices import resolve_device
+    from .errors import EdgeseqError
+
+    if not devices:
+        raise InputError("profile_many needs at least one device")
+    resolved = [resolve_device(d) for d in devices]  # a bad name fails here, before anything runs
+    local_turn = threading.Lock()
+
+    def one(name: str, profile) -> DeviceLatency:
+        is_local = profile is None or profile.local
+        try:
+            if is_local:
+                with local_turn:
+                    result = profile_fn(artifact, device=profile or name, **options)
+            else:
+                result = profile_fn(artifact, device=profile, **options)
+        except EdgeseqError as exc:
+            return DeviceLatency(name, None, str(exc), exc.exit_code)
+        except Exception as exc:  # noqa: BLE001 - still one line per device; the others go on
+            return DeviceLatency(name, None, f"internal error: {type(exc).__name__}: {exc}", 3)
+        return DeviceLatency(name, result)
+
+    profile_fn = profile
+    with ThreadPoolExecutor(max_workers=len(devices)) as pool:
+        return list(pool.map(one, devices, resolved))

@@ -35,3 +35,7 @@ class RuntimeFailure(EdgeseqError):
     """A runtime accepted the artifact and the feed, then failed while running it (a failed check: exit 1)."""
 
     exit_code = 1
+
+
+class DeviceError(EdgeseqError):
+    """A device could not be reached or could not run the job (unreachable, auth, no python, no runtime)."""

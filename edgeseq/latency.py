@@ -34,8 +34,9 @@ class LatencyResult:
     std_ms: float
     frames_per_s: float
     rtf: float  # < 1 is faster than real time
-    peak_rss_mb: float  # process-wide peak, as the OS reports it
+    peak_rss_mb: float  # process-wide peak, as the OS reports it (on the device, for remote runners)
     artifact_bytes: int | None = None
+    note: str = ""  # how the numbers were obtained when it is not edgeseq's own loop (e.g. benchmark_model)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,6 +44,51 @@ class LatencyResult:
     @classmethod
     def from_dict(cls, d: dict) -> "LatencyResult":
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class Timings:
+    """What a timing loop hands back: latency statistics in ms (from samples, or from a tool's summary)."""
+
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    min_ms: float
+    std_ms: float
+    iterations: int
+    peak_rss_mb: float | None = None  # None: this process's own peak (local runners)
+    note: str = ""
+
+    @classmethod
+    def from_samples(cls, samples_ms, peak_rss_mb: float | None = None, note: str = "") -> "Timings":
+        ms = np.asarray(samples_ms, dtype=np.float64)
+        if ms.size == 0:
+            from .errors import RuntimeFailure
+
+            raise RuntimeFailure("the timing loop produced no samples")
+        return cls(p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
+                   p99_ms=float(np.percentile(ms, 99)), mean_ms=float(ms.mean()), min_ms=float(ms.min()),
+                   std_ms=float(ms.std()), iterations=int(ms.size), peak_rss_mb=peak_rss_mb, note=note)
+
+
+def time_locally(runner: "Runner", feed: dict[str, np.ndarray], *, warmup: int, iterations: int,
+                 budget_s: float | None) -> Timings:
+    """Time runner.infer end to end in this process (host in, host out: what an app pays)."""
+    runner.load()
+    for _ in range(warmup):
+        runner.infer(feed)
+    runner.synchronize()
+    samples: list[float] = []
+    deadline = time.perf_counter() + budget_s if budget_s else None
+    while len(samples) < iterations:
+        t0 = time.perf_counter()
+        runner.infer(feed)
+        runner.synchronize()
+        samples.append((time.perf_counter() - t0) * 1e3)
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+    return Timings.from_samples(samples)
 
 
 def measure(
@@ -58,32 +104,26 @@ def measure(
     time_axis: int | None = None,
     artifact_bytes: int | None = None,
 ) -> LatencyResult:
-    """Time runner.infer end to end (host in, host out: what an app pays). Stops at `iterations` or `budget_s`."""
+    """Time the runner (Runner.timed_runs: here for local runners, on the device for remote ones); stops at
+    `iterations` or `budget_s`."""
     if iterations < 1 or warmup < 0:
         from .errors import InputError
 
         raise InputError(f"iterations must be >= 1 and warmup >= 0 (got {iterations}, {warmup})")
     runner.load()
-    for _ in range(warmup):
-        runner.infer(feed)
-    runner.synchronize()
-    samples: list[float] = []
-    deadline = time.perf_counter() + budget_s if budget_s else None
-    while len(samples) < iterations:
-        t0 = time.perf_counter()
-        runner.infer(feed)
-        runner.synchronize()
-        samples.append((time.perf_counter() - t0) * 1e3)
-        if deadline is not None and time.perf_counter() > deadline:
-            break
-    ms = np.asarray(samples)
-    first = next(iter(feed.values()))
-    batch = batch if batch is not None else (int(first.shape[0]) if first.ndim else 1)
-    time_axis = time_axis if time_axis is not None else (int(first.shape[1]) if first.ndim > 1 else 1)
-    mean = float(ms.mean())
+    timings = runner.timed_runs(feed, warmup=warmup, iterations=iterations, budget_s=budget_s)
+    first = next(iter(feed.values()), None)
+    if batch is None:
+        batch = int(first.shape[0]) if first is not None and first.ndim else 1
+    if time_axis is None:
+        time_axis = int(first.shape[1]) if first is not None and first.ndim > 1 else 1
+    mean = timings.mean_ms
     size = artifact_bytes
     if size is None and artifact and os.path.isfile(artifact):
         size = os.path.getsize(artifact)
+    peak = timings.peak_rss_mb
+    if peak is None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return LatencyResult(
         runtime=runner.runtime,
         artifact=artifact,
@@ -92,15 +132,16 @@ def measure(
         time=time_axis,
         threads=runner.threads,
         warmup=warmup,
-        iterations=len(samples),
-        p50_ms=float(np.percentile(ms, 50)),
-        p90_ms=float(np.percentile(ms, 90)),
-        p99_ms=float(np.percentile(ms, 99)),
+        iterations=timings.iterations,
+        p50_ms=timings.p50_ms,
+        p90_ms=timings.p90_ms,
+        p99_ms=timings.p99_ms,
         mean_ms=mean,
-        min_ms=float(ms.min()),
-        std_ms=float(ms.std()),
+        min_ms=timings.min_ms,
+        std_ms=timings.std_ms,
         frames_per_s=batch * time_axis / (mean / 1e3),
         rtf=(mean / 1e3) / (time_axis / FRAMES_PER_SECOND),
-        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        peak_rss_mb=peak,
         artifact_bytes=size,
+        note=timings.note,
     )

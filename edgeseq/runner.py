@@ -67,6 +67,16 @@ class Runner(abc.ABC):
     def synchronize(self) -> None:
         """Wait for queued device work; a no-op on CPU runtimes."""
 
+    def prefetch(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        """A hint that these feeds come next (a parity sweep). A no-op here; a remote runner sends them all to the
+        device in one round trip and answers the following infer() calls from what came back."""
+
+    def timed_runs(self, feed: dict[str, np.ndarray], *, warmup: int, iterations: int, budget_s: float | None):
+        """Latency samples of infer(feed) as latency.Timings; a remote runner times on the device instead."""
+        from .latency import time_locally
+
+        return time_locally(self, feed, warmup=warmup, iterations=iterations, budget_s=budget_s)
+
     @property
     @abc.abstractmethod
     def runtime(self) -> str:

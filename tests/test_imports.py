@@ -44,3 +44,14 @@ def test_missing_extra_names_the_pip_command(monkeypatch):
         assert "pip install 'edgeseq[onnx]'" in str(exc)
     else:
         raise AssertionError("require() did not raise for a missing module")
+
+
+def test_every_subpackage_ships_in_the_wheel():
+    """pyproject lists packages explicitly (devices/ and exporters/ are mapped in): a new one must be added."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(edgeseq.__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "edgeseq").rglob("__init__.py")}
+    assert found <= listed, found - listed

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -13,6 +13,11 @@ Threads = Annotated[Optional[int], typer.Option("--threads", "-t", min=1, help="
 Device = Annotated[
     Optional[str],
     typer.Option("--device", help="cpu | cuda | tensorrt, a profile name (edgeseq devices) or a profile .toml."),
+]
+Devices = Annotated[
+    Optional[List[str]],
+    typer.Option("--device", help="cpu | cuda | tensorrt, a profile name (edgeseq devices) or a profile .toml; "
+                 "repeat it to profile on several devices at once, side by side."),
 ]
 Weights = Annotated[
     Optional[Path], typer.Option("--weights", help="Checkpoint: .safetensors or a torch state dict (weights_only).")

@@ -13,6 +13,7 @@ from typing import Annotated, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..artifact import write_text_atomic
 from ..errors import EdgeseqError
@@ -34,7 +35,7 @@ def _handled(fn):
         except typer.Exit:
             raise
         except EdgeseqError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")
@@ -106,20 +107,6 @@ def devices_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
         table.add_row(p["name"], p["runtime"], p["delegate"], str(p["threads"] or "default"),
                       ", ".join(p["precisions"]), where, p["description"])
     out.print(table)
-
-
-def _device_args(device: str | None, threads: int | None) -> tuple[str | None, int | None]:
-    """A local device profile becomes the runner's device + threads; remote profiles are not run from here yet."""
-    from ..devices import resolve_device
-    from ..errors import UnsupportedError
-
-    profile = resolve_device(device)
-    if profile is None:
-        return device, threads
-    if not profile.local:
-        raise UnsupportedError(f"device {profile.name!r} is reached over {profile.transport.kind.value}; running on "
-                               "remote devices is not available in this build yet")
-    return profile.runner_device(), threads or profile.threads
 
 
 @app.command("export")
@@ -228,7 +215,6 @@ def check_cmd(
     """Parity of ARTIFACT against the PyTorch original over a sequence-length x batch sweep."""
     from ..api import check
 
-    device, threads = _device_args(device, threads)
     result = check(artifact, model, weights=weights, times=args.int_list(times, "times"),
                    batches=args.int_list(batches, "batches"), device=device, threads=threads)
     data = result.to_dict()
@@ -261,7 +247,7 @@ def check_cmd(
 @app.command("profile")
 @_handled
 def profile_cmd(
-    artifact: Annotated[Path, typer.Argument(help="Artifact file (.onnx): ours or any other.")],
+    artifact: Annotated[Path, typer.Argument(help="Artifact file (.onnx, .tflite on a device): ours or any other.")],
     shape: Annotated[Optional[List[str]], typer.Option("--shape", help="NAME=DxDxD for free dimensions, e.g. features=1x200x128.")] = None,
     model: args.Model = None,
     batch: Annotated[int, typer.Option("--batch", min=1)] = 1,
@@ -269,17 +255,21 @@ def profile_cmd(
     warmup: args.Warmup = 5,
     iterations: args.Iterations = 50,
     budget: Annotated[Optional[float], typer.Option("--budget", min=0.01, help="Stop timing after this many seconds.")] = None,
-    device: args.Device = None,
+    device: args.Devices = None,
     threads: args.Threads = None,
     json_out: args.JsonOut = None,
 ):
-    """Latency of ARTIFACT: p50/p90/p99, throughput, real-time factor, peak RSS."""
-    from ..api import profile
+    """Latency of ARTIFACT: p50/p90/p99, throughput, real-time factor, peak RSS; on several devices side by side."""
     from ..inputs import parse_shapes
 
-    device, threads = _device_args(device, threads)
-    result = profile(artifact, model=model, shapes=parse_shapes(shape), batch=batch, time=time, warmup=warmup,
-                     iterations=iterations, budget_s=budget, device=device, threads=threads)
+    options = dict(model=model, shapes=parse_shapes(shape), batch=batch, time=time, warmup=warmup,
+                   iterations=iterations, budget_s=budget, threads=threads)
+    if device and len(device) > 1:
+        _profile_devices(artifact, device, options, json_out)
+        return
+    from ..api import profile
+
+    result = profile(artifact, device=device[0] if device else None, **options)
     data = result.to_dict()
     if json_out:
         write_text_atomic(json_out, json.dumps(data, indent=2) + "\n")
@@ -289,6 +279,52 @@ def profile_cmd(
         f"{result.frames_per_s:,.0f} frames/s, RTF {result.rtf:.4f}, peak RSS {result.peak_rss_mb:.0f} MB",
         highlight=False,
     )
+    if result.note:
+        out.print(f"note: {escape(result.note)}", highlight=False)
+
+
+_SIDE_BY_SIDE = (
+    ("runtime", lambda r: r.runtime),
+    ("batch x T", lambda r: f"{r.batch} x {r.time}"),
+    ("threads", lambda r: str(r.threads or "default")),
+    ("p50 ms", lambda r: f"{r.p50_ms:.3f}"),
+    ("p90 ms", lambda r: f"{r.p90_ms:.3f}"),
+    ("p99 ms", lambda r: f"{r.p99_ms:.3f}"),
+    ("mean ms", lambda r: f"{r.mean_ms:.3f}"),
+    ("runs", lambda r: str(r.iterations)),
+    ("frames/s", lambda r: f"{r.frames_per_s:,.0f}"),
+    ("RTF", lambda r: f"{r.rtf:.4f}"),
+    ("peak RSS MB", lambda r: f"{r.peak_rss_mb:.0f}"),
+)
+
+
+def _profile_devices(artifact: Path, devices: list[str], options: dict, json_out: Path | None) -> None:
+    """Several devices at once: one column per device; a device that failed shows its error and sets the exit code."""
+    from rich.table import Table
+
+    from ..api import profile_many
+
+    with err.status(f"profiling on {len(devices)} devices"):
+        answers = profile_many(artifact, devices, **options)
+    data = {"artifact": str(artifact), "devices": [a.to_dict() for a in answers]}
+    if json_out:
+        write_text_atomic(json_out, json.dumps(data, indent=2) + "\n")
+    table = Table(title=f"latency of {artifact.name}")
+    table.add_column("")
+    for a in answers:
+        table.add_column(a.device, justify="right")
+    for label, cell in _SIDE_BY_SIDE:
+        table.add_row(label, *(cell(a.result) if a.result else ("error" if label == "runtime" else "")
+                               for a in answers))
+    out.print(table)
+    for a in answers:
+        if a.result and a.result.note:
+            out.print(f"note ({escape(a.device)}): {escape(a.result.note)}", highlight=False)
+        if a.error:
+            err.print(f"[bold red]error:[/] {escape(a.device)}: {escape(a.error)}", highlight=False, soft_wrap=True)
+    worst = max((a.exit_code for a in answers), default=0)
+    if worst:
+        raise typer.Exit(worst)
 
 
 def main() -> None:

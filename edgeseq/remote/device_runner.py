@@ -1,0 +1,301 @@
+"""edgeseq's device-side runner: copied to the device and run there with the device's own python.
+
+Self-contained on purpose: it needs only numpy and the runtime (onnxruntime for .onnx; ai_edge_litert,
+tflite_runtime or tensorflow for .tflite), never edgeseq, and runs on Python 3.8+. Two verbs:
+
+    python3 device_runner.py describe MODEL RUNTIME DELEGATE THREADS      -> one JSON line on stdout
+    python3 device_runner.py run JOB.json                                 -> writes the job's result + outputs files
+
+A job runs every case of a feeds .npz (keys "case<i>/<input name>") and/or times case 0, in one process, so a whole
+parity sweep is one round trip. Results: a JSON file (describe, per-case errors, timing samples in ms, peak RSS) and
+an .npz of outputs ("case<i>/<output name>"). A problem the host should report (numpy or the runtime missing, a model
+the runtime rejects, a provider the build lacks) is one line on stderr starting with ERROR_PREFIX and exit code 3.
+
+Nothing here is imported by edgeseq on the host; the host reads this file as package data and ships it.
+"""
+
+import json
+import sys
+import time
+
+ERROR_PREFIX = "edgeseq-device-error: "
+PROTOCOL = 1
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
+_ORT_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    "xnnpack": ["XnnpackExecutionProvider", "CPUExecutionProvider"],
+    "nnapi": ["NnapiExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+class DeviceError(Exception):
+    """Reported to the host as one line; exit code 3."""
+
+
+def _first_line(exc):
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+def _import_numpy():
+    try:
+        import numpy
+    except ImportError:
+        raise DeviceError("numpy is not installed for %s on the device (pip install numpy)" % sys.executable)
+    return numpy
+
+
+# ---- onnxruntime ----------------------------------------------------------------------------------------------------
+
+
+class OrtModel(object):
+    def __init__(self, path, delegate, threads):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise DeviceError("onnxruntime is not installed for %s on the device (pip install onnxruntime)"
+                              % sys.executable)
+        self.version = "onnxruntime " + ort.__version__
+        wanted = _ORT_PROVIDERS.get(delegate)
+        if wanted is None:
+            raise DeviceError("onnxruntime has no delegate %r (choose %s)" % (delegate, ", ".join(_ORT_PROVIDERS)))
+        have = ort.get_available_providers()
+        if wanted[0] not in have:
+            raise DeviceError("the device's onnxruntime has no %s (it has %s)" % (wanted[0], ", ".join(have)))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(path, sess_options=options,
+                                                providers=[p for p in wanted if p in have])
+        except Exception as exc:
+            raise DeviceError("onnxruntime on the device cannot load the model: %s" % _first_line(exc))
+        self.provider = self.session.get_providers()[0]
+
+    def describe(self):
+        inputs = [{"name": i.name, "shape": [d if isinstance(d, int) else (d or None) for d in i.shape],
+                   "dtype": _ORT_TYPES.get(i.type, i.type)} for i in self.session.get_inputs()]
+        return {
+            "inputs": inputs,
+            "outputs": [o.name for o in self.session.get_outputs()],
+            "metadata": dict(self.session.get_modelmeta().custom_metadata_map),
+            "provider": self.provider,
+            "runtime_version": self.version,
+        }
+
+    def infer(self, feed):
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(None, feed)))
+
+
+# ---- LiteRT ---------------------------------------------------------------------------------------------------------
+
+
+def _litert_interpreter():
+    for module, label in (("ai_edge_litert.interpreter", "ai_edge_litert"),
+                          ("tflite_runtime.interpreter", "tflite_runtime"), ("tensorflow.lite", "tensorflow")):
+        try:
+            mod = __import__(module, fromlist=["Interpreter"])
+        except ImportError:
+            continue
+        version = getattr(sys.modules.get(module.split(".")[0]), "__version__", "?")
+        return mod.Interpreter, "%s %s" % (label, version)
+    raise DeviceError("no LiteRT runtime for %s on the device (pip install ai-edge-litert, or tflite-runtime)"
+                      % sys.executable)
+
+
+class LiteRtModel(object):
+    """A .tflite through its single signature when it has one (names as exported), else the raw interpreter."""
+
+    def __init__(self, path, delegate, threads):
+        interpreter_cls, self.version = _litert_interpreter()
+        if delegate not in ("cpu", "xnnpack"):
+            raise DeviceError("the python runner drives LiteRT on the CPU (XNNPACK); delegate %r needs "
+                              "benchmark_model" % delegate)
+        try:
+            self.interpreter = interpreter_cls(model_path=path, num_threads=threads or None)
+            signatures = self.interpreter.get_signature_list() if hasattr(self.interpreter, "get_signature_list") \
+                else {}
+            self.signature = None
+            if len(signatures) == 1:
+                key = next(iter(signatures))
+                self.signature = self.interpreter.get_signature_runner(key)
+                self._names = (list(signatures[key]["inputs"]), list(signatures[key]["outputs"]))
+            else:
+                self.interpreter.allocate_tensors()
+        except Exception as exc:
+            raise DeviceError("LiteRT on the device cannot load the model: %s" % _first_line(exc))
+        self.provider = "xnnpack"
+        self._shapes = {}
+
+    def _input_details(self):
+        if self.signature is not None and hasattr(self.signature, "get_input_details"):
+            details = self.signature.get_input_details()
+            return [dict(details[name], name=name) for name in self._names[0]]
+        if self.signature is not None:
+            by_name = dict((d["name"], d) for d in self.interpreter.get_input_details())
+            return [dict(by_name.get(name, {"shape": [], "dtype": None}), name=name) for name in self._names[0]]
+        return self.interpreter.get_input_details()
+
+    def describe(self):
+        def spec(d):
+            sig = d.get("shape_signature", d["shape"])
+            dtype = d["dtype"]
+            return {"name": d["name"], "shape": [int(x) if int(x) >= 0 else None for x in sig],
+                    "dtype": dtype.__name__ if hasattr(dtype, "__name__") else str(dtype)}
+
+        outputs = self._names[1] if self.signature is not None else [
+            d["name"] for d in self.interpreter.get_output_details()]
+        return {
+            "inputs": [spec(d) for d in self._input_details()],
+            "outputs": outputs,
+            "metadata": {},
+            "provider": self.provider,
+            "runtime_version": self.version,
+        }
+
+    def infer(self, feed):
+        if self.signature is not None:  # the signature runner resizes inputs and allocates as needed
+            out = self.signature(**feed)
+            return dict((name, out[name]) for name in self._names[1])
+        details = self.interpreter.get_input_details()
+        shapes = dict((d["name"], tuple(feed[d["name"]].shape)) for d in details)
+        if shapes != self._shapes:
+            for d in details:
+                self.interpreter.resize_tensor_input(d["index"], list(shapes[d["name"]]))
+            self.interpreter.allocate_tensors()
+            self._shapes = shapes
+            details = self.interpreter.get_input_details()
+        for d in details:
+            self.interpreter.set_tensor(d["index"], feed[d["name"]])
+        self.interpreter.invoke()
+        return dict((d["name"], self.interpreter.get_tensor(d["index"]).copy())
+                    for d in self.interpreter.get_output_details())
+
+
+RUNTIMES = {"onnxruntime": OrtModel, "litert": LiteRtModel}
+
+
+def open_model(path, runtime, delegate, threads):
+    cls = RUNTIMES.get(runtime)
+    if cls is None:
+        raise DeviceError("the python runner cannot drive runtime %r (it drives %s)" % (runtime, ", ".join(RUNTIMES)))
+    return cls(path, delegate, threads)
+
+
+# ---- verbs ----------------------------------------------------------------------------------------------------------
+
+
+def _peak_rss_mb():
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux / Android
+    except Exception:  # no resource module (not POSIX)
+        return None
+
+
+def _versions(model):
+    numpy = _import_numpy()
+    return {"python": sys.version.split()[0], "numpy": numpy.__version__, "runtime": model.version}
+
+
+def describe(args):
+    model_path, runtime, delegate, threads = args
+    _import_numpy()
+    model = open_model(model_path, runtime, delegate, int(threads) or None)
+    out = model.describe()
+    out["versions"] = _versions(model)
+    out["protocol"] = PROTOCOL
+    print(json.dumps(out))
+
+
+def _cases(numpy, path):
+    """{case index: {input name: array}} from 'case<i>/<name>' keys."""
+    cases = {}
+    with numpy.load(path, allow_pickle=False) as data:
+        for key in data.files:
+            case, _, name = key.partition("/")
+            cases.setdefault(int(case[4:]), {})[name] = data[key]
+    return [cases[i] for i in sorted(cases)]
+
+
+def run(args):
+    (job_path,) = args
+    numpy = _import_numpy()
+    with open(job_path) as fh:
+        job = json.load(fh)
+    model = open_model(job["model"], job["runtime"], job["delegate"], job.get("threads"))
+    feeds = _cases(numpy, job["feeds"])
+    result = {"protocol": PROTOCOL, "describe": model.describe(), "versions": _versions(model), "cases": []}
+    outputs = {}
+    if job.get("infer", True):
+        for i, feed in enumerate(feeds):
+            try:
+                out = model.infer(feed)
+            except Exception as exc:  # one case failing is a result for that case, not the end of the job
+                result["cases"].append({"error": "%s failed on the device: %s" % (job["runtime"], _first_line(exc))})
+                continue
+            for name, value in out.items():
+                outputs["case%d/%s" % (i, name)] = numpy.asarray(value)
+            result["cases"].append({"error": ""})
+    timing = job.get("timing")
+    if timing:
+        feed = feeds[0]
+        try:
+            for _ in range(int(timing["warmup"])):
+                model.infer(feed)
+            samples = []
+            budget = timing.get("budget_s")
+            deadline = time.perf_counter() + budget if budget else None
+            while len(samples) < int(timing["iterations"]):
+                t0 = time.perf_counter()
+                model.infer(feed)
+                samples.append((time.perf_counter() - t0) * 1e3)
+                if deadline is not None and time.perf_counter() > deadline:
+                    break
+        except Exception as exc:
+            raise DeviceError("%s failed on the device while timing: %s" % (job["runtime"], _first_line(exc)))
+        result["timing"] = {"samples_ms": samples, "warmup": int(timing["warmup"])}
+    result["peak_rss_mb"] = _peak_rss_mb()
+    numpy.savez(job["outputs"], **outputs)
+    with open(job["result"] + ".part", "w") as fh:
+        json.dump(result, fh)
+    import os
+
+    os.replace(job["result"] + ".part", job["result"])
+
+
+VERBS = {"describe": (describe, 4), "run": (run, 1)}
+
+
+def main(argv):
+    if len(argv) < 1 or argv[0] not in VERBS or len(argv) - 1 != VERBS[argv[0]][1]:
+        sys.stderr.write(ERROR_PREFIX + "usage: device_runner.py describe MODEL RUNTIME DELEGATE THREADS | run JOB\n")
+        return 2
+    fn, _ = VERBS[argv[0]]
+    try:
+        fn(argv[1:])
+    except DeviceError as exc:
+        sys.stderr.write(ERROR_PREFIX + str(exc) + "\n")
+        return 3
+    except Exception as exc:  # anything else is still one line for the host
+        sys.stderr.write(ERROR_PREFIX + "%s: %s\n" % (type(exc).__name__, _first_line(exc)))
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

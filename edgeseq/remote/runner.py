@@ -1,0 +1,289 @@
+"""RemoteRunner: the Runner interface over a Connection, with edgeseq's device_runner.py doing the work on the device.
+
+Session layout on the device (remote_dir from the profile):
+
+    REMOTE_DIR/cache/runner-<sha>.py        the device runner, content-addressed (pushed once per version)
+    REMOTE_DIR/cache/<sha>-<artifact name>  the artifact, content-addressed (pushed once per content)
+    REMOTE_DIR/jobs/<session>/              this session's feeds, job, outputs and results; removed on close()
+
+Round trips: load() = probe the cache, push what is missing, describe the model (3 commands, 2 when cached);
+a batch of feeds (prefetch: a whole parity sweep) or a timing job = push, run, pull (3 commands). infer() answers
+from what prefetch brought back and only makes its own round trip for a feed it has not seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import tempfile
+import uuid
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..artifact import sha256_file
+from ..devices import DeviceProfile
+from ..enums import Format
+from ..errors import DeviceError, InputError, RuntimeFailure, UnsupportedError
+from ..latency import Timings
+from ..runner import Runner
+from ..tensors import TensorSpec, validate_feed
+from .connection import Completed, Connection, RetryPolicy, check_remote_path, last_line
+
+SCRIPT = "device_runner.py"
+ERROR_PREFIX = "edgeseq-device-error: "  # kept equal to device_runner.ERROR_PREFIX (a test checks)
+PYTHON_RUNTIMES = {"onnxruntime": Format.ONNX, "litert": Format.TFLITE}
+_PROVIDERS = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "tensorrt",
+              "XnnpackExecutionProvider": "xnnpack", "NnapiExecutionProvider": "nnapi"}
+DESCRIBE_TIMEOUT_S = 300
+
+
+def script_bytes() -> bytes:
+    return resources.files("edgeseq.remote").joinpath(SCRIPT).read_bytes()
+
+
+def feed_digest(feed: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(feed):
+        value = np.ascontiguousarray(feed[name])
+        h.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
+        h.update(value.tobytes())
+    return h.hexdigest()
+
+
+def remote_relative(remote_dir: str) -> str:
+    """'~/x' -> 'x': commands over ssh start in the home directory, and no quoting then needs a tilde expanded."""
+    if remote_dir == "~":
+        return "."
+    return remote_dir[2:] if remote_dir.startswith("~/") else remote_dir
+
+
+class RemoteRunner(Runner):
+    """Runs an artifact on a device profile's runtime through `connection`; parity and latency come back here."""
+
+    format = Format.ONNX  # per instance: set from the artifact in __init__
+
+    def __init__(self, path: str | Path, profile: DeviceProfile, connection: Connection, *,
+                 threads: int | None = None, timeout_s: float = 900.0):
+        super().__init__(device=profile.delegate.value, threads=threads or profile.threads)
+        from ..formats import detect_format
+
+        self.path = Path(path)
+        self.format = detect_format(self.path)
+        self.profile = profile
+        self.connection = connection
+        self.timeout_s = timeout_s
+        runtime = profile.runtime.value
+        want = PYTHON_RUNTIMES.get(runtime)
+        if want is None:
+            raise UnsupportedError(f"device {profile.name!r} runs {runtime}; edgeseq's device runner drives "
+                                   f"{', '.join(PYTHON_RUNTIMES)} (not {runtime} yet)")
+        if self.format is not want:
+            raise InputError(f"device {profile.name!r} runs {runtime}, which takes .{want.value} files; "
+                             f"{self.path.name} is {self.format.value}")
+        transport = profile.transport
+        self.python = check_remote_path(transport.python, f"{profile.source or profile.name} [transport] python")
+        self.remote_dir = remote_relative(check_remote_path(transport.remote_dir,
+                                                            f"{profile.source or profile.name} [transport] remote_dir"))
+        self.session = uuid.uuid4().hex[:12]
+        self.job_dir = f"jobs/{self.session}"
+        self._local: str | None = None
+        self._answers: dict[str, dict | str] = {}
+        self._info: dict = {}
+        self._script_name = ""
+        self._artifact_name = ""
+
+    # ---- Runner ------------------------------------------------------------------------------------------------
+    @property
+    def runtime(self) -> str:
+        return f"{self.profile.runtime.value}-{self.device}@{self.profile.name}"
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        self.load()
+        return dict(self._info.get("metadata", {}))
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d.update(device_profile=self.profile.name, where=self.connection.label,
+                 versions=self._info.get("versions", {}))
+        return d
+
+    def _load(self):
+        self._local = tempfile.mkdtemp(prefix="edgeseq-remote-")
+        try:
+            opener = getattr(self.connection, "open", None)
+            if opener:
+                opener()
+            script = script_bytes()
+            self._script_name = f"runner-{hashlib.sha256(script).hexdigest()[:16]}.py"
+            self._artifact_name = f"{sha256_file(self.path)[:16]}-{self.path.name}"
+            check_remote_path(self._artifact_name, "artifact file name")
+            missing = self._missing_from_cache()
+            if missing:
+                stage = Path(self._local) / "stage"
+                stage.mkdir()
+                if self._script_name in missing:
+                    (stage / self._script_name).write_bytes(script)
+                if self._artifact_name in missing:
+                    _link_or_copy(self.path, stage / self._artifact_name)
+                self.connection.push([str(stage / name) for name in missing], f"{self.remote_dir}/{self.job_dir}")
+                shutil.rmtree(stage, ignore_errors=True)
+            moves = " && ".join(f"mv -f {self.job_dir}/{n} cache/{n}" for n in missing)
+            describe = self._python_command("describe", f"cache/{self._artifact_name}", self.profile.runtime.value,
+                                            self.profile.delegate.value, str(self.threads or 0))
+            done = self._run_in_dir(f"{moves} && {describe}" if moves else describe, DESCRIBE_TIMEOUT_S)
+            lines = done.out_text.strip().splitlines()
+            try:
+                self._info = json.loads(lines[-1] if lines else "")
+            except json.JSONDecodeError:
+                raise DeviceError(f"{self.connection.label}: the device runner printed no description "
+                                  f"({last_line(done.out_text, 'no output')})") from None
+        except BaseException:
+            self._cleanup_remote()
+            self._cleanup_local()
+            raise
+        self.device = _PROVIDERS.get(self._info.get("provider", ""), self._info.get("provider") or self.device)
+        inputs = tuple(TensorSpec(i["name"], tuple(i["shape"]), i["dtype"]) for i in self._info["inputs"])
+        return inputs, tuple(self._info["outputs"])
+
+    def _infer(self, feed):
+        key = feed_digest(feed)
+        if key not in self._answers:
+            self._run_batch([feed])
+        answer = self._answers[key]
+        if isinstance(answer, str):
+            raise RuntimeFailure(f"{self.connection.label}: {answer}")
+        return dict(answer)
+
+    def prefetch(self, feeds) -> None:
+        """Send every not-yet-answered valid feed to the device in one job; invalid ones fail later in infer()."""
+        self.load()
+        todo, seen = [], set()
+        for feed in feeds:
+            try:
+                feed = validate_feed(self._inputs, feed)
+            except InputError:
+                continue
+            key = feed_digest(feed)
+            if key not in self._answers and key not in seen:
+                seen.add(key)
+                todo.append(feed)
+        if todo:
+            self._run_batch(todo)
+
+    def timed_runs(self, feed, *, warmup: int, iterations: int, budget_s: float | None) -> Timings:
+        self.load()
+        feed = validate_feed(self._inputs, feed)
+        result = self._job([feed], infer=False, timing={"warmup": warmup, "iterations": iterations,
+                                                         "budget_s": budget_s})
+        samples = result.get("timing", {}).get("samples_ms") or []
+        peak = result.get("peak_rss_mb")
+        return Timings.from_samples(samples, peak_rss_mb=float("nan") if peak is None else peak)
+
+    def _close(self):
+        self._cleanup_remote()
+        self._cleanup_local()
+        self._answers.clear()
+
+    def _cleanup_remote(self) -> None:
+        """Remove this session's job folder (best effort, one try) and release the connection."""
+        try:
+            self.connection.run(f"rm -rf {self.remote_dir}/{self.job_dir}", timeout=30, retry=RetryPolicy(attempts=1))
+        except DeviceError:
+            pass  # the device went away: nothing left there that we can reach
+        finally:
+            self.connection.close()
+
+    # ---- jobs --------------------------------------------------------------------------------------------------
+    def _run_batch(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        result = self._job(feeds, infer=True, timing=None)
+        cases = result.get("cases", [])
+        if len(cases) != len(feeds):
+            raise DeviceError(f"{self.connection.label}: the device answered {len(cases)} of {len(feeds)} feeds")
+        with np.load(Path(self._local) / "outputs.npz", allow_pickle=False) as data:
+            outputs: dict[int, dict[str, np.ndarray]] = {}
+            for key in data.files:
+                case, _, name = key.partition("/")
+                outputs.setdefault(int(case[4:]), {})[name] = data[key]
+        for i, (feed, case) in enumerate(zip(feeds, cases)):
+            self._answers[feed_digest(feed)] = case["error"] or outputs.get(i, {})
+
+    def _job(self, feeds: list[dict[str, np.ndarray]], *, infer: bool, timing: dict | None) -> dict:
+        local = Path(self._local)
+        np.savez(local / "feeds.npz", **{f"case{i}/{name}": value for i, feed in enumerate(feeds)
+                                         for name, value in feed.items()})
+        job = {
+            "model": f"cache/{self._artifact_name}",
+            "runtime": self.profile.runtime.value,
+            "delegate": self.profile.delegate.value,
+            "threads": self.threads,
+            "feeds": f"{self.job_dir}/feeds.npz",
+            "outputs": f"{self.job_dir}/outputs.npz",
+            "result": f"{self.job_dir}/result.json",
+            "infer": infer,
+            "timing": timing,
+        }
+        (local / "job.json").write_text(json.dumps(job))
+        for stale in ("result.json", "outputs.npz"):
+            (local / stale).unlink(missing_ok=True)
+        self.connection.push([str(local / "feeds.npz"), str(local / "job.json")], f"{self.remote_dir}/{self.job_dir}")
+        self._run_in_dir(self._python_command("run", f"{self.job_dir}/job.json"), self.timeout_s)
+        wanted = ["result.json", "outputs.npz"] if infer else ["result.json"]
+        self.connection.pull([f"{self.remote_dir}/{self.job_dir}/{name}" for name in wanted], str(local))
+        try:
+            return json.loads((local / "result.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DeviceError(f"{self.connection.label}: no readable result came back ({exc})") from None
+
+    # ---- commands ----------------------------------------------------------------------------------------------
+    def _python_command(self, *args: str) -> str:
+        return " ".join([self.python, f"cache/{self._script_name}", *(shlex.quote(a) for a in args)])
+
+    def _missing_from_cache(self) -> list[str]:
+        names = [self._script_name, self._artifact_name]
+        probe = (f"mkdir -p {self.remote_dir}/cache {self.remote_dir}/{self.job_dir} && cd {self.remote_dir}/cache && "
+                 f"for f in {' '.join(names)}; do [ -f \"$f\" ] || echo \"$f\"; done")
+        done = self.connection.run(probe, timeout=DESCRIBE_TIMEOUT_S)
+        if done.returncode != 0:
+            raise DeviceError(f"{self.connection.label}: cannot create {self.profile.transport.remote_dir} on the "
+                              f"device: {last_line(done.err_text, f'exit code {done.returncode}')}")
+        return [n for n in done.out_text.split() if n in names]
+
+    def _run_in_dir(self, command: str, timeout: float) -> Completed:
+        done = self.connection.run(f"cd {self.remote_dir} && {command}", timeout=timeout)
+        if done.returncode == 0:
+            return done
+        err = done.err_text
+        label = self.connection.label
+        if ERROR_PREFIX in err:
+            message = err[err.rindex(ERROR_PREFIX) + len(ERROR_PREFIX):].strip().splitlines()[0]
+            raise DeviceError(f"{label}: {message}")
+        if done.returncode == 127 or ("not found" in err.lower() and self.python in err):
+            raise DeviceError(f"{label}: python {self.python!r} was not found on the device; set [transport] python "
+                              f"in the profile ({last_line(err, 'command not found')})")
+        if done.returncode == 126:
+            raise DeviceError(f"{label}: python {self.python!r} on the device is not executable")
+        if "syntaxerror" in err.lower():
+            raise DeviceError(f"{label}: python {self.python!r} on the device is too old for edgeseq's device "
+                              "runner (it needs Python 3.8+)")
+        if done.returncode < 0 or done.returncode in (137, 139, 134):
+            raise DeviceError(f"{label}: the device runner was killed (exit {done.returncode}; out of memory?)")
+        raise DeviceError(f"{label}: the device runner failed (exit {done.returncode}): "
+                          f"{last_line(err, 'no message')}")
+
+    def _cleanup_local(self) -> None:
+        if self._local:
+            shutil.rmtree(self._local, ignore_errors=True)
+            self._local = None
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)

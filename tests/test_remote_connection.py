@@ -1,0 +1,108 @@
+"""ssh command lines, error classification and the retry policy, without a server (test_remote_ssh.py has one)."""
+
+import pytest
+
+from edgeseq.devices import get_profile
+from edgeseq.errors import DeviceError, InputError
+from edgeseq.remote import connect
+from edgeseq.remote.connection import Completed, RetryPolicy, Unreachable, check_remote_path, with_retries
+from edgeseq.remote.runner import remote_relative
+from edgeseq.remote.ssh import SshConnection
+
+
+def test_ssh_and_scp_command_lines():
+    pi = connect(get_profile("raspberry-pi-5"))
+    assert isinstance(pi, SshConnection) and pi.label == "raspberry-pi-5 (pi@raspberrypi.local:22)"
+    argv = pi.ssh_argv("true")
+    assert argv[0] == "ssh" and argv[-3:] == ["22", "pi@raspberrypi.local", "true"]
+    opts = " ".join(argv)
+    for want in ("BatchMode=yes", "ConnectTimeout=10", "ServerAliveInterval=5", "IdentitiesOnly=yes",
+                 "StrictHostKeyChecking=accept-new"):
+        assert want in opts
+    assert argv[argv.index("-i") + 1].endswith("/.ssh/id_ed25519")  # ~ expanded here, not by ssh
+    strict = SshConnection("fe80::1", user="u", port=2222, known_hosts="/k/known_hosts")
+    assert "UserKnownHostsFile=/k/known_hosts" in strict.ssh_argv("x") and "StrictHostKeyChecking=yes" in \
+        strict.ssh_argv("x")
+    assert strict.scp_push_argv(["a", "b"], "d")[-3:] == ["a", "b", "u@[fe80::1]:d/"]
+    pull = strict.scp_pull_argv(["d/r.json", "d/o.npz"], "/tmp/x")
+    assert pull[pull.index("-P") + 1] == "2222"
+    assert pull[-3:] == ["u@[fe80::1]:d/r.json", "u@[fe80::1]:d/o.npz", "/tmp/x"]
+
+
+@pytest.mark.parametrize("stderr, error, match", [
+    ("ssh: connect to host pi port 22: Connection refused", Unreachable, "cannot reach the device: ssh: connect"),
+    ("ssh: connect to host pi port 22: Connection timed out", Unreachable, "Connection timed out"),
+    ("Connection closed by 10.0.0.7 port 22", Unreachable, "cannot reach"),
+    ("client_loop: send disconnect: Broken pipe", Unreachable, "Broken pipe"),
+    ("pi@pi: Permission denied (publickey).", DeviceError, "authentication failed for pi@pi with key"),
+    ("Host key verification failed.", DeviceError, "host key of pi does not match ~/.ssh/known_hosts"),
+    ("ssh: Could not resolve hostname pi: Name or service not known", DeviceError, "cannot resolve host 'pi'"),
+])
+def test_ssh_failures_are_classified(stderr, error, match):
+    conn = SshConnection("pi", user="pi", key="/k")
+    with pytest.raises(error, match=match) as info:
+        conn.classify(Completed(("ssh",), 255, b"", stderr.encode()), ssh_exit=True)
+    assert (info.type is Unreachable) == (error is Unreachable)
+
+
+def test_remote_command_failures_are_not_ssh_failures():
+    conn = SshConnection("pi")
+    conn.classify(Completed(("ssh",), 3, b"", b"edgeseq-device-error: numpy is not installed"), ssh_exit=True)
+    conn.classify(Completed(("ssh",), 127, b"", b"sh: python3: not found"), ssh_exit=True)
+
+
+def test_retries_back_off_and_stop():
+    slept, tries = [], []
+
+    def down():
+        tries.append(1)
+        raise Unreachable("pi: cannot reach the device: refused")
+
+    with pytest.raises(Unreachable, match=r"refused \(4 tries over"):
+        with_retries(down, RetryPolicy(attempts=4, backoff_s=0.5), sleep=slept.append)
+    assert slept == [0.5, 1.0, 2.0] and len(tries) == 4
+
+    answers = iter([Unreachable("x"), Completed(("ssh",), 0, b"ok", b"")])
+
+    def flaky():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert with_retries(flaky, RetryPolicy(), sleep=slept.append).stdout == b"ok"
+
+    def auth():
+        tries.append(1)
+        raise DeviceError("auth")
+
+    tries.clear()
+    with pytest.raises(DeviceError, match="auth"):
+        with_retries(auth, RetryPolicy(attempts=5), sleep=slept.append)
+    assert len(tries) == 1  # not worth another try
+
+
+def test_remote_paths():
+    assert remote_relative("~/edgeseq") == "edgeseq" and remote_relative("/tmp/edgeseq") == "/tmp/edgeseq"
+    assert check_remote_path("/data/local/tmp/edgeseq", "x") == "/data/local/tmp/edgeseq"
+    for bad in ("/tmp/my dir", "/tmp/$(reboot)", "/tmp/../etc", "a;b"):
+        with pytest.raises(InputError, match="may only use"):
+            check_remote_path(bad, "profile [transport] remote_dir")
+
+
+def test_device_runner_speaks_the_hosts_protocol():
+    import ast
+
+    from edgeseq.remote import device_runner, runner
+
+    assert device_runner.ERROR_PREFIX == runner.ERROR_PREFIX
+    script = runner.script_bytes()
+    assert script.startswith(b'"""edgeseq\'s device-side runner')
+    tree = ast.parse(script, feature_version=(3, 8))  # devices run older pythons than we do
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module.split(".")[0])
+    assert imported <= {"json", "sys", "time", "os", "resource", "numpy", "onnxruntime"}, imported  # never edgeseq

@@ -1,0 +1,279 @@
+"""edgeseq over ssh, end to end, against a real OpenSSH server started here on 127.0.0.1.
+
+The "device" is this machine: sshd (Debian's openssh-server) runs in the foreground from its own sshd_config in a
+temporary folder, with a throwaway ed25519 host key and client key on a free port, and the device's python is the
+one running these tests. Skips, naming what is missing, when the sshd / ssh / scp binaries are absent (.ci/run
+installs them).
+"""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgeseq
+from edgeseq.errors import DeviceError
+
+from conftest import assert_one_line_error
+
+SSHD = shutil.which("sshd") or next((p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.path.exists(p)), None)
+MISSING = [name for name, path in (("sshd (openssh-server)", SSHD), ("ssh (openssh-client)", shutil.which("ssh")),
+                                   ("scp (openssh-client)", shutil.which("scp")),
+                                   ("ssh-keygen", shutil.which("ssh-keygen"))) if not path]
+pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)}: apt-get install openssh-server "
+                                                      "openssh-client")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sshd:
+    """One sshd in the foreground (-D), logging to a file, accepting only the throwaway client key."""
+
+    def __init__(self, root: Path, port: int | None = None):
+        self.root = root
+        self.port = port or _free_port()
+        self.proc = None
+        if not (root / "host_key").exists():
+            for name in ("host_key", "client_key"):
+                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / name)], check=True)
+            shutil.copy(root / "client_key.pub", root / "authorized_keys")
+        (root / "sshd_config").write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {root}/host_key\n"
+            f"AuthorizedKeysFile {root}/authorized_keys\nPidFile {root}/sshd-{self.port}.pid\n"
+            "StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+            "PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
+            "LogLevel ERROR\n")
+        host_key = (root / "host_key.pub").read_text().split()[:2]
+        (root / "known_hosts").write_text(f"[127.0.0.1]:{self.port} {' '.join(host_key)}\n")
+
+    def start(self, wait: bool = True) -> "Sshd":
+        if os.geteuid() == 0 and not os.path.isdir("/run/sshd"):
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation dir (systemd makes it)
+        log = open(self.root / f"sshd-{self.port}.log", "ab")
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.root / "sshd_config")], stdout=log,
+                                     stderr=log, stdin=subprocess.DEVNULL)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"sshd exited: {(self.root / f'sshd-{self.port}.log').read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        pytest.fail("sshd did not start listening")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    def profile(self, name: str = "loopback", **transport) -> Path:
+        """A device profile (.toml) reaching this server; keyword arguments override [transport] keys."""
+        t = {"kind": "ssh", "host": "127.0.0.1", "user": _user(), "port": self.port,
+             "key": str(self.root / "client_key"), "known_hosts": str(self.root / "known_hosts"),
+             "python": sys.executable, "remote_dir": str(self.root / "device")}
+        t.update(transport)
+        lines = [f'name = "{name}"', 'runtime = "onnxruntime"', 'delegate = "cpu"', "threads = 2", "[transport]"]
+        lines += [f"{k} = {v}" if isinstance(v, int) else f'{k} = "{v}"' for k, v in t.items()]
+        path = self.root / f"{name}-{abs(hash(tuple(sorted(t.items()))))}.toml"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+
+def _master_pid(connection) -> int | None:
+    check = subprocess.run(["ssh", "-o", f"ControlPath={connection._control_dir}/cm", "-O", "check", "-p",
+                            str(connection.port), connection.target], capture_output=True, text=True)
+    found = re.search(r"pid=(\d+)", check.stderr)
+    return int(found.group(1)) if found else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited (PID 1 of a container may not reap it)
+
+
+def _user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    server = Sshd(tmp_path_factory.mktemp("sshd")).start()
+    yield server
+    server.stop()
+
+
+# ---- the device gives the answers a local run gives -----------------------------------------------------------------
+
+
+def test_check_over_ssh_matches_local_in_one_round_trip(sshd, lite_onnx):
+    from edgeseq.remote.runner import RemoteRunner
+
+    sweep = dict(times=(7, 50), batches=(1, 3))
+    local = edgeseq.check(lite_onnx.path, **sweep)
+    runner = edgeseq.load(lite_onnx.path, device=str(sshd.profile()))
+    assert isinstance(runner, RemoteRunner)
+    jobs = []
+    original = runner._job
+    runner._job = lambda feeds, **kw: jobs.append(len(feeds)) or original(feeds, **kw)
+    with runner:
+        remote = edgeseq.check(runner, **sweep)
+        assert runner.metadata["edgeseq.model"] == "cbhg-lite"
+        master = _master_pid(runner.connection)
+    assert master and not _alive(master)  # close() ended the ssh control master
+    assert jobs == [len(local.cases)] == [8]  # the whole sweep went to the device as one job
+    assert remote.passed and local.passed
+    assert remote.runtime == "onnxruntime-cpu@loopback"
+    assert [(c.batch, c.time, c.source, c.passed) for c in remote.cases] == \
+        [(c.batch, c.time, c.source, c.passed) for c in local.cases]
+    assert abs(remote.worst.rel_l2 - local.worst.rel_l2) < 1e-6
+    assert not list((sshd.root / "device" / "jobs").iterdir())  # the session cleaned up after itself
+    cached = sorted(p.name for p in (sshd.root / "device" / "cache").iterdir())
+    assert any(n.endswith("-cbhg-lite.fp32.onnx") for n in cached) and any(n.startswith("runner-") for n in cached)
+
+
+def test_profile_over_ssh_times_on_the_device(sshd, lite_onnx):
+    result = edgeseq.profile(lite_onnx.path, device=str(sshd.profile()), warmup=1, iterations=7, time=50)
+    assert result.runtime == "onnxruntime-cpu@loopback" and result.iterations == 7 and result.threads == 2
+    assert (result.batch, result.time) == (1, 50)
+    assert 0 < result.min_ms <= result.p50_ms <= result.p90_ms <= result.p99_ms
+    assert result.peak_rss_mb > 0 and result.artifact_bytes == lite_onnx.size_bytes
+
+
+def test_cli_profiles_several_devices_side_by_side(sshd, lite_onnx, run_cli, tmp_path):
+    out = tmp_path / "latency.json"
+    proc = run_cli("profile", lite_onnx.path, "--device", str(sshd.profile()), "--device", "cpu", "-n", "5",
+                   "--warmup", "1", "--time", "50", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    header = next(ln for ln in proc.stdout.splitlines() if "cpu" in ln and ".toml" in ln)
+    assert header.index(".toml") < header.index("cpu")  # one column per device, in the order given
+    assert "p90 ms" in proc.stdout and "onnxruntime-cpu@loopback" in proc.stdout
+    data = json.loads(out.read_text())
+    assert [d["device"] for d in data["devices"]] == [str(sshd.profile()), "cpu"]
+    assert all(d["result"]["iterations"] == 5 and not d["error"] for d in data["devices"])
+
+
+# ---- failures are one line -----------------------------------------------------------------------------------------
+
+
+def test_dead_port_is_one_line_after_bounded_retries(sshd, lite_onnx, run_cli):
+    started = time.monotonic()
+    proc = run_cli("profile", lite_onnx.path, "--device", str(sshd.profile(port=_free_port())))
+    line = assert_one_line_error(proc)
+    assert "cannot reach the device" in line and "Connection refused" in line and "(3 tries over" in line
+    assert time.monotonic() - started < 15
+
+
+def _python_without_onnxruntime(tmp_path: Path) -> str:
+    """The system python if it lacks onnxruntime, else this python with onnxruntime made unimportable."""
+    system = "/usr/bin/python3"
+    if os.path.exists(system) and subprocess.run([system, "-c", "import onnxruntime"],
+                                                 capture_output=True).returncode != 0:
+        return system
+    block = tmp_path / "block" / "onnxruntime"
+    block.mkdir(parents=True)
+    (block / "__init__.py").write_text("raise ImportError('No module named onnxruntime')\n")
+    wrapper = tmp_path / "python-without-ort"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={block.parent} exec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def test_missing_runtime_on_the_device(sshd, lite_onnx, tmp_path, run_cli):
+    python = _python_without_onnxruntime(tmp_path)
+    proc = run_cli("check", lite_onnx.path, "--device", str(sshd.profile(python=python)))
+    line = assert_one_line_error(proc)
+    assert f"is not installed for {python} on the device (pip install" in line, line  # onnxruntime (or numpy)
+
+
+def test_onnxruntime_missing_is_named(sshd, lite_onnx, tmp_path):
+    block = tmp_path / "block" / "onnxruntime"
+    block.mkdir(parents=True)
+    (block / "__init__.py").write_text("raise ImportError('No module named onnxruntime')\n")
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={block.parent} exec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    with pytest.raises(DeviceError, match=r"loopback .*: onnxruntime is not installed .* \(pip install onnxruntime\)"):
+        edgeseq.profile(lite_onnx.path, device=str(sshd.profile(python=str(wrapper))), iterations=1)
+
+
+def test_missing_python_on_the_device(sshd, lite_onnx):
+    with pytest.raises(DeviceError, match=r"python '/nonexistent/python3' was not found on the device; set "
+                                          r"\[transport\] python"):
+        edgeseq.profile(lite_onnx.path, device=str(sshd.profile(python="/nonexistent/python3")), iterations=1)
+
+
+def test_wrong_key_and_wrong_host_key_fail_at_once(sshd, lite_onnx, tmp_path):
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "stranger")], check=True)
+    started = time.monotonic()
+    with pytest.raises(DeviceError, match="ssh authentication failed .* Permission denied"):
+        edgeseq.profile(lite_onnx.path, device=str(sshd.profile(key=str(tmp_path / "stranger"))), iterations=1)
+    other = tmp_path / "known_hosts"
+    other.write_text(f"[127.0.0.1]:{sshd.port} " + " ".join((tmp_path / "stranger.pub").read_text().split()[:2]))
+    with pytest.raises(DeviceError, match="host key of 127.0.0.1 does not match"):
+        edgeseq.profile(lite_onnx.path, device=str(sshd.profile(known_hosts=str(other))), iterations=1)
+    assert time.monotonic() - started < 5  # no retries for what retrying cannot fix
+
+
+def test_a_dropped_connection_mid_session_is_one_error(tmp_path, lite_onnx):
+    server = Sshd(tmp_path).start()
+    try:
+        runner = edgeseq.load(lite_onnx.path, device=str(server.profile()))
+        runner.load()
+        feed = edgeseq.get_model("cbhg-lite").example_inputs(batch=1, time=7)
+        server.stop()
+        runner.connection.close()  # the control master goes with the server; new connections are refused
+        with pytest.raises(DeviceError, match=r"cannot reach the device: .*Connection refused.*3 tries"):
+            runner.infer(feed)
+        runner.close()  # closing a runner whose device is gone is quiet
+    finally:
+        server.stop()
+
+
+def test_a_device_that_comes_up_during_the_retries(tmp_path, lite_onnx):
+    server = Sshd(tmp_path)
+    timer = threading.Timer(0.3, server.start, kwargs={"wait": False})
+    timer.start()
+    try:
+        result = edgeseq.profile(lite_onnx.path, device=str(server.profile()), iterations=2, warmup=0, time=7)
+        assert result.iterations == 2
+    finally:
+        timer.join()
+        server.stop()
+
+
+def test_prefetched_answers_are_used_and_errors_stay_per_case(sshd, lite_onnx):
+    spec = edgeseq.get_model("cbhg-lite")
+    feeds = [spec.example_inputs(batch=1, time=t) for t in (7, 50)]
+    with edgeseq.load(lite_onnx.path, device=str(sshd.profile())) as runner:
+        runner.prefetch(feeds + [{"wrong": np.zeros(3, np.float32)}])  # an invalid feed is left for infer() to refuse
+        calls = []
+        runner._job = lambda *a, **k: calls.append(1)
+        outs = [runner.infer(f) for f in feeds]
+        assert calls == [] and outs[0]["encoded"].shape[:2] == (1, 7)
+        with edgeseq.load(lite_onnx.path) as local:
+            np.testing.assert_allclose(outs[1]["encoded"], local.infer(feeds[1])["encoded"], rtol=1e-5, atol=1e-6)
