@@ -88,7 +88,7 @@ def models_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON 
 @_handled
 def export_cmd(
     model: Annotated[str, typer.Argument(help="Registered model name, e.g. cbhg-lite.")],
-    format: Annotated[Optional[List[str]], typer.Option("--format", "-f", help="Format(s): onnx.")] = None,
+    format: Annotated[Optional[List[str]], typer.Option("--format", "-f", help="Format(s): onnx, tflite (repeat -f for both).")] = None,
     precision: Annotated[Optional[List[str]], typer.Option("--precision", "-p", help="fp32 | fp16 | int8-dynamic | int8-static | all.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: edgeseq-out/MODEL).")] = None,
     weights: args.Weights = None,
@@ -136,7 +136,7 @@ def _print_failures(parity: list[dict]) -> None:
 @app.command("check")
 @_handled
 def check_cmd(
-    artifact: Annotated[Path, typer.Argument(help="Artifact file (.onnx).")],
+    artifact: Annotated[Path, typer.Argument(help="Artifact file (.onnx, .tflite).")],
     model: args.Model = None,
     weights: args.Weights = None,
     times: args.Times = None,
@@ -167,7 +167,7 @@ def check_cmd(
 @app.command("profile")
 @_handled
 def profile_cmd(
-    artifact: Annotated[Path, typer.Argument(help="Artifact file (.onnx): ours or any other.")],
+    artifact: Annotated[Path, typer.Argument(help="Artifact file (.onnx, .tflite): ours or any other.")],
     shape: Annotated[Optional[List[str]], typer.Option("--shape", help="NAME=DxDxD for free dimensions, e.g. features=1x200x128.")] = None,
     model: args.Model = None,
     batch: Annotated[int, typer.Option("--batch", min=1)] = 1,

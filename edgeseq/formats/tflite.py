@@ -41,6 +41,7 @@ DEFAULT_MAX_TIME = 8192  # frames (102 s at 80 frames/s); the loop has no limit,
 _EXPORT_BATCH, _EXPORT_TIME = 2, 37
 _SIGNATURE = "serving_default"
 _META_PREFIX = "edgeseq."
+_LOOP_SCOPE = "LoopGRU"  # tensor names of the rewritten GRU (module scope), see formats/rewrites.py
 
 # What each precision does (reported in the artifact notes; measured in bench/bench_tflite.py).
 _QUANT_NOTES = {
@@ -110,9 +111,6 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Tfl
         float_seconds = time.perf_counter() - started
         notes = [f"{n_grus} nn.GRU -> {n_loops} TFLite WHILE loop(s); dynamic axes "
                  f"{sorted({d for t in spec.inputs for d in t.shape if isinstance(d, str)})}, T <= {options.max_time}"]
-        if precision is not Precision.FP32:
-            content = _quantize(content, precision, spec, options)
-            notes.append(_QUANT_NOTES[precision])
         meta = {
             "version": __version__,
             "model": spec.name,
@@ -125,7 +123,15 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Tfl
             "max_time": str(options.max_time),
             "max_batch": str(options.max_batch),
         }
-        tmp.write_bytes(stamp(content, meta))
+        # stamp first: the quantizer writes large constants by offset, which a flatbuffer re-pack would drop;
+        # it carries the metadata table over
+        content = stamp(content, meta)
+        if precision is not Precision.FP32:
+            content = _quantize(content, precision, spec, options)
+            notes.append(_QUANT_NOTES[precision])
+            if read_metadata_bytes(content).get("edgeseq.precision") != precision.value:
+                raise ExportError("ai-edge-quantizer dropped or changed the edgeseq metadata of the model")
+        tmp.write_bytes(content)
         _probe(tmp, spec, options)
     elapsed = time.perf_counter() - started
     notes.append(f"float conversion {float_seconds:.1f} s")
@@ -223,7 +229,22 @@ def _recipe(precision: Precision):
         return manager.get_quantization_recipe()
     if precision is Precision.INT8_DYNAMIC:
         return recipe.dynamic_wi8_afp32()
-    return recipe.static_wi8_ai8()
+    # Static int8: the feed-forward stack (convs, highway, the GRU's hoisted input projection) in int8; the
+    # recurrence (the WHILE loop and its cond/body subgraphs) stays float. An int8 hidden state re-quantized at
+    # every step accumulates error over T, and the loop's subgraph inputs get no calibration statistics.
+    manager = recipe_manager.RecipeManager()
+    static = dict(operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, activation_num_bits=8, weight_num_bits=8,
+                  algorithm_key=algorithm_manager.AlgorithmName.MIN_MAX_UNIFORM_QUANT)
+    manager.add_static_config(regex=".*", **static)
+    manager.add_quantization_config(regex=f"{_LOOP_SCOPE}|edgeseq_while",
+                                    operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                    algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+    manager.add_static_config(regex=_LOOP_SCOPE, **{**static,
+                                                    "operation_name": qtyping.TFLOperationName.FULLY_CONNECTED})
+    for boundary in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):  # float in, float out
+        manager.add_quantization_config(regex=".*", operation_name=boundary,
+                                        algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+    return manager.get_quantization_recipe()
 
 
 def calibration_data(spec, options: TfliteOptions, input_names: list[str]) -> dict:
@@ -281,8 +302,11 @@ def stamp(content: bytes, meta: dict[str, str]) -> bytes:
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
+    return read_metadata_bytes(Path(path).read_bytes())
+
+
+def read_metadata_bytes(data: bytes) -> dict[str, str]:
     schema = require("ai_edge_litert.schema_py_generated", EXTRA)
-    data = Path(path).read_bytes()
     try:
         model = schema.Model.GetRootAs(data, 0)
         out = {}
@@ -290,7 +314,12 @@ def read_metadata(path: str | Path) -> dict[str, str]:
             entry = model.Metadata(i)
             name = entry.Name().decode()
             if name.startswith(_META_PREFIX):
-                out[name] = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes().decode()
+                buf = model.Buffers(entry.Buffer())
+                if buf.Offset() > 1:  # stored after the flatbuffer (large-model layout)
+                    raw = bytes(data[buf.Offset():buf.Offset() + buf.Size()])
+                else:
+                    raw = buf.DataAsNumpy().tobytes()
+                out[name] = raw.decode()
         return out
     except Exception:
         return {}
