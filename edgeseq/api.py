@@ -59,24 +59,31 @@ def export(
     weights: str | Path | None = None,
     opset: int = 17,
     exporter: str = "torchscript",
+    max_time: int | None = None,
 ) -> Artifact:
-    """Convert only (no parity, no latency): returns the Artifact written atomically into out_dir."""
+    """Convert only (no parity, no latency): returns the Artifact written atomically into out_dir.
+
+    `max_time` (TFLite): the longest sequence the artifact serves; longer inputs are refused, never cropped.
+    """
     fmt, precision = Format.parse(format), Precision.parse(precision)
     if fmt is Format.TORCH:
-        raise UnsupportedError("torch is the reference, not an export format; choose onnx")
+        raise UnsupportedError("torch is the reference, not an export format; choose onnx or tflite")
     spec = resolve_spec(model, example_inputs, input_names, output_names, dynamic_axes)
     module = formats.module_for(fmt)
     out = Path(out_dir) / artifact_name(spec, fmt, precision)
-    return module.export(spec, out, precision=precision, options=_options(module, opset, exporter), weights=weights)
+    return module.export(spec, out, precision=precision, options=_options(module, opset, exporter, max_time),
+                         weights=weights)
 
 
-def _options(module, opset: int, exporter: str):
+def _options(module, opset: int, exporter: str, max_time: int | None = None):
     if module.__name__.endswith(".onnx"):
         try:
             kind = module.OnnxExporter(exporter)
         except ValueError:
             raise InputError(f"unknown exporter {exporter!r}; choose torchscript or dynamo") from None
         return module.OnnxOptions(opset=opset, exporter=kind)
+    if module.__name__.endswith(".tflite"):
+        return module.TfliteOptions() if max_time is None else module.TfliteOptions(max_time=max_time)
     return None
 
 

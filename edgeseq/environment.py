@@ -8,7 +8,8 @@ from importlib import metadata
 
 from ._version import __version__
 
-PACKAGES = ("torch", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxslim", "ai-edge-litert", "tensorrt")
+PACKAGES = ("torch", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxslim", "ai-edge-litert", "litert-torch",
+            "litert-converter", "ai-edge-quantizer", "tensorrt")
 
 
 def cpu_model() -> str:

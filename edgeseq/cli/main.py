@@ -115,7 +115,7 @@ def export_cmd(
     model: Annotated[Optional[str], typer.Argument(help="Registered model name, e.g. cbhg-lite.")] = None,
     recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="A recipe .toml or a shipped recipe name (android, jetson, server).")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Also write JUnit XML (one case per check and budget).")] = None,
-    format: Annotated[Optional[List[str]], typer.Option("--format", "-f", help="Format(s): onnx.")] = None,
+    format: Annotated[Optional[List[str]], typer.Option("--format", "-f", help="Format(s): onnx, tflite (repeat -f for both).")] = None,
     precision: Annotated[Optional[List[str]], typer.Option("--precision", "-p", help="fp32 | fp16 | int8-dynamic | int8-static | all.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: edgeseq-out/MODEL).")] = None,
     weights: args.Weights = None,
@@ -202,7 +202,7 @@ def _print_failures(parity: list[dict]) -> None:
 @app.command("check")
 @_handled
 def check_cmd(
-    artifact: Annotated[Path, typer.Argument(help="Artifact file (.onnx).")],
+    artifact: Annotated[Path, typer.Argument(help="Artifact file (.onnx, .tflite).")],
     model: args.Model = None,
     weights: args.Weights = None,
     times: args.Times = None,
@@ -247,7 +247,7 @@ def check_cmd(
 @app.command("profile")
 @_handled
 def profile_cmd(
-    artifact: Annotated[Path, typer.Argument(help="Artifact file (.onnx, .tflite on a device): ours or any other.")],
+    artifact: Annotated[Path, typer.Argument(help="Artifact file (.onnx, .tflite): ours or any other.")],
     shape: Annotated[Optional[List[str]], typer.Option("--shape", help="NAME=DxDxD for free dimensions, e.g. features=1x200x128.")] = None,
     model: args.Model = None,
     batch: Annotated[int, typer.Option("--batch", min=1)] = 1,

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..enums import Format
 from ..errors import ArtifactError, UnsupportedError
 
-_MODULES = {Format.TORCH: "torch", Format.ONNX: "onnx"}
+_MODULES = {Format.TORCH: "torch", Format.ONNX: "onnx", Format.TFLITE: "tflite"}
 _SUFFIXES = {".onnx": Format.ONNX, ".tflite": Format.TFLITE, ".engine": Format.TENSORRT, ".plan": Format.TENSORRT}
 _ONNX_MAGIC_FIELDS = (b"\x08", b"\x12", b"\x1a", b"\x3a")  # ir_version, producer_name, producer_version, graph
 
@@ -38,11 +38,12 @@ def detect_format(path: str | Path) -> Format:
         raise ArtifactError(f"cannot tell the format of {str(path)!r}: expected a file ending in {known}")
     if path.stat().st_size == 0:
         raise ArtifactError(f"{str(path)!r} is empty")
-    if fmt is Format.ONNX:
-        with open(path, "rb") as fh:
-            head = fh.read(1)
-        if head not in _ONNX_MAGIC_FIELDS:
-            raise ArtifactError(f"{str(path)!r} is not an ONNX model (it does not start with an ONNX protobuf field)")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if fmt is Format.ONNX and head[:1] not in _ONNX_MAGIC_FIELDS:
+        raise ArtifactError(f"{str(path)!r} is not an ONNX model (it does not start with an ONNX protobuf field)")
+    if fmt is Format.TFLITE and head[4:8] != b"TFL3":
+        raise ArtifactError(f"{str(path)!r} is not a TFLite model (no TFL3 flatbuffer identifier)")
     return fmt
 
 

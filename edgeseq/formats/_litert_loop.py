@@ -1,0 +1,252 @@
+"""LiteRT side of the loop GRU: lower `edgeseq::gru_scan` to one while loop, then outline it for the flatbuffer.
+
+Imported only by formats/tflite.py, after litert-torch is known to be installed.
+
+1. `register_lowering()` adds a litert-torch lowering for `edgeseq::gru_scan` that emits a `stablehlo.while`
+   whose body is one GRU step for all directions at once: GATHER gi[t] -> BATCH_MATMUL(h, W_hh) -> SPLIT_V x2 ->
+   gates -> DYNAMIC_UPDATE_SLICE into the [T, D, B, H] result. Shape-dependent pieces use TFLite ops directly
+   (litert-torch's `tfl.*` custom-call carriers), so batch and T stay dynamic. The litert converter legalizes
+   the loop to `tfl.while`.
+2. `outline_whiles(module)` moves each `tfl.while` region into its own function (a TFLite subgraph), passing
+   implicitly captured values as loop operands: the flatbuffer exporter wants WHILE cond/body as calls, and the
+   converter pipeline that litert-torch runs has no outlining pass for them (PyTorch graphs never had loops).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+_REGISTERED = False
+_CONST_OPS = ("arith.constant", "tfl.pseudo_const", "tfl.no_value", "stablehlo.constant")
+
+
+def register_lowering() -> None:
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    from litert_converter.mlir import ir
+    from litert_converter.mlir.dialects import stablehlo
+    from litert_torch.backend.lowerings import registry
+    from litert_torch.backend.lowerings import utils as lu
+
+    from . import rewrites  # noqa: F401  (defines the op)
+
+    def tfl(name, results, operands, attributes=None):
+        attrs = ir.DictAttr.get(attributes or {})
+        return stablehlo.custom_call(result=results, inputs=operands, call_target_name=ir.StringAttr.get(name),
+                                     has_side_effect=ir.BoolAttr.get(False),
+                                     backend_config=ir.StringAttr.get(str(attrs)))
+
+    def lower_gru_scan(lctx, gi, w_hh, b_hh, h0=None):
+        f32 = ir.F32Type.get()
+        i32 = ir.IntegerType.get_signless(32)
+        scalar_i32 = ir.RankedTensorType.get([], i32)
+        dyn = ir.ShapedType.get_dynamic_size()
+        t_dim, d, b, h3 = ir.RankedTensorType(gi.type).shape
+        h = h3 // 3
+        out_t = lu.node_meta_to_ir_types(lctx.node)[0]
+        state_t = ir.RankedTensorType.get([d, b, h], f32)
+        step_t = ir.RankedTensorType.get([d, b, h3], f32)
+        gate_t = ir.RankedTensorType.get([d, b, h], f32)
+
+        def dim(value, axis):
+            return stablehlo.reshape(ir.RankedTensorType.get([1], i32), stablehlo.get_dimension_size(value, axis))
+
+        def const_i32(values):
+            return lu.numpy_array_constant(np.asarray(values, dtype=np.int32))
+
+        zero = lu.splat(0.0, f32, [])
+        batch = const_i32([b]) if b != dyn else dim(gi, 2)
+        out_shape = stablehlo.concatenate([dim(gi, 0), const_i32([d]), batch, const_i32([h])], 0)
+        out0 = stablehlo.dynamic_broadcast_in_dim(out_t, zero, out_shape, ir.DenseI64ArrayAttr.get([]))
+        if h0 is None:
+            h_shape = stablehlo.concatenate([const_i32([d]), batch, const_i32([h])], 0)
+            h0 = stablehlo.dynamic_broadcast_in_dim(state_t, zero, h_shape, ir.DenseI64ArrayAttr.get([]))
+        trip = stablehlo.get_dimension_size(gi, 0)
+        types = [scalar_i32, state_t, out_t, scalar_i32, gi.type, w_hh.type, b_hh.type]
+        loop = stablehlo.WhileOp(types, [lu.splat(0, i32, []), h0, out0, trip, gi, w_hh, b_hh])
+        cond = loop.regions[0].blocks.append(*types)
+        with ir.InsertionPoint(cond):
+            stablehlo.return_([stablehlo.compare(cond.arguments[0], cond.arguments[3],
+                                                 stablehlo.ComparisonDirectionAttr.get("LT"))])
+        body = loop.regions[1].blocks.append(*types)
+        with ir.InsertionPoint(body):
+            i, state, out, n_steps, gi_, w_, b_ = body.arguments
+            x = tfl("tfl.gather", [step_t], [gi_, i],
+                    {"axis": ir.IntegerAttr.get(i32, 0), "batch_dims": ir.IntegerAttr.get(i32, 0)})
+            gh = tfl("tfl.batch_matmul", [step_t], [state, w_],
+                     {"adj_x": ir.BoolAttr.get(False), "adj_y": ir.BoolAttr.get(True),
+                      "asymmetric_quantize_inputs": ir.BoolAttr.get(False)})
+            gh = tfl("tfl.add", [step_t], [gh, b_], {"fused_activation_function": ir.StringAttr.get("NONE")})
+            sizes, axis = const_i32([h, h, h]), const_i32(2)
+            split = {"num_splits": ir.IntegerAttr.get(i32, 3)}
+            xr, xz, xn = tfl("tfl.split_v", [gate_t] * 3, [x, sizes, axis], split)
+            hr, hz, hn = tfl("tfl.split_v", [gate_t] * 3, [gh, sizes, axis], split)
+            r = stablehlo.logistic(stablehlo.add(xr, hr))
+            z = stablehlo.logistic(stablehlo.add(xz, hz))
+            n = stablehlo.tanh(stablehlo.add(xn, stablehlo.multiply(r, hn)))
+            new_state = stablehlo.add(n, stablehlo.multiply(z, stablehlo.subtract(state, n)))
+            row = tfl("tfl.expand_dims", [ir.RankedTensorType.get([1, d, b, h], f32)], [new_state, const_i32(0)])
+            zero_i = lu.splat(0, i32, [])
+            out = stablehlo.dynamic_update_slice(out, row, [i, zero_i, zero_i, zero_i])
+            stablehlo.return_([stablehlo.add(i, lu.splat(1, i32, [])), new_state, out, n_steps, gi_, w_, b_])
+        return loop.results[2]
+
+    registry.lower(torch.ops.edgeseq.gru_scan.default)(lower_gru_scan)
+
+    # aten.constant_pad_nd lowers through JAX, which rejects a dynamic T; TFLite's PAD / PADV2 take any shape.
+    pad_op = torch.ops.aten.constant_pad_nd.default
+    fallback = registry.lookup(pad_op)
+
+    def lower_constant_pad(lctx, x, pad, value=0.0):
+        shape = ir.RankedTensorType(x.type).shape
+        dynamic = any(s == ir.ShapedType.get_dynamic_size() for s in shape)
+        if fallback is not None and (not dynamic or any(not isinstance(p, int) or p < 0 for p in pad)):
+            return fallback(lctx, x, pad, value)
+        rank = len(shape)
+        pairs = np.zeros((rank, 2), dtype=np.int32)
+        for k in range(len(pad) // 2):
+            pairs[rank - 1 - k] = (pad[2 * k], pad[2 * k + 1])
+        result = lu.node_meta_to_ir_types(lctx.node)
+        if value == 0:
+            return tfl("tfl.pad", result, [x, lu.numpy_array_constant(pairs)])
+        fill = lu.numpy_array_constant(np.asarray(value, dtype=np.float32))
+        return tfl("tfl.padv2", result, [x, lu.numpy_array_constant(pairs), fill])
+
+    registry.lower(pad_op)(lower_constant_pad)
+
+    # aten.convolution: litert-torch builds the result type from the example sizes (SymInt -> int), which bakes
+    # the export T into every conv; build it with dynamic dims and add the bias with a broadcasting TFLite ADD.
+    from litert_torch.backend.lowerings import _convolution as conv_lowering
+
+    conv_fallback = registry.lookup(torch.ops.aten.convolution.default) or registry.lookup(torch.ops.aten.convolution)
+
+    def lower_convolution(lctx, lhs, rhs, bias, stride, padding, dilation, transposed, output_padding, groups):
+        out_type = lu.node_meta_to_ir_types(lctx.node)[0]
+        dynamic = any(s == ir.ShapedType.get_dynamic_size() for s in ir.RankedTensorType(out_type).shape)
+        if transposed or not dynamic or any(output_padding):
+            return conv_fallback(lctx, lhs, rhs, bias, stride, padding, dilation, transposed, output_padding, groups)
+        spatial = len(ir.RankedTensorType(lhs.type).shape) - 2
+        if len(padding) == 1 and spatial > 1:
+            padding = padding * spatial
+        res = stablehlo.convolution(
+            result=out_type, lhs=lhs, rhs=rhs,
+            dimension_numbers=conv_lowering.create_conv_dimension_numbers(lhs),
+            feature_group_count=groups, batch_group_count=1, window_strides=stride,
+            padding=conv_lowering.make_padding(padding), rhs_dilation=dilation)
+        if bias is not None:
+            channels = ir.RankedTensorType(bias.type).shape[0]
+            shaped = stablehlo.reshape(ir.RankedTensorType.get([1, channels] + [1] * spatial, ir.F32Type.get()), bias)
+            res = tfl("tfl.add", [out_type], [res, shaped], {"fused_activation_function": ir.StringAttr.get("NONE")})
+        return res
+
+    registry.lower(torch.ops.aten.convolution.default)(lower_convolution)
+
+    # Element-wise ops that litert-torch lowers through JAX, which rejects dynamic sizes: the TFLite op itself
+    # takes any shape. Static shapes keep litert-torch's own lowering.
+    for op, name in _ELEMENTWISE.items():
+        _override(registry, lu, tfl, ir, op, name)
+    _REGISTERED = True
+
+
+def _override(registry, lu, tfl, ir, op, tfl_name):
+    fallback = registry.lookup(op)
+    dyn = ir.ShapedType.get_dynamic_size()
+
+    def lower(lctx, x, *args, **kwargs):
+        dynamic = isinstance(x, ir.Value) and any(s == dyn for s in ir.RankedTensorType(x.type).shape)
+        if (args or kwargs or not dynamic) and fallback is not None:
+            return fallback(lctx, x, *args, **kwargs)
+        return tfl(tfl_name, lu.node_meta_to_ir_types(lctx.node), [x])
+
+    registry.lower(op)(lower)
+
+
+_ELEMENTWISE = {
+    torch.ops.aten.relu.default: "tfl.relu",
+    torch.ops.aten.sigmoid.default: "tfl.logistic",
+    torch.ops.aten.tanh.default: "tfl.tanh",
+    torch.ops.aten.neg.default: "tfl.neg",
+    torch.ops.aten.exp.default: "tfl.exp",
+    torch.ops.aten.abs.default: "tfl.abs",
+    torch.ops.aten.sqrt.default: "tfl.sqrt",
+    torch.ops.aten.rsqrt.default: "tfl.rsqrt",
+}
+
+
+# ---- outlining ------------------------------------------------------------------------------------------------------
+
+
+def _walk(region):
+    for block in region.blocks:
+        for op in block.operations:
+            op = op.operation
+            yield op
+            for inner in op.regions:
+                yield from _walk(inner)
+
+
+def outline_whiles(module) -> int:
+    """Outline every tfl.while's cond/body regions into private functions; returns how many loops."""
+    from litert_converter.mlir import ir
+    from litert_converter.mlir.dialects import func
+
+    mop = module.operation if hasattr(module, "operation") else module
+    top = mop.regions[0].blocks[0]
+    loops = [op for r in mop.regions for op in _walk(r) if op.name == "tfl.while"]
+    for k, old in enumerate(loops):
+        regions = (old.regions[0], old.regions[1])
+        inside = {op for r in regions for op in _walk(r)}
+        blocks = [r.blocks[0] for r in regions]
+        captures = []
+        for op in inside:
+            for v in op.operands:
+                owner = v.owner
+                local = any(owner == b for b in blocks) if isinstance(owner, ir.Block) else owner in inside
+                if not local and v not in captures:
+                    captures.append(v)
+        consts = [v for v in captures if isinstance(v.owner, ir.Operation) and v.owner.name in _CONST_OPS]
+        carried = [v for v in captures if v not in consts]
+        n = len(old.operands)
+        types = [v.type for v in list(old.operands) + carried]
+        loc = old.location
+        new = ir.Operation.create("tfl.while", results=types, operands=list(old.operands) + carried,
+                                  attributes={a: old.attributes[a] for a in old.attributes}, regions=2, loc=loc,
+                                  ip=ir.InsertionPoint(old))
+        for idx, kind in enumerate(("cond", "body")):
+            src = blocks[idx]
+            ops = [o.operation for o in src.operations]
+            terminator = ops[-1]
+            results = [v.type for v in terminator.operands] if kind == "cond" else types
+            with loc:
+                fn = func.FuncOp(f"edgeseq_while_{k}_{kind}", ir.FunctionType.get(types, results),
+                                 ip=ir.InsertionPoint(top))
+                fn.attributes["sym_visibility"] = ir.StringAttr.get("private")
+                entry = fn.add_entry_block(arg_locs=[loc] * len(types))
+            args = list(entry.arguments)
+            remap = dict(zip(src.arguments, args[:n]))
+            remap.update(zip(carried, args[n:]))
+            at_end = ir.InsertionPoint(entry)
+            for c in consts:
+                remap[c] = c.owner.clone(ip=at_end).results[0]
+            moved = []
+            for op in ops[:-1]:
+                op.detach_from_parent()
+                at_end.insert(op)
+                moved.append(op)
+            with loc, at_end:
+                ret = func.ReturnOp(list(terminator.operands) + (args[n:] if kind == "body" else []))
+            for op in moved + [ret.operation]:
+                for o in [op, *(x for r in op.regions for x in _walk(r))]:
+                    for i, v in enumerate(list(o.operands)):
+                        if v in remap:
+                            o.operands[i] = remap[v]
+            blk = new.regions[idx].blocks.append(*types, arg_locs=[loc] * len(types))
+            with loc, ir.InsertionPoint(blk):
+                call = func.CallOp(fn, list(blk.arguments))
+                ir.Operation.create("tfl.yield", operands=list(call.results))
+        for i in range(n):
+            old.results[i].replace_all_uses_with(new.results[i])
+        old.erase()
+    return len(loops)

@@ -1,0 +1,217 @@
+"""Exact module rewrites that let torch.export keep the time axis symbolic (used by the TFLite exporter).
+
+1. nn.GRU -> LoopGRU: a GRU whose recurrence is one opaque op.
+2. SamePool (max-pool width 2, stride 1, padding 1, cropped) -> ShiftMaxPool: max(x[t], x[t+1]) written with a
+   shifted copy; torch.export specializes T through max_pool1d's padded output-size arithmetic.
+
+torch.export specializes T through nn.GRU (and a Python loop over time would unroll it). Here every nn.GRU is
+replaced, weights and all, by `LoopGRU`:
+
+    gi = x @ W_ih^T + b_ih            one matmul for all t and both directions (hoisted out of the recurrence)
+    y  = edgeseq::gru_scan(gi, ...)   the recurrence only: an opaque custom op with a symbolic-T fake kernel
+
+The LiteRT lowering of `edgeseq::gru_scan` (formats/_litert_loop.py) emits one while loop, which the converter
+keeps as a TFLite WHILE: one artifact for every T. Both directions of a bidirectional layer run in the same loop
+step (the backward direction reads gi reversed in time), so a BiGRU costs one loop, not two.
+
+Only torch is used here; nothing in this file touches a TFLite SDK.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+_OP = "edgeseq::gru_scan"
+
+
+def _scan_reference(gi: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, h0: Optional[torch.Tensor]):
+    """gi [T, D, B, 3H] in scan order, w_hh [D, 3H, H], b_hh [D, 1, 3H], h0 [D, B, H] -> [T, D, B, H]."""
+    hidden = w_hh.shape[-1]
+    h = gi.new_zeros((gi.shape[1], gi.shape[2], hidden)) if h0 is None else h0
+    outs = []
+    w_t = w_hh.transpose(1, 2)
+    for t in range(gi.shape[0]):
+        gh = torch.matmul(h, w_t) + b_hh
+        xr, xz, xn = gi[t].split(hidden, dim=-1)
+        hr, hz, hn = gh.split(hidden, dim=-1)
+        r = torch.sigmoid(xr + hr)
+        z = torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        h = n + z * (h - n)
+        outs.append(h)
+    if not outs:
+        return gi.new_zeros((0, gi.shape[1], gi.shape[2], hidden))
+    return torch.stack(outs, 0)
+
+
+def _register():
+    if hasattr(torch.ops.edgeseq, "gru_scan"):  # already defined (module reloaded)
+        return
+    torch.library.define(_OP, "(Tensor gi, Tensor w_hh, Tensor b_hh, Tensor? h0) -> Tensor")
+
+    @torch.library.impl(_OP, "CompositeExplicitAutograd")
+    def _impl(gi, w_hh, b_hh, h0):
+        return _scan_reference(gi, w_hh, b_hh, h0)
+
+    @torch.library.register_fake(_OP)
+    def _fake(gi, w_hh, b_hh, h0):
+        return gi.new_empty((gi.shape[0], gi.shape[1], gi.shape[2], w_hh.shape[-1]))
+
+
+_register()
+
+
+def gru_scan(gi, w_hh, b_hh, h0=None):
+    return torch.ops.edgeseq.gru_scan(gi, w_hh, b_hh, h0)
+
+
+class LoopGRU(nn.Module):
+    """Drop-in for an eval-mode nn.GRU (any layers, bidirectional, batch_first, bias); same outputs."""
+
+    def __init__(self, gru: nn.GRU):
+        super().__init__()
+        if getattr(gru, "proj_size", 0):
+            raise ValueError("GRU with proj_size is not supported")
+        self.hidden = gru.hidden_size
+        self.layers = gru.num_layers
+        self.directions = 2 if gru.bidirectional else 1
+        self.batch_first = gru.batch_first
+        suffixes = ["", "_reverse"][: self.directions]
+        h3 = 3 * self.hidden
+        for layer in range(self.layers):
+            names = [f"l{layer}{s}" for s in suffixes]
+            w_ih = torch.cat([getattr(gru, f"weight_ih_{n}").detach() for n in names], 0)
+            w_hh = torch.stack([getattr(gru, f"weight_hh_{n}").detach() for n in names], 0)
+            if gru.bias:
+                b_ih = torch.cat([getattr(gru, f"bias_ih_{n}").detach() for n in names], 0)
+                b_hh = torch.stack([getattr(gru, f"bias_hh_{n}").detach() for n in names], 0)
+            else:
+                b_ih = w_ih.new_zeros(self.directions * h3)
+                b_hh = w_ih.new_zeros(self.directions, h3)
+            # b_hh's reset and update parts add straight onto gi: fold them there; only b_hn stays in the loop
+            fold = b_hh.clone()
+            fold[:, 2 * self.hidden:] = 0
+            b_ih = b_ih + fold.reshape(-1)
+            b_hh = b_hh.clone()
+            b_hh[:, : 2 * self.hidden] = 0
+            self.register_buffer(f"w_ih_{layer}", w_ih.clone())
+            self.register_buffer(f"b_ih_{layer}", b_ih)
+            self.register_buffer(f"w_hh_{layer}", w_hh.clone())
+            self.register_buffer(f"b_hh_{layer}", b_hh.unsqueeze(1))
+
+    def forward(self, x: torch.Tensor, hx: Optional[torch.Tensor] = None):
+        if x.dim() != 3:
+            raise ValueError("LoopGRU takes batched 3-D input")
+        if not self.batch_first:
+            x = x.transpose(0, 1)
+        batch, time = x.shape[0], x.shape[1]
+        d, h = self.directions, self.hidden
+        finals = []
+        y = x
+        for layer in range(self.layers):
+            gi = F.linear(y, getattr(self, f"w_ih_{layer}"), getattr(self, f"b_ih_{layer}"))  # [B, T, D*3H]
+            gi = gi.reshape(batch, time, d, 3 * h).permute(1, 2, 0, 3)  # [T, D, B, 3H]
+            if d == 2:
+                gi = torch.stack([gi[:, 0], torch.flip(gi[:, 1], [0])], 1)
+            h0 = None if hx is None else hx[layer * d:(layer + 1) * d]
+            s = gru_scan(gi, getattr(self, f"w_hh_{layer}"), getattr(self, f"b_hh_{layer}"), h0)  # [T, D, B, H]
+            finals.append(s[-1])
+            if d == 2:
+                s = torch.stack([s[:, 0], torch.flip(s[:, 1], [0])], 1)
+            y = s.permute(2, 0, 1, 3).reshape(batch, time, d * h)
+        out = y if self.batch_first else y.transpose(0, 1)
+        return out, torch.cat(finals, 0)
+
+
+class ShiftMaxPool(nn.Module):
+    """out[t] = max(x[t], x[t+1]) over the last axis, the last frame kept as is: SamePool without max_pool1d."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # append-then-crop keeps the shifted copy's length symbolic: x[..., 1:] alone makes torch.export guard on
+        # T - 1, and F.pad / max_pool1d specialize T or fail to lower with a dynamic T
+        return torch.maximum(x, torch.cat([x, x[..., -1:]], dim=-1)[..., 1:])
+
+
+def _swap(module: nn.Module, kind, make) -> tuple[nn.Module, int]:
+    if isinstance(module, kind):
+        return make(module).eval(), 1
+    count = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, kind):
+                setattr(parent, name, make(child).eval())
+                count += 1
+    return module, count
+
+
+def replace_grus(module: nn.Module) -> tuple[nn.Module, int]:
+    """A copy of `module` with every nn.GRU swapped for an equivalent LoopGRU; returns (copy, how many)."""
+    return _swap(copy.deepcopy(module).eval(), nn.GRU, LoopGRU)
+
+
+class Conv1dAs2d(nn.Module):
+    """Conv1d run as a Conv2d over [B, C, 1, T]: the converter's own 1-D -> 2-D expansion breaks on a dynamic T
+    (it emits a rank-3 permutation for a rank-4 tensor); a real 2-D conv converts cleanly."""
+
+    def __init__(self, conv: nn.Conv1d):
+        super().__init__()
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError("Conv1dAs2d needs numeric zero padding")
+        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, (1, conv.kernel_size[0]),
+                              stride=(1, conv.stride[0]), padding=(0, conv.padding[0]),
+                              dilation=(1, conv.dilation[0]), groups=conv.groups, bias=conv.bias is not None)
+        with torch.no_grad():
+            self.conv.weight.copy_(conv.weight.unsqueeze(2))
+            if conv.bias is not None:
+                self.conv.bias.copy_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.unsqueeze(2))[:, :, 0]
+
+
+def _fold_conv_bn(module: nn.Module) -> int:
+    """Fold eval-mode BatchNorm1d into the Conv1d right before it (CBHG's ConvBN, and Sequential(conv, bn))."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    from ..models.cbhg import ConvBN
+
+    folded = 0
+    for parent in list(module.modules()):
+        if isinstance(parent, ConvBN) and isinstance(parent.bn, nn.BatchNorm1d):
+            conv = parent.conv
+            if isinstance(conv, nn.Sequential):
+                conv[-1] = fuse_conv_bn_eval(conv[-1], parent.bn)
+            else:
+                parent.conv = fuse_conv_bn_eval(conv, parent.bn)
+            parent.bn = nn.Identity()
+            folded += 1
+        elif isinstance(parent, nn.Sequential):
+            items = list(parent.named_children())
+            for (name_a, a), (name_b, b) in zip(items, items[1:]):
+                if isinstance(a, nn.Conv1d) and isinstance(b, nn.BatchNorm1d) and b.track_running_stats:
+                    setattr(parent, name_a, fuse_conv_bn_eval(a, b))
+                    setattr(parent, name_b, nn.Identity())
+                    folded += 1
+    return folded
+
+
+def rewrite_for_export(module: nn.Module) -> tuple[nn.Module, int]:
+    """A copy with every nn.GRU -> LoopGRU, every CBHG SamePool -> ShiftMaxPool and batch norms folded into the
+    convs before them (what ONNX simplifiers do too); returns (copy, GRU count)."""
+    from ..models.cbhg import SamePool
+
+    module, n_grus = replace_grus(module)
+    module, _ = _swap(module, SamePool, lambda _: ShiftMaxPool())
+    with torch.no_grad():
+        _fold_conv_bn(module)
+    module, _ = _swap(module, nn.Conv1d, Conv1dAs2d)
+    return module, n_grus
+
+
+def contains(module: nn.Module, kinds: tuple[type, ...]) -> list[str]:
+    return [name or type(module).__name__ for name, m in module.named_modules() if isinstance(m, kinds)]

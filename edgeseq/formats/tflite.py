@@ -1,0 +1,498 @@
+"""TFLite / LiteRT: export with litert-torch (no TensorFlow), quantize with ai-edge-quantizer, run with the LiteRT
+interpreter (XNNPACK, the CPU engine Android and iOS apps run; on this machine its x86 kernels).
+
+The time axis stays dynamic: every nn.GRU is swapped for `LoopGRU` (formats/rewrites.py), whose recurrence is one
+custom op that litert-torch lowers to a TFLite WHILE loop (formats/_litert_loop.py). One .tflite then runs every
+T from 1 to `max_time` and every batch, exactly (no padding, no buckets), converts in seconds instead of minutes
+(no unrolled graph), and stays small. A T above `max_time` is refused with one line, never cropped or padded.
+
+Like the ONNX exporter, the fresh file is run once at another batch and T before it is written; a specialized
+axis is an ExportError at export time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import re
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._lazy import require
+from .._version import __version__
+from ..artifact import Artifact, atomic_path, sha256_file
+from ..enums import Format, Precision
+from ..errors import ArtifactError, ExportError, InputError, MissingExtraError, RuntimeFailure, UnsupportedError
+from ..runner import Runner
+from ..tensors import TensorSpec
+
+EXTRA = "tflite"
+PRECISIONS = (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8_STATIC)
+PROBE_BATCH, PROBE_TIME = 3, 50
+DEFAULT_MAX_TIME = 8192  # frames (102 s at 80 frames/s); the loop has no limit, memory does
+_EXPORT_BATCH, _EXPORT_TIME = 2, 37
+_SIGNATURE = "serving_default"
+_META_PREFIX = "edgeseq."
+_LOOP_SCOPE = "LoopGRU"  # tensor names of the rewritten GRU (module scope), see formats/rewrites.py
+
+# What each precision does (reported in the artifact notes; measured in bench/bench_tflite.py).
+_QUANT_NOTES = {
+    Precision.FP16: "fp16 weights for FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D (dequantized at load, fp32 "
+                    "compute); the GRU recurrence (BATCH_MATMUL in the WHILE body) stays fp32",
+    Precision.INT8_DYNAMIC: "int8 per-channel weights, activations quantized on the fly (dynamic range) for "
+                            "FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D; the GRU recurrence stays fp32",
+    Precision.INT8_STATIC: "int8 weights and activations (calibrated on the spec's real-speech calibration inputs) "
+                           "for the feed-forward stack; the GRU recurrence (WHILE loop) stays fp32",
+}
+
+
+@dataclass(frozen=True)
+class TfliteOptions:
+    max_time: int = DEFAULT_MAX_TIME
+    max_batch: int = 64
+    calibration_samples: int = 8
+    calibration_time: int = 200
+
+
+def check_precision(precision: Precision) -> None:
+    if precision not in PRECISIONS:
+        have = ", ".join(p.value for p in PRECISIONS)
+        raise UnsupportedError(f"TFLite export at {precision.value} is not available (it has: {have})")
+
+
+# ---- export ---------------------------------------------------------------------------------------------------------
+
+
+def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: TfliteOptions | None = None,
+           weights=None) -> Artifact:
+    """spec -> .tflite with dynamic batch/time (GRU as a WHILE loop), optionally quantized, stamped; atomic."""
+    import torch
+
+    options = options or TfliteOptions()
+    precision = Precision.parse(precision)
+    check_precision(precision)
+    litert_torch = require("litert_torch", EXTRA)
+    if precision is not Precision.FP32:
+        require("ai_edge_quantizer", EXTRA)
+    if options.max_time < 1 or options.max_batch < 1:
+        raise InputError("max_time and max_batch must be >= 1")
+    from ..models.weights import state_dict_sha256
+    from . import _litert_loop
+    from .rewrites import contains, rewrite_for_export
+
+    module = spec.build(weights)
+    weights_sha = state_dict_sha256(module)
+    unsupported = contains(module, (torch.nn.LSTM, torch.nn.RNN))
+    if unsupported and spec.has_dynamic_time:
+        raise UnsupportedError(f"{spec.name}: LSTM / RNN layers ({', '.join(unsupported)}) would fix the time axis in "
+                               "TFLite; only nn.GRU is lowered to a loop")
+    loop_module, n_grus = rewrite_for_export(module)
+    dynamic_batch = "batch" in spec.inputs[0].shape
+    batch = _EXPORT_BATCH if dynamic_batch else None
+    feed = spec.example_inputs(batch=batch or 1, time=_EXPORT_TIME if spec.has_dynamic_time else None,
+                               source="random")
+    args = tuple(torch.from_numpy(feed[name]) for name in spec.input_names)
+    dims = {"batch": torch.export.Dim("batch", min=1, max=options.max_batch),
+            "time": torch.export.Dim("time", min=1, max=options.max_time)}
+    dynamic_shapes = tuple({i: dims[d] for i, d in enumerate(t.shape) if d in dims} or None for t in spec.inputs)
+    out_path = Path(out_path)
+    started = time.perf_counter()
+    with atomic_path(out_path) as tmp:
+        _litert_loop.register_lowering()
+        content, n_loops = _convert(litert_torch, _litert_loop, loop_module, args, dynamic_shapes, spec)
+        float_seconds = time.perf_counter() - started
+        notes = [f"{n_grus} nn.GRU -> {n_loops} TFLite WHILE loop(s); dynamic axes "
+                 f"{sorted({d for t in spec.inputs for d in t.shape if isinstance(d, str)})}, T <= {options.max_time}"]
+        meta = {
+            "version": __version__,
+            "model": spec.name,
+            "weights_sha256": weights_sha,
+            "precision": precision.value,
+            "exporter": f"litert-torch {_version('litert-torch')}",
+            "dynamic_axes": json.dumps(spec.dynamic_axes, sort_keys=True),
+            "inputs": json.dumps([t.to_dict() for t in spec.inputs]),
+            "outputs": json.dumps([t.to_dict() for t in spec.outputs]),
+            "max_time": str(options.max_time),
+            "max_batch": str(options.max_batch),
+        }
+        # stamp first: the quantizer writes large constants by offset, which a flatbuffer re-pack would drop;
+        # it carries the metadata table over
+        content = stamp(content, meta)
+        if precision is not Precision.FP32:
+            content = _quantize(content, precision, spec, options)
+            notes.append(_QUANT_NOTES[precision])
+            if read_metadata_bytes(content).get("edgeseq.precision") != precision.value:
+                raise ExportError("ai-edge-quantizer dropped or changed the edgeseq metadata of the model")
+        tmp.write_bytes(content)
+        _probe(tmp, spec, options)
+    elapsed = time.perf_counter() - started
+    notes.append(f"float conversion {float_seconds:.1f} s")
+    return Artifact(
+        path=str(out_path),
+        format=Format.TFLITE.value,
+        precision=precision.value,
+        model=spec.name,
+        sha256=sha256_file(out_path),
+        size_bytes=out_path.stat().st_size,
+        weights_sha256=weights_sha,
+        exporter=meta["exporter"] + (" + ai-edge-quantizer" if precision is not Precision.FP32 else ""),
+        export_seconds=round(elapsed, 3),
+        inputs=tuple(t.to_dict() for t in spec.inputs),
+        outputs=tuple(t.to_dict() for t in spec.outputs),
+        notes=tuple(notes),
+    )
+
+
+def _version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+@contextlib.contextmanager
+def _quiet():
+    """litert-torch prints progress bars and absl lines; keep the CLI's stdout clean."""
+    loggers = [logging.getLogger(n) for n in ("absl", "litert_torch", "torch._export", "torch.export")]
+    levels = [lg.level for lg in loggers]
+    old_env = os.environ.get("LITERT_TORCH_FULL_TFL_DECOMPS")
+    # The full aten -> tfl decomposition table keeps reshapes / views with a dynamic T as TFLite ops (the default
+    # lowering of aten.view through JAX rejects dynamic sizes).
+    os.environ["LITERT_TORCH_FULL_TFL_DECOMPS"] = "1"
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+        if old_env is None:
+            os.environ.pop("LITERT_TORCH_FULL_TFL_DECOMPS", None)
+        else:
+            os.environ["LITERT_TORCH_FULL_TFL_DECOMPS"] = old_env
+
+
+def _convert(litert_torch, loop_lib, module, args, dynamic_shapes, spec) -> tuple[bytes, int]:
+    try:
+        with _quiet():
+            edge = litert_torch.convert(module, args, dynamic_shapes=dynamic_shapes)
+            exporter = getattr(edge, "_exporter", None)
+            mlir_module = getattr(exporter, "module", None)
+            if mlir_module is None:
+                raise ExportError("this litert-torch version does not expose the converted MLIR module "
+                                  f"(tested with 0.10); installed: {_version('litert-torch')}")
+            with mlir_module.context:
+                n_loops = loop_lib.outline_whiles(mlir_module)
+            content = bytes(exporter.to_bytes())
+    except ExportError:
+        raise
+    except Exception as exc:
+        raise ExportError(f"litert-torch failed to convert {spec.name}: {_why(exc)}") from None
+    return content, n_loops
+
+
+def _why(exc: Exception) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    if exc.__cause__:
+        text += "\n" + str(exc.__cause__)
+    special = re.search(r"(Constraints violated|specialized it to be a constant[^\n]*|inferred a static shape[^\n]*)",
+                        text)
+    if special:
+        return f"torch.export specialized a dynamic axis ({special.group(0)[:200]})"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+# ---- quantization ---------------------------------------------------------------------------------------------------
+
+
+def _recipe(precision: Precision):
+    from ai_edge_quantizer import algorithm_manager, qtyping, recipe, recipe_manager
+
+    if precision is Precision.FP16:
+        manager = recipe_manager.RecipeManager()
+        manager.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                       num_bits=16, algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+        return manager.get_quantization_recipe()
+    if precision is Precision.INT8_DYNAMIC:
+        return recipe.dynamic_wi8_afp32()
+    # Static int8: the feed-forward stack (convs, highway, the GRU's hoisted input projection) in int8; the
+    # recurrence (the WHILE loop and its cond/body subgraphs) stays float. An int8 hidden state re-quantized at
+    # every step accumulates error over T, and the loop's subgraph inputs get no calibration statistics.
+    manager = recipe_manager.RecipeManager()
+    static = dict(operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, activation_num_bits=8, weight_num_bits=8,
+                  algorithm_key=algorithm_manager.AlgorithmName.MIN_MAX_UNIFORM_QUANT)
+    manager.add_static_config(regex=".*", **static)
+    manager.add_quantization_config(regex=f"{_LOOP_SCOPE}|edgeseq_while",
+                                    operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                    algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+    manager.add_static_config(regex=_LOOP_SCOPE, **{**static,
+                                                    "operation_name": qtyping.TFLOperationName.FULLY_CONNECTED})
+    for boundary in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):  # float in, float out
+        manager.add_quantization_config(regex=".*", operation_name=boundary,
+                                        algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+    return manager.get_quantization_recipe()
+
+
+def calibration_data(spec, options: TfliteOptions, input_names: list[str]) -> dict:
+    """The spec's calibration inputs (real speech where the model takes it) keyed for the quantizer's signature."""
+    samples = []
+    for feed in spec.calibration_inputs(n=options.calibration_samples,
+                                        time=options.calibration_time if spec.has_dynamic_time else None):
+        samples.append({tf_name: feed[name] for tf_name, name in zip(input_names, spec.input_names)})
+    return {_SIGNATURE: samples}
+
+
+def _quantize(content: bytes, precision: Precision, spec, options: TfliteOptions) -> bytes:
+    from ai_edge_quantizer import quantizer
+
+    try:
+        with _quiet():
+            qt = quantizer.Quantizer(bytearray(content))
+            qt.load_quantization_recipe(_recipe(precision))
+            calibration = None
+            if qt.need_calibration:
+                names = _signature_input_names(content)
+                calibration = qt.calibrate(calibration_data(spec, options, names), num_threads=1)
+            result = qt.quantize(calibration, enable_progress_report=False)
+            return bytes(result.quantized_model)
+    except Exception as exc:
+        raise ExportError(f"ai-edge-quantizer failed at {precision.value} for {spec.name}: {_why(exc)}") from None
+
+
+def _signature_input_names(content: bytes) -> list[str]:
+    interp = _interpreter_class()(model_content=content)
+    return list(interp.get_signature_list()[_SIGNATURE]["inputs"])
+
+
+# ---- metadata (flatbuffer Model.metadata entries) ------------------------------------------------------------------
+
+
+def stamp(content: bytes, meta: dict[str, str]) -> bytes:
+    """Add `edgeseq.*` entries to the model's metadata table (name -> buffer), replacing older ones."""
+    schema = require("ai_edge_litert.schema_py_generated", EXTRA)
+    import flatbuffers
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    model.metadata = [m for m in (model.metadata or []) if not m.name.decode().startswith(_META_PREFIX)]
+    for key, value in meta.items():
+        buf = schema.BufferT()
+        buf.data = np.frombuffer(value.encode(), dtype=np.uint8)
+        model.buffers.append(buf)
+        entry = schema.MetadataT()
+        entry.name = (_META_PREFIX + key).encode()
+        entry.buffer = len(model.buffers) - 1
+        model.metadata.append(entry)
+    builder = flatbuffers.Builder(len(content) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    return read_metadata_bytes(Path(path).read_bytes())
+
+
+def read_metadata_bytes(data: bytes) -> dict[str, str]:
+    schema = require("ai_edge_litert.schema_py_generated", EXTRA)
+    try:
+        model = schema.Model.GetRootAs(data, 0)
+        out = {}
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            name = entry.Name().decode()
+            if name.startswith(_META_PREFIX):
+                buf = model.Buffers(entry.Buffer())
+                if buf.Offset() > 1:  # stored after the flatbuffer (large-model layout)
+                    raw = bytes(data[buf.Offset():buf.Offset() + buf.Size()])
+                else:
+                    raw = buf.DataAsNumpy().tobytes()
+                out[name] = raw.decode()
+        return out
+    except Exception:
+        return {}
+
+
+# ---- probe ----------------------------------------------------------------------------------------------------------
+
+
+def _probe(path: Path, spec, options: TfliteOptions) -> None:
+    """Run the fresh file at another batch and T (and at T=1): a baked-in size fails here, at export."""
+    dynamic_batch = "batch" in spec.inputs[0].shape
+    batch = min(PROBE_BATCH, options.max_batch) if dynamic_batch else 1
+    times = (min(PROBE_TIME, options.max_time), 1) if spec.has_dynamic_time else (None,)
+    runner = TfliteRunner(path, threads=1)
+    try:
+        for t in times:
+            feed = spec.example_inputs(batch=batch, time=t, source="random")
+            try:
+                outs = runner.infer(feed)
+            except Exception as exc:
+                raise ExportError(f"the exported .tflite does not run at batch={batch} T={t}: "
+                                  f"{str(exc).splitlines()[0][:200]}") from None
+            for out_spec in spec.outputs:
+                want = spec.shape_for(out_spec, batch, t or spec.default_time)
+                got = tuple(outs[out_spec.name].shape)
+                if got != want:
+                    raise ExportError(f"output {out_spec.name!r} has shape {list(got)} at batch={batch} T={t}, "
+                                      f"expected {list(want)}: an axis was specialized during export")
+    finally:
+        runner.close()
+
+
+# ---- runtime --------------------------------------------------------------------------------------------------------
+
+
+def _interpreter_class():
+    """ai-edge-litert's Interpreter; tflite_runtime's where that is what is installed."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            raise MissingExtraError(
+                "neither ai-edge-litert nor tflite-runtime is installed; install it with: "
+                f"pip install 'edgeseq[{EXTRA}]'"
+            ) from None
+    return Interpreter
+
+
+def runtime_name() -> str:
+    try:
+        import ai_edge_litert  # noqa: F401
+
+        return "litert"
+    except ImportError:
+        return "tflite_runtime"
+
+
+def runtime_devices() -> list[str]:
+    _interpreter_class()
+    return ["cpu"]
+
+
+class TfliteRunner(Runner):
+    """LiteRT interpreter (XNNPACK delegate on CPU). Inputs are resized only when their shape changes.
+
+    A LiteRT interpreter is not thread-safe; calls are serialized with a lock.
+    """
+
+    format = Format.TFLITE
+
+    def __init__(self, path: str | Path, *, device: str | None = None, threads: int | None = None):
+        if device not in (None, "cpu"):
+            raise UnsupportedError(f"the LiteRT runner runs on cpu (XNNPACK) here, not {device!r}")
+        super().__init__(device="cpu", threads=threads)
+        self.path = Path(path)
+        self._interp = None
+        self._lock = threading.Lock()
+        self._meta: dict[str, str] = {}
+
+    @property
+    def runtime(self) -> str:
+        return f"{runtime_name()}-xnnpack-cpu"
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        self.load()
+        return dict(self._meta)
+
+    @property
+    def max_time(self) -> int | None:
+        self.load()
+        value = self._meta.get("edgeseq.max_time")
+        return int(value) if value else None
+
+    def _load(self):
+        interpreter_cls = _interpreter_class()
+        if not self.path.is_file():
+            raise ArtifactError(f"{str(self.path)!r} does not exist or is not a file")
+        try:
+            kwargs = {"model_path": str(self.path)}
+            if self.threads:
+                kwargs["num_threads"] = self.threads
+            self._interp = interpreter_cls(**kwargs)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ArtifactError(f"LiteRT cannot load {str(self.path)!r}: {first[:300]}") from None
+        self._meta = read_metadata(self.path)
+        declared_in = json.loads(self._meta.get("edgeseq.inputs", "null") or "null")
+        declared_out = json.loads(self._meta.get("edgeseq.outputs", "null") or "null")
+        signatures = self._interp.get_signature_list()
+        if _SIGNATURE in signatures:
+            runner = self._interp.get_signature_runner(_SIGNATURE)
+            in_details = [runner.get_input_details()[n] for n in signatures[_SIGNATURE]["inputs"]]
+            out_details = [runner.get_output_details()[n] for n in signatures[_SIGNATURE]["outputs"]]
+        else:
+            in_details, out_details = self._interp.get_input_details(), self._interp.get_output_details()
+        in_names = [d["name"] for d in declared_in] if declared_in and len(declared_in) == len(in_details) else \
+            [d.get("name", f"input_{i}") for i, d in enumerate(in_details)]
+        out_names = [d["name"] for d in declared_out] if declared_out and len(declared_out) == len(out_details) \
+            else [d.get("name", f"output_{i}") for i, d in enumerate(out_details)]
+        self._in_index = [d["index"] for d in in_details]
+        self._out_index = [d["index"] for d in out_details]
+        specs = []
+        for i, (name, det) in enumerate(zip(in_names, in_details)):
+            sig = list(det.get("shape_signature", det["shape"]))
+            if declared_in and len(declared_in) == len(in_details):
+                dims = tuple(declared_in[i]["shape"])
+            else:
+                dims = tuple(None if s < 0 else int(s) for s in sig)
+            specs.append(TensorSpec(name, dims, np.dtype(det["dtype"]).name))
+        self._shapes = [tuple(d["shape"]) for d in in_details]
+        self._allocated = False
+        return tuple(specs), tuple(out_names)
+
+    def _infer(self, feed):
+        max_time = int(self._meta["edgeseq.max_time"]) if "edgeseq.max_time" in self._meta else None
+        max_batch = int(self._meta["edgeseq.max_batch"]) if "edgeseq.max_batch" in self._meta else None
+        arrays = []
+        for spec in self._inputs:
+            value = feed[spec.name]
+            for axis, dim in enumerate(spec.shape):
+                if dim == "time" and max_time is not None and value.shape[axis] > max_time:
+                    raise InputError(f"{self.path.name} serves sequences up to T={max_time}; got T={value.shape[axis]} "
+                                     f"(re-export with a larger max_time, or split the input)")
+                if dim == "batch" and max_batch is not None and value.shape[axis] > max_batch:
+                    raise InputError(f"{self.path.name} serves batches up to {max_batch}; got {value.shape[axis]}")
+            arrays.append(np.ascontiguousarray(value))
+        with self._lock:
+            interp = self._interp
+            try:
+                changed = False
+                for k, (index, arr) in enumerate(zip(self._in_index, arrays)):
+                    if tuple(arr.shape) != self._shapes[k]:
+                        interp.resize_tensor_input(index, list(arr.shape), strict=False)
+                        self._shapes[k] = tuple(arr.shape)
+                        changed = True
+                if changed or not self._allocated:
+                    interp.allocate_tensors()
+                    self._allocated = True
+                for index, arr in zip(self._in_index, arrays):
+                    interp.set_tensor(index, arr)
+                interp.invoke()
+                outs = [np.array(interp.get_tensor(i)) for i in self._out_index]
+            except Exception as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise RuntimeFailure(f"LiteRT failed on {self.path.name}: {first[:300]}") from None
+        return dict(zip(self._outputs, outs))
+
+    def _close(self):
+        self._interp = None
+
+
+def runner(path, *, device=None, threads=None) -> TfliteRunner:
+    return TfliteRunner(path, device=device, threads=threads)
