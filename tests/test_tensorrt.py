@@ -363,7 +363,7 @@ def test_cli_export_without_tensorrt_writes_the_plan_and_exits_0(run_cli, tmp_pa
     assert "no TensorRT engine was built here (the tensorrt package is not installed)" in proc.stdout
     assert "--maxShapes=features:4x500x128" in proc.stdout and "not run" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == ["cbhg-lite.fp32.trt-build.json", "cbhg-lite.fp32.trt.onnx",
-                                                     "report.json", "report.md"]
+                                                     "report.html", "report.json", "report.md"]
     report = json.loads((out / "report.json").read_text())
     assert report["passed"] and report["parity"] == []  # no parity claimed for an engine that was not built
     assert {x["runtime"] for x in report["latency"]} == {"torch-cpu"}
@@ -548,3 +548,20 @@ def test_runner_buffers_shapes_and_stream_with_the_api_double(fake_trt, tmp_path
         with pytest.raises(InputError, match=r"outside this engine's profile 1..4x1..300x128"):
             runner.infer(spec.example_inputs(batch=1, time=301))
         assert runner.metadata["edgeseq.model"] == "cbhg-lite"
+
+
+@no_tensorrt
+def test_jetson_style_recipe_claims_no_parity_for_the_plan(tmp_path):
+    from edgeseq.recipe import load_recipe, run_recipe
+
+    recipe = tmp_path / "jetson.toml"
+    recipe.write_text('name = "j"\nmodel = "cbhg-lite"\nformats = ["tensorrt"]\nprecisions = ["fp16"]\n'
+                      'devices = ["jetson-orin"]\nout = "j"\n[parity]\ntimes = [7]\nbatches = [1]\n'
+                      '[latency]\ntime = 50\niterations = 2\n[[budgets]]\ndevice = "jetson-orin"\nprecision = "fp16"\n'
+                      'p50_ms = 2.0\n')
+    manifest = run_recipe(load_recipe(recipe), tmp_path / "out")
+    art = manifest["artifacts"][0]
+    assert art["file"] == "cbhg-lite.fp16.trt.onnx" and art["parity_passed"] is None
+    assert art["notes"][0].startswith(trt_format.NO_ENGINE)
+    assert [(b["runtime"], b["status"]) for b in manifest["budgets"]] == [("tensorrt-cuda", "not-measured")]
+    assert (tmp_path / "out" / "j" / "cbhg-lite.fp16.trt-build.json").is_file()

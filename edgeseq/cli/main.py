@@ -168,9 +168,7 @@ def export_cmd(
                             progress=lambda msg: status.update(msg))
     data = report.to_dict()
     print_table(data, out)
-    for art in data["artifacts"]:
-        for note in art["notes"][:1]:
-            out.print(f"note: {Path(art['path']).name}: {note}", highlight=False, markup=False)
+    _print_artifact_notes(data)
     _print_failures(data["parity"])
     if junit:
         write_junit(data, junit)
@@ -192,6 +190,7 @@ def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None) 
         manifest = run_recipe(recipe, root, progress=lambda msg: status.update(msg))
     report = manifest.pop("report")
     print_table(report, out)
+    _print_artifact_notes(report)
     _print_failures(report["parity"])
     for b in manifest["budgets"]:
         shown = f"{b['measured_ms']:.2f} ms" if b["measured_ms"] is not None else "not measured"
@@ -202,6 +201,13 @@ def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None) 
         write_junit(report, junit, manifest["budgets"])
     out.print(f"wrote {root / recipe.out / 'manifest.json'}", highlight=False)
     raise typer.Exit(0 if manifest["passed"] else 1)
+
+
+def _print_artifact_notes(report: dict) -> None:
+    """The first note of each artifact, e.g. that no TensorRT engine was built here and the trtexec command."""
+    for art in report["artifacts"]:
+        for note in art.get("notes", [])[:1]:
+            out.print(f"note: {Path(art['path']).name}: {note}", highlight=False, markup=False)
 
 
 def _print_failures(parity: list[dict]) -> None:
