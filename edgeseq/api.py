@@ -60,10 +60,14 @@ def export(
     opset: int = 17,
     exporter: str = "torchscript",
     max_time: int | None = None,
+    shapes=None,
 ) -> Artifact:
     """Convert only (no parity, no latency): returns the Artifact written atomically into out_dir.
 
     `max_time` (TFLite): the longest sequence the artifact serves; longer inputs are refused, never cropped.
+    `shapes` (TensorRT only) overrides the optimization profile taken from the model: NAME=MIN:OPT:MAX strings
+    (e.g. "features=1x1x128:1x200x128:16x1000x128") or {name: (min, opt, max)}. Without TensorRT on this machine a
+    TensorRT export writes the ONNX and the build plan (trtexec command) and says so in the Artifact's notes.
     """
     fmt, precision = Format.parse(format), Precision.parse(precision)
     if fmt is Format.TORCH:
@@ -71,19 +75,26 @@ def export(
     spec = resolve_spec(model, example_inputs, input_names, output_names, dynamic_axes)
     module = formats.module_for(fmt)
     out = Path(out_dir) / artifact_name(spec, fmt, precision)
-    return module.export(spec, out, precision=precision, options=_options(module, opset, exporter, max_time),
-                         weights=weights)
+    options = _options(module, opset, exporter, shapes, max_time)
+    return module.export(spec, out, precision=precision, options=options, weights=weights)
 
 
-def _options(module, opset: int, exporter: str, max_time: int | None = None):
-    if module.__name__.endswith(".onnx"):
-        try:
-            kind = module.OnnxExporter(exporter)
-        except ValueError:
-            raise InputError(f"unknown exporter {exporter!r}; choose torchscript or dynamo") from None
-        return module.OnnxOptions(opset=opset, exporter=kind)
+def _options(module, opset: int, exporter: str, shapes=None, max_time: int | None = None):
+    from .formats import onnx as onnx_format
+
+    if shapes and not module.__name__.endswith(".tensorrt"):
+        raise InputError("--shapes sets a TensorRT optimization profile; it applies to --format tensorrt only")
     if module.__name__.endswith(".tflite"):
         return module.TfliteOptions() if max_time is None else module.TfliteOptions(max_time=max_time)
+    if module.__name__.endswith((".onnx", ".tensorrt")):
+        try:
+            kind = onnx_format.OnnxExporter(exporter)
+        except ValueError:
+            raise InputError(f"unknown exporter {exporter!r}; choose torchscript or dynamo") from None
+        onnx_options = onnx_format.OnnxOptions(opset=opset, exporter=kind)
+        if module is onnx_format:
+            return onnx_options
+        return module.TensorRTOptions(onnx=onnx_options, shapes=module.parse_profile(shapes) or None)
     return None
 
 

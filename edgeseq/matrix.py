@@ -36,6 +36,8 @@ class MatrixOptions:
     opset: int = 17
     exporter: str = "torchscript"
     tolerances: Tolerances | None = None  # None: the model's own
+    shapes: tuple[str, ...] | None = None  # TensorRT optimization profile overrides, NAME=MIN:OPT:MAX
+    max_time: int | None = None  # TFLite: the longest sequence the artifact serves (None: the format's default)
 
 
 def _runtime_devices(fmt: Format) -> list[str]:
@@ -64,6 +66,13 @@ def run_matrix(
         for prec in precs:
             formats.module_for(fmt).check_precision(prec)
     spec = api.resolve_spec(model)
+    fmt_options = {fmt: api._options(formats.module_for(fmt), options.opset, options.exporter,
+                                     options.shapes if fmt is Format.TENSORRT else None, options.max_time)
+                   for fmt in fmts}
+    if options.shapes and Format.TENSORRT not in fmts:
+        raise InputError("--shapes sets a TensorRT optimization profile; it applies to --format tensorrt only")
+    if Format.TENSORRT in fmts:  # a bad --shapes fails here, before anything is written
+        formats.module_for(Format.TENSORRT).resolve_profile(spec, fmt_options[Format.TENSORRT].shapes)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {str(out_dir)!r} exists and is not a directory")
@@ -95,10 +104,13 @@ def run_matrix(
                 progress(f"exporting {spec.name} to {fmt.value} {prec.value}")
                 module = formats.module_for(fmt)
                 staged = staging / api.artifact_name(spec, fmt, prec)
-                artifact = module.export(spec, staged, precision=prec, weights=weights,
-                                         options=api._options(module, options.opset, options.exporter))
-                final = out_dir / staged.name
+                artifact = module.export(spec, staged, precision=prec, weights=weights, options=fmt_options[fmt])
+                final = out_dir / Path(artifact.path).name
                 artifacts.append(dataclasses.replace(artifact, path=str(final)))
+                if formats.detect_format(artifact.path) is not fmt:  # e.g. a TensorRT plan without an engine:
+                    progress(f"{Path(artifact.path).name}: {artifact.notes[0] if artifact.notes else 'not run'}")
+                    continue  # nothing runs it here, so no parity or latency row claims anything for it
+                staged = Path(artifact.path)
                 for device in _runtime_devices(fmt):
                     with module.runner(staged, device=device, threads=options.threads) as runner:
                         progress(f"parity of {staged.name} on {runner.runtime}: {len(feeds)} cases")
@@ -113,8 +125,8 @@ def run_matrix(
                                                            precision=prec.value))
         report = Report(model=spec.summary(), environment={**fingerprint(), "threads": options.threads},
                         artifacts=tuple(artifacts), parity=tuple(parity), latency=tuple(latency))
-        for artifact in artifacts:
-            (staging / Path(artifact.path).name).replace(artifact.path)
+        for staged_file in sorted(staging.iterdir()):  # artifacts and their companions (plans, sidecars, caches)
+            staged_file.replace(out_dir / staged_file.name)
         report.save(out_dir / "report.json")
         write_text_atomic(out_dir / "report.md", render_markdown(report.to_dict()))
         write_html(report.to_dict(), out_dir / "report.html")

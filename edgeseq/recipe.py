@@ -153,7 +153,8 @@ def check_budgets(recipe: Recipe, report: dict) -> list[BudgetResult]:
         profile = get_profile(budget.device)
         runtime_prefix = {"onnx": "onnxruntime", "tflite": "litert", "tensorrt": "tensorrt", "torch": "torch"}[
             budget.format]
-        runtime = f"{runtime_prefix}-{profile.runner_device()}"
+        # a TensorRT engine always runs as tensorrt-cuda, whichever delegate name the profile uses for it
+        runtime = "tensorrt-cuda" if budget.format == "tensorrt" else f"{runtime_prefix}-{profile.runner_device()}"
         match = [x for x in report["latency"] if x["runtime"] == runtime and x["precision"] == budget.precision
                  and (x["artifact"].endswith(f".{budget.precision}.{_suffix(budget.format)}") or not x["artifact"])]
         if not profile.local:
@@ -178,11 +179,14 @@ def write_manifest(recipe: Recipe, report: dict, budgets: list[BudgetResult], ou
     """manifest.json: what an app build consumes (artifacts, checksums, sizes, I/O specs, versions, verdicts)."""
     artifacts = []
     for a in report["artifacts"]:
+        checks = [p["passed"] for p in report["parity"] if p["artifact"] == a["path"]]
         artifacts.append({
             "file": Path(a["path"]).name, "format": a["format"], "precision": a["precision"], "sha256": a["sha256"],
             "size_bytes": a["size_bytes"], "inputs": a["inputs"], "outputs": a["outputs"], "opset": a["opset"],
             "weights_sha256": a["weights_sha256"],
-            "parity_passed": all(p["passed"] for p in report["parity"] if p["artifact"] == a["path"]),
+            # None: nothing here ran it (e.g. a TensorRT plan without an engine), so no parity is claimed
+            "parity_passed": all(checks) if checks else None,
+            "notes": list(a.get("notes", [])),
         })
     manifest = {
         "schema": "edgeseq.manifest/1",

@@ -124,6 +124,14 @@ def matrix_rows(report: dict) -> list[dict[str, str]]:
                 "size": _size(art["size_bytes"] if art else None),
             }
         )
+    ran = {path for _, path in keys}
+    for art in report["artifacts"]:  # exported but run by nothing here (e.g. a TensorRT plan without an engine)
+        if art["path"] in ran:
+            continue
+        rows.append({c: "-" for c in COLUMNS} | {
+            "format": art["format"], "precision": art["precision"], "runtime": "(none here)", "parity": "not run",
+            "size": _size(art["size_bytes"]),
+        })
     return rows
 
 
@@ -163,6 +171,8 @@ def render_markdown(report: dict) -> str:
         for a in report["artifacts"]:
             lines.append(f"| `{Path(a['path']).name}` | `{a['sha256'][:16]}` | {_size(a['size_bytes'])} | "
                          f"{a['exporter']} | {a['export_seconds']:.1f} |")
+        for a in report["artifacts"]:
+            lines += [f"- `{Path(a['path']).name}`: {note}" for note in a.get("notes", [])]
     return "\n".join(lines) + "\n"
 
 

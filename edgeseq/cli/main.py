@@ -1,6 +1,9 @@
 """`edgeseq` verbs. Each parses its arguments, then calls exactly one public function.
 
 Exit codes: 0 all checks passed, 1 a parity check (or a runtime) failed, 2 bad usage or input, 3 internal error.
+`export --format tensorrt` where no engine can be built exits 0 after writing the ONNX and the build plan: the
+report lists the artifact as "not run" and says that no engine was built here. `preflight` exits 1 when the ONNX
+has nodes TensorRT's parser would reject.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ def _handled(fn):
         except Exception as exc:  # a bug in edgeseq or a library: still one line unless asked for more
             if os.environ.get("EDGESEQ_DEBUG"):
                 raise
-            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (set EDGESEQ_DEBUG=1 for a traceback)",
+            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
+                      "(set EDGESEQ_DEBUG=1 for a traceback)",
                       highlight=False, soft_wrap=True)
             raise typer.Exit(3) from None
 
@@ -115,7 +119,7 @@ def export_cmd(
     model: Annotated[Optional[str], typer.Argument(help="Registered model name, e.g. cbhg-lite.")] = None,
     recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="A recipe .toml or a shipped recipe name (android, jetson, server).")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Also write JUnit XML (one case per check and budget).")] = None,
-    format: Annotated[Optional[List[str]], typer.Option("--format", "-f", help="Format(s): onnx, tflite (repeat -f for both).")] = None,
+    format: Annotated[Optional[List[str]], typer.Option("--format", "-f", help="Format(s): onnx, tflite, tensorrt (repeat -f for several).")] = None,
     precision: Annotated[Optional[List[str]], typer.Option("--precision", "-p", help="fp32 | fp16 | int8-dynamic | int8-static | all.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: edgeseq-out/MODEL).")] = None,
     weights: args.Weights = None,
@@ -127,9 +131,17 @@ def export_cmd(
     iterations: args.Iterations = 30,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 17,
     exporter: Annotated[str, typer.Option("--exporter", help="ONNX exporter: torchscript | dynamo.")] = "torchscript",
+    shapes: Annotated[Optional[List[str]], typer.Option(
+        "--shapes", help="TensorRT optimization profile NAME=MIN:OPT:MAX, e.g. features=1x1x128:1x200x128:16x1000x128 "
+        "(default: from the model).")] = None,
 ):
     """Export MODEL (or everything a --recipe names), check parity and latency on every runtime here; writes
-    report.json, report.md, report.html (and manifest.json for a recipe)."""
+    report.json, report.md, report.html (and manifest.json for a recipe).
+
+    `--format tensorrt` on a machine without TensorRT (or without a CUDA GPU) writes the TensorRT-ready ONNX and a
+    build plan with the trtexec command for the target, says that no engine was built, and exits 0: no parity is
+    claimed for an engine that does not exist.
+    """
     from ..enums import Precision
     from ..errors import InputError
     from ..junit import write_junit
@@ -149,13 +161,14 @@ def export_cmd(
         precisions = [p.value for p in Precision]
     options = MatrixOptions(times=args.int_list(times, "times"), batches=args.int_list(batches, "batches"),
                             latency_time=latency_time, threads=threads, warmup=warmup, iterations=iterations,
-                            opset=opset, exporter=exporter)
+                            opset=opset, exporter=exporter, shapes=tuple(shapes) if shapes else None)
     target = out_dir or Path("edgeseq-out") / model
     with err.status("starting") as status:
         report = run_matrix(model, format or ["onnx"], precisions, out_dir=target, weights=weights, options=options,
                             progress=lambda msg: status.update(msg))
     data = report.to_dict()
     print_table(data, out)
+    _print_artifact_notes(data)
     _print_failures(data["parity"])
     if junit:
         write_junit(data, junit)
@@ -177,6 +190,7 @@ def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None) 
         manifest = run_recipe(recipe, root, progress=lambda msg: status.update(msg))
     report = manifest.pop("report")
     print_table(report, out)
+    _print_artifact_notes(report)
     _print_failures(report["parity"])
     for b in manifest["budgets"]:
         shown = f"{b['measured_ms']:.2f} ms" if b["measured_ms"] is not None else "not measured"
@@ -187,6 +201,13 @@ def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None) 
         write_junit(report, junit, manifest["budgets"])
     out.print(f"wrote {root / recipe.out / 'manifest.json'}", highlight=False)
     raise typer.Exit(0 if manifest["passed"] else 1)
+
+
+def _print_artifact_notes(report: dict) -> None:
+    """The first note of each artifact, e.g. that no TensorRT engine was built here and the trtexec command."""
+    for art in report["artifacts"]:
+        for note in art.get("notes", [])[:1]:
+            out.print(f"note: {Path(art['path']).name}: {note}", highlight=False, markup=False)
 
 
 def _print_failures(parity: list[dict]) -> None:
@@ -202,7 +223,7 @@ def _print_failures(parity: list[dict]) -> None:
 @app.command("check")
 @_handled
 def check_cmd(
-    artifact: Annotated[Path, typer.Argument(help="Artifact file (.onnx, .tflite).")],
+    artifact: Annotated[Path, typer.Argument(help="Artifact file (.onnx, .tflite, .engine).")],
     model: args.Model = None,
     weights: args.Weights = None,
     times: args.Times = None,
@@ -325,6 +346,28 @@ def _profile_devices(artifact: Path, devices: list[str], options: dict, json_out
     worst = max((a.exit_code for a in answers), default=0)
     if worst:
         raise typer.Exit(worst)
+
+
+@app.command("preflight")
+@_handled
+def preflight_cmd(
+    onnx_file: Annotated[Path, typer.Argument(help="ONNX model to check against TensorRT's ONNX parser support.")],
+    json_out: args.JsonOut = None,
+):
+    """Name the nodes of an ONNX model that TensorRT's ONNX parser would reject (no TensorRT needed); exit 1 if any."""
+    from ..formats.tensorrt import preflight
+
+    result = preflight(onnx_file)
+    data = result.to_dict()
+    if json_out:
+        write_text_atomic(json_out, json.dumps(data, indent=2) + "\n")
+    out.print(f"{'OK' if result.ok else 'UNSUPPORTED'} {onnx_file.name}: {result.summary()}", highlight=False,
+              markup=False)
+    for issue in result.issues:
+        out.print(f"- {issue}", highlight=False, markup=False)
+    for warning in result.warnings:
+        out.print(f"warning: {warning}", highlight=False, markup=False)
+    raise typer.Exit(0 if result.ok else 1)
 
 
 def main() -> None:

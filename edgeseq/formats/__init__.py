@@ -8,7 +8,7 @@ from pathlib import Path
 from ..enums import Format
 from ..errors import ArtifactError, UnsupportedError
 
-_MODULES = {Format.TORCH: "torch", Format.ONNX: "onnx", Format.TFLITE: "tflite"}
+_MODULES = {Format.TORCH: "torch", Format.ONNX: "onnx", Format.TFLITE: "tflite", Format.TENSORRT: "tensorrt"}
 _SUFFIXES = {".onnx": Format.ONNX, ".tflite": Format.TFLITE, ".engine": Format.TENSORRT, ".plan": Format.TENSORRT}
 _ONNX_MAGIC_FIELDS = (b"\x08", b"\x12", b"\x1a", b"\x3a")  # ir_version, producer_name, producer_version, graph
 
