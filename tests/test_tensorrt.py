@@ -365,8 +365,9 @@ def test_cli_export_without_tensorrt_writes_the_plan_and_exits_0(run_cli, tmp_pa
     assert sorted(p.name for p in out.iterdir()) == ["cbhg-lite.fp32.trt-build.json", "cbhg-lite.fp32.trt.onnx",
                                                      "report.html", "report.json", "report.md"]
     report = json.loads((out / "report.json").read_text())
-    assert report["passed"] and report["parity"] == []  # no parity claimed for an engine that was not built
-    assert {x["runtime"] for x in report["latency"]} == {"torch-cpu"}
+    # no parity claimed for an engine that was not built (on a GPU machine the torch-cuda reference rows appear)
+    assert report["passed"] and all(p["runtime"].startswith("torch-") for p in report["parity"])
+    assert {x["runtime"] for x in report["latency"]} <= {"torch-cpu", "torch-cuda"}
     assert report["artifacts"][0]["format"] == "tensorrt" and "trtexec" in report["artifacts"][0]["notes"][0]
     md = (out / "report.md").read_text()
     assert "| tensorrt | fp32 | (none here) | not run |" in md and "no TensorRT engine was built here" in md
