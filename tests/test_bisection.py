@@ -64,6 +64,6 @@ def test_cli_check_bisect(run_cli, lite_onnx, tmp_path):
 
 def test_bisect_other_formats_is_clear(tmp_path):
     path = tmp_path / "m.tflite"
-    path.write_bytes(b"TFL3")
+    path.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(24))
     with pytest.raises(UnsupportedError, match="ONNX only"):
         edgeseq.bisect(path, edgeseq.get_model("cbhg-lite"))
