@@ -47,6 +47,13 @@ def main() -> int:
 
         art = edgeseq.export("seq-cnn", "onnx", out_dir=tempfile.mkdtemp())
         seeds_by_target["onnx"] = [Path(art.path).read_bytes()]
+    if "tflite" in args.targets:
+        import tempfile
+
+        import edgeseq
+
+        art = edgeseq.export("cbhg-lite", "tflite", out_dir=tempfile.mkdtemp())
+        seeds_by_target["tflite"] = [Path(art.path).read_bytes()]
     for name in args.targets:
         seeds = seeds_by_target.get(name, [b""])
         strategy = st.one_of(st.binary(max_size=2048), *(mutations(s) for s in seeds))

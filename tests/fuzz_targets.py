@@ -94,7 +94,38 @@ def fuzz_checkpoint(data: bytes) -> None:
             path.unlink()
 
 
+@target("engine_sidecar")
+def fuzz_engine_sidecar(data: bytes) -> None:
+    from edgeseq.formats.tensorrt import check_sidecar, companion_paths, read_sidecar
+
+    engine = _write(b"engine", ".engine")
+    sidecar = companion_paths(engine)["sidecar"]
+    sidecar.write_bytes(data)
+    try:
+        side = read_sidecar(engine)
+        if side is not None:
+            check_sidecar(side, {"tensorrt_version": "10.0", "gpu_name": "GPU", "compute_capability": "9.0"},
+                          engine.name)
+    finally:
+        engine.unlink()
+        sidecar.unlink()
+
+
+@target("tflite")
+def fuzz_tflite(data: bytes) -> None:
+    import edgeseq
+
+    path = _write(data, ".tflite")
+    try:
+        with edgeseq.load(path) as runner:
+            runner.inputs  # noqa: B018
+    finally:
+        path.unlink()
+
+
 SEEDS = {
+    "engine_sidecar": [json.dumps({"schema": "edgeseq.tensorrt-engine/1", "tensorrt_version": "10.0", "gpu_name": "GPU",
+                                   "compute_capability": "9.0", "model": "cbhg"}).encode()],
     "profile_toml": [b'name = "x"\nruntime = "onnxruntime"\ndelegate = "cpu"\n[transport]\nkind = "local"\n'],
     "recipe_toml": [b'name = "t"\nmodel = "cbhg-lite"\nformats = ["onnx"]\ndevices = ["local-cpu"]\n'
                     b'[[budgets]]\ndevice = "local-cpu"\np90_ms = 5\n'],
