@@ -55,24 +55,51 @@ def export(
     weights: str | Path | None = None,
     opset: int = 17,
     exporter: str = "torchscript",
+    quant=None,
+    calibration_data: Iterable[dict[str, np.ndarray]] | None = None,
+    calibration: str | Path | None = None,
+    parent: str | Path | Artifact | None = None,
 ) -> Artifact:
-    """Convert only (no parity, no latency): returns the Artifact written atomically into out_dir."""
+    """Convert only (no parity, no latency): returns the Artifact written atomically into out_dir.
+
+    fp16 / int8 artifacts are derived from an fp32 export (`parent`, or a fresh one): `quant` adjusts the format's
+    default QuantConfig (a QuantConfig, a dict or KEY=VALUE strings, see edgeseq.quantize); int8-static calibrates
+    on `calibration_data` (an iterable of input dicts), a directory of .npy files (`calibration`) or, by default,
+    the model's own real-speech calibration inputs."""
     fmt, precision = Format.parse(format), Precision.parse(precision)
     if fmt is Format.TORCH:
         raise UnsupportedError("torch is the reference, not an export format; choose onnx")
     spec = resolve_spec(model, example_inputs, input_names, output_names, dynamic_axes)
     module = formats.module_for(fmt)
+    module.check_precision(precision)
     out = Path(out_dir) / artifact_name(spec, fmt, precision)
-    return module.export(spec, out, precision=precision, options=_options(module, opset, exporter), weights=weights)
+    options = _options(module, opset, exporter, precision=precision, quant=quant, calibration=calibration,
+                       calibration_data=calibration_data, parent=parent)
+    return module.export(spec, out, precision=precision, options=options, weights=weights)
 
 
-def _options(module, opset: int, exporter: str):
+def _options(module, opset: int, exporter: str, *, precision=Precision.FP32, quant=None, calibration=None,
+             calibration_data=None, parent=None):
     if module.__name__.endswith(".onnx"):
         try:
             kind = module.OnnxExporter(exporter)
         except ValueError:
             raise InputError(f"unknown exporter {exporter!r}; choose torchscript or dynamo") from None
-        return module.OnnxOptions(opset=opset, exporter=kind)
+        config = None
+        precision = Precision.parse(precision)
+        if precision is not Precision.FP32:
+            from .quantize import resolve_config
+
+            config = resolve_config(Format.ONNX, precision, quant)
+            if calibration is not None and precision is Precision.INT8_STATIC:
+                config = config.replace(calibration=str(calibration))
+        elif quant or calibration is not None or calibration_data is not None:
+            raise InputError("quantization settings and calibration data apply to fp16 / int8 exports, not fp32")
+        data = tuple(calibration_data) if calibration_data is not None else None
+        if isinstance(parent, Artifact):
+            parent = parent.path
+        return module.OnnxOptions(opset=opset, exporter=kind, quant=config, calibration_data=data,
+                                  parent=str(parent) if parent else None)
     return None
 
 
