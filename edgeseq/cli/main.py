@@ -100,8 +100,17 @@ def export_cmd(
     iterations: args.Iterations = 30,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 17,
     exporter: Annotated[str, typer.Option("--exporter", help="ONNX exporter: torchscript | dynamo.")] = "torchscript",
+    calibration: Annotated[Optional[Path], typer.Option(
+        "--calibration", help="int8-static: directory of .npy input arrays to calibrate on (default: the model's "
+                              "real-speech calibration inputs).")] = None,
+    quant: Annotated[Optional[List[str]], typer.Option(
+        "--quant", help="Change a quantization default, KEY=VALUE (repeatable): weight_type=uint8, per_channel=false, "
+                        "quant_format=qoperator, calibration_method=percentile, op_types=Conv,MatMul, "
+                        "weight_only=GRU, gru=hoisted.")] = None,
 ):
-    """Export MODEL, then check parity and latency on every runtime here; writes report.json and report.md."""
+    """Export MODEL, then check parity and latency on every runtime here; writes report.json and report.md.
+
+    fp16 / int8 artifacts are derived from the fp32 one, which is always built with them."""
     from ..enums import Precision
     from ..matrix import MatrixOptions, run_matrix
     from ..report import print_table
@@ -111,7 +120,8 @@ def export_cmd(
         precisions = [p.value for p in Precision]
     options = MatrixOptions(times=args.int_list(times, "times"), batches=args.int_list(batches, "batches"),
                             latency_time=latency_time, threads=threads, warmup=warmup, iterations=iterations,
-                            opset=opset, exporter=exporter)
+                            opset=opset, exporter=exporter, quant=tuple(quant or ()),
+                            calibration=str(calibration) if calibration is not None else None)
     target = out_dir or Path("edgeseq-out") / model
     with err.status("starting") as status:
         report = run_matrix(model, format or ["onnx"], precisions, out_dir=target, weights=weights, options=options,

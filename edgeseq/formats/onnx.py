@@ -324,7 +324,7 @@ def runner(path, *, device=None, threads=None) -> OnnxRunner:
 # wires tensors and checks the result. Two graph rewrites are ours:
 # - weight-only int8 storage (QuantConfig.weight_only): ops ORT's quantizer leaves float (the GRU, whose kernel has
 #   no int8 form in ORT, and MatMuls whose activations are too sensitive) get their constant weights stored as int8
-#   + per-channel scales, dequantized by a DequantizeLinear node; the op itself still computes in float.
+#   + per-channel scales, dequantized by Cast + Mul that ORT folds at load; the op itself still computes in float.
 # - hoisting the GRU input projection (QuantConfig.gru = hoisted): see hoist_gru_input_projection.
 
 _INTEGER_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QGemm", "QAttention",
@@ -457,20 +457,27 @@ def _to_int8(onnx, parent_path: Path, tmp: Path, config, feeds):
     pre, out = tmp / "pre.onnx", tmp / "quantized.onnx"
     qtype = {QuantDtype.INT8: QuantType.QInt8, QuantDtype.UINT8: QuantType.QUInt8}
     op_types = list(config.op_types) or None
+    nodes = None
     try:
         with _quiet():
             # ORT's optimizer would fold the hoisted GRU's identity input weights into the file: skip it there.
             quant_pre_process(str(source), str(pre), skip_optimization=hoisted)
+            if hoisted and op_types and "MatMul" not in op_types:  # the hoisted projection is quantized regardless
+                nodes = [n.name for n in onnx.load(str(pre)).graph.node
+                         if n.op_type in op_types or n.name.endswith("/hoisted/MatMul")]
+                op_types = op_types + ["MatMul"]
             if config.approach is Approach.INT8_DYNAMIC:
                 quantize_dynamic(str(pre), str(out), op_types_to_quantize=op_types, per_channel=config.per_channel,
-                                 weight_type=qtype[config.weight_type], extra_options={"MatMulConstBOnly": True})
+                                 weight_type=qtype[config.weight_type], nodes_to_quantize=nodes,
+                                 extra_options={"MatMulConstBOnly": True})
             else:
                 cache = _calibrate(str(pre), tmp, config, feeds, op_types)
                 fmt = OrtFormat.QDQ if config.quant_format is QuantFormat.QDQ else OrtFormat.QOperator
                 quantize_static(str(pre), str(out), None, quant_format=fmt, op_types_to_quantize=op_types,
                                 per_channel=config.per_channel, activation_type=qtype[config.activation_type],
                                 weight_type=qtype[config.weight_type], calibrate_method=_ort_method(config),
-                                calibration_cache_path=str(cache), extra_options={"MatMulConstBOnly": True})
+                                nodes_to_quantize=nodes, calibration_cache_path=str(cache),
+                                extra_options={"MatMulConstBOnly": True})
     except EdgeseqError:
         raise
     except Exception as exc:
@@ -522,8 +529,9 @@ def _calibrate(model_path: str, tmp: Path, config, feeds, op_types):
 
 
 def store_weights_int8(model, op_types):
-    """Weight-only int8: the constant weights of float ops of these types become int8 + per-channel scale and a
-    DequantizeLinear (ORT's quantize_data does the rounding: symmetric, one scale per output channel)."""
+    """Weight-only int8: the constant weights of float ops of these types are stored as int8 + per-channel scales
+    (ORT's quantize_data does the rounding: symmetric, one scale per output channel) and dequantized by constant
+    Cast + Mul nodes that ORT folds when it loads the model: a smaller file, the same float kernels at run time."""
     numpy_helper = require("onnx.numpy_helper", EXTRA)
     helper = require("onnx.helper", EXTRA)
     from onnx import TensorProto
@@ -555,18 +563,21 @@ def store_weights_int8(model, op_types):
                 scales[r] = scale if scale > 0 else 1.0
             graph.initializer.remove(init)
             base = f"{name}_weight_int8"
-            q_store, dq_axis = (np.ascontiguousarray(q.T), 1) if column_wise else (q, 0)
+            # Dequantized by Cast + Mul (+ Reshape), not by a DequantizeLinear node: ORT keeps DequantizeLinear of a
+            # constant unfolded (it preserves QDQ groups), which would re-dequantize on every call and stop the GRU
+            # and MatMul kernels from pre-packing their weights; Cast and Mul of constants fold at session load.
+            q_store, scale_shape = (np.ascontiguousarray(q.T), (1, -1)) if column_wise else (q, (-1, 1))
             graph.initializer.extend([
                 numpy_helper.from_array(q_store, base),
-                numpy_helper.from_array(scales, f"{base}_scale"),
-                numpy_helper.from_array(np.zeros(len(scales), np.int8), f"{base}_zero_point"),
+                numpy_helper.from_array(scales.reshape(scale_shape), f"{base}_scale"),
             ])
-            dq_out = name if q_store.shape == w.shape else f"{base}_dequantized"
-            new_nodes.append(helper.make_node("DequantizeLinear", [base, f"{base}_scale", f"{base}_zero_point"],
-                                              [dq_out], name=f"{base}_DequantizeLinear", axis=dq_axis))
-            if dq_out != name:
+            scaled = name if q_store.shape == w.shape else f"{base}_dequantized"
+            new_nodes.append(helper.make_node("Cast", [base], [f"{base}_float"], name=f"{base}_Cast",
+                                              to=TensorProto.FLOAT))
+            new_nodes.append(helper.make_node("Mul", [f"{base}_float", f"{base}_scale"], [scaled], name=f"{base}_Mul"))
+            if scaled != name:
                 graph.initializer.append(numpy_helper.from_array(np.array(w.shape, np.int64), f"{base}_shape"))
-                new_nodes.append(helper.make_node("Reshape", [dq_out, f"{base}_shape"], [name],
+                new_nodes.append(helper.make_node("Reshape", [scaled, f"{base}_shape"], [name],
                                                   name=f"{base}_Reshape"))
     for k, node in enumerate(new_nodes):  # inputs are all initializers: they may go first
         graph.node.insert(k, node)
@@ -679,7 +690,7 @@ def op_census(model) -> dict[str, dict[str, int]]:
     def bump(kind, op):
         census[kind][op] = census[kind].get(op, 0) + 1
 
-    aux, acc, dequantized = set(), set(), set()  # dynamic-quant scales, int32 accumulators, DQ'd constant weights
+    aux, acc, dequantized = set(), set(), set()  # dynamic-quant scales, int32 accumulators, int8-stored weights
     for node in graph.node:
         attrs = {a.name: a for a in node.attribute}
         first = next((types.get(i) for i in node.input if i and types.get(i)), TensorProto.FLOAT)
@@ -706,12 +717,10 @@ def op_census(model) -> dict[str, dict[str, int]]:
         if node.op_type == "DynamicQuantizeLinear":
             types[node.output[1]] = TensorProto.FLOAT
             aux.update(node.output[1:])
-        if node.op_type == "DequantizeLinear" and node.input[0] in constant:
-            dequantized.update(node.output)
-        if node.op_type == "Reshape" and node.input[0] in dequantized:
-            dequantized.update(node.output)
         if all(i in constant for i in node.input) or node.op_type == "Constant":
-            constant.update(node.output)
+            constant.update(node.output)  # weight preparation the runtime folds at load
+            if any(types.get(i) in (TensorProto.INT8, TensorProto.UINT8) or i in dequantized for i in inputs):
+                dequantized.update(node.output)  # ... from int8 storage: a weight-only int8 weight
             continue
         if node.op_type in _QDQ_OPS:
             continue
