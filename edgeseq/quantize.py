@@ -277,8 +277,9 @@ def check_calibration_feed(feed, spec: "ModelSpec", where: str = "calibration sa
         if array.ndim == len(t.shape) - 1:
             array = array[None]
         if array.ndim != len(t.shape) or any(isinstance(d, int) and d != n for d, n in zip(t.shape, array.shape)):
-            raise InputError(f"{where}: input {t.name!r} has shape {list(feed[t.name].shape)}, expected "
-                             f"{t.describe()} (the batch axis may be left out)")
+            want = " x ".join(str(d) for d in t.shape)
+            raise InputError(f"{where}: input {t.name!r} has shape {list(np.shape(feed[t.name]))}, expected "
+                             f"({want}) (the batch axis may be left out)")
         if 0 in array.shape:
             raise InputError(f"{where}: input {t.name!r} has an empty axis (shape {list(array.shape)})")
         if not np.isfinite(array).all():

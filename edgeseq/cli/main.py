@@ -13,6 +13,7 @@ from typing import Annotated, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..artifact import write_text_atomic
 from ..errors import EdgeseqError
@@ -33,8 +34,8 @@ def _handled(fn):
             return fn(*a, **kw)
         except typer.Exit:
             raise
-        except EdgeseqError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        except EdgeseqError as exc:  # escaped: "features[batch x time x 128]" is not rich markup
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")
@@ -42,7 +43,8 @@ def _handled(fn):
         except Exception as exc:  # a bug in edgeseq or a library: still one line unless asked for more
             if os.environ.get("EDGESEQ_DEBUG"):
                 raise
-            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (set EDGESEQ_DEBUG=1 for a traceback)",
+            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
+                      "(set EDGESEQ_DEBUG=1 for a traceback)",
                       highlight=False, soft_wrap=True)
             raise typer.Exit(3) from None
 

@@ -376,6 +376,7 @@ def export_derived(spec, out_path: str | Path, *, precision, options: OnnxOption
             except Exception as exc:
                 raise ExportError(f"the {precision.value} model does not pass onnx.checker: {_why(exc)}") from None
             onnx.save(model, str(staged))
+            _probe_load_isolated(staged, precision)
             _probe_dynamic_shapes(staged, spec)
     return Artifact(
         path=str(out_path),
@@ -393,6 +394,27 @@ def export_derived(spec, out_path: str | Path, *, precision, options: OnnxOption
         outputs=tuple(t.to_dict() for t in spec.outputs),
         quantization={"config": config.to_dict(), **census},
     )
+
+
+def _probe_load_isolated(path: Path, precision) -> None:
+    """Load a rewritten graph in a child process first: ONNX Runtime has crashed (segfault) on valid fp16 graphs
+    while optimizing them, which would take the whole export down with no message. A crash here is an ExportError."""
+    import subprocess
+    import sys
+
+    code = ("import sys, onnxruntime as ort\n"
+            "o = ort.SessionOptions(); o.log_severity_level = 4\n"
+            "ort.InferenceSession(sys.argv[1], sess_options=o, providers=['CPUExecutionProvider'])\n")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        raise ExportError(f"onnxruntime did not load the {precision.value} model within 300 s") from None
+    if proc.returncode < 0:
+        raise ExportError(f"onnxruntime crashed (signal {-proc.returncode}) loading the {precision.value} model; "
+                          f"this is a runtime bug, not a bad input: try another precision or --quant setting")
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise ExportError(f"onnxruntime cannot load the {precision.value} model: {last[:300]}")
 
 
 def _derived_tool(config) -> str:
@@ -431,11 +453,21 @@ def _quiet():
 
 
 def _to_fp16(onnx, parent_path: Path):
+    """fp16 weights and activations, float32 inputs and outputs (casts at the edges).
+
+    Workaround: ONNX Runtime 1.32's CPU session segfaults while optimizing (level ORT_ENABLE_ALL) an fp16
+    Transpose that feeds an fp16 MatMul (cbhg-postnet's GRU output -> out linear). Such Transposes stay fp32 (two
+    Casts around them). The converter's block lists need the graph's value_info cleared (it re-infers it), or the
+    casts it inserts clash with the stale types."""
     float16 = require("onnxconverter_common.float16", EXTRA)
     model = onnx.load(str(parent_path))
+    feeds_matmul = {i for n in model.graph.node if n.op_type == "MatMul" for i in n.input}
+    blocked = [n.name for n in model.graph.node if n.op_type == "Transpose" and n.output[0] in feeds_matmul]
+    if blocked:
+        del model.graph.value_info[:]
     try:
         with _quiet():
-            return float16.convert_float_to_float16(model, keep_io_types=True)
+            return float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=blocked or None)
     except Exception as exc:
         raise ExportError(f"onnxconverter-common could not convert the model to fp16: {_why(exc)}") from None
 
