@@ -151,6 +151,7 @@ def run_model(name: str, configs, args, tmp: Path) -> dict:
         print(f"{name}: fp32 {fp32.size_bytes / 1e6:.2f} MB; torch int8 speech rel L2 "
               f"{result['torch_int8']['speech']['rel_l2']:.2e}, {torch_ms:.2f} ms vs eager fp32 {fp32_torch_ms:.2f} ms",
               flush=True)
+        result["fp32_hoisted"] = fp32_hoisted(fp32, base, feeds, refs, lat_feed, args, tmp / name)
         for k, config in enumerate(configs):
             precision = config.approach.value
             t0 = time.perf_counter()
@@ -179,6 +180,25 @@ def run_model(name: str, configs, args, tmp: Path) -> dict:
                   f"{'  [default]' if row['is_default'] else ''}", flush=True)
     result["targets"] = targets(spec, fp32, tmp / name, args)
     return result
+
+
+def fp32_hoisted(fp32, base, feeds, refs, lat_feed, args, tmp: Path) -> dict:
+    """The hoisted-GRU rewrite alone, in fp32: what it costs before any quantization."""
+    import onnx
+
+    from edgeseq.formats.onnx import hoist_gru_input_projection
+
+    path = tmp / "fp32-hoisted.onnx"
+    onnx.save(hoist_gru_input_projection(onnx.load(fp32.path)), str(path))
+    with OnnxRunner(path, device="cpu", threads=args.threads) as runner:
+        errs = errors(runner, feeds, refs)
+        base_ms, ms, load = interleaved_p50(base, runner, lat_feed, args.rounds, args.iterations)
+    row = {"size_ratio": path.stat().st_size / fp32.size_bytes, "p50_ms": ms, "fp32_p50_ms": base_ms,
+           "latency_ratio": ms / base_ms, "foreign_load": load, "speech": worst(errs, "speech"),
+           "random": worst(errs, "random")}
+    print(f"  {'fp32 gru:hoisted (rewrite only)':80s} size {row['size_ratio']:.3f}x  p50 {ms:6.2f} ms "
+          f"({row['latency_ratio']:.2f}x)  speech rel L2 {row['speech']['rel_l2']:.2e}", flush=True)
+    return row
 
 
 def _times(runner, feed, n):
