@@ -20,6 +20,7 @@ For each model (cbhg, cbhg-lite):
     python bench/bench_quant.py --models cbhg --out /tmp/q.json
     python bench/bench_quant.py --tolerances           # defaults x every registered model x the full parity sweep
                                                        # -> bench/results/quant-tolerances.json (what parity.py uses)
+    python bench/bench_quant.py --render bench/results/quant-sweep.json   # the README's tables
 """
 
 from __future__ import annotations
@@ -272,6 +273,67 @@ def measure_tolerances(args) -> dict:
     return out
 
 
+HIGHLIGHTS = (  # (label in the table, QuantConfig.label() of the row) for the README's sweep table
+    ("fp16", "fp16"),
+    ("dynamic, weights int8, per-tensor", "int8-dynamic w:int8 per-tensor all-ops"),
+    ("dynamic, weights uint8, per-tensor", "int8-dynamic w:uint8 per-tensor all-ops"),
+    ("dynamic, weights uint8, per-channel", "int8-dynamic w:uint8 per-channel all-ops"),
+    ("dynamic, uint8, Conv only", "int8-dynamic w:uint8 per-tensor Conv"),
+    ("**dynamic default** (uint8 per-tensor + GRU weights int8)", "int8-dynamic w:uint8 per-tensor all-ops weight-only:GRU"),
+    ("dynamic, uint8, hoisted GRU projection", "int8-dynamic w:uint8 per-tensor all-ops gru:hoisted"),
+    ("static QDQ, w int8 per-channel, MinMax, all ops", "int8-static qdq w:int8 a:uint8 per-channel minmax all-ops"),
+    ("static QDQ, ..., Entropy (2048 bins), all ops", "int8-static qdq w:int8 a:uint8 per-channel entropy all-ops"),
+    ("static QDQ, ..., Percentile 99.999, all ops", "int8-static qdq w:int8 a:uint8 per-channel percentile all-ops"),
+    ("static QDQ, w int8 per-tensor, MinMax, all ops", "int8-static qdq w:int8 a:uint8 per-tensor minmax all-ops"),
+    ("static QDQ, w uint8 per-channel, MinMax, all ops", "int8-static qdq w:uint8 a:uint8 per-channel minmax all-ops"),
+    ("static QOperator, w int8 per-channel, MinMax, all ops",
+     "int8-static qoperator w:int8 a:uint8 per-channel minmax all-ops"),
+    ("static QDQ, w int8 per-channel, Conv + MatMul", "int8-static qdq w:int8 a:uint8 per-channel minmax Conv+MatMul"),
+    ("static QDQ, w int8 per-channel, Conv only", "int8-static qdq w:int8 a:uint8 per-channel minmax Conv"),
+    ("**static default** (Conv only + MatMul, GRU weights int8)",
+     "int8-static qdq w:int8 a:uint8 per-channel minmax Conv weight-only:MatMul+GRU"),
+    ("static, Conv only, hoisted GRU projection", "int8-static qdq w:int8 a:uint8 per-channel minmax Conv gru:hoisted"),
+)
+
+
+def render(data: dict) -> str:
+    """The README's tables from a sweep JSON: highlights of the sweep, then the targets of the defaults."""
+    models = list(data["models"])
+    head = "| setting | " + " | ".join(f"{m} size | {m} p50 | {m} rel L2 speech / random" for m in models) + " |"
+    lines = [head, "|---|" + "---|---|---|" * len(models)]
+
+    def cells(row):
+        return (f"{row['size_ratio']:.2f}x | {row['latency_ratio']:.2f}x | "
+                f"{row['speech']['rel_l2']:.1e} / {row['random']['rel_l2']:.1e}")
+
+    rows = [("fp32 + hoisted GRU projection (rewrite only)", {m: data["models"][m].get("fp32_hoisted") for m in models})]
+    for title, label in HIGHLIGHTS:
+        rows.append((title, {m: next((v for v in data["models"][m]["variants"] if v.get("label") == label), None)
+                             for m in models}))
+    for title, by_model in rows:
+        if all(v is None or "error" in v for v in by_model.values()):
+            continue
+        lines.append(f"| {title} | " + " | ".join(cells(by_model[m]) if by_model[m] else "- | - | -"
+                                                    for m in models) + " |")
+    lines.append("")
+    for m in models:
+        r = data["models"][m]["torch_int8"]
+        lines.append(f"- PyTorch's int8 (torch.ao dynamic, Linear + GRU) on {m}: rel L2 {r['speech']['rel_l2']:.1e} "
+                     f"(speech) / {r['random']['rel_l2']:.1e} (random); eager p50 "
+                     f"{r['p50_ms'] / r['fp32_eager_p50_ms']:.2f}x eager fp32 (not interleaved)")
+    lines += ["", "| model | precision | size x fp32 | p50 x fp32 at T = 7 / 50 / 200 / 1000 | worst rel L2 (speech) |",
+              "|---|---|---|---|---|"]
+    for m in models:
+        by_precision = {}
+        for row in data["models"][m]["targets"]:
+            by_precision.setdefault(row["precision"], []).append(row)
+        for precision, rows_ in by_precision.items():
+            lat = " / ".join(f"{r['latency_ratio']:.2f}" for r in rows_)
+            lines.append(f"| {m} | {precision} | {rows_[0]['size_ratio']:.3f} | {lat} | "
+                         f"{max(r['rel_l2'] for r in rows_):.1e} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["cbhg-lite", "cbhg"])
@@ -282,7 +344,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a few variants on cbhg-lite; writes JSON only with --out")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--tolerances", action="store_true", help="measure the defaults on every model (full sweep)")
+    ap.add_argument("--render", type=Path, default=None, help="print the README tables of a sweep JSON and exit")
     args = ap.parse_args()
+    if args.render:
+        print(render(json.loads(args.render.read_text())))
+        return
     if args.tolerances:
         data = {"schema": "edgeseq.bench.quant-tolerances/1",
                 "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

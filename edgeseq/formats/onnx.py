@@ -624,7 +624,9 @@ def hoist_gru_input_projection(model):
     MatMul for both directions, a Split, a forward and a reverse GRU, and Concats: the same outputs in fp32 (rounding
     aside), and the projection is a plain MatMul that ORT's quantizer takes. Why this is a graph rewrite and not a
     torch module swap: the TorchScript exporter turns a hand-written recurrence either into an unrolled graph that
-    fixes T or into a Loop that runs 10x slower than ORT's GRU kernel; rewriting the one GRU node keeps the kernel.
+    fixes T or into a Loop that ORT runs node by node per step; rewriting the one GRU node keeps ORT's fused kernel.
+    Measured (bench/bench_quant.py): on ORT it costs latency and, quantized, accuracy, because ORT's GRU kernel
+    already does the input projection for all t as one GEMM and the identity input GEMM left behind is larger.
     """
     numpy_helper = require("onnx.numpy_helper", EXTRA)
     helper = require("onnx.helper", EXTRA)
