@@ -176,7 +176,8 @@ def run_model(name: str, configs, args, tmp: Path) -> dict:
                 "is_default": config == default_config("onnx", precision),
             }
             result["variants"].append(row)
-            print(f"  {config.label():80s} size {row['size_ratio']:.3f}x  p50 {ms:6.2f} ms ({row['latency_ratio']:.2f}x)"
+            print(f"  {config.label():80s} size {row['size_ratio']:.3f}x  p50 {ms:6.2f} ms "
+                  f"({row['latency_ratio']:.2f}x)"
                   f"  speech rel L2 {row['speech']['rel_l2']:.2e}  random {row['random']['rel_l2']:.2e}"
                   f"{'  [default]' if row['is_default'] else ''}", flush=True)
     result["targets"] = targets(spec, fp32, tmp / name, args)
@@ -233,7 +234,8 @@ def targets(spec, fp32, tmp: Path, args) -> list[dict]:
                                  "foreign_load": load, "rel_l2": e.rel_l2, "max_abs": e.max_abs, "cosine": e.cosine,
                                  "snr_db": e.snr_db, "config": art.quantization["config"]})
                     print(f"  default {precision:12s} T={t:5d} size {rows[-1]['size_ratio']:.3f}x  "
-                          f"p50 {ms:7.2f} vs {base_ms:7.2f} ms ({ms / base_ms:.2f}x)  rel L2 {e.rel_l2:.2e}", flush=True)
+                          f"p50 {ms:7.2f} vs {base_ms:7.2f} ms ({ms / base_ms:.2f}x)  rel L2 {e.rel_l2:.2e}",
+                          flush=True)
     return rows
 
 
@@ -279,7 +281,8 @@ HIGHLIGHTS = (  # (label in the table, QuantConfig.label() of the row) for the R
     ("dynamic, weights uint8, per-tensor", "int8-dynamic w:uint8 per-tensor all-ops"),
     ("dynamic, weights uint8, per-channel", "int8-dynamic w:uint8 per-channel all-ops"),
     ("dynamic, uint8, Conv only", "int8-dynamic w:uint8 per-tensor Conv"),
-    ("**dynamic default** (uint8 per-tensor + GRU weights int8)", "int8-dynamic w:uint8 per-tensor all-ops weight-only:GRU"),
+    ("**dynamic default** (uint8 per-tensor + GRU weights int8)",
+     "int8-dynamic w:uint8 per-tensor all-ops weight-only:GRU"),
     ("dynamic, uint8, hoisted GRU projection", "int8-dynamic w:uint8 per-tensor all-ops gru:hoisted"),
     ("static QDQ, w int8 per-channel, MinMax, all ops", "int8-static qdq w:int8 a:uint8 per-channel minmax all-ops"),
     ("static QDQ, ..., Entropy (2048 bins), all ops", "int8-static qdq w:int8 a:uint8 per-channel entropy all-ops"),
@@ -306,7 +309,8 @@ def render(data: dict) -> str:
         return (f"{row['size_ratio']:.2f}x | {row['latency_ratio']:.2f}x | "
                 f"{row['speech']['rel_l2']:.1e} / {row['random']['rel_l2']:.1e}")
 
-    rows = [("fp32 + hoisted GRU projection (rewrite only)", {m: data["models"][m].get("fp32_hoisted") for m in models})]
+    hoisted = {m: data["models"][m].get("fp32_hoisted") for m in models}
+    rows = [("fp32 + hoisted GRU projection (rewrite only)", hoisted)]
     for title, label in HIGHLIGHTS:
         rows.append((title, {m: next((v for v in data["models"][m]["variants"] if v.get("label") == label), None)
                              for m in models}))

@@ -171,14 +171,17 @@ def _parse_value(key: str, value: str, item: str):
 # ---- defaults per format, chosen by measurement (bench/bench_quant.py -> bench/results/quant-sweep.json) ------------
 #
 # ONNX Runtime CPU (AMD EPYC with AVX-512 VNNI, ORT 1.32), cbhg and cbhg-lite, T in {7, 50, 200, 1000}:
-# - dynamic: signed int8 weights make ORT's ConvInteger 3.5-5x slower than unsigned ones at the same error, so uint8.
-# - static: quantizing only the convs keeps rel L2 at 1e-3..2e-3; letting the quantizer also take the highway
-#   MatMuls / Adds / Muls after the residual costs 5-10x more error (1.2-1.9e-2, past the 1e-2 target) and no speed.
-#   The highway MatMul and GRU weights are then stored int8 (weight-only) to meet the size target.
-# - QDQ and QOperator give the same numbers; QDQ is the format ORT recommends and other runtimes read.
-# - Entropy calibration in quantize_static coincides with MinMax here (ORT uses 128 histogram bins for 128
-#   quantized bins, so the search has a single candidate); MinMax is the default.
+# - dynamic: signed int8 weights make ORT's ConvInteger 3.6-8x slower than fp32; unsigned ones run at 0.75x (cbhg)
+#   with the same error, so uint8. Per-channel buys nothing there.
+# - static: int8 weights 0.35x fp32 latency, uint8 0.61x (VNNI). Quantizing only the convs keeps rel L2 at 1-3e-3;
+#   letting the quantizer also take the highway MatMuls / Adds / Muls after the residual costs 5-10x more error
+#   (1.3-2.2e-2, past the 1e-2 target) and no speed. The MatMul and GRU weights are then stored int8 (weight-only)
+#   for the size target, +2-4e-3 of error.
+# - QDQ and QOperator give the same numbers; QDQ is what ORT recommends and other runtimes (TensorRT) read.
+# - quantize_static's own Entropy calibrator equals MinMax (128 bins for 128 quantized bins); with 2048 bins
+#   (edgeseq's setting) it clips tails the GRU needs: 1.6x the error. Percentile ~ MinMax. MinMax it is.
 # - the hoisted GRU input projection makes every int8 variant slower and less accurate on ORT (see the README).
+# Other CPUs (AVX2 without VNNI, ARM) may want other defaults: rerun the sweep there.
 _DEFAULTS: dict[tuple[Format, Approach], QuantConfig] = {
     (Format.ONNX, Approach.FP16): QuantConfig(Approach.FP16),
     (Format.ONNX, Approach.INT8_DYNAMIC): QuantConfig(
@@ -210,7 +213,8 @@ def resolve_config(fmt: Format | str, precision: Precision | str, quant=None) ->
             raise InputError(f"a {quant.approach.value} QuantConfig was given for precision {base.approach.value}")
         return quant
     if isinstance(quant, dict):
-        return base.replace(**{k: _parse_value(k, v, f"{k}={v}") if isinstance(v, str) else v for k, v in quant.items()})
+        parsed = {k: _parse_value(k, v, f"{k}={v}") if isinstance(v, str) else v for k, v in quant.items()}
+        return base.replace(**parsed)
     if isinstance(quant, (list, tuple)):
         return base.with_overrides(quant)
     raise InputError(f"quant must be a QuantConfig, a dict or KEY=VALUE strings, not {type(quant).__name__}")

@@ -347,7 +347,7 @@ def test_tolerance_table_is_the_documented_one():
 
 @pytest.mark.slow
 def test_postnet_fp16_loads_despite_the_onnxruntime_transpose_crash(tmp_path):
-    """ORT 1.32 segfaults optimizing an fp16 Transpose -> MatMul (postnet's output linear); that Transpose stays fp32."""
+    """ORT 1.32 segfaults optimizing an fp16 Transpose -> MatMul (postnet's output linear): it stays fp32."""
     art = edgeseq.export("cbhg-postnet", "onnx", out_dir=tmp_path, precision="fp16")
     assert art.quantization["float_ops"].get("Transpose") == 1
     assert edgeseq.check(art.path, times=(7, 200), batches=(1, 3)).passed

@@ -473,7 +473,8 @@ def _to_fp16(onnx, parent_path: Path):
 
 
 def _to_int8(onnx, parent_path: Path, tmp: Path, config, feeds):
-    """quant_pre_process, then quantize_dynamic / quantize_static with the config's options, then weight-only storage."""
+    """quant_pre_process, then quantize_dynamic / quantize_static with the config's options, then weight-only
+    storage."""
     require("onnxruntime", EXTRA)
     from onnxruntime.quantization import QuantFormat as OrtFormat
     from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
