@@ -68,7 +68,7 @@ def main() -> int:
             except AssertionError as exc:
                 digest = hashlib.sha256(data).hexdigest()[:16]
                 (CORPUS / name).mkdir(parents=True, exist_ok=True)
-                (CORPUS / name / f"found-{digest}").write_bytes(data)
+                (CORPUS / name / f"found-{digest}").write_bytes(data)  # keep the small or typical ones; trim before committing
                 failures.append(str(exc))
                 raise
 

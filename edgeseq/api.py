@@ -61,6 +61,10 @@ def export(
     exporter: str = "torchscript",
     max_time: int | None = None,
     shapes=None,
+    quant=None,
+    calibration_data: Iterable[dict[str, np.ndarray]] | None = None,
+    calibration: str | Path | None = None,
+    parent: str | Path | Artifact | None = None,
 ) -> Artifact:
     """Convert only (no parity, no latency): returns the Artifact written atomically into out_dir.
 
@@ -68,33 +72,58 @@ def export(
     `shapes` (TensorRT only) overrides the optimization profile taken from the model: NAME=MIN:OPT:MAX strings
     (e.g. "features=1x1x128:1x200x128:16x1000x128") or {name: (min, opt, max)}. Without TensorRT on this machine a
     TensorRT export writes the ONNX and the build plan (trtexec command) and says so in the Artifact's notes.
+    ONNX fp16 / int8 artifacts are derived from an fp32 export (`parent`, or a fresh one): `quant` adjusts the
+    default QuantConfig (a QuantConfig, a dict or KEY=VALUE strings, see edgeseq.quantize); int8-static calibrates
+    on `calibration_data` (an iterable of input dicts), a directory of .npy files (`calibration`) or, by default,
+    the model's own real-speech calibration inputs.
     """
     fmt, precision = Format.parse(format), Precision.parse(precision)
     if fmt is Format.TORCH:
         raise UnsupportedError("torch is the reference, not an export format; choose onnx or tflite")
     spec = resolve_spec(model, example_inputs, input_names, output_names, dynamic_axes)
     module = formats.module_for(fmt)
+    module.check_precision(precision)
     out = Path(out_dir) / artifact_name(spec, fmt, precision)
-    options = _options(module, opset, exporter, shapes, max_time)
+    options = _options(module, opset, exporter, shapes, max_time, precision=precision, quant=quant,
+                       calibration=calibration, calibration_data=calibration_data, parent=parent)
     return module.export(spec, out, precision=precision, options=options, weights=weights)
 
 
-def _options(module, opset: int, exporter: str, shapes=None, max_time: int | None = None):
+def _options(module, opset: int, exporter: str, shapes=None, max_time: int | None = None, *,
+             precision=Precision.FP32, quant=None, calibration=None, calibration_data=None, parent=None):
+    """The format's options object from the API's flat arguments; settings that do not apply are errors."""
     from .formats import onnx as onnx_format
 
-    if shapes and not module.__name__.endswith(".tensorrt"):
+    kind_name = module.__name__.rpartition(".")[2]
+    if shapes and kind_name != "tensorrt":
         raise InputError("--shapes sets a TensorRT optimization profile; it applies to --format tensorrt only")
-    if module.__name__.endswith(".tflite"):
+    if kind_name != "onnx" and (quant or calibration is not None or calibration_data is not None):
+        raise InputError(f"--quant and --calibration apply to ONNX exports; {kind_name} uses its own defaults")
+    if kind_name == "tflite":
         return module.TfliteOptions() if max_time is None else module.TfliteOptions(max_time=max_time)
-    if module.__name__.endswith((".onnx", ".tensorrt")):
+    if kind_name in ("onnx", "tensorrt"):
         try:
             kind = onnx_format.OnnxExporter(exporter)
         except ValueError:
             raise InputError(f"unknown exporter {exporter!r}; choose torchscript or dynamo") from None
-        onnx_options = onnx_format.OnnxOptions(opset=opset, exporter=kind)
-        if module is onnx_format:
-            return onnx_options
-        return module.TensorRTOptions(onnx=onnx_options, shapes=module.parse_profile(shapes) or None)
+        if kind_name == "tensorrt":
+            onnx_options = onnx_format.OnnxOptions(opset=opset, exporter=kind)
+            return module.TensorRTOptions(onnx=onnx_options, shapes=module.parse_profile(shapes) or None)
+        config = None
+        precision = Precision.parse(precision)
+        if precision is not Precision.FP32:
+            from .quantize import resolve_config
+
+            config = resolve_config(Format.ONNX, precision, quant)
+            if calibration is not None and precision is Precision.INT8_STATIC:
+                config = config.replace(calibration=str(calibration))
+        elif quant or calibration is not None or calibration_data is not None:
+            raise InputError("quantization settings and calibration data apply to fp16 / int8 exports, not fp32")
+        data = tuple(calibration_data) if calibration_data is not None else None
+        if isinstance(parent, Artifact):
+            parent = parent.path
+        return module.OnnxOptions(opset=opset, exporter=kind, quant=config, calibration_data=data,
+                                  parent=str(parent) if parent else None)
     return None
 
 

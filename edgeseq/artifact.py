@@ -28,6 +28,8 @@ class Artifact:
     inputs: tuple[dict, ...] = ()
     outputs: tuple[dict, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # derived (fp16 / int8) artifacts: the QuantConfig used and which op types compute in int8 / fp16 / fp32
+    quantization: dict | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)

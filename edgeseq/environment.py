@@ -8,8 +8,11 @@ from importlib import metadata
 
 from ._version import __version__
 
-PACKAGES = ("torch", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxslim", "ai-edge-litert", "litert-torch",
-            "litert-converter", "ai-edge-quantizer", "tensorrt")
+PACKAGES = ("torch", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxslim", "onnxconverter-common",
+            "ai-edge-litert", "litert-torch", "litert-converter", "ai-edge-quantizer", "tensorrt")
+# CPU features that decide int8 speed (VNNI dot products) and fp16 support; reports carry the ones present
+ISA_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8",
+             "asimd", "asimddp", "fphp")
 
 
 def cpu_model() -> str:
@@ -21,6 +24,18 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    have = set(line.split(":", 1)[1].split())
+                    return [f for f in ISA_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
 
 
 def fingerprint() -> dict:
@@ -37,5 +52,6 @@ def fingerprint() -> dict:
         "machine": platform.machine(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
         "packages": versions,
     }

@@ -38,6 +38,8 @@ class MatrixOptions:
     tolerances: Tolerances | None = None  # None: the model's own
     shapes: tuple[str, ...] | None = None  # TensorRT optimization profile overrides, NAME=MIN:OPT:MAX
     max_time: int | None = None  # TFLite: the longest sequence the artifact serves (None: the format's default)
+    quant: tuple[str, ...] = ()  # KEY=VALUE changes to the format's QuantConfig defaults, for every fp16 / int8 export
+    calibration: str | None = None  # directory of .npy calibration inputs for int8-static (default: the model's own)
 
 
 def _runtime_devices(fmt: Format) -> list[str]:
@@ -62,17 +64,35 @@ def run_matrix(
         raise InputError("give at least one format and one precision")
     if Format.TORCH in fmts:
         raise InputError("torch is the reference every format is compared with; it is always in the matrix")
-    for fmt in fmts:  # unknown formats and unsupported precisions fail before anything is written
+    # fp16 / int8 artifacts derive from the fp32 one, which is also their size and latency baseline: always built
+    precs = [p for p in Precision if p in precs or (p is Precision.FP32 and precs)]
+    if options.quant and precs == [Precision.FP32]:
+        raise InputError("quantization settings (--quant) apply to fp16 / int8 precisions; none was asked for")
+    if options.calibration is not None and Precision.INT8_STATIC not in precs:
+        raise InputError("--calibration data is for int8-static; add -p int8-static")
+
+    def export_options(module, prec: Precision, parent: Path | None = None):
+        derived = prec is not Precision.FP32
+        is_trt = module.__name__.endswith(".tensorrt")
+        return api._options(module, options.opset, options.exporter, options.shapes if is_trt else None,
+                            options.max_time, precision=prec, quant=(options.quant or None) if derived else None,
+                            calibration=options.calibration if derived else None, parent=parent)
+
+    for fmt in fmts:  # unknown formats, unsupported precisions and bad settings fail before anything is written
+        module = formats.module_for(fmt)
         for prec in precs:
-            formats.module_for(fmt).check_precision(prec)
+            module.check_precision(prec)
+            export_options(module, prec)
     spec = api.resolve_spec(model)
-    fmt_options = {fmt: api._options(formats.module_for(fmt), options.opset, options.exporter,
-                                     options.shapes if fmt is Format.TENSORRT else None, options.max_time)
-                   for fmt in fmts}
     if options.shapes and Format.TENSORRT not in fmts:
         raise InputError("--shapes sets a TensorRT optimization profile; it applies to --format tensorrt only")
     if Format.TENSORRT in fmts:  # a bad --shapes fails here, before anything is written
-        formats.module_for(Format.TENSORRT).resolve_profile(spec, fmt_options[Format.TENSORRT].shapes)
+        trt = formats.module_for(Format.TENSORRT)
+        trt.resolve_profile(spec, export_options(trt, Precision.FP32).shapes)
+    if options.calibration is not None and Precision.INT8_STATIC in precs:
+        from .quantize import load_calibration_dir
+
+        load_calibration_dir(options.calibration, spec)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {str(out_dir)!r} exists and is not a directory")
@@ -99,13 +119,26 @@ def run_matrix(
                                         reference=reference, artifact_label=""))
                 latency.append(api.profile(gpu, feed=latency_feed, warmup=options.warmup,
                                            iterations=options.iterations, artifact_label=""))
+        references = []
+        if any(p in (Precision.INT8_DYNAMIC, Precision.INT8_STATIC) for p in precs):
+            with TorchRunner(spec, weights=weights, threads=options.threads, precision=Precision.INT8_DYNAMIC) as q8:
+                progress("checking PyTorch's own int8 (torch.ao dynamic) against the fp32 original")
+                references.append(api.check(q8, spec, precision=Precision.INT8_DYNAMIC, times=options.times,
+                                            batches=options.batches, reference=reference, artifact_label=""))
+                latency.append(dataclasses.replace(
+                    api.profile(q8, feed=latency_feed, warmup=options.warmup, iterations=options.iterations,
+                                artifact_label=""), precision=Precision.INT8_DYNAMIC.value))
+        parents: dict[Format, Path] = {}
         for fmt in fmts:
             for prec in precs:
                 progress(f"exporting {spec.name} to {fmt.value} {prec.value}")
                 module = formats.module_for(fmt)
                 staged = staging / api.artifact_name(spec, fmt, prec)
-                artifact = module.export(spec, staged, precision=prec, weights=weights, options=fmt_options[fmt])
-                final = out_dir / Path(artifact.path).name
+                artifact = module.export(spec, staged, precision=prec, weights=weights,
+                                         options=export_options(module, prec, parents.get(fmt)))
+                if prec is Precision.FP32:
+                    parents[fmt] = staged
+                final = out_dir / staged.name
                 artifacts.append(dataclasses.replace(artifact, path=str(final)))
                 if formats.detect_format(artifact.path) is not fmt:  # e.g. a TensorRT plan without an engine:
                     progress(f"{Path(artifact.path).name}: {artifact.notes[0] if artifact.notes else 'not run'}")
@@ -124,7 +157,9 @@ def run_matrix(
                         latency.append(dataclasses.replace(result, artifact_bytes=artifact.size_bytes,
                                                            precision=prec.value))
         report = Report(model=spec.summary(), environment={**fingerprint(), "threads": options.threads},
-                        artifacts=tuple(artifacts), parity=tuple(parity), latency=tuple(latency))
+                        artifacts=tuple(artifacts), parity=tuple(parity), latency=tuple(latency),
+                        references=tuple(references),
+                        quantization=quant_summaries(artifacts, parity, latency, references))
         for staged_file in sorted(staging.iterdir()):  # artifacts and their companions (plans, sidecars, caches)
             staged_file.replace(out_dir / staged_file.name)
         report.save(out_dir / "report.json")
@@ -137,3 +172,35 @@ def run_matrix(
         shutil.rmtree(staging, ignore_errors=True)
         if created and not finished and not any(out_dir.iterdir()):
             out_dir.rmdir()
+
+
+def quant_summaries(artifacts, parity, latency, references) -> tuple:
+    """For each fp16 / int8 artifact on each runtime: size and latency against the fp32 artifact of the same format
+    on the same runtime, worst errors against the PyTorch fp32 original, PyTorch int8's errors, and what stayed
+    float."""
+    from .quantize import QuantSummary, worst_errors
+
+    fp32 = {a.format: a for a in artifacts if a.precision == Precision.FP32.value}
+    lat = {(x.runtime, x.artifact): x for x in latency}
+    torch_int8 = worst_errors(references[0]) if references else None
+    out = []
+    for art in artifacts:
+        if art.precision == Precision.FP32.value:
+            continue
+        base = fp32.get(art.format)
+        for par in (p for p in parity if p.artifact == art.path):
+            mine, theirs = lat.get((par.runtime, art.path)), lat.get((par.runtime, base.path)) if base else None
+            census = art.quantization or {}
+            errors = worst_errors(par)
+            int8 = art.precision != Precision.FP16.value and torch_int8 is not None
+            out.append(QuantSummary(
+                artifact=art.path, precision=art.precision, runtime=par.runtime, config=census.get("config", {}),
+                size_bytes=art.size_bytes, fp32_size_bytes=base.size_bytes if base else None,
+                p50_ms=mine.p50_ms if mine else None, fp32_p50_ms=theirs.p50_ms if theirs else None,
+                float_ops=census.get("float_ops", {}),
+                quantized_ops=census.get("int8_ops") or census.get("fp16_ops") or {},
+                torch_int8_rel_l2=torch_int8["rel_l2"] if int8 else None,
+                torch_int8_max_abs=torch_int8["max_abs"] if int8 else None,
+                **errors,
+            ))
+    return tuple(out)

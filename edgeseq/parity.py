@@ -49,13 +49,22 @@ class Tolerances:
         return Tolerances(table, self.per_output)
 
 
-# Starting points from the spine issue; the quantization work re-derives them from measured errors.
+# Relative L2 against the PyTorch fp32 original, set from measured errors with about 2x margin:
+# `python bench/bench_quant.py --tolerances` (bench/results/quant-tolerances.json) runs the ONNX defaults of every
+# registered model over the full parity sweep (T = 1..1000, batch 1 and 3, speech and random inputs); worst seen:
+#   fp32          4.3e-7  (attention-cbhg)      -> 1e-5   (float reassociation only; kept tight on purpose)
+#   fp16          5.2e-4  (attention-cbhg)      -> 1e-3
+#   int8-dynamic  1.2e-2  (cbhg-postnet; cbhg-lite 9.5e-3, cbhg 5.6e-3)  -> 2.5e-2
+#   int8-static   6.4e-3  (attention-cbhg; cbhg-lite 5.8e-3, cbhg 5.1e-3) -> 1.5e-2
+# PyTorch's own int8 (torch.ao dynamic, Linear + GRU) measures 1.5-2e-2 on cbhg / cbhg-lite: it would fail the int8
+# gates, which is why the matrix reports it as information, not as a check. Override per model (ModelSpec.tolerances)
+# or per output (Tolerances.per_output).
 DEFAULT_TOLERANCES = Tolerances(
     {
         "fp32": Tolerance(rel_l2=1e-5),
         "fp16": Tolerance(rel_l2=1e-3),
-        "int8-dynamic": Tolerance(rel_l2=1e-2),
-        "int8-static": Tolerance(rel_l2=1e-2),
+        "int8-dynamic": Tolerance(rel_l2=2.5e-2),
+        "int8-static": Tolerance(rel_l2=1.5e-2),
     }
 )
 

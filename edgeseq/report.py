@@ -11,6 +11,7 @@ from .artifact import Artifact, write_text_atomic
 from .errors import ArtifactError
 from .parity import ParityResult
 from .latency import LatencyResult
+from .quantize import QuantSummary
 
 SCHEMA = "edgeseq.report/1"
 
@@ -22,6 +23,8 @@ class Report:
     artifacts: tuple[Artifact, ...] = ()
     parity: tuple[ParityResult, ...] = ()
     latency: tuple[LatencyResult, ...] = ()
+    references: tuple[ParityResult, ...] = ()  # informative comparisons that do not gate (PyTorch's own int8)
+    quantization: tuple[QuantSummary, ...] = ()
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     @property
@@ -38,6 +41,8 @@ class Report:
             "artifacts": [a.to_dict() for a in self.artifacts],
             "parity": [p.to_dict() for p in self.parity],
             "latency": [lat.to_dict() for lat in self.latency],
+            "references": [p.to_dict() for p in self.references],
+            "quantization": [q.to_dict() for q in self.quantization],
         }
 
     @classmethod
@@ -48,6 +53,8 @@ class Report:
             artifacts=tuple(Artifact.from_dict(a) for a in d.get("artifacts", ())),
             parity=tuple(ParityResult.from_dict(p) for p in d.get("parity", ())),
             latency=tuple(LatencyResult.from_dict(x) for x in d.get("latency", ())),
+            references=tuple(ParityResult.from_dict(p) for p in d.get("references", ())),
+            quantization=tuple(QuantSummary.from_dict(q) for q in d.get("quantization", ())),
             created=d.get("created", ""),
         )
 
@@ -100,20 +107,22 @@ def matrix_rows(report: dict) -> list[dict[str, str]]:
     keys += [(p["runtime"], p["artifact"]) for p in report["parity"]]
     keys += [k for k in lat_by_key if k not in keys]
     parity_by_key = {(p["runtime"], p["artifact"]): p for p in report["parity"]}
+    refs = {(p["runtime"], p["artifact"]): p for p in report.get("references", ())}
     for key in keys:
         if key in seen:
             continue
         seen.add(key)
         runtime, path = key
         par, lat, art = parity_by_key.get(key), lat_by_key.get(key), fmt_by_path.get(path)
-        worst = (par or {}).get("worst") or {}
+        ref = refs.get(key)
+        worst = (par or ref or {}).get("worst") or {}
         speed = base["p50_ms"] / lat["p50_ms"] if (base and lat and lat["p50_ms"]) else None
         rows.append(
             {
                 "format": art["format"] if art else ("torch" if runtime.startswith("torch") else "?"),
-                "precision": (art or par or lat or {}).get("precision", "fp32"),
+                "precision": (art or par or ref or lat or {}).get("precision", "fp32"),
                 "runtime": runtime,
-                "parity": ("PASS" if par["passed"] else "FAIL") if par else "reference",
+                "parity": ("PASS" if par["passed"] else "FAIL") if par else ("info" if ref else "reference"),
                 "rel L2 (worst)": _fmt(worst.get("rel_l2"), ".2e"),
                 "max abs": _fmt(worst.get("max_abs"), ".2e"),
                 "cosine": _fmt(worst.get("cosine"), ".7f"),
@@ -166,14 +175,56 @@ def render_markdown(report: dict) -> str:
             lines.append(f"- FAIL batch={c['batch']} T={c['time']} {c['source']}: {why}")
         for note in par.get("notes", []):
             lines.append(f"- note: {note}")
+    for ref in report.get("references", []):
+        lines += ["", f"**{ref['runtime']}** (PyTorch's own int8, torch.ao dynamic quantization of Linear + GRU; "
+                  f"shown for comparison, not a gate): worst rel L2 {_fmt((ref['worst'] or {}).get('rel_l2'), '.2e')} "
+                  f"over {len(ref['cases'])} cases"]
+    if report.get("quantization"):
+        lines += ["", "## Quantized artifacts against fp32", "",
+                  "Size and latency against the fp32 artifact on the same runtime; errors are the worst over every "
+                  "case above against the PyTorch fp32 original.", ""]
+        lines.append("| " + " | ".join(QUANT_COLUMNS) + " |")
+        lines.append("|" + "|".join("---" for _ in QUANT_COLUMNS) + "|")
+        lines += ["| " + " | ".join(r[c] for c in QUANT_COLUMNS) + " |" for r in quant_rows(report)]
+        for q in report["quantization"]:
+            lines.append(f"- `{Path(q['artifact']).name}` on {q['runtime']}: "
+                         f"{(q['config'] or {}).get('approach', q['precision'])} settings "
+                         f"`{json.dumps(q['config'], sort_keys=True)}`")
     if report["artifacts"]:
-        lines += ["", "| artifact | sha256 | size | exporter | export s |", "|---|---|---|---|---|"]
+        lines += ["", "| artifact | sha256 | parent | size | exporter | export s |", "|---|---|---|---|---|---|"]
         for a in report["artifacts"]:
-            lines.append(f"| `{Path(a['path']).name}` | `{a['sha256'][:16]}` | {_size(a['size_bytes'])} | "
+            parent = f"`{a['parent'][:16]}`" if a.get("parent") else "-"
+            lines.append(f"| `{Path(a['path']).name}` | `{a['sha256'][:16]}` | {parent} | {_size(a['size_bytes'])} | "
                          f"{a['exporter']} | {a['export_seconds']:.1f} |")
         for a in report["artifacts"]:
             lines += [f"- `{Path(a['path']).name}`: {note}" for note in a.get("notes", [])]
     return "\n".join(lines) + "\n"
+
+
+QUANT_COLUMNS = ("artifact", "runtime", "size x fp32", "p50 x fp32", "max abs", "rel L2", "cosine", "SNR dB",
+                 "torch int8 rel L2", "still float")
+
+
+def _ops(ops: dict) -> str:
+    return ", ".join(f"{k} x{v}" if v > 1 else k for k, v in sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))) or "-"
+
+
+def quant_rows(report: dict) -> list[dict[str, str]]:
+    rows = []
+    for q in report.get("quantization", []):
+        rows.append({
+            "artifact": Path(q["artifact"]).name,
+            "runtime": q["runtime"],
+            "size x fp32": _fmt(q.get("size_ratio"), ".2f"),
+            "p50 x fp32": _fmt(q.get("latency_ratio"), ".2f"),
+            "max abs": _fmt(q["max_abs"], ".2e"),
+            "rel L2": _fmt(q["rel_l2"], ".2e"),
+            "cosine": _fmt(q["cosine"], ".6f"),
+            "SNR dB": _fmt(q["snr_db"], ".1f"),
+            "torch int8 rel L2": _fmt(q.get("torch_int8_rel_l2"), ".2e"),
+            "still float": _ops(q.get("float_ops", {})),
+        })
+    return rows
 
 
 TERMINAL_COLUMNS = ("format", "precision", "runtime", "parity", "rel L2 (worst)", "max abs", "p50 ms",
@@ -192,6 +243,16 @@ def print_table(report: dict, console=None) -> None:
         style = "red" if row["parity"] == "FAIL" else None
         table.add_row(*(row[c] for c in TERMINAL_COLUMNS), style=style)
     console.print(table)
+    rows = quant_rows(report)
+    if rows:
+        columns = ("artifact", "runtime", "size x fp32", "p50 x fp32", "rel L2", "torch int8 rel L2", "still float")
+        quant = Table(title="quantized vs fp32 (same runtime)", show_lines=False)
+        for col in columns:
+            quant.add_column(col, no_wrap=col != "still float", justify="left" if col in ("artifact", "runtime",
+                                                                                          "still float") else "right")
+        for row in rows:
+            quant.add_row(*(row[c] for c in columns))
+        console.print(quant)
 
 
 # ---- HTML with plots -------------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import sys
 
 import edgeseq
 
-OPTIONAL = ("onnx", "onnxruntime", "onnxslim", "onnxscript", "tensorrt", "ai_edge_litert", "tensorflow", "litert_torch")
+OPTIONAL = ("onnx", "onnxruntime", "onnxslim", "onnxscript", "onnxconverter_common", "tensorrt", "ai_edge_litert",
+            "tensorflow", "litert_torch")
 
 
 def _imported_after(code: str) -> set[str]:

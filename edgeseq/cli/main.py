@@ -37,7 +37,7 @@ def _handled(fn):
             return fn(*a, **kw)
         except typer.Exit:
             raise
-        except EdgeseqError as exc:
+        except EdgeseqError as exc:  # escaped: "features[batch x time x 128]" is not rich markup
             err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
@@ -134,13 +134,21 @@ def export_cmd(
     shapes: Annotated[Optional[List[str]], typer.Option(
         "--shapes", help="TensorRT optimization profile NAME=MIN:OPT:MAX, e.g. features=1x1x128:1x200x128:16x1000x128 "
         "(default: from the model).")] = None,
+    calibration: Annotated[Optional[Path], typer.Option(
+        "--calibration", help="int8-static: directory of .npy input arrays to calibrate on (default: the model's "
+                              "real-speech calibration inputs).")] = None,
+    quant: Annotated[Optional[List[str]], typer.Option(
+        "--quant", help="Change a quantization default, KEY=VALUE (repeatable): weight_type=uint8, per_channel=false, "
+                        "quant_format=qoperator, calibration_method=percentile, op_types=Conv,MatMul, "
+                        "weight_only=GRU, gru=hoisted.")] = None,
 ):
     """Export MODEL (or everything a --recipe names), check parity and latency on every runtime here; writes
     report.json, report.md, report.html (and manifest.json for a recipe).
 
-    `--format tensorrt` on a machine without TensorRT (or without a CUDA GPU) writes the TensorRT-ready ONNX and a
-    build plan with the trtexec command for the target, says that no engine was built, and exits 0: no parity is
-    claimed for an engine that does not exist.
+    fp16 / int8 artifacts are derived from the fp32 one, which is always built with them. `--format tensorrt` on a
+    machine without TensorRT (or without a CUDA GPU) writes the TensorRT-ready ONNX and a build plan with the
+    trtexec command for the target, says that no engine was built, and exits 0: no parity is claimed for an engine
+    that does not exist.
     """
     from ..enums import Precision
     from ..errors import InputError
@@ -161,7 +169,9 @@ def export_cmd(
         precisions = [p.value for p in Precision]
     options = MatrixOptions(times=args.int_list(times, "times"), batches=args.int_list(batches, "batches"),
                             latency_time=latency_time, threads=threads, warmup=warmup, iterations=iterations,
-                            opset=opset, exporter=exporter, shapes=tuple(shapes) if shapes else None)
+                            opset=opset, exporter=exporter, shapes=tuple(shapes) if shapes else None,
+                            quant=tuple(quant or ()),
+                            calibration=str(calibration) if calibration is not None else None)
     target = out_dir or Path("edgeseq-out") / model
     with err.status("starting") as status:
         report = run_matrix(model, format or ["onnx"], precisions, out_dir=target, weights=weights, options=options,

@@ -9,14 +9,16 @@ and T) and a fixed axis is an ExportError, never a surprise at run time.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
 import re
+import tempfile
 import time
 import warnings
-from contextlib import redirect_stdout
-from dataclasses import dataclass
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
@@ -26,13 +28,13 @@ from .._lazy import require
 from .._version import __version__
 from ..artifact import Artifact, atomic_path, sha256_file
 from ..enums import Format, Precision
-from ..errors import ArtifactError, ExportError, RuntimeFailure, UnsupportedError
+from ..errors import ArtifactError, EdgeseqError, ExportError, RuntimeFailure, UnsupportedError
 from ..runner import Runner
 from ..tensors import TensorSpec
 
 EXTRA = "onnx"
 PROBE_BATCH, PROBE_TIME = 3, 50
-PRECISIONS = (Precision.FP32,)  # fp16 / int8 arrive with the quantization work
+PRECISIONS = (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8_STATIC)
 _EXPORT_BATCH, _EXPORT_TIME = 2, 37  # export-time example: neither 1 nor a sweep value, so nothing gets baked in
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -61,15 +63,25 @@ class OnnxOptions:
     opset: int = 17
     exporter: OnnxExporter = OnnxExporter.TORCHSCRIPT
     simplify: bool = True
+    # fp16 / int8 only: a QuantConfig (None: the ONNX default for the precision, see edgeseq.quantize), feeds for
+    # static calibration (None: the config's source), and an fp32 .onnx of the same model to derive from (None:
+    # export one first; either way the derived artifact records the fp32 file's sha256 as its parent).
+    quant: object | None = None
+    calibration_data: tuple | None = field(default=None, compare=False, repr=False)
+    parent: str | None = None
 
 
 def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: OnnxOptions = OnnxOptions(), weights=None):
-    """spec -> .onnx with dynamic batch/time, simplified, stamped with edgeseq metadata; written atomically."""
+    """spec -> .onnx with dynamic batch/time, simplified, stamped with edgeseq metadata; written atomically.
+
+    fp16 / int8 artifacts are derived from the fp32 export (see export_derived)."""
     import torch
 
     onnx = require("onnx", EXTRA)
     precision = Precision.parse(precision)
     check_precision(precision)
+    if precision is not Precision.FP32:
+        return export_derived(spec, out_path, precision=precision, options=options, weights=weights)
     if not 13 <= options.opset <= 23:
         raise UnsupportedError(f"opset {options.opset} is outside the range this exporter supports (13..23)")
     from ..models.weights import state_dict_sha256
@@ -357,3 +369,472 @@ def intermediate_outputs(path: str | Path, feed: dict[str, np.ndarray], tensors:
     names = list(dict.fromkeys(tensors.values()))
     values = dict(zip(names, session.run(names, feed)))
     return {module: values[tensor] for module, tensor in tensors.items()}
+
+
+# ---- derived artifacts: fp16 and int8 from the fp32 export ----------------------------------------------------------
+#
+# The work is done by the format's own tools: onnxconverter-common's float16 converter (keep_io_types, so the
+# artifact still takes and returns float32), and onnxruntime.quantization (quant_pre_process, create_calibrator,
+# quantize_static / quantize_dynamic, quantize_data for weight-only storage). The code here only chooses options,
+# wires tensors and checks the result. Two graph rewrites are ours:
+# - weight-only int8 storage (QuantConfig.weight_only): ops ORT's quantizer leaves float (the GRU, whose kernel has
+#   no int8 form in ORT, and MatMuls whose activations are too sensitive) get their constant weights stored as int8
+#   + per-channel scales, dequantized by Cast + Mul that ORT folds at load; the op itself still computes in float.
+# - hoisting the GRU input projection (QuantConfig.gru = hoisted): see hoist_gru_input_projection.
+
+_INTEGER_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QGemm", "QAttention",
+                "DynamicQuantizeLSTM"}
+_QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+_WEIGHT_SLOTS = {"MatMul": (1,), "Conv": (1,), "GRU": (1, 2), "LSTM": (1, 2), "RNN": (1, 2)}
+_RECURRENT = ("GRU", "LSTM", "RNN")
+
+
+def export_derived(spec, out_path: str | Path, *, precision, options: OnnxOptions = OnnxOptions(), weights=None):
+    """fp16 / int8-dynamic / int8-static .onnx derived from the fp32 export; Artifact.parent is the fp32 sha256."""
+    from ..quantize import Approach, calibration_feeds, resolve_config
+
+    onnx = require("onnx", EXTRA)
+    precision = Precision.parse(precision)
+    config = resolve_config(Format.ONNX, precision, options.quant)
+    out_path = Path(out_path)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="edgeseq-quant-") as tmp:
+        tmp = Path(tmp)
+        if options.parent:
+            parent_path = Path(options.parent)
+            _check_parent(onnx, parent_path, spec)
+        else:
+            parent_path = tmp / "parent.fp32.onnx"
+            export(spec, parent_path, precision=Precision.FP32, weights=weights,
+                   options=dataclasses.replace(options, quant=None, calibration_data=None, parent=None))
+        parent_sha = sha256_file(parent_path)
+        parent_meta = {p.key: p.value for p in onnx.load(str(parent_path)).metadata_props}
+        if config.approach is Approach.FP16:
+            model = _to_fp16(onnx, parent_path)
+        else:
+            feeds = None
+            if config.approach is Approach.INT8_STATIC:
+                feeds = calibration_feeds(spec, config, options.calibration_data)
+                if options.calibration_data is not None and config.calibration == "spec":
+                    config = config.replace(calibration="user")
+            model = _to_int8(onnx, parent_path, tmp, config, feeds)
+        census = op_census(model)
+        meta = {**parent_meta, "edgeseq.precision": precision.value, "edgeseq.parent_sha256": parent_sha,
+                "edgeseq.quant": json.dumps(config.to_dict(), sort_keys=True)}
+        del model.metadata_props[:]
+        for key, value in meta.items():
+            model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+        model.producer_name, model.producer_version = "edgeseq", __version__
+        with atomic_path(out_path) as staged:
+            try:
+                onnx.checker.check_model(model)
+            except Exception as exc:
+                raise ExportError(f"the {precision.value} model does not pass onnx.checker: {_why(exc)}") from None
+            onnx.save(model, str(staged))
+            _probe_load_isolated(staged, precision)
+            _probe_dynamic_shapes(staged, spec)
+    return Artifact(
+        path=str(out_path),
+        format=Format.ONNX.value,
+        precision=precision.value,
+        model=spec.name,
+        sha256=sha256_file(out_path),
+        size_bytes=out_path.stat().st_size,
+        opset=max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=options.opset),
+        weights_sha256=parent_meta.get("edgeseq.weights_sha256", ""),
+        exporter=_derived_tool(config),
+        export_seconds=round(time.perf_counter() - started, 3),
+        parent=parent_sha,
+        inputs=tuple(t.to_dict() for t in spec.inputs),
+        outputs=tuple(t.to_dict() for t in spec.outputs),
+        quantization={"config": config.to_dict(), **census},
+    )
+
+
+def _probe_load_isolated(path: Path, precision) -> None:
+    """Load a rewritten graph in a child process first: ONNX Runtime has crashed (segfault) on valid fp16 graphs
+    while optimizing them, which would take the whole export down with no message. A crash here is an ExportError."""
+    import subprocess
+    import sys
+
+    code = ("import sys, onnxruntime as ort\n"
+            "o = ort.SessionOptions(); o.log_severity_level = 4\n"
+            "ort.InferenceSession(sys.argv[1], sess_options=o, providers=['CPUExecutionProvider'])\n")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        raise ExportError(f"onnxruntime did not load the {precision.value} model within 300 s") from None
+    if proc.returncode < 0:
+        raise ExportError(f"onnxruntime crashed (signal {-proc.returncode}) loading the {precision.value} model; "
+                          f"this is a runtime bug, not a bad input: try another precision or --quant setting")
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise ExportError(f"onnxruntime cannot load the {precision.value} model: {last[:300]}")
+
+
+def _derived_tool(config) -> str:
+    from ..quantize import Approach
+
+    if config.approach is Approach.FP16:
+        return "onnxconverter-common float16 (keep_io_types)"
+    fn = "quantize_static" if config.approach is Approach.INT8_STATIC else "quantize_dynamic"
+    return f"onnxruntime.quantization.{fn}"
+
+
+def _check_parent(onnx, path: Path, spec) -> None:
+    if not path.is_file():
+        raise ArtifactError(f"parent model {str(path)!r} does not exist")
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    if meta.get("edgeseq.precision", "fp32") != "fp32":
+        raise ExportError(f"parent model {str(path)!r} is {meta['edgeseq.precision']}; derive from an fp32 export")
+    if meta.get("edgeseq.model", spec.name) != spec.name:
+        raise ExportError(f"parent model {str(path)!r} is {meta['edgeseq.model']!r}, not {spec.name!r}")
+
+
+def _quiet():
+    """The quantization tools print progress and warnings; the artifact and its census are the record."""
+    from contextlib import ExitStack
+
+    stack = ExitStack()
+    stack.enter_context(redirect_stdout(io.StringIO()))
+    stack.enter_context(redirect_stderr(io.StringIO()))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    stack.callback(root.setLevel, level)
+    return stack
+
+
+def _to_fp16(onnx, parent_path: Path):
+    """fp16 weights and activations, float32 inputs and outputs (casts at the edges).
+
+    Workaround: ONNX Runtime 1.32's CPU session segfaults while optimizing (level ORT_ENABLE_ALL) an fp16
+    Transpose that feeds an fp16 MatMul (cbhg-postnet's GRU output -> out linear). Such Transposes stay fp32 (two
+    Casts around them). The graph's value_info is cleared first (the converter re-infers it): stale float32 entries
+    clash with the casts it inserts (seen on the pool's Max after a Pad with a -inf constant)."""
+    float16 = require("onnxconverter_common.float16", EXTRA)
+    model = onnx.load(str(parent_path))
+    feeds_matmul = {i for n in model.graph.node if n.op_type == "MatMul" for i in n.input}
+    blocked = [n.name for n in model.graph.node if n.op_type == "Transpose" and n.output[0] in feeds_matmul]
+    del model.graph.value_info[:]  # the converter re-infers types; stale float32 value_info clashes with its casts
+    try:
+        with _quiet():
+            return float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=blocked or None)
+    except Exception as exc:
+        raise ExportError(f"onnxconverter-common could not convert the model to fp16: {_why(exc)}") from None
+
+
+def _to_int8(onnx, parent_path: Path, tmp: Path, config, feeds):
+    """quant_pre_process, then quantize_dynamic / quantize_static with the config's options, then weight-only
+    storage."""
+    require("onnxruntime", EXTRA)
+    from onnxruntime.quantization import QuantFormat as OrtFormat
+    from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from ..quantize import Approach, GruExport, QuantDtype, QuantFormat
+
+    source = parent_path
+    hoisted = config.gru is GruExport.HOISTED
+    if hoisted:
+        source = tmp / "hoisted.onnx"
+        onnx.save(hoist_gru_input_projection(onnx.load(str(parent_path))), str(source))
+    pre, out = tmp / "pre.onnx", tmp / "quantized.onnx"
+    qtype = {QuantDtype.INT8: QuantType.QInt8, QuantDtype.UINT8: QuantType.QUInt8}
+    op_types = list(config.op_types) or None
+    nodes = None
+    try:
+        with _quiet():
+            # ORT's optimizer would fold the hoisted GRU's identity input weights into the file: skip it there.
+            quant_pre_process(str(source), str(pre), skip_optimization=hoisted)
+            if hoisted and op_types and "MatMul" not in op_types:  # the hoisted projection is quantized regardless
+                nodes = [n.name for n in onnx.load(str(pre)).graph.node
+                         if n.op_type in op_types or n.name.endswith("/hoisted/MatMul")]
+                op_types = op_types + ["MatMul"]
+            if config.approach is Approach.INT8_DYNAMIC:
+                quantize_dynamic(str(pre), str(out), op_types_to_quantize=op_types, per_channel=config.per_channel,
+                                 weight_type=qtype[config.weight_type], nodes_to_quantize=nodes,
+                                 extra_options={"MatMulConstBOnly": True})
+            else:
+                cache = _calibrate(str(pre), tmp, config, feeds, op_types)
+                fmt = OrtFormat.QDQ if config.quant_format is QuantFormat.QDQ else OrtFormat.QOperator
+                quantize_static(str(pre), str(out), None, quant_format=fmt, op_types_to_quantize=op_types,
+                                per_channel=config.per_channel, activation_type=qtype[config.activation_type],
+                                weight_type=qtype[config.weight_type], calibrate_method=_ort_method(config),
+                                nodes_to_quantize=nodes, calibration_cache_path=str(cache),
+                                extra_options={"MatMulConstBOnly": True})
+    except EdgeseqError:
+        raise
+    except Exception as exc:
+        raise ExportError(f"onnxruntime.quantization failed ({config.label()}): {_why(exc)}") from None
+    model = onnx.load(str(out))
+    if config.weight_only:
+        model = store_weights_int8(model, config.weight_only)
+    return model
+
+
+def _ort_method(config):
+    from onnxruntime.quantization import CalibrationMethod as OrtMethod
+
+    from ..quantize import CalibrationMethod
+
+    return {CalibrationMethod.MINMAX: OrtMethod.MinMax, CalibrationMethod.ENTROPY: OrtMethod.Entropy,
+            CalibrationMethod.PERCENTILE: OrtMethod.Percentile}[config.calibration_method]
+
+
+# Histogram sizes for the entropy search: quantize_static's own entropy calibrator uses 128 bins for 128 quantized
+# bins, which leaves one candidate threshold (the full range, i.e. MinMax); 2048 bins give it a real search.
+_ENTROPY_OPTIONS = {"num_bins": 2048, "num_quantized_bins": 256}
+
+
+def _calibrate(model_path: str, tmp: Path, config, feeds, op_types):
+    """ORT's calibrator over the feeds; the ranges go to quantize_static through its calibration cache file."""
+    from onnxruntime.quantization.calibrate import CalibrationDataReader, create_calibrator, save_tensors_data
+
+    from ..quantize import CalibrationMethod
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(feeds)
+
+        def get_next(self):
+            return next(self._it, None)
+
+    extra = _ENTROPY_OPTIONS if config.calibration_method is CalibrationMethod.ENTROPY else {}
+    calibrator = create_calibrator(model_path, op_types, augmented_model_path=str(tmp / "augmented.onnx"),
+                                   calibrate_method=_ort_method(config), extra_options=extra)
+    try:
+        calibrator.collect_data(Reader())
+        ranges = calibrator.compute_data()
+    except Exception as exc:
+        raise ExportError(f"calibration failed on the given data: {_why(exc)}") from None
+    cache = tmp / "calibration.json"
+    save_tensors_data(ranges, cache)
+    return cache
+
+
+def store_weights_int8(model, op_types):
+    """Weight-only int8: the constant weights of float ops of these types are stored as int8 + per-channel scales
+    (ORT's quantize_data does the rounding: symmetric, one scale per output channel) and dequantized by constant
+    Cast + Mul nodes that ORT folds when it loads the model: a smaller file, the same float kernels at run time."""
+    numpy_helper = require("onnx.numpy_helper", EXTRA)
+    helper = require("onnx.helper", EXTRA)
+    from onnx import TensorProto
+    from onnxruntime.quantization.quant_utils import quantize_data
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    new_nodes = []
+    for node in graph.node:
+        if node.op_type not in op_types:
+            continue
+        for slot in _WEIGHT_SLOTS.get(node.op_type, ()):
+            name = node.input[slot] if slot < len(node.input) else ""
+            init = inits.pop(name, None)
+            if init is None or init.data_type != TensorProto.FLOAT:
+                continue  # already quantized by the quantizer, computed, or not float
+            w = numpy_helper.to_array(init)
+            # one scale per output channel: MatMul B [K, N] per column; Conv [M, ...] per M; RNN [D, G, K] per D x G
+            column_wise = node.op_type == "MatMul" and w.ndim == 2
+            if column_wise:
+                rows = w.T
+            else:
+                lead = w.shape[0] * (w.shape[1] if node.op_type in _RECURRENT else 1)
+                rows = w.reshape(lead, -1)
+            q = np.empty(rows.shape, np.int8)
+            scales = np.empty(rows.shape[0], np.float32)
+            for r in range(rows.shape[0]):
+                _zp, scale, q[r] = quantize_data(rows[r], TensorProto.INT8, True)
+                scales[r] = scale if scale > 0 else 1.0
+            graph.initializer.remove(init)
+            base = f"{name}_weight_int8"
+            # Dequantized by Cast + Mul (+ Reshape), not by a DequantizeLinear node: ORT keeps DequantizeLinear of a
+            # constant unfolded (it preserves QDQ groups), which would re-dequantize on every call and stop the GRU
+            # and MatMul kernels from pre-packing their weights; Cast and Mul of constants fold at session load.
+            q_store, scale_shape = (np.ascontiguousarray(q.T), (1, -1)) if column_wise else (q, (-1, 1))
+            graph.initializer.extend([
+                numpy_helper.from_array(q_store, base),
+                numpy_helper.from_array(scales.reshape(scale_shape), f"{base}_scale"),
+            ])
+            scaled = name if q_store.shape == w.shape else f"{base}_dequantized"
+            new_nodes.append(helper.make_node("Cast", [base], [f"{base}_float"], name=f"{base}_Cast",
+                                              to=TensorProto.FLOAT))
+            new_nodes.append(helper.make_node("Mul", [f"{base}_float", f"{base}_scale"], [scaled], name=f"{base}_Mul"))
+            if scaled != name:
+                graph.initializer.append(numpy_helper.from_array(np.array(w.shape, np.int64), f"{base}_shape"))
+                new_nodes.append(helper.make_node("Reshape", [scaled, f"{base}_shape"], [name],
+                                                  name=f"{base}_Reshape"))
+    for k, node in enumerate(new_nodes):  # inputs are all initializers: they may go first
+        graph.node.insert(k, node)
+    return model
+
+
+def hoist_gru_input_projection(model):
+    """Rewrite each GRU so that x_t W_ih (+ its bias) for all t is one MatMul + Add before it.
+
+    The GRU op still runs the recurrence (ORT's fused kernel), now on the projected gates with identity input
+    weights (built by EyeLike at load time, not stored) and only the recurrent bias. A bidirectional GRU becomes one
+    MatMul for both directions, a Split, a forward and a reverse GRU, and Concats: the same outputs in fp32 (rounding
+    aside), and the projection is a plain MatMul that ORT's quantizer takes. Why this is a graph rewrite and not a
+    torch module swap: the TorchScript exporter turns a hand-written recurrence either into an unrolled graph that
+    fixes T or into a Loop that ORT runs node by node per step; rewriting the one GRU node keeps ORT's fused kernel.
+    Measured (bench/bench_quant.py): on ORT it costs latency and, quantized, accuracy, because ORT's GRU kernel
+    already does the input projection for all t as one GEMM and the identity input GEMM left behind is larger.
+    """
+    numpy_helper = require("onnx.numpy_helper", EXTRA)
+    helper = require("onnx.helper", EXTRA)
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    for node in [n for n in graph.node if n.op_type == "GRU"]:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("layout", 0) != 0:
+            raise UnsupportedError("hoisting the GRU input projection supports layout=0 GRUs only")
+        inputs = list(node.input) + [""] * (6 - len(node.input))
+        x, w_name, r_name, b_name, seq_lens, h0 = inputs[:6]
+        if w_name not in inits or r_name not in inits or (b_name and b_name not in inits):
+            raise UnsupportedError(f"GRU {node.name!r} has computed weights; only constant weights can be hoisted")
+        hidden = int(attrs["hidden_size"])
+        w, r = numpy_helper.to_array(inits[w_name]), numpy_helper.to_array(inits[r_name])
+        dirs = w.shape[0]
+        b = numpy_helper.to_array(inits[b_name]) if b_name else np.zeros((dirs, 6 * hidden), np.float32)
+        direction = attrs.get("direction", b"forward")
+        direction = direction.decode() if isinstance(direction, bytes) else direction
+        names = ["forward", "reverse"] if dirs == 2 else [direction]
+        p = f"{node.name or 'GRU'}/hoisted"
+        gates = 3 * hidden
+        new_inits = [
+            numpy_helper.from_array(np.ascontiguousarray(np.concatenate(list(w), 0).T), f"{p}/W_ih"),  # [K, D*3H]
+            numpy_helper.from_array(np.concatenate([b[d, :gates] for d in range(dirs)]), f"{p}/b_ih"),
+            numpy_helper.from_array(np.array([gates, gates], np.int64), f"{p}/eye_shape"),
+            numpy_helper.from_array(np.array([0], np.int64), f"{p}/axis0"),
+        ]
+        new_nodes = [
+            helper.make_node("MatMul", [x, f"{p}/W_ih"], [f"{p}/xW"], name=f"{p}/MatMul"),
+            helper.make_node("Add", [f"{p}/xW", f"{p}/b_ih"], [f"{p}/gates"], name=f"{p}/Add"),
+            helper.make_node("ConstantOfShape", [f"{p}/eye_shape"], [f"{p}/zeros"], name=f"{p}/Zeros",
+                             value=numpy_helper.from_array(np.zeros(1, np.float32))),
+            helper.make_node("EyeLike", [f"{p}/zeros"], [f"{p}/eye2d"], name=f"{p}/EyeLike"),
+            helper.make_node("Unsqueeze", [f"{p}/eye2d", f"{p}/axis0"], [f"{p}/W_identity"], name=f"{p}/Unsqueeze"),
+        ]
+        if dirs == 2:
+            new_inits.append(numpy_helper.from_array(np.array([gates, gates], np.int64), f"{p}/split"))
+            new_nodes.append(helper.make_node("Split", [f"{p}/gates", f"{p}/split"], [f"{p}/gates0", f"{p}/gates1"],
+                                              name=f"{p}/Split", axis=-1))
+            xs = [f"{p}/gates0", f"{p}/gates1"]
+        else:
+            xs = [f"{p}/gates"]
+        ys, yhs = [], []
+        for d in range(dirs):
+            new_inits.append(numpy_helper.from_array(np.ascontiguousarray(r[d:d + 1]), f"{p}/R{d}"))
+            rec_bias = np.concatenate([np.zeros(gates, np.float32), b[d, gates:]])[None]
+            new_inits.append(numpy_helper.from_array(rec_bias.astype(np.float32), f"{p}/B{d}"))
+            h0_d = ""
+            if h0:
+                new_inits.append(numpy_helper.from_array(np.array([d], np.int64), f"{p}/index{d}"))
+                new_nodes.append(helper.make_node("Gather", [h0, f"{p}/index{d}"], [f"{p}/h0_{d}"],
+                                                  name=f"{p}/Gather{d}", axis=0))
+                h0_d = f"{p}/h0_{d}"
+            ys.append(f"{p}/Y{d}")
+            yhs.append(f"{p}/Y_h{d}")
+            new_nodes.append(helper.make_node(
+                "GRU", [xs[d], f"{p}/W_identity", f"{p}/R{d}", f"{p}/B{d}", seq_lens, h0_d], [ys[d], yhs[d]],
+                name=f"{p}/GRU{d}", **{**attrs, "direction": names[d]}))
+        outs = list(node.output) + [""] * (2 - len(node.output))
+        if outs[0]:
+            new_nodes.append(helper.make_node("Concat", ys, [outs[0]], name=f"{p}/ConcatY", axis=1) if dirs == 2
+                             else helper.make_node("Identity", ys, [outs[0]], name=f"{p}/Y"))
+        if len(outs) > 1 and outs[1]:
+            new_nodes.append(helper.make_node("Concat", yhs, [outs[1]], name=f"{p}/ConcatY_h", axis=0) if dirs == 2
+                             else helper.make_node("Identity", yhs, [outs[1]], name=f"{p}/Y_h"))
+        position = list(graph.node).index(node)
+        graph.node.remove(node)
+        for k, new in enumerate(new_nodes):
+            graph.node.insert(position + k, new)
+        graph.initializer.extend(new_inits)
+    used = {i for n in graph.node for i in n.input}
+    for init in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(init)
+    return model
+
+
+def op_census(model) -> dict[str, dict[str, int]]:
+    """Which op types compute in int8, fp16 and fp32 in a (quantized) graph; weight-only ones are listed apart.
+
+    Q/DQ bookkeeping and constant-only nodes (weight preparation the runtime folds) are left out. A QDQ-wrapped op
+    (its data input dequantized from a quantized activation) counts as int8: ORT fuses it into an integer kernel.
+    """
+    from onnx import TensorProto
+
+    graph = model.graph
+    constant = {t.name for t in graph.initializer} | {""}
+    types = {v.name: v.type.tensor_type.elem_type for v in graph.input}
+    types.update({t.name: t.data_type for t in graph.initializer})
+    producer: dict = {}
+    census: dict[str, dict[str, int]] = {"int8_ops": {}, "fp16_ops": {}, "float_ops": {}, "weight_only_ops": {}}
+    floats = {TensorProto.FLOAT: "float_ops", TensorProto.DOUBLE: "float_ops", TensorProto.FLOAT16: "fp16_ops"}
+
+    def bump(kind, op):
+        census[kind][op] = census[kind].get(op, 0) + 1
+
+    aux, acc, dequantized = set(), set(), set()  # dynamic-quant scales, int32 accumulators, int8-stored weights
+    for node in graph.node:
+        attrs = {a.name: a for a in node.attribute}
+        first = next((types.get(i) for i in node.input if i and types.get(i)), TensorProto.FLOAT)
+        if node.op_type == "Cast":
+            out_type = attrs["to"].i
+        elif node.op_type in ("Shape", "Size"):
+            out_type = TensorProto.INT64
+        elif node.op_type == "DequantizeLinear":
+            out_type = TensorProto.FLOAT
+        elif node.op_type in ("QuantizeLinear", "DynamicQuantizeLinear") or node.op_type.startswith("QLinear"):
+            out_type = TensorProto.UINT8
+        elif node.op_type in ("ConvInteger", "MatMulInteger"):
+            out_type = TensorProto.INT32
+        elif node.op_type in _INTEGER_OPS:
+            out_type = TensorProto.FLOAT
+        elif node.op_type == "ConstantOfShape":
+            out_type = attrs["value"].t.data_type if "value" in attrs else TensorProto.FLOAT
+        else:
+            out_type = first
+        for o in node.output:
+            types[o] = out_type
+            producer[o] = node
+        inputs = [i for i in node.input if i]
+        if node.op_type == "DynamicQuantizeLinear":
+            types[node.output[1]] = TensorProto.FLOAT
+            aux.update(node.output[1:])
+        if all(i in constant for i in node.input) or node.op_type == "Constant":
+            constant.update(node.output)  # weight preparation the runtime folds at load
+            if any(types.get(i) in (TensorProto.INT8, TensorProto.UINT8) or i in dequantized for i in inputs):
+                dequantized.update(node.output)  # ... from int8 storage: a weight-only int8 weight
+            continue
+        if node.op_type in _QDQ_OPS:
+            continue
+        # dynamic quantization's own arithmetic: scale products, int32 -> float casts, rescaling Muls
+        if node.op_type == "Mul" and all(i in aux or i in constant for i in inputs):
+            aux.update(node.output)
+            continue
+        if node.op_type == "Cast" and inputs[0] in acc:
+            acc.update(node.output)
+            continue
+        if node.op_type == "Mul" and any(i in acc for i in inputs):
+            continue
+        if node.op_type in ("ConvInteger", "MatMulInteger"):
+            acc.update(node.output)
+        if node.op_type in _INTEGER_OPS or node.op_type.startswith("QLinear"):
+            bump("int8_ops", node.op_type)
+            continue
+        data = producer.get(node.input[0]) if node.input else None
+        if data is not None and data.op_type == "DequantizeLinear" and data.input[0] not in constant:
+            bump("int8_ops", node.op_type)
+            continue
+        kind = floats.get(out_type)
+        if kind is None:
+            continue  # integer / shape arithmetic
+        bump(kind, node.op_type)
+        if any(i in dequantized for i in inputs[1:]):
+            bump("weight_only_ops", node.op_type)
+    return census

@@ -429,8 +429,8 @@ class TfliteRunner(Runner):
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ArtifactError(f"LiteRT cannot load {str(self.path)!r}: {first[:300]}") from None
         self._meta = read_metadata(self.path)
-        declared_in = json.loads(self._meta.get("edgeseq.inputs", "null") or "null")
-        declared_out = json.loads(self._meta.get("edgeseq.outputs", "null") or "null")
+        declared_in = _declared(self._meta, "edgeseq.inputs", self.path)
+        declared_out = _declared(self._meta, "edgeseq.outputs", self.path)
         signatures = self._interp.get_signature_list()
         if _SIGNATURE in signatures:
             runner = self._interp.get_signature_runner(_SIGNATURE)
@@ -496,3 +496,20 @@ class TfliteRunner(Runner):
 
 def runner(path, *, device=None, threads=None) -> TfliteRunner:
     return TfliteRunner(path, device=device, threads=threads)
+
+
+def _declared(meta: dict, key: str, path: Path) -> list[dict] | None:
+    """The tensor list edgeseq stamped into the metadata, validated: a corrupted entry is an ArtifactError, not a
+    crash (found by fuzzing)."""
+    text = meta.get(key) or "null"
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, TypeError, ValueError):
+        raise ArtifactError(f"{str(path)!r} has corrupted edgeseq metadata ({key} is not JSON)") from None
+    if value is None:
+        return None
+    shapes_ok = isinstance(value, list) and all(
+        isinstance(d, dict) and isinstance(d.get("name"), str) and isinstance(d.get("shape", []), list) for d in value)
+    if not shapes_ok:
+        raise ArtifactError(f"{str(path)!r} has corrupted edgeseq metadata ({key} is not a list of tensors)")
+    return value

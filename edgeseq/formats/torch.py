@@ -15,6 +15,19 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def int8_reference(module: nn.Module) -> nn.Module:
+    """PyTorch's own int8 for this module: torch.ao dynamic quantization of every nn.Linear and nn.GRU (int8
+    weights, activations quantized per call; convs stay float, torch has no dynamic int8 conv). Deprecated in
+    torch 2.13 in favour of torchao, which quantizes only the Linear layers; this one still takes the GRU."""
+    import copy
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(module).eval(), {nn.Linear, nn.GRU},
+                                                      dtype=torch.qint8)
+
+
 class TorchRunner(Runner):
     format = Format.TORCH
 
@@ -31,8 +44,10 @@ class TorchRunner(Runner):
         super().__init__(device=device, threads=threads)
         self.spec = spec
         self.precision = Precision.parse(precision)
-        if self.precision not in (Precision.FP32, Precision.FP16):
-            raise UnsupportedError(f"the torch runner runs fp32 or fp16, not {self.precision.value}")
+        if self.precision not in (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC):
+            raise UnsupportedError(f"the torch runner runs fp32, fp16 or int8-dynamic, not {self.precision.value}")
+        if self.precision is Precision.INT8_DYNAMIC and self.device != "cpu":
+            raise UnsupportedError("torch's int8 reference (torch.ao dynamic quantization) runs on the CPU only")
         if self.device.startswith("cuda") and not cuda_available():
             raise UnsupportedError("device 'cuda' asked for, but this torch build sees no CUDA GPU")
         self._module, self._weights = module, weights
@@ -41,10 +56,13 @@ class TorchRunner(Runner):
     @property
     def runtime(self) -> str:
         kind = "cuda" if self.device.startswith("cuda") else "cpu"
-        return f"torch-{kind}" + ("-fp16" if self.precision is Precision.FP16 else "")
+        suffix = {Precision.FP16: "-fp16", Precision.INT8_DYNAMIC: "-int8"}.get(self.precision, "")
+        return f"torch-{kind}{suffix}"
 
     def _load(self):
         module = self._module if self._module is not None else self.spec.build(self._weights)
+        if self.precision is Precision.INT8_DYNAMIC:
+            module = int8_reference(module)
         self.module = module.to(self.device, self._dtype).eval()
         return self.spec.inputs, tuple(self.spec.output_names)
 
