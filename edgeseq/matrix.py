@@ -138,7 +138,7 @@ def run_matrix(
                                          options=export_options(module, prec, parents.get(fmt)))
                 if prec is Precision.FP32:
                     parents[fmt] = staged
-                final = out_dir / staged.name
+                final = out_dir / Path(artifact.path).name  # a TensorRT plan-only export writes a .trt.onnx
                 artifacts.append(dataclasses.replace(artifact, path=str(final)))
                 if formats.detect_format(artifact.path) is not fmt:  # e.g. a TensorRT plan without an engine:
                     progress(f"{Path(artifact.path).name}: {artifact.notes[0] if artifact.notes else 'not run'}")

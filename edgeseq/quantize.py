@@ -192,6 +192,11 @@ _DEFAULTS: dict[tuple[Format, Approach], QuantConfig] = {
         quant_format=QuantFormat.QDQ, calibration_method=CalibrationMethod.MINMAX, op_types=("Conv",),
         weight_only=("MatMul", "GRU"),
     ),
+    # TensorRT parses explicit Q/DQ with signed, symmetric int8 only (zero point 0), and folds its own weights
+    (Format.TENSORRT, Approach.INT8_STATIC): QuantConfig(
+        Approach.INT8_STATIC, weight_type=QuantDtype.INT8, activation_type=QuantDtype.INT8, per_channel=True,
+        quant_format=QuantFormat.QDQ, calibration_method=CalibrationMethod.MINMAX, op_types=("Conv",),
+    ),
 }
 
 

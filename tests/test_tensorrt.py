@@ -237,8 +237,7 @@ def test_trtexec_quotes_names_and_omits_shapes_of_a_fixed_profile():
 def test_precision_support_is_explicit(tmp_path):
     with pytest.raises(UnsupportedError, match="no dynamic int8"):
         trt_format.check_precision(Precision.INT8_DYNAMIC)
-    with pytest.raises(UnsupportedError, match="explicit Q/DQ"):
-        trt_format.check_precision(Precision.INT8_STATIC)  # until the ONNX exporter makes Q/DQ models
+    trt_format.check_precision(Precision.INT8_STATIC)  # the ONNX exporter makes the Q/DQ model
     trt_format.check_precision(Precision.INT8_STATIC, TensorRTOptions(onnx_path=tmp_path / "q.onnx"))
 
 
@@ -378,7 +377,6 @@ def test_cli_export_without_tensorrt_writes_the_plan_and_exits_0(run_cli, tmp_pa
     [
         (["export", "cbhg-lite", "--format", "tensorrt", "--shapes", "features=1x1x128"], "bad --shapes"),
         (["export", "cbhg-lite", "--shapes", "features=1x1x128:1x2x128:1x3x128"], "--format tensorrt only"),
-        (["export", "cbhg-lite", "--format", "tensorrt", "-p", "int8-static"], "explicit Q/DQ"),
     ],
 )
 def test_cli_bad_tensorrt_input_is_one_line(run_cli, tmp_path, argv, message):
@@ -561,8 +559,19 @@ def test_jetson_style_recipe_claims_no_parity_for_the_plan(tmp_path):
                       '[latency]\ntime = 50\niterations = 2\n[[budgets]]\ndevice = "jetson-orin"\nprecision = "fp16"\n'
                       'p50_ms = 2.0\n')
     manifest = run_recipe(load_recipe(recipe), tmp_path / "out")
-    art = manifest["artifacts"][0]
+    (art,) = [a for a in manifest["artifacts"] if a["precision"] == "fp16"]  # fp32 is built too, as the baseline
     assert art["file"] == "cbhg-lite.fp16.trt.onnx" and art["parity_passed"] is None
     assert art["notes"][0].startswith(trt_format.NO_ENGINE)
     assert [(b["runtime"], b["status"]) for b in manifest["budgets"]] == [("tensorrt-cuda", "not-measured")]
     assert (tmp_path / "out" / "j" / "cbhg-lite.fp16.trt-build.json").is_file()
+
+
+def test_int8_plan_uses_symmetric_qdq_that_passes_preflight(tmp_path):
+    """TensorRT reads signed, zero-point-0 int8 Q/DQ: the int8 ONNX made for it must pass the parser's rules."""
+    art = trt_format.export(edgeseq.get_model("cbhg-lite"), tmp_path / "cbhg-lite.int8-static.engine",
+                            precision="int8-static", options=TensorRTOptions(engine=EngineBuild.NEVER))
+    onnx_path = tmp_path / "cbhg-lite.int8-static.trt.onnx"
+    report = trt_format.preflight(onnx_path)
+    assert report.ok and report.quantized, report.summary()
+    assert "--stronglyTyped" in art.notes[0]
+    assert edgeseq.check(onnx_path, "cbhg-lite", times=(7, 50), batches=(1,)).passed

@@ -564,7 +564,10 @@ def _to_int8(onnx, parent_path: Path, tmp: Path, config, feeds):
                                 per_channel=config.per_channel, activation_type=qtype[config.activation_type],
                                 weight_type=qtype[config.weight_type], calibrate_method=_ort_method(config),
                                 nodes_to_quantize=nodes, calibration_cache_path=str(cache),
-                                extra_options={"MatMulConstBOnly": True})
+                                # signed int8 activations are made symmetric (zero point 0): what TensorRT reads
+                                extra_options={"MatMulConstBOnly": True,
+                                               "ActivationSymmetric": config.activation_type is QuantDtype.INT8,
+                                               "WeightSymmetric": True})
     except EdgeseqError:
         raise
     except Exception as exc:

@@ -23,6 +23,8 @@ Precision (TensorRT 10 and 11 differ here; both are handled):
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import re
 import shlex
@@ -677,8 +679,13 @@ def _export(spec, out_path: Path, paths: dict[str, Path], precision: Precision, 
         opset = _onnx_opset(paths["onnx"])
     else:
         onnx_precision = Precision.INT8_STATIC if precision is Precision.INT8_STATIC else Precision.FP32
-        onnx_art = onnx_format.export(spec, paths["onnx"], precision=onnx_precision,
-                                      options=options.onnx or onnx_format.OnnxOptions(), weights=weights)
+        onnx_options = options.onnx or onnx_format.OnnxOptions()
+        if onnx_precision is Precision.INT8_STATIC and onnx_options.quant is None:
+            from ..quantize import resolve_config
+
+            onnx_options = dataclasses.replace(onnx_options, quant=resolve_config(Format.TENSORRT, onnx_precision))
+        onnx_art = onnx_format.export(spec, paths["onnx"], precision=onnx_precision, options=onnx_options,
+                                      weights=weights)
         weights_sha, opset = onnx_art.weights_sha256, onnx_art.opset
 
     # 2. preflight: every node the parser would reject is named now, not after a build on the target
