@@ -44,6 +44,15 @@ class Artifact:
         return cls(**d)
 
 
+def artifact_for(path: str | Path, fmt, precision, spec, **fields) -> "Artifact":
+    """The record of a file just written for `spec`: checksum, size and the model's declared I/O filled in."""
+    path = Path(path)
+    return Artifact(path=str(path), format=str(fmt), precision=str(precision), model=spec.name,
+                    sha256=sha256_file(path), size_bytes=path.stat().st_size,
+                    inputs=tuple(t.to_dict() for t in spec.inputs), outputs=tuple(t.to_dict() for t in spec.outputs),
+                    **fields)
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .._lazy import require
 from .._version import __version__
-from ..artifact import Artifact, atomic_path, sha256_file
+from ..artifact import artifact_for, atomic_path, sha256_file
 from ..enums import Format, Precision
 from ..errors import ArtifactError, EdgeseqError, ExportError, RuntimeFailure, UnsupportedError
 from ..runner import Runner
@@ -106,19 +106,12 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Onn
         onnx.save(model, str(tmp))
         _probe_dynamic_shapes(tmp, spec)
     elapsed = time.perf_counter() - started
-    return Artifact(
-        path=str(out_path),
-        format=Format.ONNX.value,
-        precision=precision.value,
-        model=spec.name,
-        sha256=sha256_file(out_path),
-        size_bytes=out_path.stat().st_size,
+    return artifact_for(
+        out_path, Format.ONNX, precision, spec,
         opset=options.opset,
         weights_sha256=state_dict_sha256(module),
         exporter=f"torch.onnx ({options.exporter.value})" + (" + onnxslim" if options.simplify else ""),
         export_seconds=round(elapsed, 3),
-        inputs=tuple(t.to_dict() for t in spec.inputs),
-        outputs=tuple(t.to_dict() for t in spec.outputs),
     )
 
 
@@ -433,20 +426,13 @@ def export_derived(spec, out_path: str | Path, *, precision, options: OnnxOption
             onnx.save(model, str(staged))
             _probe_load_isolated(staged, precision)
             _probe_dynamic_shapes(staged, spec)
-    return Artifact(
-        path=str(out_path),
-        format=Format.ONNX.value,
-        precision=precision.value,
-        model=spec.name,
-        sha256=sha256_file(out_path),
-        size_bytes=out_path.stat().st_size,
+    return artifact_for(
+        out_path, Format.ONNX, precision, spec,
         opset=max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=options.opset),
         weights_sha256=parent_meta.get("edgeseq.weights_sha256", ""),
         exporter=_derived_tool(config),
         export_seconds=round(time.perf_counter() - started, 3),
         parent=parent_sha,
-        inputs=tuple(t.to_dict() for t in spec.inputs),
-        outputs=tuple(t.to_dict() for t in spec.outputs),
         quantization={"config": config.to_dict(), **census},
     )
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from .._lazy import require
 from .._version import __version__
-from ..artifact import Artifact, atomic_path, sha256_file
+from ..artifact import Artifact, artifact_for, atomic_path
 from ..enums import Format, Precision
 from ..errors import ArtifactError, ExportError, InputError, MissingExtraError, RuntimeFailure, UnsupportedError
 from ..runner import Runner
@@ -135,18 +135,11 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Tfl
         _probe(tmp, spec, options)
     elapsed = time.perf_counter() - started
     notes.append(f"float conversion {float_seconds:.1f} s")
-    return Artifact(
-        path=str(out_path),
-        format=Format.TFLITE.value,
-        precision=precision.value,
-        model=spec.name,
-        sha256=sha256_file(out_path),
-        size_bytes=out_path.stat().st_size,
+    return artifact_for(
+        out_path, Format.TFLITE, precision, spec,
         weights_sha256=weights_sha,
         exporter=meta["exporter"] + (" + ai-edge-quantizer" if precision is not Precision.FP32 else ""),
         export_seconds=round(elapsed, 3),
-        inputs=tuple(t.to_dict() for t in spec.inputs),
-        outputs=tuple(t.to_dict() for t in spec.outputs),
         notes=tuple(notes),
     )
 
