@@ -42,6 +42,20 @@ class MatrixOptions:
     calibration: str | None = None  # directory of .npy calibration inputs for int8-static (default: the model's own)
 
 
+def _case_counter(progress: Progress, label: str, total: int):
+    """on_case callback: 'parity of X on Y: 7/20 cases (worst rel L2 so far 3e-07)' as the sweep goes."""
+    state = {"done": 0, "worst": 0.0}
+
+    def on_case(case) -> None:
+        state["done"] += 1
+        for out in case.outputs:
+            if out.rel_l2 == out.rel_l2:
+                state["worst"] = max(state["worst"], out.rel_l2)
+        progress(f"{label}: {state['done']}/{total} cases (worst rel L2 so far {state['worst']:.1e})")
+
+    return on_case
+
+
 def _runtime_devices(fmt: Format) -> list[str]:
     return formats.module_for(fmt).runtime_devices()
 
@@ -146,11 +160,13 @@ def run_matrix(
                 staged = Path(artifact.path)
                 for device in _runtime_devices(fmt):
                     with module.runner(staged, device=device, threads=options.threads) as runner:
-                        progress(f"parity of {staged.name} on {runner.runtime}: {len(feeds)} cases")
+                        label = f"parity of {staged.name} on {runner.runtime}"
+                        progress(f"{label}: 0/{len(feeds)} cases")
                         parity.append(api.check(runner, spec, precision=prec, times=options.times,
                                                 tolerances=options.tolerances,
                                                 batches=options.batches, reference=reference,
-                                                artifact_label=str(final)))
+                                                artifact_label=str(final),
+                                                on_case=_case_counter(progress, label, len(feeds))))
                         progress(f"latency of {staged.name} on {runner.runtime}")
                         result = api.profile(runner, feed=latency_feed, warmup=options.warmup,
                                              iterations=options.iterations, artifact_label=str(final))

@@ -76,3 +76,11 @@ def test_junit_from_report(report_dir):
     data["parity"][0]["cases"][0].update(passed=False, error="boom")
     suite = ET.fromstring(render_junit(data))
     assert suite.get("failures") == "1" and "boom" in suite.find(".//failure").text
+
+
+def test_matrix_reports_progress_case_by_case(tmp_path):
+    messages = []
+    edgeseq.run_matrix("seq-cnn", out_dir=tmp_path / "o", options=MatrixOptions(batches=(1, 2), iterations=2),
+                       progress=messages.append)
+    counts = [m for m in messages if m.startswith("parity of seq-cnn.fp32.onnx") and "/4 cases" in m]
+    assert counts[0].endswith("0/4 cases") and "4/4 cases" in counts[-1] and len(counts) == 5
