@@ -37,49 +37,46 @@ def run_target(name: str, data: bytes) -> None:
         raise AssertionError(f"{name}: {type(exc).__name__}: {exc}") from exc
 
 
-@target("onnx")
-def fuzz_onnx(data: bytes) -> None:
-    import edgeseq
-
-    path = _write(data, ".onnx")
+def _on_file(data: bytes, suffix: str, load) -> None:
+    """Write the bytes to a file with this suffix, hand its path to the loader, always remove it."""
+    path = _write(data, suffix)
     try:
-        with edgeseq.load(path) as runner:
-            runner.inputs  # noqa: B018
+        load(path)
     finally:
         path.unlink()
+
+
+def _open_runner(path: Path) -> None:
+    import edgeseq
+
+    with edgeseq.load(path) as runner:
+        runner.inputs  # noqa: B018
+
+
+@target("onnx")
+def fuzz_onnx(data: bytes) -> None:
+    _on_file(data, ".onnx", _open_runner)
 
 
 @target("profile_toml")
 def fuzz_profile(data: bytes) -> None:
     from edgeseq.devices import load_profile
 
-    path = _write(data, ".toml")
-    try:
-        load_profile(path)
-    finally:
-        path.unlink()
+    _on_file(data, ".toml", load_profile)
 
 
 @target("recipe_toml")
 def fuzz_recipe(data: bytes) -> None:
     from edgeseq.recipe import load_recipe
 
-    path = _write(data, ".toml")
-    try:
-        load_recipe(path)
-    finally:
-        path.unlink()
+    _on_file(data, ".toml", load_recipe)
 
 
 @target("report_json")
 def fuzz_report(data: bytes) -> None:
     from edgeseq.report import load_report
 
-    path = _write(data, ".json")
-    try:
-        load_report(path)
-    finally:
-        path.unlink()
+    _on_file(data, ".json", load_report)
 
 
 @target("checkpoint")
@@ -87,11 +84,7 @@ def fuzz_checkpoint(data: bytes) -> None:
     from edgeseq.models.weights import read_checkpoint
 
     for suffix in (".pt", ".safetensors"):
-        path = _write(data, suffix)
-        try:
-            read_checkpoint(path)
-        finally:
-            path.unlink()
+        _on_file(data, suffix, read_checkpoint)
 
 
 @target("engine_sidecar")
@@ -113,14 +106,7 @@ def fuzz_engine_sidecar(data: bytes) -> None:
 
 @target("tflite")
 def fuzz_tflite(data: bytes) -> None:
-    import edgeseq
-
-    path = _write(data, ".tflite")
-    try:
-        with edgeseq.load(path) as runner:
-            runner.inputs  # noqa: B018
-    finally:
-        path.unlink()
+    _on_file(data, ".tflite", _open_runner)
 
 
 SEEDS = {
