@@ -1,7 +1,8 @@
 """Layer bisection: when parity fails, name the first PyTorch module whose output leaves tolerance.
 
 The PyTorch side records every module's output with forward hooks; the format side exposes the matching internal
-tensors (ONNX: by module scope in node names). Modules are compared in the order PyTorch finished them, so the first
+tensors (ONNX: by module scope in node names; TFLite: by the module stack litert-torch writes into tensor names,
+read back with every intermediate preserved). Modules are compared in the order PyTorch finished them, so the first
 failing one is the earliest layer that diverged; its parents (which contain it) fail after it.
 """
 
@@ -95,16 +96,26 @@ def bisect(
     from .formats import detect_format
 
     fmt = detect_format(artifact)
-    if fmt is not Format.ONNX:
-        raise UnsupportedError(f"layer bisection is not available for {fmt.value} artifacts yet (ONNX only)")
-    from .formats import onnx as onnx_format
+    if fmt not in (Format.ONNX, Format.TFLITE):
+        raise UnsupportedError(f"layer bisection is not available for {fmt.value} artifacts (ONNX and TFLite only)")
 
     precision = Precision.parse(precision)
     tolerances = tolerances or spec.tolerances
     feed = spec.example_inputs(batch=batch, time=time if spec.has_dynamic_time else None, source="speech")
-    expected, kinds = torch_module_outputs(spec.build(weights), feed, spec.input_names)
-    tensors = onnx_format.module_tensors(artifact, list(expected))
-    got = onnx_format.intermediate_outputs(artifact, feed, tensors)
+    module = spec.build(weights)
+    expected, kinds = torch_module_outputs(module, feed, spec.input_names)
+    if fmt is Format.ONNX:
+        from .formats import onnx as onnx_format
+
+        tensors, mixed = onnx_format.module_tensors(artifact, list(expected)), set()
+        got = onnx_format.intermediate_outputs(artifact, feed, tensors)
+    else:
+        from .formats import tflite_layers
+
+        tensors, mixed = tflite_layers.module_tensors(artifact, module)
+        got = tflite_layers.intermediate_outputs(artifact, feed, spec.input_names, tensors)
+        got = {name: _best_layout(expected[name], value) for name, value in got.items() if name in expected}
+        got = {name: value for name, value in got.items() if value is not None}
     names = list(expected)
     got_by_tensor = {name: tensors.get(name) for name in names if name in got}
     layers, skipped = [], []
@@ -115,17 +126,33 @@ def bisect(
             skipped.append(name)
             continue
         err = compare(name, expected[name], value, tol)
+        if not err.passed and name in mixed:
+            skipped.append(name)  # the converter fused it with code outside the module: not its own output
+            continue
         label = name
         if not err.passed:
             # a converter may fuse a module with the next ones that have no node of their own (conv + batch norm):
-            # then this tensor is the output of the last of them
+            # then this tensor is the output of the last of them; take the reading that explains it best
             for later in _absorbed(names, i, got_by_tensor):
-                if expected[later].shape == value.shape and compare(later, expected[later], value, tol).passed:
-                    err = compare(later, expected[later], value, tol)
-                    label = f"{name} (fused with {later.rpartition('.')[2]})"
-                    break
-        layers.append(LayerError(label, kinds[name], tensors[name], err.max_abs, err.rel_l2, err.passed))
+                if expected[later].shape == value.shape:
+                    other = compare(later, expected[later], value, tol)
+                    if other.passed or other.rel_l2 < err.rel_l2 / 2:
+                        err, label = other, f"{name} (fused with {later.rpartition('.')[2]})"
+                        if other.passed:
+                            break
+        layers.append(LayerError(label, kinds[name], str(tensors[name]), err.max_abs, err.rel_l2, err.passed))
     return BisectResult(spec.name, str(artifact), precision.value, tuple(layers), tuple(skipped))
+
+
+def _best_layout(expected: np.ndarray, value: np.ndarray) -> np.ndarray | None:
+    """The candidate layout of a TFLite tensor closest to PyTorch's (NHWC vs NCW, split directions, ...)."""
+    from .formats.tflite_layers import align_to
+
+    candidates = align_to(expected, value)
+    if not candidates:
+        return None
+    errors = [float(np.linalg.norm(c - expected)) for c in candidates]
+    return candidates[int(np.argmin(errors))]
 
 
 def _absorbed(names: list[str], i: int, got: dict) -> list[str]:

@@ -14,6 +14,13 @@ def lite_onnx(tmp_path_factory):
     return edgeseq.export("cbhg-lite", "onnx", out_dir=out)
 
 
+@pytest.fixture(scope="session")
+def lite_tflite(tmp_path_factory):
+    """One cbhg-lite TFLite export (about 20 s) shared by the TFLite and bisection tests."""
+    pytest.importorskip("litert_torch", reason="needs litert-torch: pip install 'edgeseq[tflite]'")
+    return edgeseq.export("cbhg-lite", "tflite", out_dir=tmp_path_factory.mktemp("lite-tflite"))
+
+
 @pytest.fixture
 def run_cli():
     """Run the real `edgeseq` entry point in a subprocess: exit codes and stderr as a user sees them."""

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import onnx
 import pytest
 from conftest import assert_one_line_error
@@ -63,7 +64,66 @@ def test_cli_check_bisect(run_cli, lite_onnx, tmp_path):
 
 
 def test_bisect_other_formats_is_clear(tmp_path):
-    path = tmp_path / "m.tflite"
-    path.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(24))
-    with pytest.raises(UnsupportedError, match="ONNX only"):
+    path = tmp_path / "m.engine"
+    path.write_bytes(b"not an engine" * 4)
+    with pytest.raises(UnsupportedError, match="ONNX and TFLite only"):
         edgeseq.bisect(path, edgeseq.get_model("cbhg-lite"))
+
+
+def corrupt_tflite_weight(src, dst, name_part, rank=4):
+    """Scale part of a constant weight tensor of a .tflite in place: its bytes are found in the flatbuffer."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(src))
+    detail = next(d for d in interp.get_tensor_details()
+                  if name_part in d["name"] and len(d["shape"]) == rank and d["dtype"] == np.float32)
+    weight = np.array(interp.get_tensor(detail["index"]))
+    data = bytearray(open(src, "rb").read())
+    at = data.find(weight.tobytes())
+    assert at >= 0 and data.find(weight.tobytes(), at + 1) < 0, "weight bytes not unique in the file"
+    bad = weight.copy()
+    bad.flat[: max(1, bad.size // 8)] *= 2.0
+    data[at: at + bad.nbytes] = bad.tobytes()
+    open(dst, "wb").write(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "name_part, module",
+    [
+        ("ConvBank_bank/edgeseq.models.cbhg.ConvBN_3/", "bank.convs.3.conv"),
+        ("Sequential_projections/edgeseq.models.cbhg.ConvBN_1/", "projections.1.conv"),
+    ],
+)
+def test_tflite_names_the_corrupted_layer(lite_tflite, tmp_path, name_part, module):
+    bad = tmp_path / "bad.tflite"
+    corrupt_tflite_weight(lite_tflite.path, bad, name_part)
+    assert not edgeseq.check(bad, "cbhg-lite", times=(20,), batches=(1,)).passed
+    result = edgeseq.bisect(bad, edgeseq.get_model("cbhg-lite"), time=37)
+    first = result.first_divergent
+    assert first is not None and first.module.startswith(module), first
+    before = result.layers[: result.layers.index(first)]
+    assert before and all(layer.passed for layer in before)
+
+
+def test_tflite_good_artifact_maps_the_layers(lite_tflite):
+    result = edgeseq.bisect(lite_tflite.path, edgeseq.get_model("cbhg-lite"), time=37)
+    assert result.first_divergent is None
+    compared = {layer.module.split(" ")[0] for layer in result.layers}
+    # the conv stack, the highway blocks and the GRU inside the WHILE loop are all matched to a tensor
+    assert {"bank.convs.0", "pool", "projections.1", "highway.1", "gru.rnn"} <= compared
+
+
+def test_tflite_gru_corruption_is_pinned_on_the_gru(lite_tflite, tmp_path):
+    """A wrong GRU weight is blamed on gru.rnn, after every earlier layer passed."""
+    bad = tmp_path / "bad.tflite"
+    corrupt_tflite_weight(lite_tflite.path, bad, "LoopGRU_rnn", rank=2)
+    first = edgeseq.bisect(bad, edgeseq.get_model("cbhg-lite"), time=37).first_divergent
+    assert first is not None and first.module == "gru.rnn", first
+
+
+def test_cli_check_bisect_tflite(run_cli, lite_tflite, tmp_path):
+    bad = tmp_path / "bad.tflite"
+    corrupt_tflite_weight(lite_tflite.path, bad, "ConvBank_bank/edgeseq.models.cbhg.ConvBN_5/")
+    proc = run_cli("check", str(bad), "--model", "cbhg-lite", "--times", "20", "--bisect")
+    assert proc.returncode == 1
+    assert "first divergent layer: bank.convs.5.conv" in proc.stdout
