@@ -22,7 +22,34 @@ from .errors import InputError
 from .parity import Tolerances
 from .report import Report, render_markdown, write_html
 
-Progress = Callable[[str], None]
+@dataclasses.dataclass(frozen=True)
+class ProgressEvent:
+    """What the matrix is doing: a message, the steps of the whole run (exports, parity sweeps, latency runs), and the
+    cases of the parity sweep under way. str() is the message, so `progress=print` works."""
+
+    message: str
+    step: int  # steps finished
+    steps: int  # steps planned
+    done: int | None = None  # cases of the current parity sweep finished (None: no sweep under way)
+    total: int | None = None
+    worst_rel_l2: float | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+Progress = Callable[[ProgressEvent], None]
+
+
+class _Tracker:
+    def __init__(self, progress: Progress, steps: int):
+        self.progress, self.steps, self.step = progress, steps, 0
+
+    def say(self, message: str, **cases) -> None:
+        self.progress(ProgressEvent(message, self.step, self.steps, **cases))
+
+    def advance(self, n: int = 1) -> None:
+        self.step = min(self.steps, self.step + n)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +69,7 @@ class MatrixOptions:
     calibration: str | None = None  # directory of .npy calibration inputs for int8-static (default: the model's own)
 
 
-def _case_counter(progress: Progress, label: str, total: int):
+def _case_counter(track: _Tracker, label: str, total: int):
     """on_case callback: 'parity of X on Y: 7/20 cases (worst rel L2 so far 3e-07)' as the sweep goes."""
     state = {"done": 0, "worst": 0.0}
 
@@ -51,7 +78,8 @@ def _case_counter(progress: Progress, label: str, total: int):
         for out in case.outputs:
             if out.rel_l2 == out.rel_l2:
                 state["worst"] = max(state["worst"], out.rel_l2)
-        progress(f"{label}: {state['done']}/{total} cases (worst rel L2 so far {state['worst']:.1e})")
+        track.say(f"{label}: {state['done']}/{total} cases (worst rel L2 so far {state['worst']:.1e})",
+                  done=state["done"], total=total, worst_rel_l2=state["worst"])
 
     return on_case
 
@@ -111,7 +139,11 @@ def run_matrix(
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {str(out_dir)!r} exists and is not a directory")
     feeds = list(api.parity_feeds(spec, options.times, options.batches, None))  # validates the sweep up front
-    progress(f"building the PyTorch original of {spec.name}")
+    int8 = any(p in (Precision.INT8_DYNAMIC, Precision.INT8_STATIC) for p in precs)
+    devices = {fmt: _runtime_devices(fmt) for fmt in fmts}
+    track = _Tracker(progress, 1 + cuda_available() + int8
+                     + sum(len(precs) * (1 + 2 * len(devices[fmt])) for fmt in fmts))
+    track.say(f"building the PyTorch original of {spec.name}")
     reference = TorchRunner(spec, weights=weights, threads=options.threads).load()  # bad weights fail here
     latency_feed = spec.example_inputs(batch=1, time=options.latency_time if spec.has_dynamic_time else None)
 
@@ -122,62 +154,70 @@ def run_matrix(
     finished = False
     try:
         artifacts, parity, latency = [], [], []
-        progress(f"timing torch-cpu eager (reference) at T={next(iter(latency_feed.values())).shape[1]}")
+        track.say(f"timing torch-cpu eager (reference) at T={next(iter(latency_feed.values())).shape[1]}")
         latency.append(api.profile(reference, feed=latency_feed, warmup=options.warmup,
                                    iterations=options.iterations, artifact_label=""))
+        track.advance()
         if cuda_available():
             with TorchRunner(spec, weights=weights, device="cuda") as gpu:
-                progress("checking torch-cuda against the CPU original")
+                track.say("checking torch-cuda against the CPU original")
                 parity.append(api.check(gpu, spec, times=options.times, batches=options.batches,
                                         tolerances=options.tolerances,
                                         reference=reference, artifact_label=""))
                 latency.append(api.profile(gpu, feed=latency_feed, warmup=options.warmup,
                                            iterations=options.iterations, artifact_label=""))
+            track.advance()
         references = []
-        if any(p in (Precision.INT8_DYNAMIC, Precision.INT8_STATIC) for p in precs):
+        if int8:
             with TorchRunner(spec, weights=weights, threads=options.threads, precision=Precision.INT8_DYNAMIC) as q8:
-                progress("checking PyTorch's own int8 (torch.ao dynamic) against the fp32 original")
+                track.say("checking PyTorch's own int8 (torch.ao dynamic) against the fp32 original")
                 references.append(api.check(q8, spec, precision=Precision.INT8_DYNAMIC, times=options.times,
                                             batches=options.batches, reference=reference, artifact_label=""))
                 latency.append(dataclasses.replace(
                     api.profile(q8, feed=latency_feed, warmup=options.warmup, iterations=options.iterations,
                                 artifact_label=""), precision=Precision.INT8_DYNAMIC.value))
+            track.advance()
         parents: dict[Format, Path] = {}
         for fmt in fmts:
             for prec in precs:
-                progress(f"exporting {spec.name} to {fmt.value} {prec.value}")
+                track.say(f"exporting {spec.name} to {fmt.value} {prec.value}")
                 module = formats.module_for(fmt)
                 staged = staging / api.artifact_name(spec, fmt, prec)
                 artifact = module.export(spec, staged, precision=prec, weights=weights,
                                          options=export_options(module, prec, parents.get(fmt)))
+                track.advance()
                 if prec is Precision.FP32:
                     parents[fmt] = staged
                 final = out_dir / Path(artifact.path).name  # a TensorRT plan-only export writes a .trt.onnx
                 artifacts.append(dataclasses.replace(artifact, path=str(final)))
                 if formats.detect_format(artifact.path) is not fmt:  # e.g. a TensorRT plan without an engine:
-                    progress(f"{Path(artifact.path).name}: {artifact.notes[0] if artifact.notes else 'not run'}")
+                    track.advance(2 * len(devices[fmt]))
+                    track.say(f"{Path(artifact.path).name}: {artifact.notes[0] if artifact.notes else 'not run'}")
                     continue  # nothing runs it here, so no parity or latency row claims anything for it
                 staged = Path(artifact.path)
-                for device in _runtime_devices(fmt):
+                for device in devices[fmt]:
                     with module.runner(staged, device=device, threads=options.threads) as runner:
                         label = f"parity of {staged.name} on {runner.runtime}"
-                        progress(f"{label}: 0/{len(feeds)} cases")
+                        track.say(f"{label}: 0/{len(feeds)} cases", done=0, total=len(feeds))
                         parity.append(api.check(runner, spec, precision=prec, times=options.times,
                                                 tolerances=options.tolerances,
                                                 batches=options.batches, reference=reference,
                                                 artifact_label=str(final),
-                                                on_case=_case_counter(progress, label, len(feeds))))
-                        progress(f"latency of {staged.name} on {runner.runtime}")
+                                                on_case=_case_counter(track, label, len(feeds))))
+                        track.advance()
+                        track.say(f"latency of {staged.name} on {runner.runtime}")
                         result = api.profile(runner, feed=latency_feed, warmup=options.warmup,
                                              iterations=options.iterations, artifact_label=str(final))
                         latency.append(dataclasses.replace(result, artifact_bytes=artifact.size_bytes,
                                                            precision=prec.value))
+                        track.advance()
         report = Report(model=spec.summary(), environment={**fingerprint(), "threads": options.threads},
                         artifacts=tuple(artifacts), parity=tuple(parity), latency=tuple(latency),
                         references=tuple(references),
                         quantization=quant_summaries(artifacts, parity, latency, references))
         for staged_file in sorted(staging.iterdir()):  # artifacts and their companions (plans, sidecars, caches)
             staged_file.replace(out_dir / staged_file.name)
+        track.say("writing report.json, report.md and report.html")
         report.save(out_dir / "report.json")
         write_text_atomic(out_dir / "report.md", render_markdown(report.to_dict()))
         write_html(report.to_dict(), out_dir / "report.html")

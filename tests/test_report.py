@@ -82,5 +82,9 @@ def test_matrix_reports_progress_case_by_case(tmp_path):
     messages = []
     edgeseq.run_matrix("seq-cnn", out_dir=tmp_path / "o", options=MatrixOptions(batches=(1, 2), iterations=2),
                        progress=messages.append)
-    counts = [m for m in messages if m.startswith("parity of seq-cnn.fp32.onnx") and "/4 cases" in m]
-    assert counts[0].endswith("0/4 cases") and "4/4 cases" in counts[-1] and len(counts) == 5
+    counts = [m for m in messages if str(m).startswith("parity of seq-cnn.fp32.onnx") and "/4 cases" in str(m)]
+    assert str(counts[0]).endswith("0/4 cases") and "4/4 cases" in str(counts[-1]) and len(counts) == 5
+    assert [m.done for m in counts] == [0, 1, 2, 3, 4] and {m.total for m in counts} == {4}
+    # the run's steps only move forward and end complete: reference timing, export, parity sweep, latency
+    steps = [m.step for m in messages]
+    assert steps == sorted(steps) and messages[-1].step == messages[-1].steps == 4

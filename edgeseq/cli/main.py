@@ -21,6 +21,7 @@ from rich.markup import escape
 from ..artifact import write_text_atomic
 from ..errors import EdgeseqError
 from . import args
+from .progress import matrix_progress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Export sequence models to edge formats; check parity and latency against PyTorch.")
@@ -173,9 +174,9 @@ def export_cmd(
                             quant=tuple(quant or ()),
                             calibration=str(calibration) if calibration is not None else None)
     target = out_dir or Path("edgeseq-out") / model
-    with err.status("starting") as status:
+    with matrix_progress(err) as progress:
         report = run_matrix(model, format or ["onnx"], precisions, out_dir=target, weights=weights, options=options,
-                            progress=lambda msg: status.update(msg))
+                            progress=progress)
     data = report.to_dict()
     print_table(data, out)
     _print_artifact_notes(data)
@@ -196,8 +197,8 @@ def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None) 
         path = builtin_recipe(name_or_path)
     recipe = load_recipe(path)
     root = out_dir or Path("edgeseq-out")
-    with err.status(f"recipe {recipe.name}") as status:
-        manifest = run_recipe(recipe, root, progress=lambda msg: status.update(msg))
+    with matrix_progress(err) as progress:
+        manifest = run_recipe(recipe, root, progress=progress)
     report = manifest.pop("report")
     print_table(report, out)
     _print_artifact_notes(report)
