@@ -53,6 +53,7 @@ class Transport:
     remote_dir: str = "/tmp/edgeseq"
     known_hosts: str = ""  # ssh: a known_hosts file to check the host key against strictly (default: ssh's own)
     benchmark_model: str = ""  # adb: LiteRT's benchmark_model on the device (default: remote_dir/benchmark_model)
+    trtexec: str = ""  # tensorrt over ssh: TensorRT's trtexec on the device (default: trtexec on its PATH)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -104,7 +105,7 @@ _TOP = {"name": str, "description": str, "runtime": str, "delegate": str, "threa
         "transport": dict, "tolerances": dict}
 _REQUIRED = ("name", "runtime", "delegate", "transport")
 _TRANSPORT = {"kind": str, "host": str, "user": str, "port": int, "key": str, "python": str, "serial": str,
-              "remote_dir": str, "known_hosts": str, "benchmark_model": str}
+              "remote_dir": str, "known_hosts": str, "benchmark_model": str, "trtexec": str}
 _TRANSPORT_REQUIRED = {TransportKind.SSH: ("host",), TransportKind.ADB: (), TransportKind.LOCAL: ()}
 
 

@@ -188,7 +188,7 @@ def test_profiles_pick_the_right_runner(tflite, lite_onnx):
     assert isinstance(checker, RemoteRunner) and isinstance(checker.connection, AdbConnection)
     with pytest.raises(InputError, match="runs litert, which takes .tflite files"):
         runner_for(lite_onnx.path, pixel)
-    with pytest.raises(edgeseq.errors.UnsupportedError, match="runs tensorrt"):
+    with pytest.raises(InputError, match="runs tensorrt, which takes .onnx files"):  # it builds its own engine
         runner_for(tflite, get_profile("jetson-orin"))
 
 

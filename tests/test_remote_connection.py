@@ -105,4 +105,5 @@ def test_device_runner_speaks_the_hosts_protocol():
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module.split(".")[0])
-    assert imported <= {"json", "sys", "time", "os", "resource", "numpy", "onnxruntime"}, imported  # never edgeseq
+    assert imported <= {"json", "sys", "time", "os", "resource", "subprocess", "tempfile", "numpy",
+                        "onnxruntime"}, imported  # the standard library, numpy, a runtime; never edgeseq

@@ -86,15 +86,17 @@ class Sshd:
             self.proc.terminate()
             self.proc.wait(timeout=10)
 
-    def profile(self, name: str = "loopback", **transport) -> Path:
+    def profile(self, name: str = "loopback", runtime: str = "onnxruntime", delegate: str = "cpu",
+                **transport) -> Path:
         """A device profile (.toml) reaching this server; keyword arguments override [transport] keys."""
         t = {"kind": "ssh", "host": "127.0.0.1", "user": _user(), "port": self.port,
              "key": str(self.root / "client_key"), "known_hosts": str(self.root / "known_hosts"),
              "python": sys.executable, "remote_dir": str(self.root / "device")}
         t.update(transport)
-        lines = [f'name = "{name}"', 'runtime = "onnxruntime"', 'delegate = "cpu"', "threads = 2", "[transport]"]
+        lines = [f'name = "{name}"', f'runtime = "{runtime}"', f'delegate = "{delegate}"', "threads = 2",
+                 "[transport]"]
         lines += [f"{k} = {v}" if isinstance(v, int) else f'{k} = "{v}"' for k, v in t.items()]
-        path = self.root / f"{name}-{abs(hash(tuple(sorted(t.items()))))}.toml"
+        path = self.root / f"{name}-{runtime}-{abs(hash(tuple(sorted(t.items()))))}.toml"
         path.write_text("\n".join(lines) + "\n")
         return path
 
@@ -277,3 +279,57 @@ def test_prefetched_answers_are_used_and_errors_stay_per_case(sshd, lite_onnx):
         assert calls == [] and outs[0]["encoded"].shape[:2] == (1, 7)
         with edgeseq.load(lite_onnx.path) as local:
             np.testing.assert_allclose(outs[1]["encoded"], local.infer(feeds[1])["encoded"], rtol=1e-5, atol=1e-6)
+
+
+# ---- TensorRT devices (Jetson): the engine is built on the device by trtexec ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trt_onnx(tmp_path_factory):
+    """A TensorRT plan-only export: the TensorRT-ready ONNX and its build plan (no TensorRT here)."""
+    return edgeseq.export("cbhg-lite", "tensorrt", precision="fp16", out_dir=tmp_path_factory.mktemp("trt"))
+
+
+def _fake_trtexec(tmp_path) -> str:
+    wrapper = tmp_path / "trtexec"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).parent / 'fake_trtexec.py'} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def test_tensorrt_device_builds_once_and_checks_parity_here(sshd, trt_onnx, tmp_path):
+    assert trt_onnx.path.endswith(".trt.onnx")
+    profile = sshd.profile("jetson-like", runtime="tensorrt", delegate="tensorrt", trtexec=_fake_trtexec(tmp_path),
+                           remote_dir=str(tmp_path / "jetson"))
+    result = edgeseq.check(trt_onnx.path, device=str(profile), times=(7, 50), batches=(1, 2))
+    assert result.passed and len(result.cases) == 8  # 2 T x 2 batch x (speech, random)
+    assert result.runtime == "tensorrt-tensorrt@jetson-like" and result.precision == "fp16"
+    cache = tmp_path / "jetson" / "cache"
+    engines = list(cache.glob("*.engine"))
+    assert len(engines) == 1
+    built = json.loads(engines[0].read_text())
+    assert "--fp16" in built["flags"]  # the build plan's precision flag reached trtexec
+    assert built["profile"]["features"]["max"][1] >= 1000  # and its optimization profile
+    stamp = engines[0].stat().st_mtime_ns
+    timing = edgeseq.profile(trt_onnx.path, device=str(profile), warmup=2, iterations=9, time=50)
+    assert engines[0].stat().st_mtime_ns == stamp  # a second session reuses the cached engine
+    assert timing.iterations == 9 and 0 < timing.min_ms <= timing.p50_ms <= timing.p99_ms
+    assert timing.runtime == "tensorrt-tensorrt@jetson-like"
+
+
+def test_tensorrt_device_without_trtexec_is_one_line(sshd, trt_onnx, tmp_path, run_cli):
+    profile = sshd.profile("jetson-like", runtime="tensorrt", delegate="tensorrt",
+                           trtexec=str(tmp_path / "no-such-trtexec"), remote_dir=str(tmp_path / "jetson"))
+    proc = run_cli("check", trt_onnx.path, "--device", str(profile))
+    line = assert_one_line_error(proc)
+    assert "trtexec was not found" in line and "[transport] trtexec" in line, line
+
+
+def test_tensorrt_device_refuses_shapes_outside_the_profile(sshd, trt_onnx, tmp_path):
+    profile = sshd.profile("jetson-like", runtime="tensorrt", delegate="tensorrt", trtexec=_fake_trtexec(tmp_path),
+                           remote_dir=str(tmp_path / "jetson"))
+    with edgeseq.load(trt_onnx.path, device=str(profile)) as runner:
+        x = np.zeros((1, 50, 128), np.float32)
+        assert runner.infer({"features": x})[runner.output_names[0]].shape[:2] == (1, 50)
+        with pytest.raises(edgeseq.errors.RuntimeFailure, match="outside the optimization profile"):
+            runner.infer({"features": np.zeros((1, 5000, 128), np.float32)})

@@ -36,7 +36,8 @@ from .connection import Completed, Connection, RetryPolicy, check_remote_path, l
 
 SCRIPT = "device_runner.py"
 ERROR_PREFIX = "edgeseq-device-error: "  # kept equal to device_runner.ERROR_PREFIX (a test checks)
-PYTHON_RUNTIMES = {"onnxruntime": Format.ONNX, "litert": Format.TFLITE}
+PYTHON_RUNTIMES = {"onnxruntime": Format.ONNX, "litert": Format.TFLITE,
+                   "tensorrt": Format.ONNX}  # TensorRT: the device builds its engine from the TensorRT-ready ONNX
 _PROVIDERS = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "tensorrt",
               "XnnpackExecutionProvider": "xnnpack", "NnapiExecutionProvider": "nnapi"}
 DESCRIBE_TIMEOUT_S = 300
@@ -96,6 +97,7 @@ class RemoteRunner(Runner):
         self._info: dict = {}
         self._script_name = ""
         self._artifact_name = ""
+        self._model_name = ""  # what the device runner opens: the artifact, or a TensorRT build job naming it
 
     # ---- Runner ------------------------------------------------------------------------------------------------
     @property
@@ -123,6 +125,12 @@ class RemoteRunner(Runner):
             self._script_name = f"runner-{hashlib.sha256(script).hexdigest()[:16]}.py"
             self._artifact_name = f"{sha256_file(self.path)[:16]}-{self.path.name}"
             check_remote_path(self._artifact_name, "artifact file name")
+            self._model_name, job = self._artifact_name, None
+            if self.profile.runtime.value == "tensorrt":
+                from .tensorrt_job import build_job
+
+                job = build_job(self.path, self._artifact_name, self.profile.transport.trtexec)
+                self._model_name = f"trt-{hashlib.sha256(job).hexdigest()[:16]}.json"
             missing = self._missing_from_cache()
             if missing:
                 stage = Path(self._local) / "stage"
@@ -131,12 +139,15 @@ class RemoteRunner(Runner):
                     (stage / self._script_name).write_bytes(script)
                 if self._artifact_name in missing:
                     _link_or_copy(self.path, stage / self._artifact_name)
+                if job is not None and self._model_name in missing:
+                    (stage / self._model_name).write_bytes(job)
                 self.connection.push([str(stage / name) for name in missing], f"{self.remote_dir}/{self.job_dir}")
                 shutil.rmtree(stage, ignore_errors=True)
             moves = " && ".join(f"mv -f {self.job_dir}/{n} cache/{n}" for n in missing)
-            describe = self._python_command("describe", f"cache/{self._artifact_name}", self.profile.runtime.value,
+            describe = self._python_command("describe", f"cache/{self._model_name}", self.profile.runtime.value,
                                             self.profile.delegate.value, str(self.threads or 0))
-            done = self._run_in_dir(f"{moves} && {describe}" if moves else describe, DESCRIBE_TIMEOUT_S)
+            timeout = DESCRIBE_TIMEOUT_S if job is None else max(DESCRIBE_TIMEOUT_S, self.timeout_s)  # engine build
+            done = self._run_in_dir(f"{moves} && {describe}" if moves else describe, timeout)
             lines = done.out_text.strip().splitlines()
             try:
                 self._info = json.loads(lines[-1] if lines else "")
@@ -218,7 +229,7 @@ class RemoteRunner(Runner):
         np.savez(local / "feeds.npz", **{f"case{i}/{name}": value for i, feed in enumerate(feeds)
                                          for name, value in feed.items()})
         job = {
-            "model": f"cache/{self._artifact_name}",
+            "model": f"cache/{self._model_name}",
             "runtime": self.profile.runtime.value,
             "delegate": self.profile.delegate.value,
             "threads": self.threads,
@@ -245,7 +256,7 @@ class RemoteRunner(Runner):
         return " ".join([self.python, f"cache/{self._script_name}", *(shlex.quote(a) for a in args)])
 
     def _missing_from_cache(self) -> list[str]:
-        names = [self._script_name, self._artifact_name]
+        names = list(dict.fromkeys([self._script_name, self._artifact_name, self._model_name]))
         probe = (f"mkdir -p {self.remote_dir}/cache {self.remote_dir}/{self.job_dir} && cd {self.remote_dir}/cache && "
                  f"for f in {' '.join(names)}; do [ -f \"$f\" ] || echo \"$f\"; done")
         done = self.connection.run(probe, timeout=DESCRIBE_TIMEOUT_S)
