@@ -78,6 +78,33 @@ def graph_ms(fn, iterations: int) -> float:
     return float(np.median(times))
 
 
+def eager_ms(fn, iterations: int) -> float:
+    """Median device time of fn() launched directly (the fallback when graph capture fails)."""
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iterations):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return float(np.median(times))
+
+
+def timed(fn, iterations: int, row: dict, key: str) -> float:
+    """Graph replay time; if capturing fails, record why and time direct launches instead (key + '_eager')."""
+    try:
+        return graph_ms(fn, iterations)
+    except Exception as exc:  # noqa: BLE001
+        row.setdefault("graph_errors", []).append(f"{key}: {short_error(exc)}")
+        torch.cuda.synchronize()
+        row[key + "_timing"] = "eager (graph capture failed)"
+        return eager_ms(fn, iterations)
+
+
 def rel_l2(got: torch.Tensor, ref: torch.Tensor) -> float:
     got, ref = got.detach().double().cpu(), ref.detach().double().cpu()
     return float(torch.linalg.vector_norm(got - ref) / torch.linalg.vector_norm(ref))
@@ -129,9 +156,10 @@ def probe_shape(batch: int, steps: int, hidden: int, iterations: int, rows: list
                     row["rel_l2"] = rel_l2(out, ref)
                     row["passed"] = bool(row["rel_l2"] <= BARS[precision])
                     gi = F.linear(x, module.w_ih, module.b_ih)
-                    row["kernel_ms"] = graph_ms(lambda: bigru_recurrence(gi, module.w_hh_t, module.b_hh, cfg),
-                                                iterations)
-                    row["forward_ms"] = graph_ms(lambda: module(x), iterations)
+                    row["kernel_ms"] = timed(lambda: bigru_recurrence(gi, module.w_hh_t, module.b_hh, cfg),
+                                             iterations, row, "kernel")
+                    row["forward_ms"] = timed(lambda: module(x), iterations, row, "forward")
+                    row["us_per_step"] = row["kernel_ms"] * 1e3 / steps
             except Exception as exc:  # noqa: BLE001 - compile / launch errors are results here
                 row["error"] = short_error(exc)
                 torch.cuda.synchronize()
@@ -141,8 +169,10 @@ def probe_shape(batch: int, steps: int, hidden: int, iterations: int, rows: list
                 print(f"  {name:22s} ERROR {row['error']}", flush=True)
             else:
                 print(f"  {name:22s} {'PASS' if row['passed'] else 'FAIL'} rel L2 {row['rel_l2']:.1e}  kernel "
-                      f"{row['kernel_ms']:.4f} ms  forward {row['forward_ms']:.4f} ms  x{row['x_cudnn']:.2f} vs cuDNN"
-                      f"  (first call {row['compile_s']} s)", flush=True)
+                      f"{row['kernel_ms']:.4f} ms ({row['us_per_step']:.2f} us/step)  forward {row['forward_ms']:.4f} ms"
+                      f"  x{row['x_cudnn']:.2f} vs cuDNN  (first call {row['compile_s']} s)", flush=True)
+                for line in row.get("graph_errors", []):
+                    print(f"    graph capture failed, timed direct launches: {line}", flush=True)
 
 
 def best_config(rows: list, hidden: int, precision: str) -> tuple[str, GruKernelConfig] | None:
@@ -234,16 +264,22 @@ def main() -> int:
 
     print(f"\n{env['gpu']}  torch {env['torch']}  triton {env['triton']}  CUDA {env['cuda']}")
     print(f"{'B x T x H':16s} {'prec':4s} {'config':22s} {'parity':6s} {'rel L2':8s} {'kernel ms':>10s} "
-          f"{'forward ms':>10s} {'x cuDNN':>8s}")
+          f"{'us/step':>8s} {'forward ms':>10s} {'x cuDNN':>8s}")
     for r in rows:
         shape = f"{r['batch']} x {r['time']} x {r['hidden']}"
         if r["error"]:
             print(f"{shape:16s} {r['precision']:4s} {r['config']:22s} ERROR  {r['error'][:80]}")
             continue
         kernel = f"{r['kernel_ms']:.4f}" if r["kernel_ms"] is not None else "-"
+        per_step = f"{r['us_per_step']:.2f}" if r.get("us_per_step") is not None else "-"
         speed = f"{r['x_cudnn']:.2f}x" if r.get("x_cudnn") else "-"
         print(f"{shape:16s} {r['precision']:4s} {r['config']:22s} {'PASS' if r['passed'] else 'FAIL':6s} "
-              f"{r['rel_l2']:.1e}  {kernel:>10s} {r['forward_ms']:10.4f} {speed:>8s}")
+              f"{r['rel_l2']:.1e}  {kernel:>10s} {per_step:>8s} {r['forward_ms']:10.4f} {speed:>8s}"
+              + ("  (direct launches)" if r.get("graph_errors") else ""))
+    for r in cbhg:
+        result_text = (f"ERROR {r['error'][:80]}" if r["error"] else
+                       f"{'PASS' if r['passed'] else 'FAIL'} rel L2 {r['rel_l2']:.1e}  graph p50 {r['device_p50_ms']:.4f} ms")
+        print(f"{r['model']:10s} {r['precision']} {r['variant']:32s} {result_text}")
     print(f"wrote {out} in {result['seconds']} s")
     return 0
 
