@@ -4,7 +4,8 @@
 
 Every CUDA runtime available is compared with the PyTorch fp32 original run on the CPU, on real-speech inputs,
 at batch 1 and 16 and T = 200 and 1000. Latency is device time from CUDA events after warm-up (inputs already on
-the GPU), plus the end-to-end time an app pays (host -> GPU -> host). The table is printed last.
+the GPU), plus the end-to-end time an app pays (host -> GPU -> host). The table is printed last. With triton
+importable, the fused graphs also run with the BiGRU as one persistent Triton kernel (`-triton` rows).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ sys.path.insert(0, str(ROOT))  # run from the source tree, no install needed
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from edgeseq._lazy import available  # noqa: E402
 from edgeseq.environment import fingerprint  # noqa: E402
 from edgeseq.formats.torch import TorchCudaGraphRunner, TorchRunner  # noqa: E402
 from edgeseq.latency import measure  # noqa: E402
@@ -45,6 +47,14 @@ def runtimes(spec):
         ("torch-cuda-graph-fused", "fp16",
          lambda: TorchCudaGraphRunner(spec, module=fuse_for_inference(spec.build()), precision="fp16")),
     ]
+    if available("triton"):  # the BiGRU as one persistent kernel launch (edgeseq.models.triton_gru)
+        out += [
+            ("torch-cuda-graph-fused-triton", "fp32",
+             lambda: TorchCudaGraphRunner(spec, module=fuse_for_inference(spec.build(), gru="triton"))),
+            ("torch-cuda-graph-fused-triton", "fp16",
+             lambda: TorchCudaGraphRunner(spec, module=fuse_for_inference(spec.build(), gru="triton"),
+                                          precision="fp16")),
+        ]
     return out
 
 
@@ -52,7 +62,8 @@ def gru_share_ms(runner, feed) -> float:
     """Device time of the BiGRU alone, captured in its own CUDA graph at this shape: where the time goes."""
     gru = runner.module.gru
     batch, time_ = next(iter(feed.values())).shape[:2]
-    x = torch.randn(batch, time_, gru.rnn.input_size, device="cuda", dtype=runner._dtype)
+    input_size = gru.input_size if hasattr(gru, "input_size") else gru.rnn.input_size  # TritonBiGRU or BiGRU
+    x = torch.randn(batch, time_, input_size, device="cuda", dtype=runner._dtype)
     flags = torch.backends.cudnn.flags(enabled=True, benchmark=True, allow_tf32=runner.precision != "fp32")
     with torch.inference_mode(), flags:
         for _ in range(3):
@@ -81,6 +92,14 @@ def ort_cuda_status() -> str:
         return "onnxruntime not installed"
     have = [p for p in ort.get_available_providers() if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider")]
     return ", ".join(have) if have else f"onnxruntime {ort.__version__} has only {ort.get_available_providers()}"
+
+
+def triton_version() -> str | None:
+    if not available("triton"):
+        return None
+    import triton
+
+    return triton.__version__
 
 
 def main() -> int:
@@ -120,7 +139,7 @@ def main() -> int:
                         "device_p50_ms": float(np.percentile(dev, 50)), "device_p90_ms": float(np.percentile(dev, 90)),
                         "device_min_ms": float(dev.min()), "e2e_p50_ms": e2e.p50_ms, "gru_graph_p50_ms": gru_ms,
                     })
-                    print(f"{name:15s} {label:17s} {precision} b={b:<2d} T={t:<4d} "
+                    print(f"{name:15s} {label:29s} {precision} b={b:<2d} T={t:<4d} "
                           f"{'PASS' if err.passed else 'FAIL'} relL2 {err.rel_l2:.1e}  "
                           f"device p50 {rows[-1]['device_p50_ms']:.3f} ms  e2e p50 {e2e.p50_ms:.3f} ms", flush=True)
         reference.close()
@@ -136,6 +155,7 @@ def main() -> int:
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version(),
         "ort_cuda": ort_cuda_status(),
+        "triton": triton_version(),
         "environment": fingerprint(),
         "seconds": round(time.time() - started, 1),
         "rows": rows,
@@ -143,10 +163,10 @@ def main() -> int:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{gpu} (torch {torch.__version__}, CUDA {torch.version.cuda}); ONNX Runtime CUDA: {result['ort_cuda']}")
-    print(f"{'model':15s} {'runtime':17s} prec  batch x T   parity  rel L2    device p50  x eager  e2e p50   "
+    print(f"{'model':15s} {'runtime':29s} prec  batch x T   parity  rel L2    device p50  x eager  e2e p50   "
           "BiGRU alone")
     for r in rows:
-        print(f"{r['model']:15s} {r['runtime']:17s} {r['precision']}  {r['batch']:>3d} x {r['time']:<4d}  "
+        print(f"{r['model']:15s} {r['runtime']:29s} {r['precision']}  {r['batch']:>3d} x {r['time']:<4d}  "
               f"{'PASS' if r['passed'] else 'FAIL':6s}  {r['rel_l2']:.1e}  {r['device_p50_ms']:8.3f} ms "
               f"{r['x_eager_fp32']:6.2f}x  {r['e2e_p50_ms']:7.3f} ms  "
               + (f"{r['gru_graph_p50_ms']:.3f} ms" if r["gru_graph_p50_ms"] is not None else "-"))

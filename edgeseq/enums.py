@@ -35,3 +35,10 @@ class Precision(_Named):
     FP16 = "fp16"
     INT8_DYNAMIC = "int8-dynamic"
     INT8_STATIC = "int8-static"
+
+
+class GruKernel(_Named):
+    """Who runs a fused CBHG's BiGRU: torch's nn.GRU (cuDNN on CUDA) or one persistent Triton kernel launch."""
+
+    TORCH = "torch"
+    TRITON = "triton"

@@ -5,6 +5,9 @@
   kernel is zero-padded to width K, aligned so it sees the same frames as before. That costs more FLOPs (zeros) but
   replaces 3K launches (conv, norm, ReLU per branch) with 2.
 
+- optionally (gru="triton", CUDA only) the BiGRU becomes `triton_gru.TritonBiGRU`: one matmul and one persistent
+  kernel launch instead of 2 x T cuDNN step launches.
+
 The result is checked against the original by the same parity harness as any exported artifact.
 """
 
@@ -16,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..enums import GruKernel
 from .cbhg import CBHG, ConvBank, ConvBN, ConvKind
 
 
@@ -63,12 +67,19 @@ def _merge_bank(bank: ConvBank) -> FoldedConv:
     return FoldedConv(torch.cat(weights), torch.cat(biases), (left_max, k_max - 1 - left_max), relu=True)
 
 
-def fuse_for_inference(module: CBHG) -> CBHG:
+def fuse_for_inference(module: CBHG, gru: GruKernel | str = GruKernel.TORCH, gru_config=None) -> CBHG:
     """A copy of `module` with batch norms folded and the bank merged (standard convs only; separable ones keep
-    their depthwise + pointwise pair and only get the norm folded into the pointwise conv)."""
+    their depthwise + pointwise pair and only get the norm folded into the pointwise conv). gru="triton" swaps
+    the BiGRU for a TritonBiGRU (optionally run with `gru_config`, a triton_gru.GruKernelConfig); that module
+    runs on CUDA tensors only (or under TRITON_INTERPRET=1)."""
+    gru = GruKernel.parse(gru)
     fused = copy.deepcopy(module).eval()
     with torch.no_grad():
         if module.cfg.conv is ConvKind.STANDARD:
             fused.bank = _merge_bank(module.bank)
             fused.projections = nn.Sequential(*(_fold_block(b) for b in module.projections))
+        if gru is GruKernel.TRITON:
+            from .triton_gru import TritonBiGRU
+
+            fused.gru = TritonBiGRU(module.gru.rnn, gru_config)
     return fused

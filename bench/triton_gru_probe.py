@@ -1,0 +1,288 @@
+"""Probe the persistent Triton BiGRU on one CUDA GPU: parity with nn.GRU and device time against cuDNN, per config.
+
+    python bench/triton_gru_probe.py --out /tmp/triton_gru_probe.json      # about 30-60 s on an H100 / H200
+
+For each shape (batch, T, hidden) and storage dtype (fp32, fp16) it runs cuDNN's nn.GRU and every kernel config
+below, each replayed in a CUDA graph after warm-up and timed with CUDA events (median of --iterations replays):
+`kernel` is the recurrence launch alone (gi precomputed), `forward` is TritonBiGRU.forward (the cuBLAS input
+matmul + the kernel), `cudnn` is nn.GRU. rel L2 is against nn.GRU in fp32 on the CPU with the same fp32 weights
+and inputs (parity bars: fp32 1e-5, fp16 1e-3, as in edgeseq.parity). A config that fails to compile or launch
+is printed and recorded, and the probe goes on. Last, the whole fused CBHG (cuDNN GRU vs Triton GRU with the
+fastest passing config) is timed in a CUDA graph at batch 1, T=200: the issue's target is <= 0.4 ms for cbhg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from the source tree, no install needed
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from edgeseq.models.triton_gru import GruKernelConfig, TritonBiGRU, bigru_recurrence  # noqa: E402
+
+SHAPES = ((1, 200, 128), (16, 1000, 128), (1, 200, 64))
+DEVICE = "cuda"
+BARS = {"fp32": 1e-5, "fp16": 1e-3}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+def configs(precision: str, hidden: int) -> list[tuple[str, GruKernelConfig]]:
+    """Kernel configs worth timing. Names: kind, dtype W_hh is held in on chip, warps (dot: + batch tile)."""
+    vec = [(f"vec-w32-nw{n}", GruKernelConfig("vec", n, "fp32")) for n in (4, 8, 16)]
+    if precision == "fp32":
+        out = vec + [("vec-w32-nw32", GruKernelConfig("vec", 32, "fp32"))]
+        if hidden == 128:  # tf32 / fp16 weights: expected to miss the fp32 bar; timed to know what it would buy
+            out += [("dot-w32tf32-nw8-b16", GruKernelConfig("dot", 8, "fp32", 16, "tf32")),
+                    ("dot-w16-nw8-b16", GruKernelConfig("dot", 8, "fp16", 16))]
+        return out
+    out = vec + [(f"vec-w16-nw{n}", GruKernelConfig("vec", n, "fp16")) for n in (8, 16)]
+    out += [(f"dot-w16-nw{n}-b16", GruKernelConfig("dot", n, "fp16", 16)) for n in (4, 8, 16)]
+    return out
+
+
+def graph_ms(fn, iterations: int) -> float:
+    """Median device time of one replay of a CUDA graph of fn(), after warm-up outside and inside the graph."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    for _ in range(5):
+        graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iterations):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return float(np.median(times))
+
+
+def eager_ms(fn, iterations: int) -> float:
+    """Median device time of fn() launched directly (the fallback when graph capture fails)."""
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iterations):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return float(np.median(times))
+
+
+def timed(fn, iterations: int, row: dict, key: str) -> float:
+    """Graph replay time; if capturing fails, record why and time direct launches instead (key + '_eager')."""
+    try:
+        return graph_ms(fn, iterations)
+    except Exception as exc:  # noqa: BLE001
+        row.setdefault("graph_errors", []).append(f"{key}: {short_error(exc)}")
+        torch.cuda.synchronize()
+        row[key + "_timing"] = "eager (graph capture failed)"
+        return eager_ms(fn, iterations)
+
+
+def rel_l2(got: torch.Tensor, ref: torch.Tensor) -> float:
+    got, ref = got.detach().double().cpu(), ref.detach().double().cpu()
+    return float(torch.linalg.vector_norm(got - ref) / torch.linalg.vector_norm(ref))
+
+
+def short_error(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    head = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    tail = lines[-1] if len(lines) > 1 else ""
+    return (head + (" ... " + tail if tail else ""))[:400]
+
+
+def probe_shape(batch: int, steps: int, hidden: int, iterations: int, rows: list) -> None:
+    torch.manual_seed(batch * 7 + steps + hidden)
+    gru32 = nn.GRU(hidden, hidden, batch_first=True, bidirectional=True).eval()
+    x32 = torch.randn(batch, steps, hidden)
+    with torch.inference_mode():
+        ref = gru32(x32)[0]  # CPU fp32: the reference
+    base = TritonBiGRU(gru32)
+    for precision, dtype in DTYPES.items():
+        x = x32.to(DEVICE, dtype)
+        try:
+            cudnn = nn.GRU(hidden, hidden, batch_first=True, bidirectional=True).eval()
+            cudnn.load_state_dict(gru32.state_dict())
+            cudnn = cudnn.to(DEVICE, dtype)
+            with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, benchmark=True,
+                                                                    allow_tf32=precision != "fp32"):
+                cudnn_err = rel_l2(cudnn(x)[0], ref)
+                cudnn_ms = graph_ms(lambda: cudnn(x), iterations)
+        except Exception as exc:  # noqa: BLE001 - a probe records and goes on
+            cudnn_err, cudnn_ms = float("nan"), float("nan")
+            print(f"  cuDNN {precision} failed: {short_error(exc)}", flush=True)
+        print(f"B={batch} T={steps} H={hidden} {precision}: cuDNN nn.GRU graph {cudnn_ms:.4f} ms, "
+              f"rel L2 {cudnn_err:.1e}", flush=True)
+        rows.append({"batch": batch, "time": steps, "hidden": hidden, "precision": precision, "config": "cudnn",
+                     "kernel_ms": None, "forward_ms": cudnn_ms, "rel_l2": cudnn_err,
+                     "passed": bool(cudnn_err <= BARS[precision]), "error": None, "compile_s": None})
+        for name, cfg in configs(precision, hidden):
+            row = {"batch": batch, "time": steps, "hidden": hidden, "precision": precision, "config": name,
+                   "settings": asdict(cfg), "kernel_ms": None, "forward_ms": None, "rel_l2": None,
+                   "passed": False, "error": None, "compile_s": None}
+            try:
+                module = base.with_config(cfg).to(DEVICE, dtype)
+                with torch.inference_mode():
+                    started = time.perf_counter()
+                    out = module(x)
+                    torch.cuda.synchronize()
+                    row["compile_s"] = round(time.perf_counter() - started, 2)
+                    row["rel_l2"] = rel_l2(out, ref)
+                    row["passed"] = bool(row["rel_l2"] <= BARS[precision])
+                    gi = F.linear(x, module.w_ih, module.b_ih)
+                    row["kernel_ms"] = timed(lambda: bigru_recurrence(gi, module.w_hh_t, module.b_hh, cfg),
+                                             iterations, row, "kernel")
+                    row["forward_ms"] = timed(lambda: module(x), iterations, row, "forward")
+                    row["us_per_step"] = row["kernel_ms"] * 1e3 / steps
+            except Exception as exc:  # noqa: BLE001 - compile / launch errors are results here
+                row["error"] = short_error(exc)
+                torch.cuda.synchronize()
+            row["x_cudnn"] = (cudnn_ms / row["forward_ms"]) if row["forward_ms"] else None
+            rows.append(row)
+            if row["error"]:
+                print(f"  {name:22s} ERROR {row['error']}", flush=True)
+            else:
+                print(f"  {name:22s} {'PASS' if row['passed'] else 'FAIL'} rel L2 {row['rel_l2']:.1e}  kernel "
+                      f"{row['kernel_ms']:.4f} ms ({row['us_per_step']:.2f} us/step)  forward {row['forward_ms']:.4f} ms"
+                      f"  x{row['x_cudnn']:.2f} vs cuDNN  (first call {row['compile_s']} s)", flush=True)
+                for line in row.get("graph_errors", []):
+                    print(f"    graph capture failed, timed direct launches: {line}", flush=True)
+
+
+def best_config(rows: list, hidden: int, precision: str) -> tuple[str, GruKernelConfig] | None:
+    ok = [r for r in rows if r["hidden"] == hidden and r["precision"] == precision and r["batch"] == 1
+          and r["config"] != "cudnn" and r["passed"] and r["forward_ms"]]
+    if not ok:
+        return None
+    r = min(ok, key=lambda r: r["forward_ms"])
+    return r["config"], GruKernelConfig(**r["settings"])
+
+
+def probe_cbhg(rows: list, iterations: int) -> list:
+    """Whole fused CBHG at batch 1, T=200 in a CUDA graph: cuDNN GRU vs the Triton GRU (best passing config)."""
+    from edgeseq.formats.torch import TorchCudaGraphRunner, TorchRunner
+    from edgeseq.models import get_model
+    from edgeseq.models.fuse import fuse_for_inference
+    from edgeseq.parity import DEFAULT_TOLERANCES, compare
+
+    out = []
+    for model in ("cbhg", "cbhg-lite"):
+        spec = get_model(model)
+        feed = spec.example_inputs(batch=1, time=200, source="speech", seed=201)
+        with TorchRunner(spec, device="cpu") as reference:
+            expected = reference.infer(feed)
+        name = spec.output_names[0]
+        hidden = spec.build().cfg.gru_hidden
+        for precision in DTYPES:
+            best = best_config(rows, hidden, precision)
+            variants = [("fused-cudnn", None)] + ([(f"fused-triton[{best[0]}]", best[1])] if best else [])
+            for label, cfg in variants:
+                row = {"model": model, "precision": precision, "variant": label, "device_p50_ms": None,
+                       "rel_l2": None, "passed": False, "error": None}
+                try:
+                    gru = "torch" if cfg is None else "triton"
+                    module = fuse_for_inference(spec.build(), gru=gru, gru_config=cfg)
+                    with TorchCudaGraphRunner(spec, module=module, precision=precision) as runner:
+                        err = compare(name, expected[name], runner.infer(feed)[name],
+                                      DEFAULT_TOLERANCES.get(precision, name))
+                        times = runner.device_times_ms(feed, warmup=10, iterations=iterations)
+                    row.update(device_p50_ms=float(np.median(times)), rel_l2=err.rel_l2, passed=err.passed)
+                except Exception as exc:  # noqa: BLE001
+                    row["error"] = short_error(exc)
+                out.append(row)
+                if row["error"]:
+                    print(f"{model:10s} {precision} {label:32s} ERROR {row['error']}", flush=True)
+                else:
+                    print(f"{model:10s} {precision} {label:32s} {'PASS' if row['passed'] else 'FAIL'} rel L2 "
+                          f"{row['rel_l2']:.1e}  graph p50 {row['device_p50_ms']:.4f} ms", flush=True)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "triton-gru-probe.json"))
+    parser.add_argument("--iterations", type=int, default=50)
+    parser.add_argument("--skip-cbhg", action="store_true", help="kernel table only, no whole-model timing")
+    args = parser.parse_args()
+    started = time.time()
+    env = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda}
+    try:
+        import triton
+
+        env["triton"] = triton.__version__
+    except ImportError as exc:
+        print(f"error: triton is not importable ({exc})", file=sys.stderr)
+        return 2
+    if not torch.cuda.is_available():
+        print("error: no CUDA GPU visible to torch; run this on a GPU machine", file=sys.stderr)
+        return 2
+    env["gpu"] = torch.cuda.get_device_name(0)
+    env["capability"] = list(torch.cuda.get_device_capability(0))
+    print(" ".join(f"{k}={v}" for k, v in env.items()), flush=True)
+    rows: list = []
+    for batch, steps, hidden in SHAPES:
+        try:
+            probe_shape(batch, steps, hidden, args.iterations, rows)
+        except Exception:  # noqa: BLE001 - keep what we have
+            traceback.print_exc()
+    cbhg = []
+    if not args.skip_cbhg:
+        try:
+            cbhg = probe_cbhg(rows, max(args.iterations, 100))
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
+    result = {"environment": env, "seconds": round(time.time() - started, 1), "rows": rows, "cbhg": cbhg}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+    print(f"\n{env['gpu']}  torch {env['torch']}  triton {env['triton']}  CUDA {env['cuda']}")
+    print(f"{'B x T x H':16s} {'prec':4s} {'config':22s} {'parity':6s} {'rel L2':8s} {'kernel ms':>10s} "
+          f"{'us/step':>8s} {'forward ms':>10s} {'x cuDNN':>8s}")
+    for r in rows:
+        shape = f"{r['batch']} x {r['time']} x {r['hidden']}"
+        if r["error"]:
+            print(f"{shape:16s} {r['precision']:4s} {r['config']:22s} ERROR  {r['error'][:80]}")
+            continue
+        kernel = f"{r['kernel_ms']:.4f}" if r["kernel_ms"] is not None else "-"
+        per_step = f"{r['us_per_step']:.2f}" if r.get("us_per_step") is not None else "-"
+        speed = f"{r['x_cudnn']:.2f}x" if r.get("x_cudnn") else "-"
+        print(f"{shape:16s} {r['precision']:4s} {r['config']:22s} {'PASS' if r['passed'] else 'FAIL':6s} "
+              f"{r['rel_l2']:.1e}  {kernel:>10s} {per_step:>8s} {r['forward_ms']:10.4f} {speed:>8s}"
+              + ("  (direct launches)" if r.get("graph_errors") else ""))
+    for r in cbhg:
+        result_text = (f"ERROR {r['error'][:80]}" if r["error"] else
+                       f"{'PASS' if r['passed'] else 'FAIL'} rel L2 {r['rel_l2']:.1e}  graph p50 {r['device_p50_ms']:.4f} ms")
+        print(f"{r['model']:10s} {r['precision']} {r['variant']:32s} {result_text}")
+    print(f"wrote {out} in {result['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""A bidirectional GRU as ONE persistent Triton kernel launch, for launch-bound CUDA inference (issue #5).
+
+cuDNN runs a GRU step by step: 2 x T dependent launches, about 0.8 us each at batch 1, which is most of a fused
+CBHG's time in a CUDA graph. Here the input projection of all T frames is one matmul (cuBLAS), and the whole
+recurrence of both directions is one kernel (`triton_gru_kernels`) that keeps W_hh and h on chip.
+
+triton is imported only when a kernel is launched, so this module imports anywhere; it runs on CUDA tensors, or
+on CPU tensors under Triton's interpreter (TRITON_INTERPRET=1, for tests without a GPU).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .._lazy import require
+from ..errors import InputError, UnsupportedError
+
+MAX_HIDDEN = 128  # 3 x 128 x 128 weights stay on chip (registers / shared memory); larger ones would spill
+KINDS = ("vec", "dot")
+W_DTYPES = ("fp32", "fp16", "bf16", "auto")
+F32_PRECISIONS = ("ieee", "tf32", "tf32x3")
+
+
+@dataclass(frozen=True)
+class GruKernelConfig:
+    """How the kernel runs. kind 'vec': one batch row per program, broadcast-multiply + sum (no padding at
+    batch 1, batch rows spread over SMs); 'dot': a tile of block_b rows per program through tl.dot (tensor
+    cores; block_b >= 16). w_dtype is the dtype W_hh is held in on chip ('auto': the weights' own dtype);
+    f32_precision is tl.dot's mode when W is held in fp32."""
+
+    kind: str = "vec"
+    num_warps: int = 8
+    w_dtype: str = "auto"
+    block_b: int = 16
+    f32_precision: str = "tf32x3"
+    num_stages: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise UnsupportedError(f"GRU kernel kind {self.kind!r} is not one of {KINDS}")
+        if self.w_dtype not in W_DTYPES:
+            raise UnsupportedError(f"GRU kernel w_dtype {self.w_dtype!r} is not one of {W_DTYPES}")
+        if self.f32_precision not in F32_PRECISIONS:
+            raise UnsupportedError(f"GRU kernel f32_precision {self.f32_precision!r} is not one of {F32_PRECISIONS}")
+        if self.num_warps not in (1, 2, 4, 8, 16, 32):
+            raise UnsupportedError(f"num_warps must be a power of two up to 32, not {self.num_warps}")
+        if self.kind == "dot" and (self.block_b < 16 or self.block_b & (self.block_b - 1)):
+            raise UnsupportedError(f"the 'dot' kernel needs block_b a power of two >= 16, not {self.block_b}")
+
+
+def default_config(dtype: torch.dtype, batch: int) -> GruKernelConfig:
+    """The config to run when none is given. 'vec' with W_hh held in fp32 compiles for sm_90 at hidden 128 and 8
+    warps without register spills (253 registers, checked with ptxas); bench/triton_gru_probe.py times the rest."""
+    del dtype, batch  # one config until the probe's GPU numbers say otherwise
+    return GruKernelConfig(kind="vec", num_warps=8, w_dtype="fp32")
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _tl_dtype(tl, name: str, storage: torch.dtype):
+    if name == "auto":
+        name = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[storage]
+    return {"fp32": tl.float32, "fp16": tl.float16, "bf16": tl.bfloat16}[name]
+
+
+def transposed_hh(w_hh_fwd: torch.Tensor, w_hh_bwd: torch.Tensor) -> torch.Tensor:
+    """nn.GRU's two [3H, H] W_hh -> [2, 3, H(k), H(j)], each gate's W^T with j contiguous: the layout the
+    kernels load (lanes along j, so the sum over k stays mostly inside each thread)."""
+    hidden = w_hh_fwd.shape[1]
+    return torch.stack([w_hh_fwd, w_hh_bwd]).reshape(2, 3, hidden, hidden).transpose(-1, -2).contiguous()
+
+
+def bigru_recurrence(gi: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor,
+                     config: GruKernelConfig | None = None) -> torch.Tensor:
+    """out [B, T, 2H] from gi [B, T, 6H] (x W_ih^T + b_ih of both directions, forward first), w_hh_t
+    [2, 3, H, H] (`transposed_hh`) and b_hh [2, 3H]: a 1-layer bidirectional GRU's recurrence with h0 = 0, in one
+    kernel launch."""
+    if gi.dim() != 3 or w_hh_t.dim() != 4 or tuple(w_hh_t.shape[:2]) != (2, 3) or w_hh_t.shape[2] != w_hh_t.shape[3]:
+        raise InputError(f"expected gi [B, T, 6H] and w_hh_t [2, 3, H, H], got {tuple(gi.shape)} and "
+                         f"{tuple(w_hh_t.shape)}")
+    batch, steps, width = gi.shape
+    hidden = w_hh_t.shape[3]
+    if width != 6 * hidden or tuple(b_hh.shape) != (2, 3 * hidden):
+        raise InputError(f"gi has {width} features and b_hh shape {tuple(b_hh.shape)}; hidden {hidden} needs "
+                         f"{6 * hidden} and (2, {3 * hidden})")
+    if hidden > MAX_HIDDEN:
+        raise UnsupportedError(f"the Triton GRU holds W_hh on chip up to hidden {MAX_HIDDEN}, not {hidden}")
+    if gi.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise UnsupportedError(f"the Triton GRU runs fp32, fp16 or bf16 tensors, not {gi.dtype}")
+    if gi.device.type != "cuda" and not _interpreting():
+        raise UnsupportedError(f"the Triton GRU runs on CUDA tensors (or under TRITON_INTERPRET=1), not on "
+                               f"{gi.device.type}")
+    if batch > 65535:
+        raise UnsupportedError(f"batch {batch} exceeds the kernel grid's 65535 rows")
+    config = config or default_config(gi.dtype, batch)
+    out = torch.empty(batch, steps, 2 * hidden, device=gi.device, dtype=gi.dtype)
+    if batch == 0 or steps == 0:
+        return out
+    require("triton", "triton")
+    import triton
+    import triton.language as tl
+
+    from . import triton_gru_kernels as kernels
+
+    gi, w_hh_t, b_hh = gi.contiguous(), w_hh_t.contiguous(), b_hh.contiguous()
+    block_h = max(16, triton.next_power_of_2(hidden))
+    w_dtype = _tl_dtype(tl, config.w_dtype, w_hh_t.dtype)
+    common = (gi, w_hh_t, b_hh, out, batch, steps, gi.stride(0), gi.stride(1), out.stride(0), out.stride(1))
+    launch = {"num_warps": config.num_warps, "num_stages": config.num_stages}
+    if config.kind == "dot":
+        grid = (2, triton.cdiv(batch, config.block_b))
+        kernels._bigru_dot_kernel[grid](*common, H=hidden, BLOCK_H=block_h, BLOCK_B=config.block_b,
+                                        W_DTYPE=w_dtype, F32_PRECISION=config.f32_precision, **launch)
+    else:
+        kernels._bigru_vec_kernel[(2, batch)](*common, H=hidden, BLOCK_H=block_h, W_DTYPE=w_dtype, **launch)
+    return out
+
+
+class TritonBiGRU(nn.Module):
+    """Drop-in for a 1-layer, batch-first, bidirectional nn.GRU with bias (h0 = 0): forward(x) -> output only.
+
+    Weights are buffers (moved by .to(device, dtype)); forward does one matmul and one kernel launch, no host
+    sync, so it can be captured in a CUDA graph once the kernel has compiled (run it once before capturing)."""
+
+    def __init__(self, gru: nn.GRU, config: GruKernelConfig | None = None):
+        super().__init__()
+        if not (gru.bidirectional and gru.batch_first and gru.bias and gru.num_layers == 1
+                and getattr(gru, "proj_size", 0) == 0):
+            raise UnsupportedError("TritonBiGRU replaces a 1-layer, batch-first, bidirectional nn.GRU with bias "
+                                   "and no projection")
+        self.input_size, self.hidden_size = gru.input_size, gru.hidden_size
+        self.config = config
+        with torch.no_grad():
+            self.register_buffer("w_ih", torch.cat([gru.weight_ih_l0, gru.weight_ih_l0_reverse]).detach().clone())
+            self.register_buffer("b_ih", torch.cat([gru.bias_ih_l0, gru.bias_ih_l0_reverse]).detach().clone())
+            self.register_buffer("w_hh_t", transposed_hh(gru.weight_hh_l0, gru.weight_hh_l0_reverse).detach())
+            self.register_buffer("b_hh", torch.stack([gru.bias_hh_l0, gru.bias_hh_l0_reverse]).detach().clone())
+
+    def with_config(self, config: GruKernelConfig) -> TritonBiGRU:
+        """The same weights run with another kernel config (for benchmarks)."""
+        other = TritonBiGRU.__new__(TritonBiGRU)
+        nn.Module.__init__(other)
+        other.input_size, other.hidden_size, other.config = self.input_size, self.hidden_size, config
+        for name, buf in self.named_buffers():
+            other.register_buffer(name, buf)
+        return other
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise InputError(f"TritonBiGRU expects [batch, time, {self.input_size}], got {tuple(x.shape)}")
+        gi = F.linear(x, self.w_ih, self.b_ih)  # both directions' input projections, all frames: one matmul
+        return bigru_recurrence(gi, self.w_hh_t, self.b_hh, self.config)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, bidirectional, config={self.config}"
+
+
+__all__ = ["GruKernelConfig", "TritonBiGRU", "bigru_recurrence", "default_config", "transposed_hh"]

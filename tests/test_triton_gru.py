@@ -1,0 +1,185 @@
+"""The persistent Triton BiGRU: parity with nn.GRU on Triton's CPU interpreter (TRITON_INTERPRET=1) and on CUDA.
+
+Run the interpreter tests with triton on the path and the interpreter on, e.g.
+    PYTHONPATH=$PWD:/work/triton-site TRITON_INTERPRET=1 python -m pytest tests/test_triton_gru.py
+Triton 3.6's interpreter needs numpy < 2.4 (it calls int() on 1-element arrays for a runtime loop bound).
+"""
+
+import copy
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import edgeseq
+from edgeseq._lazy import available
+from edgeseq.errors import InputError, UnknownNameError, UnsupportedError
+from edgeseq.formats.torch import TorchCudaGraphRunner, TorchRunner
+from edgeseq.models.fuse import fuse_for_inference
+from edgeseq.models.triton_gru import GruKernelConfig, TritonBiGRU, bigru_recurrence, transposed_hh
+
+HAVE_TRITON = available("triton")
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+OLD_NUMPY = tuple(int(p) for p in np.__version__.split(".")[:2]) < (2, 4)
+
+needs_triton = pytest.mark.skipif(not HAVE_TRITON, reason="needs triton (pip install 'edgeseq[triton]'); not installed")
+needs_interpreter = pytest.mark.skipif(
+    not (HAVE_TRITON and INTERPRET and OLD_NUMPY),
+    reason="needs triton, TRITON_INTERPRET=1 and numpy < 2.4 to run Triton kernels on the CPU "
+           f"(triton {'present' if HAVE_TRITON else 'missing'}, TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET')}, "
+           f"numpy {np.__version__})",
+)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none here)")
+
+
+def _rel_l2(got: torch.Tensor, ref: torch.Tensor) -> float:
+    got, ref = got.double(), ref.double()
+    return float(torch.linalg.vector_norm(got - ref) / torch.linalg.vector_norm(ref))
+
+
+def _gru(hidden: int, seed: int, input_size: int | None = None) -> nn.GRU:
+    torch.manual_seed(seed)
+    return nn.GRU(input_size or hidden, hidden, batch_first=True, bidirectional=True).eval()
+
+
+# --- Triton's interpreter (CPU) -------------------------------------------------------------------------------
+
+@needs_interpreter
+@pytest.mark.parametrize(
+    ("config", "hidden", "batch", "bar"),
+    [
+        (GruKernelConfig("vec", 8, "fp32"), 64, 3, 1e-5),
+        (GruKernelConfig("vec", 8, "fp32"), 40, 2, 1e-5),  # hidden not a power of two: padded lanes stay 0
+        (GruKernelConfig("vec", 8, "fp16"), 64, 1, 1e-3),
+        (GruKernelConfig("dot", 8, "fp32", 16, "ieee"), 64, 3, 1e-5),
+        (GruKernelConfig("dot", 8, "fp16", 16), 24, 17, 1e-3),  # two batch tiles, the second mostly padding
+    ],
+)
+def test_interpreted_kernel_matches_nn_gru(config, hidden, batch, bar):
+    gru = _gru(hidden, seed=hidden + batch, input_size=48)
+    x = torch.randn(batch, 9, 48)
+    with torch.no_grad():
+        expected = gru(x)[0]
+        got = TritonBiGRU(gru, config)(x)
+    assert got.shape == expected.shape
+    assert _rel_l2(got, expected) < bar
+
+
+@needs_interpreter
+def test_interpreted_kernel_with_fp16_storage_stays_within_the_fp16_bar():
+    gru = _gru(32, seed=3)
+    x = torch.randn(2, 6, 32)
+    with torch.no_grad():
+        expected = gru(x)[0]
+        got = TritonBiGRU(gru).half()(x.half())
+    assert got.dtype == torch.float16
+    err = _rel_l2(got.float(), expected)
+    assert 0 < err < 1e-3  # fp16 rounding shows, but stays inside the parity bar for fp16
+
+
+@needs_interpreter
+def test_backward_direction_sees_the_future():
+    """Changing only the last frame changes the backward half of every output frame, and only the last forward one."""
+    gru = _gru(16, seed=5)
+    module = TritonBiGRU(gru)
+    x = torch.randn(1, 6, 16)
+    y = x.clone()
+    y[:, -1] += 1.0
+    with torch.no_grad():
+        a, b = module(x), module(y)
+    changed = (a - b).abs().amax(dim=0) > 1e-6  # [T, 2H]
+    assert changed[:, 16:].any(dim=1).all()  # backward half: every frame
+    assert changed[:-1, :16].sum() == 0 and changed[-1, :16].any()  # forward half: the last frame only
+
+
+@needs_interpreter
+def test_interpreted_fused_cbhg_lite_with_triton_gru_passes_parity():
+    spec = edgeseq.get_model("cbhg-lite")
+    fused = fuse_for_inference(spec.build(), gru="triton")
+    assert isinstance(fused.gru, TritonBiGRU)
+    result = edgeseq.check(TorchRunner(spec, module=fused), spec, times=(1, 7), batches=(1, 2))
+    assert result.passed, result.failures
+
+
+@needs_interpreter
+def test_empty_batch_or_time_returns_empty_without_a_launch():
+    module = TritonBiGRU(_gru(16, seed=1))
+    assert module(torch.randn(0, 5, 16)).shape == (0, 5, 32)
+    assert module(torch.randn(2, 0, 16)).shape == (2, 0, 32)
+
+
+# --- clear errors (no triton needed: raised before the kernel is imported) ---------------------------------------
+
+def test_unsupported_grus_and_shapes_are_clear_errors(monkeypatch):
+    with pytest.raises(UnsupportedError, match="bidirectional"):
+        TritonBiGRU(nn.GRU(8, 8, batch_first=True))
+    with pytest.raises(UnsupportedError, match="hidden 128"):
+        TritonBiGRU(_gru(160, seed=0))(torch.randn(1, 3, 160))
+    with pytest.raises(InputError, match=r"\[batch, time, 16\]"):
+        TritonBiGRU(_gru(16, seed=0))(torch.randn(3, 16))
+    with pytest.raises(InputError, match="w_hh_t"):
+        bigru_recurrence(torch.randn(1, 3, 96), torch.randn(2, 48, 16), torch.randn(2, 48))
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(UnsupportedError, match="CUDA tensors"):
+        TritonBiGRU(_gru(16, seed=0))(torch.randn(1, 3, 16))
+
+
+def test_bad_configs_and_backends_are_clear_errors():
+    with pytest.raises(UnsupportedError, match="block_b"):
+        GruKernelConfig("dot", block_b=8)
+    with pytest.raises(UnsupportedError, match="kind"):
+        GruKernelConfig("mma")
+    with pytest.raises(UnknownNameError, match="cudnn"):
+        fuse_for_inference(edgeseq.get_model("cbhg-lite").build(), gru="cudnn")
+
+
+def test_transposed_hh_is_each_gates_transpose():
+    gru = _gru(8, seed=2)
+    w = transposed_hh(gru.weight_hh_l0, gru.weight_hh_l0_reverse)
+    assert w.shape == (2, 3, 8, 8)
+    torch.testing.assert_close(w[1, 2], gru.weight_hh_l0_reverse[16:24].T)
+
+
+# --- CUDA -------------------------------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+@needs_triton
+@needs_cuda
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("name", ["cbhg", "cbhg-lite"])
+def test_cuda_fused_cbhg_with_triton_gru_matches_the_original(name, precision):
+    spec = edgeseq.get_model(name)
+    fused = fuse_for_inference(spec.build(), gru="triton")
+    runner = TorchRunner(spec, module=fused, device="cuda", precision=precision)
+    result = edgeseq.check(runner, spec, precision=precision, times=(1, 7, 200), batches=(1, 3))
+    assert result.passed, result.failures
+
+
+@pytest.mark.gpu
+@needs_triton
+@needs_cuda
+@pytest.mark.parametrize("config", [GruKernelConfig("vec", 8, "fp32"), GruKernelConfig("dot", 8, "fp16", 16)])
+def test_cuda_kernel_configs_match_nn_gru(config):
+    gru = _gru(128, seed=11)
+    x = torch.randn(5, 50, 128)
+    with torch.no_grad():
+        expected = gru(x)[0]
+        got = TritonBiGRU(gru, config).cuda()(x.cuda()).cpu()
+    assert _rel_l2(got, expected) < (1e-5 if config.w_dtype == "fp32" else 1e-3)
+
+
+@pytest.mark.gpu
+@needs_triton
+@needs_cuda
+def test_cuda_graph_capture_and_replay_of_the_triton_gru():
+    spec = edgeseq.get_model("cbhg")
+    fused = fuse_for_inference(spec.build(), gru="triton")
+    name = spec.output_names[0]
+    with TorchRunner(spec, module=fused, device="cuda") as eager, \
+            TorchCudaGraphRunner(spec, module=copy.deepcopy(fused)) as graph:
+        for batch, time in ((1, 200), (2, 50), (1, 200)):
+            feed = spec.example_inputs(batch=batch, time=time, seed=time)
+            np.testing.assert_allclose(graph.infer(feed)[name], eager.infer(feed)[name], rtol=1e-5, atol=1e-5)
+        assert len(graph._graphs) == 2
