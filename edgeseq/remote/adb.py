@@ -23,8 +23,8 @@ from ..latency import Timings
 from ..runner import Runner
 from ..tensors import TensorSpec
 from .benchmark_model import benchmark_argv, parse_output, shell_line
-from .connection import (Completed, Connection, DeviceTimeout, Executor, RetryPolicy, Unreachable, check_remote_path,
-                         last_line, run_subprocess, with_retries)
+from .connection import (Completed, Connection, Executor, RetryPolicy, Unreachable, check_remote_path, last_line,
+                         run_subprocess)
 
 BENCHMARK_ENV = "EDGESEQ_BENCHMARK_MODEL"  # a local benchmark_model binary to push when the phone has none
 _TRANSIENT = ("device offline", "no devices/emulators found", "not found", "protocol fault", "connection reset",
@@ -73,32 +73,14 @@ class AdbConnection(Connection):
         raise DeviceError(f"{self.label}: {line}")
 
     def run(self, command: str, *, timeout: float, retry: RetryPolicy | None = None) -> Completed:
-        def step() -> Completed:
-            done = self._execute(self.shell_argv(command), timeout)
-            self.classify(done, own_exit=False)
-            return done
-
-        return with_retries(step, retry or self.retry)
+        return self.attempt(self.shell_argv(command), timeout, lambda done: self.classify(done, own_exit=False),
+                            retry)
 
     def push(self, local_paths: Sequence[str], remote_dir: str) -> None:
-        self._copy(self.push_argv(local_paths, remote_dir))
+        self.attempt(self.push_argv(local_paths, remote_dir), 600, lambda done: self.classify(done, own_exit=True))
 
     def pull(self, remote_paths: Sequence[str], local_dir: str) -> None:
-        self._copy(self.pull_argv(remote_paths, local_dir))
-
-    def _copy(self, argv: list[str]) -> None:
-        def step() -> Completed:
-            done = self._execute(argv, 600)
-            self.classify(done, own_exit=True)
-            return done
-
-        with_retries(step, self.retry)
-
-    def _execute(self, argv: list[str], timeout: float) -> Completed:
-        try:
-            return self.execute(argv, timeout)
-        except DeviceTimeout as exc:
-            raise DeviceTimeout(f"{self.label}: {exc}") from None
+        self.attempt(self.pull_argv(remote_paths, local_dir), 600, lambda done: self.classify(done, own_exit=True))
 
 
 class BenchmarkModelRunner(Runner):

@@ -112,6 +112,22 @@ class Connection(abc.ABC):
     def close(self) -> None:
         """Release what the connection holds (an ssh control master); idempotent."""
 
+    # ---- shared by the transports: they set `execute` (argv, timeout -> Completed), `retry` and `label` ---------
+    def attempt(self, argv: Sequence[str], timeout: float, check: Callable[[Completed], None],
+                retry: RetryPolicy | None = None) -> Completed:
+        """Run a client command (ssh, scp, adb), let `check` raise for its failures (Unreachable when a retry can
+        help), and retry per the policy; a timeout names the device."""
+
+        def step() -> Completed:
+            try:
+                done = self.execute(argv, timeout)
+            except DeviceTimeout as exc:
+                raise DeviceTimeout(f"{self.label}: {exc}") from None
+            check(done)
+            return done
+
+        return with_retries(step, retry or self.retry)
+
 
 def check_remote_path(path: str, where: str) -> str:
     if not SAFE_PATH.match(path) or ".." in path.split("/"):

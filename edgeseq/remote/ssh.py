@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import DeviceError
-from .connection import (Completed, Connection, DeviceTimeout, Executor, RetryPolicy, Unreachable, last_line,
-                         run_subprocess, with_retries)
+from .connection import (Completed, Connection, Executor, RetryPolicy, Unreachable, last_line, run_subprocess,
+                         with_retries)
 
 CONNECT_TIMEOUT_S = 10
 MASTER_IDLE_S = 600
@@ -165,12 +165,7 @@ class SshConnection(Connection):
 
     # ---- Connection --------------------------------------------------------------------------------------------
     def run(self, command: str, *, timeout: float, retry: RetryPolicy | None = None) -> Completed:
-        def step() -> Completed:
-            done = self._execute(self.ssh_argv(command), timeout)
-            self.classify(done, ssh_exit=True)
-            return done
-
-        return with_retries(step, retry or self.retry)
+        return self.attempt(self.ssh_argv(command), timeout, lambda done: self.classify(done, ssh_exit=True), retry)
 
     def push(self, local_paths: Sequence[str], remote_dir: str) -> None:
         self._copy(self.scp_push_argv(local_paths, remote_dir), "push")
@@ -179,8 +174,7 @@ class SshConnection(Connection):
         self._copy(self.scp_pull_argv(remote_paths, local_dir), "pull")
 
     def _copy(self, argv: list[str], what: str) -> None:
-        def step() -> Completed:
-            done = self._execute(argv, 600)
+        def check(done: Completed) -> None:
             try:
                 self.classify(done, ssh_exit=False)
             except Unreachable as exc:
@@ -189,15 +183,8 @@ class SshConnection(Connection):
                 raise
             if done.returncode != 0:
                 raise DeviceError(f"{self.label}: scp {what} failed: {last_line(done.err_text, 'no message')}")
-            return done
 
-        with_retries(step, self.retry)
-
-    def _execute(self, argv: list[str], timeout: float) -> Completed:
-        try:
-            return self.execute(argv, timeout)
-        except DeviceTimeout as exc:
-            raise DeviceTimeout(f"{self.label}: {exc}") from None
+        self.attempt(argv, 600, check)
 
 
 def _reason(text: str, default: str = "") -> str:
