@@ -174,6 +174,27 @@ class Conv1dAs2d(nn.Module):
         return self.conv(x.unsqueeze(2))[:, :, 0]
 
 
+class DecomposedLayerNorm(nn.Module):
+    """LayerNorm over the last axis written as mean / variance / rsqrt: litert-torch's layer_norm lowering builds its
+    result type from the export sizes and fails on a dynamic T; these elementwise ops and reductions convert."""
+
+    def __init__(self, norm: nn.LayerNorm):
+        super().__init__()
+        if len(norm.normalized_shape) != 1:
+            raise ValueError("DecomposedLayerNorm normalizes the last axis only")
+        self.eps = norm.eps
+        self.weight = norm.weight
+        self.bias = norm.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(-1, keepdim=True)
+        centered = x - mean
+        y = centered * torch.rsqrt(centered.pow(2).mean(-1, keepdim=True) + self.eps)
+        if self.weight is not None:
+            y = y * self.weight
+        return y + self.bias if self.bias is not None else y
+
+
 def _fold_conv_bn(module: nn.Module) -> int:
     """Fold eval-mode BatchNorm1d into the Conv1d right before it (CBHG's ConvBN, and Sequential(conv, bn))."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -201,8 +222,8 @@ def _fold_conv_bn(module: nn.Module) -> int:
 
 
 def rewrite_for_export(module: nn.Module) -> tuple[nn.Module, int]:
-    """A copy with every nn.GRU -> LoopGRU, every CBHG SamePool -> ShiftMaxPool and batch norms folded into the
-    convs before them (what ONNX simplifiers do too); returns (copy, GRU count)."""
+    """A copy with every nn.GRU -> LoopGRU, every CBHG SamePool -> ShiftMaxPool, batch norms folded into the
+    convs before them (what ONNX simplifiers do too) and LayerNorms decomposed; returns (copy, GRU count)."""
     from ..models.cbhg import SamePool
 
     module, n_grus = replace_grus(module)
@@ -210,6 +231,7 @@ def rewrite_for_export(module: nn.Module) -> tuple[nn.Module, int]:
     with torch.no_grad():
         _fold_conv_bn(module)
     module, _ = _swap(module, nn.Conv1d, Conv1dAs2d)
+    module, _ = _swap(module, nn.LayerNorm, DecomposedLayerNorm)
     return module, n_grus
 
 
