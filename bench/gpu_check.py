@@ -5,7 +5,10 @@
 Every CUDA runtime available is compared with the PyTorch fp32 original run on the CPU, on real-speech inputs,
 at batch 1 and 16 and T = 200 and 1000. Latency is device time from CUDA events after warm-up (inputs already on
 the GPU), plus the end-to-end time an app pays (host -> GPU -> host). The table is printed last. With triton
-importable, the fused graphs also run with the BiGRU as one persistent Triton kernel (`-triton` rows).
+importable, the fused graphs also run with the BiGRU as one persistent Triton kernel (`-triton` rows, the default
+config per dtype and hidden size), and with gru="auto" at batch 1, T=200 only (`-auto` rows: Triton where it
+measured faster than cuDNN; that run is the same as one of the other two, so one shape keeps the run short).
+The `BiGRU kernel` column says which ran: cudnn or triton[<config>].
 """
 
 from __future__ import annotations
@@ -30,13 +33,16 @@ from edgeseq.formats.torch import TorchCudaGraphRunner, TorchRunner  # noqa: E40
 from edgeseq.latency import measure  # noqa: E402
 from edgeseq.models import get_model  # noqa: E402
 from edgeseq.models.fuse import fuse_for_inference  # noqa: E402
+from edgeseq.models.triton_gru import AutoBiGRU, TritonBiGRU  # noqa: E402  (imports no triton)
 from edgeseq.parity import DEFAULT_TOLERANCES, compare  # noqa: E402
 
 SHAPES = ((1, 200), (16, 200), (1, 1000), (16, 1000))
+AUTO_SHAPES = ((1, 200),)
 
 
 def runtimes(spec):
-    """(label, precision, factory) for every CUDA runtime this machine has."""
+    """(label, precision, factory) for every CUDA runtime this machine has, plus the shapes to run it at where
+    fewer than SHAPES."""
     out = [
         ("torch-cuda", "fp32", lambda: TorchRunner(spec, device="cuda")),
         ("torch-cuda", "fp16", lambda: TorchRunner(spec, device="cuda", precision="fp16")),
@@ -54,8 +60,23 @@ def runtimes(spec):
             ("torch-cuda-graph-fused-triton", "fp16",
              lambda: TorchCudaGraphRunner(spec, module=fuse_for_inference(spec.build(), gru="triton"),
                                           precision="fp16")),
+            ("torch-cuda-graph-fused-auto", "fp32",
+             lambda: TorchCudaGraphRunner(spec, module=fuse_for_inference(spec.build(), gru="auto")), AUTO_SHAPES),
+            ("torch-cuda-graph-fused-auto", "fp16",
+             lambda: TorchCudaGraphRunner(spec, module=fuse_for_inference(spec.build(), gru="auto"),
+                                          precision="fp16"), AUTO_SHAPES),
         ]
     return out
+
+
+def gru_kernel(runner) -> str:
+    """Which kernel ran the BiGRU in the last call: 'cudnn' or 'triton[<config label>]'."""
+    gru = runner.module.gru
+    if isinstance(gru, AutoBiGRU):
+        return gru.choice or "-"
+    if isinstance(gru, TritonBiGRU):
+        return f"triton[{gru.last_config.label}]" if gru.last_config else "-"
+    return "cudnn"
 
 
 def gru_share_ms(runner, feed) -> float:
@@ -122,10 +143,13 @@ def main() -> int:
         reference = TorchRunner(spec, device="cpu").load()
         feeds = {(b, t): spec.example_inputs(batch=b, time=t, source="speech", seed=b + t) for b, t in SHAPES}
         expected = {k: reference.infer(f) for k, f in feeds.items()}
-        for label, precision, make in runtimes(spec):
+        for label, precision, make, *only in runtimes(spec):
+            shapes = only[0] if only else SHAPES
             with make() as runner:
-                for (b, t), feed in feeds.items():
+                for (b, t) in shapes:
+                    feed = feeds[(b, t)]
                     got = runner.infer(feed)
+                    kernel = gru_kernel(runner)
                     out_name = spec.output_names[0]
                     err = compare(out_name, expected[(b, t)][out_name], got[out_name],
                                   DEFAULT_TOLERANCES.get(precision, out_name))
@@ -138,10 +162,12 @@ def main() -> int:
                         "reason": err.reason,
                         "device_p50_ms": float(np.percentile(dev, 50)), "device_p90_ms": float(np.percentile(dev, 90)),
                         "device_min_ms": float(dev.min()), "e2e_p50_ms": e2e.p50_ms, "gru_graph_p50_ms": gru_ms,
+                        "gru_kernel": kernel,
                     })
                     print(f"{name:15s} {label:29s} {precision} b={b:<2d} T={t:<4d} "
                           f"{'PASS' if err.passed else 'FAIL'} relL2 {err.rel_l2:.1e}  "
-                          f"device p50 {rows[-1]['device_p50_ms']:.3f} ms  e2e p50 {e2e.p50_ms:.3f} ms", flush=True)
+                          f"device p50 {rows[-1]['device_p50_ms']:.3f} ms  e2e p50 {e2e.p50_ms:.3f} ms  "
+                          f"BiGRU {kernel}", flush=True)
         reference.close()
     # speed-ups against eager fp32 on the same shape, same run
     eager = {(r["model"], r["batch"], r["time"]): r["device_p50_ms"] for r in rows
@@ -164,12 +190,13 @@ def main() -> int:
     out_path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{gpu} (torch {torch.__version__}, CUDA {torch.version.cuda}); ONNX Runtime CUDA: {result['ort_cuda']}")
     print(f"{'model':15s} {'runtime':29s} prec  batch x T   parity  rel L2    device p50  x eager  e2e p50   "
-          "BiGRU alone")
+          "BiGRU alone  BiGRU kernel")
     for r in rows:
         print(f"{r['model']:15s} {r['runtime']:29s} {r['precision']}  {r['batch']:>3d} x {r['time']:<4d}  "
               f"{'PASS' if r['passed'] else 'FAIL':6s}  {r['rel_l2']:.1e}  {r['device_p50_ms']:8.3f} ms "
               f"{r['x_eager_fp32']:6.2f}x  {r['e2e_p50_ms']:7.3f} ms  "
-              + (f"{r['gru_graph_p50_ms']:.3f} ms" if r["gru_graph_p50_ms"] is not None else "-"))
+              + (f"{r['gru_graph_p50_ms']:.3f} ms" if r["gru_graph_p50_ms"] is not None else "-").ljust(11)
+              + f"  {r['gru_kernel']}")
     print(f"wrote {out_path} in {result['seconds']} s")
     return 0
 

@@ -38,7 +38,15 @@ class Precision(_Named):
 
 
 class GruKernel(_Named):
-    """Who runs a fused CBHG's BiGRU: torch's nn.GRU (cuDNN on CUDA) or one persistent Triton kernel launch."""
+    """Who runs a fused CBHG's BiGRU: torch's nn.GRU (cuDNN on CUDA; "cudnn" is accepted for it), one persistent
+    Triton kernel launch, or "auto": per call, whichever of the two measured faster for that dtype."""
 
     TORCH = "torch"
     TRITON = "triton"
+    AUTO = "auto"
+
+    @classmethod
+    def parse(cls, value: "str | GruKernel"):
+        if isinstance(value, str) and value.strip().lower() == "cudnn":
+            return cls.TORCH
+        return super().parse(value)

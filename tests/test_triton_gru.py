@@ -18,7 +18,9 @@ from edgeseq._lazy import available
 from edgeseq.errors import InputError, UnknownNameError, UnsupportedError
 from edgeseq.formats.torch import TorchCudaGraphRunner, TorchRunner
 from edgeseq.models.fuse import fuse_for_inference
-from edgeseq.models.triton_gru import GruKernelConfig, TritonBiGRU, bigru_recurrence, transposed_hh
+from edgeseq.models.cbhg import BiGRU
+from edgeseq.models.triton_gru import (AutoBiGRU, GruKernelConfig, TritonBiGRU, bigru_recurrence, default_config,
+                                        transposed_hh, triton_beats_cudnn)
 
 HAVE_TRITON = available("triton")
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
@@ -104,6 +106,17 @@ def test_interpreted_fused_cbhg_lite_with_triton_gru_passes_parity():
 
 
 @needs_interpreter
+@pytest.mark.parametrize(("name", "picked"), [("cbhg-lite", "triton[vec-w32-nw4]"), ("cbhg", "torch")])
+def test_interpreted_auto_gru_picks_per_hidden_size_and_passes_parity(name, picked):
+    """fp32: Triton at hidden 64 (cbhg-lite); nn.GRU at 128 (cbhg), where Triton measured slower than cuDNN."""
+    spec = edgeseq.get_model(name)
+    fused = fuse_for_inference(spec.build(), gru="auto")
+    result = edgeseq.check(TorchRunner(spec, module=fused), spec, times=(1, 7), batches=(1, 2))
+    assert result.passed, result.failures
+    assert fused.gru.choice == picked
+
+
+@needs_interpreter
 def test_empty_batch_or_time_returns_empty_without_a_launch():
     module = TritonBiGRU(_gru(16, seed=1))
     assert module(torch.randn(0, 5, 16)).shape == (0, 5, 32)
@@ -131,8 +144,51 @@ def test_bad_configs_and_backends_are_clear_errors():
         GruKernelConfig("dot", block_b=8)
     with pytest.raises(UnsupportedError, match="kind"):
         GruKernelConfig("mma")
-    with pytest.raises(UnknownNameError, match="cudnn"):
-        fuse_for_inference(edgeseq.get_model("cbhg-lite").build(), gru="cudnn")
+    with pytest.raises(UnknownNameError, match="cublas"):
+        fuse_for_inference(edgeseq.get_model("cbhg-lite").build(), gru="cublas")
+
+
+@pytest.mark.parametrize("gru", ["torch", "cudnn"])
+def test_torch_and_cudnn_keep_nn_gru(gru):
+    assert isinstance(fuse_for_inference(edgeseq.get_model("cbhg-lite").build(), gru=gru).gru, BiGRU)
+
+
+def test_auto_gru_on_cpu_runs_nn_gru_and_records_it(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    model = edgeseq.get_model("cbhg-lite").build().eval()
+    fused = fuse_for_inference(model, gru="auto")
+    assert isinstance(fused.gru, AutoBiGRU) and fused.gru.choice is None
+    x = torch.randn(2, 9, model.cfg.highway_dim)
+    with torch.no_grad():
+        torch.testing.assert_close(fused.gru(x), model.gru(x), rtol=0, atol=0)
+    assert fused.gru.choice == "torch"
+    assert {k for k in fused.gru.state_dict() if k.startswith("rnn.")} == set(model.gru.state_dict())  # same keys
+
+
+def test_auto_rule_never_picks_triton_where_it_cannot_run():
+    auto = AutoBiGRU(_gru(128, seed=0))
+    assert not auto.picks_triton(torch.float32, torch.device("cuda"))  # fp32 at 128: cuDNN measured faster
+    assert not triton_beats_cudnn(torch.float16, 256)  # over the kernel's on-chip limit
+    assert not triton_beats_cudnn(torch.bfloat16, 64)  # not measured
+
+
+@needs_triton
+def test_auto_rule_picks_triton_on_cuda_for_fp16_and_small_fp32():
+    assert AutoBiGRU(_gru(128, seed=0)).picks_triton(torch.float16, torch.device("cuda"))
+    assert AutoBiGRU(_gru(64, seed=0)).picks_triton(torch.float32, torch.device("cuda"))
+
+
+def test_default_configs_are_valid_and_keep_fp32_weights_in_fp32():
+    """fp32 runs 'vec' with W_hh in fp32: the 'dot' configs (tf32 or fp16 W_hh) miss the fp32 parity bar."""
+    for hidden in (16, 64, 128):
+        for batch in (1, 16):
+            fp32 = default_config(torch.float32, hidden, batch)
+            assert (fp32.kind, fp32.w_dtype) == ("vec", "fp32")
+            for dtype, w_dtype in ((torch.float16, "fp16"), (torch.bfloat16, "bf16")):
+                half = default_config(dtype, hidden, batch)
+                assert (half.kind, half.w_dtype) == ("dot", w_dtype)
+    assert default_config(torch.float16, 128, 1).label == "dot-w16-nw4-b16"
+    assert GruKernelConfig("dot", 8, "fp32", 16, "tf32").label == "dot-w32tf32-nw8-b16"
 
 
 def test_transposed_hh_is_each_gates_transpose():
@@ -147,14 +203,19 @@ def test_transposed_hh_is_each_gates_transpose():
 @pytest.mark.gpu
 @needs_triton
 @needs_cuda
+@pytest.mark.parametrize("gru", ["triton", "auto"])
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 @pytest.mark.parametrize("name", ["cbhg", "cbhg-lite"])
-def test_cuda_fused_cbhg_with_triton_gru_matches_the_original(name, precision):
+def test_cuda_fused_cbhg_with_triton_gru_matches_the_original(name, precision, gru):
     spec = edgeseq.get_model(name)
-    fused = fuse_for_inference(spec.build(), gru="triton")
+    fused = fuse_for_inference(spec.build(), gru=gru)
     runner = TorchRunner(spec, module=fused, device="cuda", precision=precision)
     result = edgeseq.check(runner, spec, precision=precision, times=(1, 7, 200), batches=(1, 3))
     assert result.passed, result.failures
+    if gru == "auto":
+        dtype = torch.float16 if precision == "fp16" else torch.float32
+        expected = "triton" if triton_beats_cudnn(dtype, fused.cfg.gru_hidden) else "cudnn"
+        assert fused.gru.choice.startswith(expected)
 
 
 @pytest.mark.gpu

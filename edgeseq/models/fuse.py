@@ -6,7 +6,8 @@
   replaces 3K launches (conv, norm, ReLU per branch) with 2.
 
 - optionally (gru="triton", CUDA only) the BiGRU becomes `triton_gru.TritonBiGRU`: one matmul and one persistent
-  kernel launch instead of 2 x T cuDNN step launches.
+  Triton kernel launch for all steps of both directions; gru="auto" (`triton_gru.AutoBiGRU`) runs that kernel only
+  where it measured faster than cuDNN (fp16; fp32 at hidden <= 64) and cuDNN elsewhere.
 
 The result is checked against the original by the same parity harness as any exported artifact.
 """
@@ -70,8 +71,9 @@ def _merge_bank(bank: ConvBank) -> FoldedConv:
 def fuse_for_inference(module: CBHG, gru: GruKernel | str = GruKernel.TORCH, gru_config=None) -> CBHG:
     """A copy of `module` with batch norms folded and the bank merged (standard convs only; separable ones keep
     their depthwise + pointwise pair and only get the norm folded into the pointwise conv). gru="triton" swaps
-    the BiGRU for a TritonBiGRU (optionally run with `gru_config`, a triton_gru.GruKernelConfig); that module
-    runs on CUDA tensors only (or under TRITON_INTERPRET=1)."""
+    the BiGRU for a TritonBiGRU (optionally run with `gru_config`, a triton_gru.GruKernelConfig), which runs on
+    CUDA tensors only (or under TRITON_INTERPRET=1); gru="auto" for an AutoBiGRU, which picks Triton or cuDNN per
+    call from the input's dtype and device and records it in `.gru.choice`; gru="torch" (or "cudnn") keeps nn.GRU."""
     gru = GruKernel.parse(gru)
     fused = copy.deepcopy(module).eval()
     with torch.no_grad():
@@ -82,4 +84,8 @@ def fuse_for_inference(module: CBHG, gru: GruKernel | str = GruKernel.TORCH, gru
             from .triton_gru import TritonBiGRU
 
             fused.gru = TritonBiGRU(module.gru.rnn, gru_config)
+        elif gru is GruKernel.AUTO:
+            from .triton_gru import AutoBiGRU
+
+            fused.gru = AutoBiGRU(fused.gru.rnn, gru_config)
     return fused

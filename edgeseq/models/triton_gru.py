@@ -1,8 +1,11 @@
-"""A bidirectional GRU as ONE persistent Triton kernel launch, for launch-bound CUDA inference (issue #5).
+"""A bidirectional GRU as ONE persistent Triton kernel launch, for latency-bound CUDA inference (issue #5).
 
-cuDNN runs a GRU step by step: 2 x T dependent launches, about 0.8 us each at batch 1, which is most of a fused
-CBHG's time in a CUDA graph. Here the input projection of all T frames is one matmul (cuBLAS), and the whole
-recurrence of both directions is one kernel (`triton_gru_kernels`) that keeps W_hh and h on chip.
+The BiGRU's T dependent steps are most of a fused CBHG's time in a CUDA graph. Here the input projection of all
+T frames is one matmul (cuBLAS), and the whole recurrence of both directions is one kernel (`triton_gru_kernels`)
+that keeps W_hh and h on chip. cuDNN's GRU at hidden <= 192 is a persistent kernel too (PyTorch picks
+CUDNN_RNN_ALGO_PERSIST_STATIC_SMALL_H), so the gain is per-step latency, not launches: on an H200 this kernel
+beats it in fp16 and at hidden 64, not in fp32 at hidden 128 (bench/results/triton-gru-probe-nvidia-h200.json);
+`AutoBiGRU` encodes that.
 
 triton is imported only when a kernel is launched, so this module imports anywhere; it runs on CUDA tensors, or
 on CPU tensors under Triton's interpreter (TRITON_INTERPRET=1, for tests without a GPU).
@@ -10,6 +13,7 @@ on CPU tensors under Triton's interpreter (TRITON_INTERPRET=1, for tests without
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -17,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._lazy import require
+from .._lazy import available, require
 from ..errors import InputError, UnsupportedError
 
 MAX_HIDDEN = 128  # 3 x 128 x 128 weights stay on chip (registers / shared memory); larger ones would spill
@@ -34,7 +38,7 @@ class GruKernelConfig:
     f32_precision is tl.dot's mode when W is held in fp32."""
 
     kind: str = "vec"
-    num_warps: int = 8
+    num_warps: int = 4
     w_dtype: str = "auto"
     block_b: int = 16
     f32_precision: str = "tf32x3"
@@ -52,12 +56,35 @@ class GruKernelConfig:
         if self.kind == "dot" and (self.block_b < 16 or self.block_b & (self.block_b - 1)):
             raise UnsupportedError(f"the 'dot' kernel needs block_b a power of two >= 16, not {self.block_b}")
 
+    @property
+    def label(self) -> str:
+        """Short name as in the probe's tables, e.g. 'vec-w32-nw4', 'dot-w16-nw4-b16'."""
+        weights = {"fp32": "w32", "fp16": "w16", "bf16": "wbf16", "auto": "wauto"}[self.w_dtype]
+        if self.kind == "vec":
+            return f"vec-{weights}-nw{self.num_warps}"
+        precision = self.f32_precision if self.w_dtype == "fp32" else ""
+        return f"dot-{weights}{precision}-nw{self.num_warps}-b{self.block_b}"
 
-def default_config(dtype: torch.dtype, batch: int) -> GruKernelConfig:
-    """The config to run when none is given. 'vec' with W_hh held in fp32 compiles for sm_90 at hidden 128 and 8
-    warps without register spills (253 registers, checked with ptxas); bench/triton_gru_probe.py times the rest."""
-    del dtype, batch  # one config until the probe's GPU numbers say otherwise
-    return GruKernelConfig(kind="vec", num_warps=8, w_dtype="fp32")
+
+def default_config(dtype: torch.dtype, hidden: int, batch: int) -> GruKernelConfig:
+    """The config to run when none is given: the fastest one that passed parity in bench/triton_gru_probe.py on an
+    H200 (bench/results/triton-gru-probe-nvidia-h200.json). Half precision: 'dot' with W_hh in the tensors' own
+    dtype (bf16 follows fp16, not measured), 4 warps above hidden 64, 8 at or below. fp32: 'vec', W_hh in fp32,
+    4 warps (the 'dot' configs failed fp32 parity). batch is accepted for later tuning: at batch 16 the best
+    warp count moved by about 1%, too little to encode."""
+    del batch
+    if dtype in (torch.float16, torch.bfloat16):
+        w_dtype = "fp16" if dtype == torch.float16 else "bf16"
+        return GruKernelConfig(kind="dot", num_warps=4 if hidden > 64 else 8, w_dtype=w_dtype, block_b=16)
+    return GruKernelConfig(kind="vec", num_warps=4, w_dtype="fp32")
+
+
+def triton_beats_cudnn(dtype: torch.dtype, hidden: int) -> bool:
+    """Where the probe measured the Triton kernel faster than cuDNN's nn.GRU (both in a CUDA graph, H200): fp16 at
+    hidden 64 and 128; fp32 at hidden <= 64 only (fp32 'vec' at 128 ran 0.5-0.6x cuDNN). bf16 was not measured."""
+    if hidden > MAX_HIDDEN:
+        return False
+    return dtype == torch.float16 or (dtype == torch.float32 and hidden <= 64)
 
 
 def _interpreting() -> bool:
@@ -99,7 +126,7 @@ def bigru_recurrence(gi: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor,
                                f"{gi.device.type}")
     if batch > 65535:
         raise UnsupportedError(f"batch {batch} exceeds the kernel grid's 65535 rows")
-    config = config or default_config(gi.dtype, batch)
+    config = config or default_config(gi.dtype, hidden, batch)
     out = torch.empty(batch, steps, 2 * hidden, device=gi.device, dtype=gi.dtype)
     if batch == 0 or steps == 0:
         return out
@@ -137,6 +164,7 @@ class TritonBiGRU(nn.Module):
                                    "and no projection")
         self.input_size, self.hidden_size = gru.input_size, gru.hidden_size
         self.config = config
+        self.last_config: GruKernelConfig | None = None
         with torch.no_grad():
             self.register_buffer("w_ih", torch.cat([gru.weight_ih_l0, gru.weight_ih_l0_reverse]).detach().clone())
             self.register_buffer("b_ih", torch.cat([gru.bias_ih_l0, gru.bias_ih_l0_reverse]).detach().clone())
@@ -148,6 +176,7 @@ class TritonBiGRU(nn.Module):
         other = TritonBiGRU.__new__(TritonBiGRU)
         nn.Module.__init__(other)
         other.input_size, other.hidden_size, other.config = self.input_size, self.hidden_size, config
+        other.last_config = None
         for name, buf in self.named_buffers():
             other.register_buffer(name, buf)
         return other
@@ -155,11 +184,46 @@ class TritonBiGRU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             raise InputError(f"TritonBiGRU expects [batch, time, {self.input_size}], got {tuple(x.shape)}")
+        config = self.config or default_config(x.dtype, self.hidden_size, x.shape[0])
+        self.last_config = config  # what ran, for benchmark tables
         gi = F.linear(x, self.w_ih, self.b_ih)  # both directions' input projections, all frames: one matmul
-        return bigru_recurrence(gi, self.w_hh_t, self.b_hh, self.config)
+        return bigru_recurrence(gi, self.w_hh_t, self.b_hh, config)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bidirectional, config={self.config}"
 
 
-__all__ = ["GruKernelConfig", "TritonBiGRU", "bigru_recurrence", "default_config", "transposed_hh"]
+@functools.lru_cache(maxsize=1)
+def _have_triton() -> bool:
+    return available("triton")
+
+
+class AutoBiGRU(nn.Module):
+    """A BiGRU that runs each call on whichever kernel the probe measured faster for the input's dtype and device:
+    the Triton kernel where `triton_beats_cudnn`, torch's nn.GRU (cuDNN) elsewhere, on CPU, or without triton.
+    The dtype is only known at call time (runners convert the module after fusing), so the pick happens there;
+    `choice` records the last one ('cudnn', 'torch' on CPU, or 'triton[<config label>]')."""
+
+    def __init__(self, gru: nn.GRU, config: GruKernelConfig | None = None):
+        super().__init__()
+        self.input_size, self.hidden_size = gru.input_size, gru.hidden_size
+        self.rnn = gru  # same name as in cbhg.BiGRU: its state dict keys (gru.rnn.*) stay
+        self.triton = TritonBiGRU(gru, config)
+        self.choice: str | None = None
+
+    def picks_triton(self, dtype: torch.dtype, device: torch.device) -> bool:
+        """The rule forward applies; on CPU only under Triton's interpreter (tests)."""
+        on_device = device.type == "cuda" or (device.type == "cpu" and _interpreting())
+        return on_device and triton_beats_cudnn(dtype, self.hidden_size) and _have_triton()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.picks_triton(x.dtype, x.device):
+            y = self.triton(x)
+            self.choice = f"triton[{self.triton.last_config.label}]"
+            return y
+        self.choice = "cudnn" if x.device.type == "cuda" else "torch"
+        return self.rnn(x)[0]
+
+
+__all__ = ["AutoBiGRU", "GruKernelConfig", "TritonBiGRU", "bigru_recurrence", "default_config", "transposed_hh",
+           "triton_beats_cudnn"]
