@@ -115,6 +115,68 @@ def test_metadata_and_detection(tiny):
     assert meta["edgeseq.version"] == edgeseq.__version__
 
 
+def _hide_ai_edge_litert(monkeypatch):
+    """Make `import ai_edge_litert...` fail for the rest of the test, as on a device that only has tflite_runtime."""
+    import sys
+
+    for name in [n for n in sys.modules if n == "ai_edge_litert" or n.startswith("ai_edge_litert.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+
+
+def test_runner_falls_back_to_tflite_runtime(tiny, monkeypatch):
+    """Without ai-edge-litert the runner loads tflite_runtime's Interpreter (here a `tflite_runtime.interpreter`
+    module backed by the real LiteRT interpreter, counted, so the test sees which import was used)."""
+    import sys
+    import types
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    module, art = tiny
+    x = np.random.default_rng(5).standard_normal((2, 41, 16)).astype(np.float32)
+    with torch.inference_mode():
+        want = module(torch.from_numpy(x)).numpy()
+
+    class CountingInterpreter(Interpreter):
+        created = 0
+
+        def __init__(self, *args, **kwargs):
+            type(self).created += 1
+            super().__init__(*args, **kwargs)
+
+    package, submodule = types.ModuleType("tflite_runtime"), types.ModuleType("tflite_runtime.interpreter")
+    submodule.Interpreter = CountingInterpreter
+    package.interpreter = submodule
+    _hide_ai_edge_litert(monkeypatch)
+    monkeypatch.setitem(sys.modules, "tflite_runtime", package)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", submodule)
+    with pytest.raises(ImportError):
+        import ai_edge_litert.interpreter  # noqa: F401
+
+    with edgeseq.load(art.path, threads=1) as runner:
+        assert runner.runtime == "tflite_runtime-xnnpack-cpu"
+        assert runner.metadata["edgeseq.precision"] == "fp32"  # read without LiteRT's schema module
+        assert [t.name for t in runner.inputs] == ["features"] and runner.max_time == 1000
+        got = runner.infer({"features": x})["encoded"]
+    assert CountingInterpreter.created == 1
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-5
+
+
+def test_no_tflite_interpreter_names_the_pip_install(tiny, monkeypatch):
+    import sys
+
+    from edgeseq.errors import MissingExtraError
+
+    _, art = tiny
+    _hide_ai_edge_litert(monkeypatch)
+    monkeypatch.setitem(sys.modules, "tflite_runtime", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
+    with pytest.raises(MissingExtraError, match=r"pip install 'edgeseq\[tflite\]'") as err:
+        edgeseq.load(art.path).load()
+    assert "\n" not in str(err.value) and "tflite-runtime" in str(err.value)
+
+
 def test_not_a_tflite_file_is_an_artifact_error(tmp_path):
     from edgeseq.errors import ArtifactError
 

@@ -41,6 +41,7 @@ DEFAULT_MAX_TIME = 8192  # frames (102 s at 80 frames/s); the loop has no limit,
 _EXPORT_BATCH, _EXPORT_TIME = 2, 37
 _SIGNATURE = "serving_default"
 _META_PREFIX = "edgeseq."
+_MODEL_BUFFERS, _MODEL_METADATA = 12, 16  # vtable slots of Model.buffers / Model.metadata (schema v3)
 _LOOP_SCOPE = "LoopGRU"  # tensor names of the rewritten GRU (module scope), see formats/rewrites.py
 
 # What each precision does (reported in the artifact notes; measured in bench/bench_tflite.py).
@@ -299,20 +300,39 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 
 def read_metadata_bytes(data: bytes) -> dict[str, str]:
-    schema = require("ai_edge_litert.schema_py_generated", EXTRA)
+    """The `edgeseq.*` metadata entries, read with the flatbuffers package alone (no LiteRT schema module), so a
+    runner on tflite_runtime (which ships no schema) reads them too. Anything unreadable gives {}."""
+    fb = require("flatbuffers", EXTRA)
+    from flatbuffers import number_types as nt
+
+    buf = bytes(data)
+    u32, u64 = nt.Uint32Flags, nt.Uint64Flags
+
+    def tables(t, slot):  # a vector of tables at vtable slot `slot`
+        off = t.Offset(slot)
+        if not off:
+            return []
+        start = t.Vector(off)
+        return [fb.table.Table(buf, t.Indirect(start + 4 * i)) for i in range(t.VectorLen(off))]
+
     try:
-        model = schema.Model.GetRootAs(data, 0)
+        model = fb.table.Table(buf, fb.encode.Get(nt.UOffsetTFlags.packer_type, buf, 0))
+        buffers = tables(model, _MODEL_BUFFERS)
         out = {}
-        for i in range(model.MetadataLength()):
-            entry = model.Metadata(i)
-            name = entry.Name().decode()
-            if name.startswith(_META_PREFIX):
-                buf = model.Buffers(entry.Buffer())
-                if buf.Offset() > 1:  # stored after the flatbuffer (large-model layout)
-                    raw = bytes(data[buf.Offset():buf.Offset() + buf.Size()])
-                else:
-                    raw = buf.DataAsNumpy().tobytes()
-                out[name] = raw.decode()
+        for entry in tables(model, _MODEL_METADATA):
+            name_off = entry.Offset(4)
+            name = entry.String(entry.Pos + name_off).decode() if name_off else ""
+            if not name.startswith(_META_PREFIX):
+                continue
+            b = buffers[entry.GetSlot(6, 0, u32)]
+            offset, size = b.GetSlot(6, 0, u64), b.GetSlot(8, 0, u64)
+            if offset > 1:  # stored after the flatbuffer (large-model layout)
+                raw = buf[offset:offset + size]
+            else:
+                data_off = b.Offset(4)
+                start = b.Vector(data_off) if data_off else 0
+                raw = buf[start:start + b.VectorLen(data_off)] if data_off else b""
+            out[name] = raw.decode()
         return out
     except Exception:
         return {}
@@ -348,28 +368,32 @@ def _probe(path: Path, spec, options: TfliteOptions) -> None:
 # ---- runtime --------------------------------------------------------------------------------------------------------
 
 
-def _interpreter_class():
-    """ai-edge-litert's Interpreter; tflite_runtime's where that is what is installed."""
+def _interpreter() -> tuple[str, type]:
+    """(runtime name, Interpreter class): ai-edge-litert's, or the older tflite_runtime's where only that is
+    installed (e.g. a device image); the name is what reports show as the runtime."""
     try:
         from ai_edge_litert.interpreter import Interpreter
+
+        return "litert", Interpreter
     except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter
-        except ImportError:
-            raise MissingExtraError(
-                "neither ai-edge-litert nor tflite-runtime is installed; install it with: "
-                f"pip install 'edgeseq[{EXTRA}]'"
-            ) from None
-    return Interpreter
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+
+        return "tflite_runtime", Interpreter
+    except ImportError:
+        raise MissingExtraError(
+            "neither ai-edge-litert nor tflite-runtime is installed; install it with: "
+            f"pip install 'edgeseq[{EXTRA}]' (or only the runtime: pip install ai-edge-litert)"
+        ) from None
+
+
+def _interpreter_class() -> type:
+    return _interpreter()[1]
 
 
 def runtime_name() -> str:
-    try:
-        import ai_edge_litert  # noqa: F401
-
-        return "litert"
-    except ImportError:
-        return "tflite_runtime"
+    return _interpreter()[0]
 
 
 def runtime_devices() -> list[str]:
