@@ -207,6 +207,30 @@ def test_cbhg_lite_passes_parity_at_every_length(lite_tflite):
     assert result.worst.rel_l2 <= 1e-5
 
 
+def test_window_max_pool_matches_max_pool1d():
+    from edgeseq.formats.rewrites import WindowMaxPool, window_pool_ok
+
+    for k, t in ((2, 32), (2, 33), (3, 10), (4, 4)):
+        pool = torch.nn.MaxPool1d(k)
+        x = torch.randn(3, 5, t)
+        assert torch.equal(WindowMaxPool(pool)(x), pool(x)), (k, t)
+    assert not window_pool_ok(torch.nn.MaxPool1d(3, stride=1))  # overlapping windows are left to the converter
+    assert not window_pool_ok(torch.nn.MaxPool1d(2, padding=1))
+
+
+def test_fixed_length_classifier_keeps_a_dynamic_batch(tmp_path):
+    """seq-cnn (fixed 32 frames, MaxPool1d(2), Flatten): litert-torch's max_pool1d lowering failed on the dynamic
+    batch ("broadcast_in_dim shape must have every element be nonnegative"); WindowMaxPool converts."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    for precision in ("fp32", "int8-static"):
+        art = edgeseq.export("seq-cnn", "tflite", out_dir=tmp_path, precision=precision)
+        assert Interpreter(model_path=art.path).get_input_details()[0]["shape_signature"].tolist() == [-1, 32, 40]
+        result = edgeseq.check(art.path, "seq-cnn", batches=(1, 3, 8))
+        assert result.passed, (precision, result.failures)
+        assert len(result.cases) == 6  # 3 batches x speech + random, at the spec's fixed 32 frames
+
+
 def test_cli_export_tflite(run_cli, tmp_path):
     proc = run_cli("export", "cbhg-lite", "-f", "tflite", "--times", "1,50", "--batches", "1", "-n", "3",
                    "--out", str(tmp_path))
