@@ -2,16 +2,16 @@
 
 For each model (cbhg, cbhg-lite) the fp32 .tflite is exported once and quantized several ways:
 
-1. sensitivity: one group of ops in int8 (activations and weights), everything else float; the worst relative L2
-   against the PyTorch original shows which ops carry the error;
+1. sensitivity: one group of ops in int8 (activations and weights) with everything else float, and everything in
+   int8 but that group; the worst relative L2 against the PyTorch original shows which ops carry the error;
 2. options: the previous recipe (everything int8 but the GRU recurrence), the same with the output kept float,
    int16 activations (a16w8), the shipped recipe (`edgeseq.export(..., precision="int8-static")`: the convolution
    front end in int8, the rest float) and calibration variants of it (more utterances, one batched step, mixed
    lengths, OCTAV weight clipping).
 
 Parity: worst relative L2 over T in {7, 200, 1000}, batch 1, real speech and random inputs (the int8-static gate is
-1.5e-2). Latency: p50 at batch 1, T=200, fixed thread count, every artifact interleaved with the fp32 one over
-several rounds (median of rounds); ratios are against fp32 in the same run. The machine is shared: read ratios.
+1.5e-2). Latency: p50 at batch 1, T=200, fixed thread count; in every round each artifact is timed right after the
+fp32 one, and its ratio to fp32 is the median of the per-round ratios. The machine is shared: read ratios.
 
     python bench/bench_tflite_int8.py               # writes bench/results/tflite-int8-static.json
     python bench/bench_tflite_int8.py --quick       # cbhg-lite, fewer options and iterations; JSON only with --out
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -31,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import edgeseq  # noqa: E402
-from bench_runtimes import git_state  # noqa: E402
+from bench_runtimes import ForeignLoad, git_state  # noqa: E402
 from edgeseq.enums import Precision  # noqa: E402
 from edgeseq.environment import fingerprint  # noqa: E402
 from edgeseq.formats import tflite  # noqa: E402
@@ -137,15 +138,20 @@ def bench_model(name: str, args, workdir: Path) -> dict:
     fp32 = edgeseq.export(name, "tflite", out_dir=workdir / name)
     content = Path(fp32.path).read_bytes()
     sensitivity = {}
+    names = [d["name"] + ";" for d in tflite._interpreter_class()(model_path=fp32.path).get_tensor_details()]
     for group, (regex, op) in ({} if args.quick else GROUPS).items():
-        rules = [(regex, op, "int8"), (LOOP, "ALL_SUPPORTED", "float")] + \
+        if not any(re.search(regex, n) for n in names):
+            continue  # e.g. cbhg has no linear before the highway (in_dim == highway_dim)
+        only = [(regex, op, "int8"), (LOOP, "ALL_SUPPORTED", "float")] + \
             ([(regex, op, "int8")] if regex == "LoopGRU" else [])
-        path = workdir / name / f"only-{len(sensitivity)}.tflite"
-        row = quantize(spec, content, path, recipe(rules), None)
-        if "error" not in row:
-            row["parity"] = parity(name, path)
+        row = {}
+        for kind, rules in (("only_this_int8", only), ("all_int8_but_this", ALL_INT8 + [(regex, op, "float")])):
+            path = workdir / name / f"sens-{len(sensitivity)}-{kind}.tflite"
+            row[kind] = quantize(spec, content, path, recipe(rules), None)
+            if "error" not in row[kind]:
+                row[kind]["parity"] = parity(name, path)
         sensitivity[group] = row
-        print(f"  {name}: only {group} in int8: {row.get('parity', row.get('error'))}", file=sys.stderr, flush=True)
+        print(f"  {name}: {group}: {row}", file=sys.stderr, flush=True)
     rows, paths = {}, {"fp32": Path(fp32.path)}
     for k, (option, (rec, samples)) in enumerate(options(spec, args.quick).items()):
         path = workdir / name / f"option-{k}.tflite"
@@ -160,35 +166,53 @@ def bench_model(name: str, args, workdir: Path) -> dict:
             paths[option] = path
         rows[option] = row
         print(f"  {name}: {option}: {row.get('parity', row.get('error'))}", file=sys.stderr, flush=True)
-    latency = measure_all(spec, paths, args)
+    latency, ratios, foreign = measure_all(spec, paths, args)
     for option, row in rows.items():
         if option in latency:
             row["p50_ms"] = latency[option]
-            row["p50_x_fp32"] = latency[option] / latency["fp32"]
+            row["p50_x_fp32"] = ratios[option]
     return {"model": name, "fp32": {"size_bytes": fp32.size_bytes, "p50_ms": latency["fp32"]},
-            "sensitivity": sensitivity, "options": rows}
+            "foreign_cpu_share": foreign, "sensitivity": sensitivity, "options": rows}
 
 
-def measure_all(spec, paths: dict, args) -> dict:
+def measure_all(spec, paths: dict, args) -> tuple[dict, dict, float | None]:
+    """p50 of each artifact and its ratio to fp32, each timed right after fp32 in every round (the ratio is the
+    median of the per-round ratios, which cancels slow drifts of the shared machine's load)."""
     feed = spec.example_inputs(batch=1, time=args.time)
-    samples: dict = {k: [] for k in paths}
-    for _ in range(args.rounds):
-        for label, path in paths.items():
-            with tflite.TfliteRunner(path, threads=args.threads) as runner:
-                samples[label].append(measure(runner, feed, warmup=args.warmup, iterations=args.iterations).p50_ms)
-            time.sleep(0.1)
-    return {k: float(np.median(v)) for k, v in samples.items()}
+    runners = {k: tflite.TfliteRunner(p, threads=args.threads).load() for k, p in paths.items()}
+    p50: dict = {k: [] for k in paths}
+    ratios: dict = {k: [] for k in paths if k != "fp32"}
+    try:
+        with ForeignLoad() as load:
+            for _ in range(args.rounds):
+                for label in ratios:
+                    base = measure(runners["fp32"], feed, warmup=args.warmup, iterations=args.iterations).p50_ms
+                    mine = measure(runners[label], feed, warmup=args.warmup, iterations=args.iterations).p50_ms
+                    p50["fp32"].append(base)
+                    p50[label].append(mine)
+                    ratios[label].append(mine / base)
+    finally:
+        for runner in runners.values():
+            runner.close()
+    med = lambda v: float(np.median(v))  # noqa: E731
+    return {k: med(v) for k, v in p50.items()}, {k: med(v) for k, v in ratios.items()}, load.share
 
 
 def render(results: list[dict]) -> None:
     for r in results:
         if r["sensitivity"]:
-            print(f"\n{r['model']}: only this group in int8 | worst rel L2 speech | random")
+            print(f"\n{r['model']}: group | only this group int8: rel L2 speech / random | all int8 but this group: "
+                  "speech / random")
             for group, row in r["sensitivity"].items():
-                p = row.get("parity")
-                print(f"{group} | " + (f"{p['speech']:.2g} | {p['random']:.2g}" if p else row["error"][:80]))
+                cells = []
+                for kind in ("only_this_int8", "all_int8_but_this"):
+                    p = row[kind].get("parity")
+                    cells.append(f"{p['speech']:.2g} / {p['random']:.2g}" if p else "quantizer: " +
+                                 row[kind]["error"].split(": ", 1)[-1][:40])
+                print(f"{group} | {cells[0]} | {cells[1]}")
         print(f"\n{r['model']}: option | rel L2 speech | random | passes 1.5e-2 | size MB | p50 ms | x fp32 "
-              f"(fp32 {r['fp32']['p50_ms']:.2f} ms)")
+              f"(fp32 {r['fp32']['p50_ms']:.2f} ms; foreign CPU share "
+              f"{r['foreign_cpu_share'] or 0:.2f})")
         for option, row in r["options"].items():
             p = row.get("parity")
             if not p:
@@ -203,9 +227,9 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=["cbhg", "cbhg-lite"])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--time", type=int, default=200)
-    p.add_argument("--iterations", type=int, default=60)
+    p.add_argument("--iterations", type=int, default=40)
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
