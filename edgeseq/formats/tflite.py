@@ -230,13 +230,13 @@ def _recipe(precision: Precision):
         return manager.get_quantization_recipe()
     if precision is Precision.INT8_DYNAMIC:
         return recipe.dynamic_wi8_afp32()
-    # Static int8 on the convolution front end only; the rest stays float. Measured per op on cbhg / cbhg-lite
-    # (bench/bench_tflite_int8.py): with the whole feed-forward stack in int8 the output is 2.1-2.9e-2 off; the
-    # conv bank, pool and projections alone in int8 cost 0.4-1e-3 each (their error is diluted by the float residual
-    # input), while the ops after the residual add (the linear before the highway, the highway, the GRU's input
-    # projection) and the int8 round trip of the output cost about 1e-2 each: there the 8-bit step is large against
-    # the signal. int16 activations would fix that too, but XNNPACK has no int16 kernels (4.7x slower than fp32).
-    # The recurrence stays float in every mode: an int8 hidden state re-quantized at each step compounds over T.
+    # Static int8 on the convolution front end only; the rest stays float. bench/bench_tflite_int8.py quantizes one
+    # group of ops at a time: the conv bank, pool and projections cost 0.2-2.2e-3 each (diluted by the residual's
+    # float input), the residual add, the linear before the highway, the highway and the output's int8 round trip
+    # 1e-2 to 2.3e-2 each; all of them in int8 gave 2.1e-2 (cbhg-lite) / 2.9e-2 (cbhg), over the 1.5e-2 gate; this
+    # recipe 1.0e-3 / 2.7e-3, cbhg still at 0.84x fp32 latency. int16 activations pass too but XNNPACK has no int16
+    # kernels (4.5-15x slower). The recurrence stays float in every mode: an int8 hidden state re-quantized at each
+    # step compounds over T, and the loop's subgraph inputs get no calibration statistics.
     manager = recipe_manager.RecipeManager()
     manager.add_static_config(regex=_INT8_STATIC_SCOPES, operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                               activation_num_bits=8, weight_num_bits=8,
