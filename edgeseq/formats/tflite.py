@@ -42,7 +42,6 @@ _EXPORT_BATCH, _EXPORT_TIME = 2, 37
 _SIGNATURE = "serving_default"
 _META_PREFIX = "edgeseq."
 _MODEL_BUFFERS, _MODEL_METADATA = 12, 16  # vtable slots of Model.buffers / Model.metadata (schema v3)
-_LOOP_SCOPE = "LoopGRU"  # tensor names of the rewritten GRU (module scope), see formats/rewrites.py
 # Static int8 covers the ops inside convolution and pooling modules (tensor names carry the module scope: Conv1dAs2d,
 # Conv2d, ConvBN, ConvBank, MaxPool, ShiftMaxPool); the quantizer matches this against an op's output names.
 _INT8_STATIC_SCOPES = r"\.Conv[A-Za-z0-9]*_|MaxPool"
