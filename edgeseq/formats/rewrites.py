@@ -3,6 +3,9 @@
 1. nn.GRU -> LoopGRU: a GRU whose recurrence is one opaque op.
 2. SamePool (max-pool width 2, stride 1, padding 1, cropped) -> ShiftMaxPool: max(x[t], x[t+1]) written with a
    shifted copy; torch.export specializes T through max_pool1d's padded output-size arithmetic.
+3. nn.MaxPool1d(k) with stride k (non-overlapping windows) -> WindowMaxPool: a reshape to [..., T // k, k] and a max
+   over the last axis; litert-torch's lowering of max_pool1d fails on a dynamic batch ("broadcast_in_dim shape must
+   have every element be nonnegative").
 
 torch.export specializes T through nn.GRU (and a Python loop over time would unroll it). Here every nn.GRU is
 replaced, weights and all, by `LoopGRU`:
@@ -137,13 +140,38 @@ class ShiftMaxPool(nn.Module):
         return torch.maximum(x, torch.cat([x, x[..., -1:]], dim=-1)[..., 1:])
 
 
-def _swap(module: nn.Module, kind, make) -> tuple[nn.Module, int]:
-    if isinstance(module, kind):
+class WindowMaxPool(nn.Module):
+    """nn.MaxPool1d(k, stride=k) without padding or dilation, as crop + reshape + max (same values, floor mode)."""
+
+    def __init__(self, pool: nn.MaxPool1d):
+        super().__init__()
+        k = _single(pool.kernel_size)
+        if not window_pool_ok(pool):
+            raise ValueError("WindowMaxPool needs MaxPool1d(k) with stride k, no padding, dilation 1, floor mode")
+        self.k = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = x.shape[-1] // self.k
+        return x[..., : frames * self.k].unflatten(-1, (frames, self.k)).amax(-1)
+
+
+def _single(value) -> int:
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+def window_pool_ok(pool: nn.MaxPool1d) -> bool:
+    k = _single(pool.kernel_size)
+    return (_single(pool.stride or k) == k and _single(pool.padding) == 0 and _single(pool.dilation) == 1
+            and not pool.ceil_mode and not pool.return_indices)
+
+
+def _swap(module: nn.Module, kind, make, where=lambda m: True) -> tuple[nn.Module, int]:
+    if isinstance(module, kind) and where(module):
         return make(module).eval(), 1
     count = 0
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, kind):
+            if isinstance(child, kind) and where(child):
                 setattr(parent, name, make(child).eval())
                 count += 1
     return module, count
@@ -222,12 +250,14 @@ def _fold_conv_bn(module: nn.Module) -> int:
 
 
 def rewrite_for_export(module: nn.Module) -> tuple[nn.Module, int]:
-    """A copy with every nn.GRU -> LoopGRU, every CBHG SamePool -> ShiftMaxPool, batch norms folded into the
-    convs before them (what ONNX simplifiers do too) and LayerNorms decomposed; returns (copy, GRU count)."""
+    """A copy with every nn.GRU -> LoopGRU, every CBHG SamePool -> ShiftMaxPool, every non-overlapping MaxPool1d ->
+    WindowMaxPool, batch norms folded into the convs before them (what ONNX simplifiers do too) and LayerNorms
+    decomposed; returns (copy, GRU count)."""
     from ..models.cbhg import SamePool
 
     module, n_grus = replace_grus(module)
     module, _ = _swap(module, SamePool, lambda _: ShiftMaxPool())
+    module, _ = _swap(module, nn.MaxPool1d, WindowMaxPool, where=window_pool_ok)
     with torch.no_grad():
         _fold_conv_bn(module)
     module, _ = _swap(module, nn.Conv1d, Conv1dAs2d)

@@ -41,7 +41,10 @@ DEFAULT_MAX_TIME = 8192  # frames (102 s at 80 frames/s); the loop has no limit,
 _EXPORT_BATCH, _EXPORT_TIME = 2, 37
 _SIGNATURE = "serving_default"
 _META_PREFIX = "edgeseq."
-_LOOP_SCOPE = "LoopGRU"  # tensor names of the rewritten GRU (module scope), see formats/rewrites.py
+_MODEL_BUFFERS, _MODEL_METADATA = 12, 16  # vtable slots of Model.buffers / Model.metadata (schema v3)
+# Static int8 covers the ops inside convolution and pooling modules (tensor names carry the module scope: Conv1dAs2d,
+# Conv2d, ConvBN, ConvBank, MaxPool, ShiftMaxPool); the quantizer matches this against an op's output names.
+_INT8_STATIC_SCOPES = r"\.Conv[A-Za-z0-9]*_|MaxPool"
 
 # What each precision does (reported in the artifact notes; measured in bench/bench_tflite.py).
 _QUANT_NOTES = {
@@ -49,8 +52,11 @@ _QUANT_NOTES = {
                     "compute); the GRU recurrence (BATCH_MATMUL in the WHILE body) stays fp32",
     Precision.INT8_DYNAMIC: "int8 per-channel weights, activations quantized on the fly (dynamic range) for "
                             "FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D; the GRU recurrence stays fp32",
-    Precision.INT8_STATIC: "int8 weights and activations (calibrated on the spec's real-speech calibration inputs) "
-                           "for the feed-forward stack; the GRU recurrence (WHILE loop) stays fp32",
+    Precision.INT8_STATIC: "int8 per-channel weights and int8 activations (min-max calibrated on the spec's "
+                           "real-speech calibration inputs) for the convolution front end only (conv bank, max pool, "
+                           "projections); float32: the residual add and everything after it (highway, attention, "
+                           "the GRU's input projection and its WHILE-loop recurrence, output linear) and the "
+                           "model's input and output",
 }
 
 
@@ -109,8 +115,9 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Tfl
         _litert_loop.register_lowering()
         content, n_loops = _convert(litert_torch, _litert_loop, loop_module, args, dynamic_shapes, spec)
         float_seconds = time.perf_counter() - started
+        bound = f", T <= {options.max_time}" if spec.has_dynamic_time else ""
         notes = [f"{n_grus} nn.GRU -> {n_loops} TFLite WHILE loop(s); dynamic axes "
-                 f"{sorted({d for t in spec.inputs for d in t.shape if isinstance(d, str)})}, T <= {options.max_time}"]
+                 f"{sorted({d for t in spec.inputs for d in t.shape if isinstance(d, str)})}{bound}"]
         meta = {
             "version": __version__,
             "model": spec.name,
@@ -222,18 +229,18 @@ def _recipe(precision: Precision):
         return manager.get_quantization_recipe()
     if precision is Precision.INT8_DYNAMIC:
         return recipe.dynamic_wi8_afp32()
-    # Static int8: the feed-forward stack (convs, highway, the GRU's hoisted input projection) in int8; the
-    # recurrence (the WHILE loop and its cond/body subgraphs) stays float. An int8 hidden state re-quantized at
-    # every step accumulates error over T, and the loop's subgraph inputs get no calibration statistics.
+    # Static int8 on the convolution front end only; the rest stays float. bench/bench_tflite_int8.py quantizes one
+    # group of ops at a time: the conv bank, pool and projections cost 0.2-2.2e-3 each (diluted by the residual's
+    # float input), the residual add, the linear before the highway, the highway and the output's int8 round trip
+    # 1e-2 to 2.3e-2 each; all of them in int8 gave 2.1e-2 (cbhg-lite) / 2.9e-2 (cbhg), over the 1.5e-2 gate; this
+    # recipe 1.0e-3 / 2.7e-3, cbhg still at 0.84x fp32 latency. int16 activations pass too but XNNPACK has no int16
+    # kernels (4.5-15x slower). The recurrence stays float in every mode: an int8 hidden state re-quantized at each
+    # step compounds over T, and the loop's subgraph inputs get no calibration statistics.
     manager = recipe_manager.RecipeManager()
-    static = dict(operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, activation_num_bits=8, weight_num_bits=8,
-                  algorithm_key=algorithm_manager.AlgorithmName.MIN_MAX_UNIFORM_QUANT)
-    manager.add_static_config(regex=".*", **static)
-    manager.add_quantization_config(regex=f"{_LOOP_SCOPE}|edgeseq_while",
-                                    operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
-                                    algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
-    manager.add_static_config(regex=_LOOP_SCOPE, **{**static,
-                                                    "operation_name": qtyping.TFLOperationName.FULLY_CONNECTED})
+    manager.add_static_config(regex=_INT8_STATIC_SCOPES, operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                              activation_num_bits=8, weight_num_bits=8,
+                              weight_granularity=qtyping.QuantGranularity.CHANNELWISE,
+                              algorithm_key=algorithm_manager.AlgorithmName.MIN_MAX_UNIFORM_QUANT)
     for boundary in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):  # float in, float out
         manager.add_quantization_config(regex=".*", operation_name=boundary,
                                         algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
@@ -249,17 +256,22 @@ def calibration_data(spec, options: TfliteOptions, input_names: list[str]) -> di
     return {_SIGNATURE: samples}
 
 
-def _quantize(content: bytes, precision: Precision, spec, options: TfliteOptions) -> bytes:
+def _quantize(content: bytes, precision: Precision, spec, options: TfliteOptions, *, recipe=None,
+              samples=None) -> bytes:
+    """Quantize a float .tflite; `recipe` / `samples` (calibration feeds keyed by the model's input names) replace
+    the defaults, for bench/bench_tflite_int8.py's comparison of options."""
     from ai_edge_quantizer import quantizer
 
     try:
         with _quiet():
             qt = quantizer.Quantizer(bytearray(content))
-            qt.load_quantization_recipe(_recipe(precision))
+            qt.load_quantization_recipe(recipe if recipe is not None else _recipe(precision))
             calibration = None
             if qt.need_calibration:
                 names = _signature_input_names(content)
-                calibration = qt.calibrate(calibration_data(spec, options, names), num_threads=1)
+                data = calibration_data(spec, options, names) if samples is None else \
+                    {_SIGNATURE: [{tf: feed[name] for tf, name in zip(names, spec.input_names)} for feed in samples]}
+                calibration = qt.calibrate(data, num_threads=1)
             result = qt.quantize(calibration, enable_progress_report=False)
             return bytes(result.quantized_model)
     except Exception as exc:
@@ -299,20 +311,39 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 
 def read_metadata_bytes(data: bytes) -> dict[str, str]:
-    schema = require("ai_edge_litert.schema_py_generated", EXTRA)
+    """The `edgeseq.*` metadata entries, read with the flatbuffers package alone (no LiteRT schema module), so a
+    runner on tflite_runtime (which ships no schema) reads them too. Anything unreadable gives {}."""
+    fb = require("flatbuffers", EXTRA)
+    from flatbuffers import number_types as nt
+
+    buf = bytes(data)
+    u32, u64 = nt.Uint32Flags, nt.Uint64Flags
+
+    def tables(t, slot):  # a vector of tables at vtable slot `slot`
+        off = t.Offset(slot)
+        if not off:
+            return []
+        start = t.Vector(off)
+        return [fb.table.Table(buf, t.Indirect(start + 4 * i)) for i in range(t.VectorLen(off))]
+
     try:
-        model = schema.Model.GetRootAs(data, 0)
+        model = fb.table.Table(buf, fb.encode.Get(nt.UOffsetTFlags.packer_type, buf, 0))
+        buffers = tables(model, _MODEL_BUFFERS)
         out = {}
-        for i in range(model.MetadataLength()):
-            entry = model.Metadata(i)
-            name = entry.Name().decode()
-            if name.startswith(_META_PREFIX):
-                buf = model.Buffers(entry.Buffer())
-                if buf.Offset() > 1:  # stored after the flatbuffer (large-model layout)
-                    raw = bytes(data[buf.Offset():buf.Offset() + buf.Size()])
-                else:
-                    raw = buf.DataAsNumpy().tobytes()
-                out[name] = raw.decode()
+        for entry in tables(model, _MODEL_METADATA):
+            name_off = entry.Offset(4)
+            name = entry.String(entry.Pos + name_off).decode() if name_off else ""
+            if not name.startswith(_META_PREFIX):
+                continue
+            b = buffers[entry.GetSlot(6, 0, u32)]
+            offset, size = b.GetSlot(6, 0, u64), b.GetSlot(8, 0, u64)
+            if offset > 1:  # stored after the flatbuffer (large-model layout)
+                raw = buf[offset:offset + size]
+            else:
+                data_off = b.Offset(4)
+                start = b.Vector(data_off) if data_off else 0
+                raw = buf[start:start + b.VectorLen(data_off)] if data_off else b""
+            out[name] = raw.decode()
         return out
     except Exception:
         return {}
@@ -348,28 +379,32 @@ def _probe(path: Path, spec, options: TfliteOptions) -> None:
 # ---- runtime --------------------------------------------------------------------------------------------------------
 
 
-def _interpreter_class():
-    """ai-edge-litert's Interpreter; tflite_runtime's where that is what is installed."""
+def _interpreter() -> tuple[str, type]:
+    """(runtime name, Interpreter class): ai-edge-litert's, or the older tflite_runtime's where only that is
+    installed (e.g. a device image); the name is what reports show as the runtime."""
     try:
         from ai_edge_litert.interpreter import Interpreter
+
+        return "litert", Interpreter
     except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter
-        except ImportError:
-            raise MissingExtraError(
-                "neither ai-edge-litert nor tflite-runtime is installed; install it with: "
-                f"pip install 'edgeseq[{EXTRA}]'"
-            ) from None
-    return Interpreter
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+
+        return "tflite_runtime", Interpreter
+    except ImportError:
+        raise MissingExtraError(
+            "neither ai-edge-litert nor tflite-runtime is installed; install it with: "
+            f"pip install 'edgeseq[{EXTRA}]' (or only the runtime: pip install ai-edge-litert)"
+        ) from None
+
+
+def _interpreter_class() -> type:
+    return _interpreter()[1]
 
 
 def runtime_name() -> str:
-    try:
-        import ai_edge_litert  # noqa: F401
-
-        return "litert"
-    except ImportError:
-        return "tflite_runtime"
+    return _interpreter()[0]
 
 
 def runtime_devices() -> list[str]:
