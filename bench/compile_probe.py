@@ -18,8 +18,9 @@ each against the PyTorch fp32 original on the CPU (rel L2) and timed as device p
   f-compile-cudnn      torch.compile(a): cuDNN GRU (dynamo breaks the graph at nn.GRU), for comparison
 
 Compilation happens in warm-up at the measured shape before capture; during capture and timing a recompile is an
-error. A failing variant prints its error and the run goes on. The table is printed last; the JSON is rewritten
-after every row, so a run cut short still leaves what it measured.
+error. A failing variant prints its error and the run goes on. Compile variants start only while --budget-s allows
+(e only if a default-mode compile took <= 30 s); at --hard-limit-s the running variant is aborted and the rest are
+skipped. The table is printed last; the JSON is rewritten after every row, so a run cut short keeps what it measured.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -269,9 +271,30 @@ def print_table(rows, info) -> None:
               f"{ms('recurrence_ms'):>8s}  {ms('rest_ms'):>7s}  {error}{mark}")
 
 
-def write(out_path: Path, info: dict, args, rows: list[dict], started: float) -> None:
+class OutOfTime(Exception):
+    pass
+
+
+_ARMED = [False]  # True while a variant runs: only then does the alarm raise
+
+
+def _out_of_time(signum, frame):
+    """--hard-limit-s reached: abort the running variant (caught like any failure), so the table still prints;
+    between variants the loop's own time check skips the rest."""
+    if _ARMED[0]:
+        _ARMED[0] = False
+        raise OutOfTime("hard time limit reached (--hard-limit-s); variant aborted")
+
+
+def write(out_path: Path, info: dict, args, rows: list[dict], skipped: list[dict], started: float) -> None:
     out_path.write_text(json.dumps({**info, "target_ms": TARGET_MS, "seconds": round(time.time() - started, 1),
-                                    "dry_run": args.dry_run, "backend": args.backend, "rows": rows}, indent=2) + "\n")
+                                    "dry_run": args.dry_run, "backend": args.backend, "rows": rows,
+                                    "skipped": skipped}, indent=2) + "\n")
+
+
+def skip(skipped: list[dict], model: str, precision: str, variant: str, reason: str) -> None:
+    print(f"skip {model} {precision} {variant}: {reason}", flush=True)
+    skipped.append({"model": model, "precision": precision, "variant": variant, "reason": reason})
 
 
 def main() -> int:
@@ -280,6 +303,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--time", type=int, default=200)
     parser.add_argument("--iterations", type=int, default=300, help="timed replays per variant (>= 200 on GPU)")
+    parser.add_argument("--hard-limit-s", type=float, default=210.0,
+                        help="abort the variant running at this wall time (SIGALRM), skip the rest, print the table")
     parser.add_argument("--budget-s", type=float, default=165.0,
                         help="stop starting compile variants once this much wall time is spent or expected")
     parser.add_argument("--only", nargs="*", default=None, help="variant names (or prefixes, e.g. a b d) to run")
@@ -308,34 +333,49 @@ def main() -> int:
     refs: dict = {}
     rows: list[dict] = []
     compile_s: list[float] = []
+    skipped: list[dict] = []
+    signal.signal(signal.SIGALRM, _out_of_time)
+    signal.setitimer(signal.ITIMER_REAL, args.hard_limit_s)
     for name, precision, variant in plan:
         mode = VARIANTS[variant][1]
         spent = time.time() - started
+        if spent >= args.hard_limit_s:
+            skip(skipped, name, precision, variant, f"past the hard limit {args.hard_limit_s:.0f} s")
+            continue
         if mode is not None:  # guard: skip a compile that would run past the budget
-            per = max(compile_s) if compile_s else 40.0
-            expected = per * (3.0 if "autotune" in mode else 1.2)
-            if "autotune" in mode and compile_s and max(compile_s) > 30.0:
-                print(f"skip {name} {precision} {variant}: a default-mode compile took {max(compile_s):.0f} s",
-                      flush=True)
-                continue
+            # default mode: like the slowest compile so far (the first one pays inductor's start-up); autotune:
+            # a few times the fastest default compile, and only if that one was fast
+            expected = 1.2 * max(compile_s) if compile_s else 40.0
+            if "autotune" in mode:
+                if not compile_s:
+                    skip(skipped, name, precision, variant, "no default-mode compile measured before it")
+                    continue
+                fastest = min(compile_s)
+                if fastest > 30.0:
+                    skip(skipped, name, precision, variant, f"the fastest default-mode compile took {fastest:.0f} s")
+                    continue
+                expected = 4.0 * fastest
             if spent + expected > args.budget_s:
-                print(f"skip {name} {precision} {variant}: {spent:.0f} s spent + ~{expected:.0f} s expected > "
-                      f"budget {args.budget_s:.0f} s", flush=True)
+                skip(skipped, name, precision, variant,
+                     f"{spent:.0f} s spent + ~{expected:.0f} s expected > budget {args.budget_s:.0f} s")
                 continue
-        if name not in refs:
-            spec = get_model(name)
-            feed = spec.example_inputs(batch=args.batch, time=args.time, source="speech", seed=args.batch + args.time)
-            reference = TorchRunner(spec, device="cpu")
-            with reference:
-                refs[name] = (spec, feed, reference.infer(feed))
-        spec, feed, expected_out = refs[name]
         row = {"model": name, "precision": precision, "batch": args.batch, "time": args.time}
         t0 = time.time()
+        _ARMED[0] = True
         try:
+            if name not in refs:
+                spec = get_model(name)
+                feed = spec.example_inputs(batch=args.batch, time=args.time, source="speech",
+                                           seed=args.batch + args.time)
+                with TorchRunner(spec, device="cpu") as reference:
+                    refs[name] = (spec, feed, reference.infer(feed))
+            spec, feed, expected_out = refs[name]
             row.update(run_variant(spec, variant, precision, feed, expected_out, args))
         except Exception as exc:  # one failing variant must not end the probe
             row.update(variant=variant, compile_mode=mode, error=f"{type(exc).__name__}: {exc}")
             traceback.print_exc(limit=-8)
+        finally:
+            _ARMED[0] = False
         row["seconds"] = round(time.time() - t0, 2)
         if mode is not None and "warmup_s" in row:
             compile_s.append(row["warmup_s"])
@@ -344,9 +384,10 @@ def main() -> int:
               + (f"{'PASS' if row['passed'] else 'FAIL'} relL2 {row['rel_l2']:.1e} p50 {row['p50_ms']:.3f} ms"
                  if "p50_ms" in row else f"ERROR {row.get('error', '')[:200]}")
               + f"  ({row['seconds']} s)", flush=True)
-        write(out_path, info, args, rows, started)
+        write(out_path, info, args, rows, skipped, started)
+    signal.setitimer(signal.ITIMER_REAL, 0)
     add_rest(rows)
-    write(out_path, info, args, rows, started)
+    write(out_path, info, args, rows, skipped, started)
     print_table(rows, info)
     print(f"wrote {out_path} in {time.time() - started:.1f} s")
     return 0
