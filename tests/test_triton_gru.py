@@ -134,6 +134,19 @@ def test_torch_compile_traces_the_recurrence_as_one_custom_op(config):
     assert _rel_l2(got, want) < 1e-6
 
 
+@needs_interpreter
+def test_torch_compile_of_auto_gru_takes_the_triton_path():
+    import torch._dynamo
+
+    module = AutoBiGRU(_gru(32, seed=6))  # fp32 at hidden 32: the rule picks Triton
+    x = torch.randn(1, 6, 32)
+    torch._dynamo.reset()
+    compiled = torch.compile(module, backend="aot_eager", dynamic=False)
+    with torch.inference_mode():
+        got, want = compiled(x), module.rnn(x)[0]
+    assert _rel_l2(got, want) < 1e-5
+
+
 def test_config_key_round_trips():
     from edgeseq.models.triton_gru import _config_from_key, _config_key
 

@@ -262,7 +262,8 @@ class AutoBiGRU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.picks_triton(x.dtype, x.device):
             y = self.triton(x)
-            self.choice = f"triton[{self.triton.last_config.label}]"
+            if not torch.compiler.is_compiling():  # compiled: the custom op ran, no last_config to read
+                self.choice = f"triton[{self.triton.last_config.label}]"
             return y
         self.choice = "cudnn" if x.device.type == "cuda" else "torch"
         return self.rnn(x)[0]
