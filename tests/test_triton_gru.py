@@ -117,6 +117,45 @@ def test_interpreted_auto_gru_picks_per_hidden_size_and_passes_parity(name, pick
 
 
 @needs_interpreter
+@pytest.mark.parametrize("config", [None, GruKernelConfig("vec", 8, "fp32")])
+def test_torch_compile_traces_the_recurrence_as_one_custom_op(config):
+    """Under torch.compile the recurrence is edgeseq::bigru_recurrence: one graph, no break, same output."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    module = TritonBiGRU(_gru(32, seed=5), config)
+    x = torch.randn(2, 7, 32)
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(module, backend="aot_eager", fullgraph=True, dynamic=False)
+    with torch.inference_mode():
+        got, want = compiled(x), module(x)
+    assert sum(counters["graph_break"].values()) == 0
+    assert _rel_l2(got, want) < 1e-6
+
+
+@needs_interpreter
+def test_torch_compile_of_auto_gru_takes_the_triton_path():
+    import torch._dynamo
+
+    module = AutoBiGRU(_gru(32, seed=6))  # fp32 at hidden 32: the rule picks Triton
+    x = torch.randn(1, 6, 32)
+    torch._dynamo.reset()
+    compiled = torch.compile(module, backend="aot_eager", dynamic=False)
+    with torch.inference_mode():
+        got, want = compiled(x), module.rnn(x)[0]
+    assert _rel_l2(got, want) < 1e-5
+
+
+def test_config_key_round_trips():
+    from edgeseq.models.triton_gru import _config_from_key, _config_key
+
+    assert _config_from_key(_config_key(None)) is None
+    for config in (GruKernelConfig("dot", 4, "fp16", 32, "ieee", 2), GruKernelConfig("vec", 8, "auto")):
+        assert _config_from_key(_config_key(config)) == config
+
+
+@needs_interpreter
 def test_empty_batch_or_time_returns_empty_without_a_launch():
     module = TritonBiGRU(_gru(16, seed=1))
     assert module(torch.randn(0, 5, 16)).shape == (0, 5, 32)
@@ -244,3 +283,24 @@ def test_cuda_graph_capture_and_replay_of_the_triton_gru():
             feed = spec.example_inputs(batch=batch, time=time, seed=time)
             np.testing.assert_allclose(graph.infer(feed)[name], eager.infer(feed)[name], rtol=1e-5, atol=1e-5)
         assert len(graph._graphs) == 2
+
+
+@pytest.mark.gpu
+@needs_triton
+@needs_cuda
+def test_cuda_inductor_compiled_fused_cbhg_lite_captures_in_one_cuda_graph():
+    """bench/compile_probe.py's variant d: inductor compiles the fused model around the custom op, the runner's
+    warm-up compiles, its CUDA graph captures compiled kernels and the Triton GRU together."""
+    import torch._dynamo
+
+    spec = edgeseq.get_model("cbhg-lite")
+    fused = fuse_for_inference(spec.build(), gru="triton").to("cuda", torch.float16).eval()
+    torch._dynamo.reset()
+    compiled = torch.compile(fused, mode="default", dynamic=False)
+    name = spec.output_names[0]
+    feed = spec.example_inputs(batch=1, time=50, seed=3)
+    with TorchRunner(spec, device="cpu") as reference, \
+            TorchCudaGraphRunner(spec, module=compiled, precision="fp16") as graph:
+        want = reference.infer(feed)[name]
+        for _ in range(2):  # capture, then replay
+            assert _rel_l2(torch.from_numpy(graph.infer(feed)[name]), torch.from_numpy(want)) < 1e-3

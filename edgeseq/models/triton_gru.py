@@ -154,7 +154,9 @@ class TritonBiGRU(nn.Module):
     """Drop-in for a 1-layer, batch-first, bidirectional nn.GRU with bias (h0 = 0): forward(x) -> output only.
 
     Weights are buffers (moved by .to(device, dtype)); forward does one matmul and one kernel launch, no host
-    sync, so it can be captured in a CUDA graph once the kernel has compiled (run it once before capturing)."""
+    sync, so it can be captured in a CUDA graph once the kernel has compiled (run it once before capturing).
+    Under torch.compile the recurrence is the custom op `recurrence_op` (no graph break; `last_config` is then
+    not updated, the compiled code does not run Python)."""
 
     def __init__(self, gru: nn.GRU, config: GruKernelConfig | None = None):
         super().__init__()
@@ -165,6 +167,7 @@ class TritonBiGRU(nn.Module):
         self.input_size, self.hidden_size = gru.input_size, gru.hidden_size
         self.config = config
         self.last_config: GruKernelConfig | None = None
+        recurrence_op()  # registered before any trace: a trace must not run the registration
         with torch.no_grad():
             self.register_buffer("w_ih", torch.cat([gru.weight_ih_l0, gru.weight_ih_l0_reverse]).detach().clone())
             self.register_buffer("b_ih", torch.cat([gru.bias_ih_l0, gru.bias_ih_l0_reverse]).detach().clone())
@@ -181,16 +184,56 @@ class TritonBiGRU(nn.Module):
             other.register_buffer(name, buf)
         return other
 
+    def __setstate__(self, state) -> None:  # unpickled in a fresh process: register the op there too
+        super().__setstate__(state)
+        recurrence_op()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             raise InputError(f"TritonBiGRU expects [batch, time, {self.input_size}], got {tuple(x.shape)}")
+        gi = F.linear(x, self.w_ih, self.b_ih)  # both directions' input projections, all frames: one matmul
+        if torch.compiler.is_compiling():  # traced by torch.compile: the recurrence as an opaque custom op
+            return torch.ops.edgeseq.bigru_recurrence(gi, self.w_hh_t, self.b_hh, _config_key(self.config))
         config = self.config or default_config(x.dtype, self.hidden_size, x.shape[0])
         self.last_config = config  # what ran, for benchmark tables
-        gi = F.linear(x, self.w_ih, self.b_ih)  # both directions' input projections, all frames: one matmul
         return bigru_recurrence(gi, self.w_hh_t, self.b_hh, config)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bidirectional, config={self.config}"
+
+
+def _config_key(config: GruKernelConfig | None) -> str:
+    """A config as a plain string (custom ops take no dataclasses); '' is the per-dtype default."""
+    if config is None:
+        return ""
+    return ",".join(str(v) for v in (config.kind, config.num_warps, config.w_dtype, config.block_b,
+                                     config.f32_precision, config.num_stages))
+
+
+def _config_from_key(key: str) -> GruKernelConfig | None:
+    if not key:
+        return None
+    kind, warps, w_dtype, block_b, precision, stages = key.split(",")
+    return GruKernelConfig(kind=kind, num_warps=int(warps), w_dtype=w_dtype, block_b=int(block_b),
+                           f32_precision=precision, num_stages=int(stages))
+
+
+@functools.lru_cache(maxsize=1)
+def recurrence_op():
+    """`bigru_recurrence` registered as the custom op edgeseq::bigru_recurrence(gi, w_hh_t, b_hh, config_key), so
+    torch.compile traces a TritonBiGRU without a graph break: inductor sees an opaque op with a known output
+    shape (the fake impl) and compiles the input projection and everything around it. Registered when the first
+    TritonBiGRU is built (not at import), and once per process."""
+
+    @torch.library.custom_op("edgeseq::bigru_recurrence", mutates_args=())
+    def op(gi: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor, config_key: str) -> torch.Tensor:
+        return bigru_recurrence(gi, w_hh_t, b_hh, _config_from_key(config_key))
+
+    @op.register_fake
+    def _(gi, w_hh_t, b_hh, config_key):
+        return gi.new_empty(gi.shape[0], gi.shape[1], 2 * w_hh_t.shape[3])
+
+    return op
 
 
 @functools.lru_cache(maxsize=1)
@@ -219,11 +262,12 @@ class AutoBiGRU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.picks_triton(x.dtype, x.device):
             y = self.triton(x)
-            self.choice = f"triton[{self.triton.last_config.label}]"
+            if not torch.compiler.is_compiling():  # compiled: the custom op ran, no last_config to read
+                self.choice = f"triton[{self.triton.last_config.label}]"
             return y
         self.choice = "cudnn" if x.device.type == "cuda" else "torch"
         return self.rnn(x)[0]
 
 
-__all__ = ["AutoBiGRU", "GruKernelConfig", "TritonBiGRU", "bigru_recurrence", "default_config", "transposed_hh",
-           "triton_beats_cudnn"]
+__all__ = ["AutoBiGRU", "GruKernelConfig", "TritonBiGRU", "bigru_recurrence", "default_config", "recurrence_op",
+           "transposed_hh", "triton_beats_cudnn"]
