@@ -3,13 +3,17 @@
 Imported only by formats/tflite.py, after litert-torch is known to be installed.
 
 1. `register_lowering()` adds a litert-torch lowering for `edgeseq::gru_scan` that emits a `stablehlo.while`
-   whose body is one GRU step for all directions at once: GATHER gi[t] -> BATCH_MATMUL(h, W_hh) -> SPLIT_V x2 ->
-   gates -> DYNAMIC_UPDATE_SLICE into the [T, D, B, H] result. Shape-dependent pieces use TFLite ops directly
-   (litert-torch's `tfl.*` custom-call carriers), so batch and T stay dynamic. The litert converter legalizes
-   the loop to `tfl.while`.
+   whose body runs CHUNK GRU steps (unrolled) for all directions at once: GATHER a chunk of gi -> UNPACK ->
+   per step BATCH_MATMUL(h, W_hh) -> SPLIT_V x2 -> gates -> PACK -> DYNAMIC_UPDATE_SLICE into the
+   [chunks, CHUNK, D, B, H] result (gi is zero-padded to whole chunks, the result cropped to T). Shape-dependent
+   pieces use TFLite ops directly (litert-torch's `tfl.*` custom-call carriers), so batch and T stay dynamic.
+   The litert converter legalizes the loop to `tfl.while`. It also swaps a few litert-torch lowerings that keep
+   dims dynamic or avoid LiteRT's reference kernels (STRIDED_SLICE, BROADCAST_TO).
 2. `outline_whiles(module)` moves each `tfl.while` region into its own function (a TFLite subgraph), passing
-   implicitly captured values as loop operands: the flatbuffer exporter wants WHILE cond/body as calls, and the
-   converter pipeline that litert-torch runs has no outlining pass for them (PyTorch graphs never had loops).
+   implicitly captured values as loop operands and cloning captured constants: the flatbuffer exporter wants
+   WHILE cond/body as calls, and the converter pipeline that litert-torch runs has no outlining pass for them
+   (PyTorch graphs never had loops). A body that reads its constants as operands has dynamic tensors, and
+   LiteRT then re-plans the body at every iteration (its slow WHILE path).
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ import numpy as np
 import torch
 
 _REGISTERED = False
+# GRU steps per loop iteration (unrolled in the body). Each iteration copies the whole loop-carried output
+# (LiteRT's WHILE copies body outputs back, DYNAMIC_UPDATE_SLICE copies its operand), so fewer iterations mean
+# less O(T^2) copying; T is padded up to a multiple of CHUNK, so a short input pays up to CHUNK - 1 extra steps.
+CHUNK = 8
 _CONST_OPS = ("arith.constant", "tfl.pseudo_const", "tfl.no_value", "stablehlo.constant")
 
 
@@ -43,12 +51,16 @@ def register_lowering() -> None:
         i32 = ir.IntegerType.get_signless(32)
         scalar_i32 = ir.RankedTensorType.get([], i32)
         dyn = ir.ShapedType.get_dynamic_size()
+        k = CHUNK
         t_dim, d, b, h3 = ir.RankedTensorType(gi.type).shape
         h = h3 // 3
         out_t = lu.node_meta_to_ir_types(lctx.node)[0]
         state_t = ir.RankedTensorType.get([d, b, h], f32)
         step_t = ir.RankedTensorType.get([d, b, h3], f32)
         gate_t = ir.RankedTensorType.get([d, b, h], f32)
+        chunks_t = ir.RankedTensorType.get([dyn, k, d, b, h3], f32)
+        chunk_t = ir.RankedTensorType.get([k, d, b, h3], f32)
+        outs_t = ir.RankedTensorType.get([dyn, k, d, b, h], f32)
 
         def dim(value, axis):
             return stablehlo.reshape(ir.RankedTensorType.get([1], i32), stablehlo.get_dimension_size(value, axis))
@@ -56,42 +68,63 @@ def register_lowering() -> None:
         def const_i32(values):
             return lu.numpy_array_constant(np.asarray(values, dtype=np.int32))
 
+        def cat(*parts):
+            return stablehlo.concatenate(list(parts), 0)
+
         zero = lu.splat(0.0, f32, [])
         batch = const_i32([b]) if b != dyn else dim(gi, 2)
-        out_shape = stablehlo.concatenate([dim(gi, 0), const_i32([d]), batch, const_i32([h])], 0)
-        out0 = stablehlo.dynamic_broadcast_in_dim(out_t, zero, out_shape, ir.DenseI64ArrayAttr.get([]))
+        # pad T up to n_chunks * k (the padded steps run after the real ones, in scan order, and are cropped)
+        t1 = dim(gi, 0)
+        n1 = stablehlo.divide(stablehlo.add(t1, const_i32([k - 1])), const_i32([k]))
+        pad1 = stablehlo.subtract(stablehlo.multiply(n1, const_i32([k])), t1)
+        pairs = stablehlo.reshape(ir.RankedTensorType.get([4, 2], i32), cat(const_i32([0]), pad1, const_i32([0] * 6)))
+        padded = tfl("tfl.pad", [ir.RankedTensorType.get([dyn, d, b, h3], f32)], [gi, pairs])
+        chunks = tfl("tfl.reshape", [chunks_t], [padded, cat(n1, const_i32([k, d]), batch, const_i32([h3]))])
+        # FILL, not BROADCAST_TO: LiteRT's BROADCAST_TO is a reference kernel (index arithmetic per element)
+        outs0 = tfl("tfl.fill", [outs_t], [cat(n1, const_i32([k, d]), batch, const_i32([h])), zero])
         if h0 is None:
-            h_shape = stablehlo.concatenate([const_i32([d]), batch, const_i32([h])], 0)
-            h0 = stablehlo.dynamic_broadcast_in_dim(state_t, zero, h_shape, ir.DenseI64ArrayAttr.get([]))
-        trip = stablehlo.get_dimension_size(gi, 0)
-        types = [scalar_i32, state_t, out_t, scalar_i32, gi.type, w_hh.type, b_hh.type]
-        loop = stablehlo.WhileOp(types, [lu.splat(0, i32, []), h0, out0, trip, gi, w_hh, b_hh])
+            h0 = tfl("tfl.fill", [state_t], [cat(const_i32([d]), batch, const_i32([h])), zero])
+        trip = stablehlo.reshape(scalar_i32, n1)
+        # everything the body reads is a loop operand: values captured from outside the region do not survive
+        # litert-torch's lowering (the converter turns the invariant ones back into captures later)
+        types = [scalar_i32, state_t, outs_t, scalar_i32, chunks_t, w_hh.type, b_hh.type]
+        loop = stablehlo.WhileOp(types, [lu.splat(0, i32, []), h0, outs0, trip, chunks, w_hh, b_hh])
         cond = loop.regions[0].blocks.append(*types)
         with ir.InsertionPoint(cond):
             stablehlo.return_([stablehlo.compare(cond.arguments[0], cond.arguments[3],
                                                  stablehlo.ComparisonDirectionAttr.get("LT"))])
         body = loop.regions[1].blocks.append(*types)
         with ir.InsertionPoint(body):
-            i, state, out, n_steps, gi_, w_, b_ = body.arguments
-            x = tfl("tfl.gather", [step_t], [gi_, i],
-                    {"axis": ir.IntegerAttr.get(i32, 0), "batch_dims": ir.IntegerAttr.get(i32, 0)})
-            gh = tfl("tfl.batch_matmul", [step_t], [state, w_],
-                     {"adj_x": ir.BoolAttr.get(False), "adj_y": ir.BoolAttr.get(True),
-                      "asymmetric_quantize_inputs": ir.BoolAttr.get(False)})
-            gh = tfl("tfl.add", [step_t], [gh, b_], {"fused_activation_function": ir.StringAttr.get("NONE")})
+            i, state, outs, n_chunks, chunks_, w_, b_ = body.arguments
+            chunk = tfl("tfl.gather", [chunk_t], [chunks_, i],
+                        {"axis": ir.IntegerAttr.get(i32, 0), "batch_dims": ir.IntegerAttr.get(i32, 0)})
+            xs = tfl("tfl.unpack", [step_t] * k, [chunk],
+                     {"num": ir.IntegerAttr.get(i32, k), "axis": ir.IntegerAttr.get(i32, 0)})
+            xs = [xs] if k == 1 else list(xs)
             sizes, axis = const_i32([h, h, h]), const_i32(2)
             split = {"num_splits": ir.IntegerAttr.get(i32, 3)}
-            xr, xz, xn = tfl("tfl.split_v", [gate_t] * 3, [x, sizes, axis], split)
-            hr, hz, hn = tfl("tfl.split_v", [gate_t] * 3, [gh, sizes, axis], split)
-            r = stablehlo.logistic(stablehlo.add(xr, hr))
-            z = stablehlo.logistic(stablehlo.add(xz, hz))
-            n = stablehlo.tanh(stablehlo.add(xn, stablehlo.multiply(r, hn)))
-            new_state = stablehlo.add(n, stablehlo.multiply(z, stablehlo.subtract(state, n)))
-            row = tfl("tfl.expand_dims", [ir.RankedTensorType.get([1, d, b, h], f32)], [new_state, const_i32(0)])
+            steps = []
+            for x in xs:
+                gh = tfl("tfl.batch_matmul", [step_t], [state, w_],
+                         {"adj_x": ir.BoolAttr.get(False), "adj_y": ir.BoolAttr.get(True),
+                          "asymmetric_quantize_inputs": ir.BoolAttr.get(False)})
+                gh = tfl("tfl.add", [step_t], [gh, b_], {"fused_activation_function": ir.StringAttr.get("NONE")})
+                xr, xz, xn = tfl("tfl.split_v", [gate_t] * 3, [x, sizes, axis], split)
+                hr, hz, hn = tfl("tfl.split_v", [gate_t] * 3, [gh, sizes, axis], split)
+                r = stablehlo.logistic(stablehlo.add(xr, hr))
+                z = stablehlo.logistic(stablehlo.add(xz, hz))
+                n = stablehlo.tanh(stablehlo.add(xn, stablehlo.multiply(r, hn)))
+                state = stablehlo.add(n, stablehlo.multiply(z, stablehlo.subtract(state, n)))
+                steps.append(state)
+            packed = tfl("tfl.pack", [ir.RankedTensorType.get([k, d, b, h], f32)], steps,
+                         {"values_count": ir.IntegerAttr.get(i32, k), "axis": ir.IntegerAttr.get(i32, 0)})
+            row = tfl("tfl.expand_dims", [ir.RankedTensorType.get([1, k, d, b, h], f32)], [packed, const_i32(0)])
             zero_i = lu.splat(0, i32, [])
-            out = stablehlo.dynamic_update_slice(out, row, [i, zero_i, zero_i, zero_i])
-            stablehlo.return_([stablehlo.add(i, lu.splat(1, i32, [])), new_state, out, n_steps, gi_, w_, b_])
-        return loop.results[2]
+            outs = stablehlo.dynamic_update_slice(outs, row, [i, zero_i, zero_i, zero_i, zero_i])
+            stablehlo.return_([stablehlo.add(i, lu.splat(1, i32, [])), state, outs, n_chunks, chunks_, w_, b_])
+        flat = tfl("tfl.reshape", [ir.RankedTensorType.get([dyn, d, b, h], f32)],
+                   [loop.results[2], cat(const_i32([-1, d]), batch, const_i32([h]))])
+        return tfl("tfl.slice", [out_t], [flat, const_i32([0, 0, 0, 0]), cat(t1, const_i32([-1, -1, -1]))])
 
     registry.lower(torch.ops.edgeseq.gru_scan.default)(lower_gru_scan)
 
@@ -147,7 +180,48 @@ def register_lowering() -> None:
     # takes any shape. Static shapes keep litert-torch's own lowering.
     for op, name in _ELEMENTWISE.items():
         _override(registry, lu, tfl, ir, op, name)
+    _slices_as_slice()
     _REGISTERED = True
+
+
+def _slices_as_slice() -> None:
+    """aten.slice (step 1) and aten.select as TFLite SLICE (+ SQUEEZE) instead of STRIDED_SLICE.
+
+    LiteRT runs STRIDED_SLICE with its reference kernel (a std::function call per element): on a [B, 512, T]
+    activation it cost more than all the convolutions together. SLICE has an optimized kernel (memcpy runs).
+    Applies to the torch -> tfl decomposition table litert-torch uses under LITERT_TORCH_FULL_TFL_DECOMPS.
+    """
+    from litert_torch.backend.experimental import torch_tfl
+
+    aten = torch.ops.aten
+    table = torch_tfl.decomps
+    slice_fallback = table.get(aten.slice.Tensor)
+    select_fallback = table.get(aten.select.int)
+
+    def slice_decomp(x, dim=0, start=None, end=None, step=1):
+        if step != 1 and slice_fallback is not None:
+            return slice_fallback(x, dim, start, end, step)
+        dim = dim % x.dim()
+        n = x.shape[dim]
+        lo = 0 if start is None else (start + n if start < 0 else start)
+        hi = n if end is None else (end + n if end < 0 else end)
+        lo = max(0, min(lo, n))
+        hi = max(lo, min(hi, n))
+        begin = [0] * x.dim()
+        size = list(x.shape)
+        begin[dim], size[dim] = lo, hi - lo
+        return torch.ops.tfl.slice(x, begin, size)
+
+    def select_decomp(x, dim, index):
+        dim = dim % x.dim()
+        begin = [0] * x.dim()
+        size = list(x.shape)
+        begin[dim], size[dim] = index + x.shape[dim] if index < 0 else index, 1
+        return torch.ops.tfl.squeeze(torch.ops.tfl.slice(x, begin, size), [dim])
+
+    table[aten.slice.Tensor] = slice_decomp
+    if select_fallback is not None or aten.select.int in table:
+        table[aten.select.int] = select_decomp
 
 
 def _override(registry, lu, tfl, ir, op, tfl_name):
@@ -187,6 +261,11 @@ def _walk(region):
                 yield from _walk(inner)
 
 
+def _const_owner(value, ir) -> bool:
+    owner = value.owner
+    return not isinstance(owner, ir.Block) and owner.operation.name in _CONST_OPS
+
+
 def outline_whiles(module) -> int:
     """Outline every tfl.while's cond/body regions into private functions; returns how many loops."""
     from litert_converter.mlir import ir
@@ -206,7 +285,10 @@ def outline_whiles(module) -> int:
                 local = any(owner == b for b in blocks) if isinstance(owner, ir.Block) else owner in inside
                 if not local and v not in captures:
                     captures.append(v)
-        consts = [v for v in captures if isinstance(v.owner, ir.Operation) and v.owner.name in _CONST_OPS]
+        # constants are cloned into the subgraphs: passed as loop operands, every op that reads one (SPLIT_V
+        # sizes, EXPAND_DIMS axis, weights) gets dynamic outputs and LiteRT takes its slow WHILE path, which
+        # re-plans the body's memory at every step. (`Value.owner` is an OpView for registered ops.)
+        consts = [v for v in captures if _const_owner(v, ir)]
         carried = [v for v in captures if v not in consts]
         n = len(old.operands)
         types = [v.type for v in list(old.operands) + carried]
@@ -229,7 +311,7 @@ def outline_whiles(module) -> int:
             remap.update(zip(carried, args[n:]))
             at_end = ir.InsertionPoint(entry)
             for c in consts:
-                remap[c] = c.owner.clone(ip=at_end).results[0]
+                remap[c] = c.owner.operation.clone(ip=at_end).results[0]
             moved = []
             for op in ops[:-1]:
                 op.detach_from_parent()

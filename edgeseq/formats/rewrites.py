@@ -171,7 +171,7 @@ class Conv1dAs2d(nn.Module):
                 self.conv.bias.copy_(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x.unsqueeze(2))[:, :, 0]
+        return self.conv(x.unsqueeze(2)).flatten(2)  # [B, C, 1, T] -> [B, C, T]: a RESHAPE, no copy
 
 
 def _fold_conv_bn(module: nn.Module) -> int:

@@ -215,13 +215,19 @@ def _why(exc: Exception) -> str:
 def _recipe(precision: Precision):
     from ai_edge_quantizer import algorithm_manager, qtyping, recipe, recipe_manager
 
-    if precision is Precision.FP16:
+    if precision in (Precision.FP16, Precision.INT8_DYNAMIC):
         manager = recipe_manager.RecipeManager()
-        manager.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
-                                       num_bits=16, algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+        if precision is Precision.FP16:
+            manager.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                           num_bits=16, algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+        else:
+            manager.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+        # the recurrent matmul (a BATCH_MATMUL with constant weights inside the WHILE body) stays fp32: LiteRT's
+        # hybrid BATCH_MATMUL fails to allocate inside the loop, and dequantizing per step would cost more than
+        # the small matmul saves
+        manager.add_quantization_config(regex=_LOOP_SCOPE, operation_name=qtyping.TFLOperationName.BATCH_MATMUL,
+                                        algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
         return manager.get_quantization_recipe()
-    if precision is Precision.INT8_DYNAMIC:
-        return recipe.dynamic_wi8_afp32()
     # Static int8: the feed-forward stack (convs, highway, the GRU's hoisted input projection) in int8; the
     # recurrence (the WHILE loop and its cond/body subgraphs) stays float. An int8 hidden state re-quantized at
     # every step accumulates error over T, and the loop's subgraph inputs get no calibration statistics.
