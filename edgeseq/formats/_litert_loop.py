@@ -26,6 +26,9 @@ _REGISTERED = False
 # (LiteRT's WHILE copies body outputs back, DYNAMIC_UPDATE_SLICE copies its operand), so fewer iterations mean
 # less O(T^2) copying; T is padded up to a multiple of CHUNK, so a short input pays up to CHUNK - 1 extra steps.
 CHUNK = 8
+# chunks per outer iteration: an inner WHILE runs the chunks of one block and carries only that block's rows, the
+# outer WHILE carries the whole result, so per step the copying is O(BLOCK + T / (CHUNK * BLOCK)) rows, not O(T)
+BLOCK = 16
 _CONST_OPS = ("arith.constant", "tfl.pseudo_const", "tfl.no_value", "stablehlo.constant")
 
 
@@ -51,7 +54,7 @@ def register_lowering() -> None:
         i32 = ir.IntegerType.get_signless(32)
         scalar_i32 = ir.RankedTensorType.get([], i32)
         dyn = ir.ShapedType.get_dynamic_size()
-        k = CHUNK
+        k, m = CHUNK, BLOCK
         t_dim, d, b, h3 = ir.RankedTensorType(gi.type).shape
         h = h3 // 3
         out_t = lu.node_meta_to_ir_types(lctx.node)[0]
@@ -59,8 +62,8 @@ def register_lowering() -> None:
         step_t = ir.RankedTensorType.get([d, b, h3], f32)
         gate_t = ir.RankedTensorType.get([d, b, h], f32)
         chunks_t = ir.RankedTensorType.get([dyn, k, d, b, h3], f32)
-        chunk_t = ir.RankedTensorType.get([k, d, b, h3], f32)
-        outs_t = ir.RankedTensorType.get([dyn, k, d, b, h], f32)
+        buf_t = ir.RankedTensorType.get([m, k, d, b, h], f32)
+        outs_t = ir.RankedTensorType.get([dyn, m, k, d, b, h], f32)
 
         def dim(value, axis):
             return stablehlo.reshape(ir.RankedTensorType.get([1], i32), stablehlo.get_dimension_size(value, axis))
@@ -71,38 +74,34 @@ def register_lowering() -> None:
         def cat(*parts):
             return stablehlo.concatenate(list(parts), 0)
 
-        zero = lu.splat(0.0, f32, [])
-        batch = const_i32([b]) if b != dyn else dim(gi, 2)
-        # pad T up to n_chunks * k (the padded steps run after the real ones, in scan order, and are cropped)
-        t1 = dim(gi, 0)
-        n1 = stablehlo.divide(stablehlo.add(t1, const_i32([k - 1])), const_i32([k]))
-        pad1 = stablehlo.subtract(stablehlo.multiply(n1, const_i32([k])), t1)
-        pairs = stablehlo.reshape(ir.RankedTensorType.get([4, 2], i32), cat(const_i32([0]), pad1, const_i32([0] * 6)))
-        padded = tfl("tfl.pad", [ir.RankedTensorType.get([dyn, d, b, h3], f32)], [gi, pairs])
-        chunks = tfl("tfl.reshape", [chunks_t], [padded, cat(n1, const_i32([k, d]), batch, const_i32([h3]))])
-        # FILL, not BROADCAST_TO: LiteRT's BROADCAST_TO is a reference kernel (index arithmetic per element)
-        outs0 = tfl("tfl.fill", [outs_t], [cat(n1, const_i32([k, d]), batch, const_i32([h])), zero])
-        if h0 is None:
-            h0 = tfl("tfl.fill", [state_t], [cat(const_i32([d]), batch, const_i32([h])), zero])
-        trip = stablehlo.reshape(scalar_i32, n1)
-        # everything the body reads is a loop operand: values captured from outside the region do not survive
-        # litert-torch's lowering (the converter turns the invariant ones back into captures later)
-        types = [scalar_i32, state_t, outs_t, scalar_i32, chunks_t, w_hh.type, b_hh.type]
-        loop = stablehlo.WhileOp(types, [lu.splat(0, i32, []), h0, outs0, trip, chunks, w_hh, b_hh])
-        cond = loop.regions[0].blocks.append(*types)
-        with ir.InsertionPoint(cond):
-            stablehlo.return_([stablehlo.compare(cond.arguments[0], cond.arguments[3],
-                                                 stablehlo.ComparisonDirectionAttr.get("LT"))])
-        body = loop.regions[1].blocks.append(*types)
-        with ir.InsertionPoint(body):
-            i, state, outs, n_chunks, chunks_, w_, b_ = body.arguments
-            chunk = tfl("tfl.gather", [chunk_t], [chunks_, i],
-                        {"axis": ir.IntegerAttr.get(i32, 0), "batch_dims": ir.IntegerAttr.get(i32, 0)})
-            xs = tfl("tfl.unpack", [step_t] * k, [chunk],
-                     {"num": ir.IntegerAttr.get(i32, k), "axis": ir.IntegerAttr.get(i32, 0)})
+        def scalar(value):
+            return stablehlo.reshape(scalar_i32, value)
+
+        def attr_i32(value):
+            return ir.IntegerAttr.get(i32, value)
+
+        def ceil_div(value, by):
+            return stablehlo.divide(stablehlo.add(value, const_i32([by - 1])), const_i32([by]))
+
+        def while_loop(operands, trip_index, body_fn):
+            """stablehlo.while over operands[0] = 0 .. operands[trip_index]; body_fn(args) -> new carried values."""
+            types = [v.type for v in operands]
+            loop = stablehlo.WhileOp(types, operands)
+            cond = loop.regions[0].blocks.append(*types)
+            with ir.InsertionPoint(cond):
+                stablehlo.return_([stablehlo.compare(cond.arguments[0], cond.arguments[trip_index],
+                                                     stablehlo.ComparisonDirectionAttr.get("LT"))])
+            body = loop.regions[1].blocks.append(*types)
+            with ir.InsertionPoint(body):
+                stablehlo.return_(body_fn(list(body.arguments)))
+            return loop.results
+
+        def gru_steps(state, chunk, w_, b_):
+            """CHUNK unrolled GRU steps over chunk [CHUNK, D, B, 3H] -> (last state, [1, CHUNK, D, B, H])."""
+            xs = tfl("tfl.unpack", [step_t] * k, [chunk], {"num": attr_i32(k), "axis": attr_i32(0)})
             xs = [xs] if k == 1 else list(xs)
             sizes, axis = const_i32([h, h, h]), const_i32(2)
-            split = {"num_splits": ir.IntegerAttr.get(i32, 3)}
+            split = {"num_splits": attr_i32(3)}
             steps = []
             for x in xs:
                 gh = tfl("tfl.batch_matmul", [step_t], [state, w_],
@@ -117,13 +116,51 @@ def register_lowering() -> None:
                 state = stablehlo.add(n, stablehlo.multiply(z, stablehlo.subtract(state, n)))
                 steps.append(state)
             packed = tfl("tfl.pack", [ir.RankedTensorType.get([k, d, b, h], f32)], steps,
-                         {"values_count": ir.IntegerAttr.get(i32, k), "axis": ir.IntegerAttr.get(i32, 0)})
-            row = tfl("tfl.expand_dims", [ir.RankedTensorType.get([1, k, d, b, h], f32)], [packed, const_i32(0)])
-            zero_i = lu.splat(0, i32, [])
-            outs = stablehlo.dynamic_update_slice(outs, row, [i, zero_i, zero_i, zero_i, zero_i])
-            stablehlo.return_([stablehlo.add(i, lu.splat(1, i32, [])), state, outs, n_chunks, chunks_, w_, b_])
+                         {"values_count": attr_i32(k), "axis": attr_i32(0)})
+            packed = tfl("tfl.expand_dims", [ir.RankedTensorType.get([1, k, d, b, h], f32)], [packed, const_i32(0)])
+            return state, packed
+
+        zero = lu.splat(0.0, f32, [])
+        batch = const_i32([b]) if b != dyn else dim(gi, 2)
+        # T is padded up to whole chunks (the padded steps run after the real ones, in scan order, and are
+        # cropped); the loop runs over blocks of BLOCK chunks, an inner loop over the chunks of one block
+        t1 = dim(gi, 0)
+        n1 = ceil_div(t1, k)
+        blocks1 = ceil_div(n1, m)
+        pad1 = stablehlo.subtract(stablehlo.multiply(n1, const_i32([k])), t1)
+        pairs = stablehlo.reshape(ir.RankedTensorType.get([4, 2], i32), cat(const_i32([0]), pad1, const_i32([0] * 6)))
+        padded = tfl("tfl.pad", [ir.RankedTensorType.get([dyn, d, b, h3], f32)], [gi, pairs])
+        chunks = tfl("tfl.reshape", [chunks_t], [padded, cat(n1, const_i32([k, d]), batch, const_i32([h3]))])
+        # FILL, not BROADCAST_TO: LiteRT's BROADCAST_TO is a reference kernel (index arithmetic per element)
+        outs0 = tfl("tfl.fill", [outs_t], [cat(blocks1, const_i32([m, k, d]), batch, const_i32([h])), zero])
+        buf0 = tfl("tfl.fill", [buf_t], [cat(const_i32([m, k, d]), batch, const_i32([h])), zero])
+        if h0 is None:
+            h0 = tfl("tfl.fill", [state_t], [cat(const_i32([d]), batch, const_i32([h])), zero])
+
+        # everything a body reads is a loop operand or made inside it: values captured from outside a region do
+        # not survive litert-torch's lowering (the converter turns the invariant ones back into captures later)
+        def block_body(args):
+            blk, state, outs, buf, n_blocks, n_chunks, chunks_, w_, b_ = args
+            first = stablehlo.multiply(blk, lu.splat(m, i32, []))
+            count = stablehlo.minimum(lu.splat(m, i32, []), stablehlo.subtract(n_chunks, first))
+
+            def chunk_body(inner):
+                j, st, bf, cnt, first_, chunks__, w__, b__ = inner
+                chunk = tfl("tfl.gather", [ir.RankedTensorType.get([k, d, b, h3], f32)],
+                            [chunks__, stablehlo.add(first_, j)], {"axis": attr_i32(0), "batch_dims": attr_i32(0)})
+                st, rows = gru_steps(st, chunk, w__, b__)
+                bf = stablehlo.dynamic_update_slice(bf, rows, [j] + [lu.splat(0, i32, [])] * 4)
+                return [stablehlo.add(j, lu.splat(1, i32, [])), st, bf, cnt, first_, chunks__, w__, b__]
+
+            res = while_loop([lu.splat(0, i32, []), state, buf, count, first, chunks_, w_, b_], 3, chunk_body)
+            state, buf = res[1], res[2]
+            row = tfl("tfl.expand_dims", [ir.RankedTensorType.get([1, m, k, d, b, h], f32)], [buf, const_i32(0)])
+            outs = stablehlo.dynamic_update_slice(outs, row, [blk] + [lu.splat(0, i32, [])] * 5)
+            return [stablehlo.add(blk, lu.splat(1, i32, [])), state, outs, buf, n_blocks, n_chunks, chunks_, w_, b_]
+
+        res = while_loop([lu.splat(0, i32, []), h0, outs0, buf0, scalar(blocks1), scalar(n1), chunks, w_hh, b_hh], 4, block_body)
         flat = tfl("tfl.reshape", [ir.RankedTensorType.get([dyn, d, b, h], f32)],
-                   [loop.results[2], cat(const_i32([-1, d]), batch, const_i32([h]))])
+                   [res[2], cat(const_i32([-1, d]), batch, const_i32([h]))])
         return tfl("tfl.slice", [out_t], [flat, const_i32([0, 0, 0, 0]), cat(t1, const_i32([-1, -1, -1]))])
 
     registry.lower(torch.ops.edgeseq.gru_scan.default)(lower_gru_scan)
@@ -273,16 +310,22 @@ def outline_whiles(module) -> int:
 
     mop = module.operation if hasattr(module, "operation") else module
     top = mop.regions[0].blocks[0]
-    loops = [op for r in mop.regions for op in _walk(r) if op.name == "tfl.while"]
+    # innermost loops first: an outlined inner loop is then just a WHILE op with calls inside the outer body
+    loops = [op for r in mop.regions for op in _walk(r) if op.name == "tfl.while"][::-1]
     for k, old in enumerate(loops):
         regions = (old.regions[0], old.regions[1])
-        inside = {op for r in regions for op in _walk(r)}
+        inside = [op for r in regions for op in _walk(r)]
+        inside_set = set(inside)
         blocks = [r.blocks[0] for r in regions]
+        inner_blocks = blocks + [blk for op in inside for r in op.regions for blk in r.blocks]
         captures = []
         for op in inside:
             for v in op.operands:
                 owner = v.owner
-                local = any(owner == b for b in blocks) if isinstance(owner, ir.Block) else owner in inside
+                if isinstance(owner, ir.Block):
+                    local = any(owner == blk for blk in inner_blocks)
+                else:
+                    local = owner.operation in inside_set
                 if not local and v not in captures:
                     captures.append(v)
         # constants are cloned into the subgraphs: passed as loop operands, every op that reads one (SPLIT_V
