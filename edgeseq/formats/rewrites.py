@@ -174,6 +174,101 @@ class Conv1dAs2d(nn.Module):
         return self.conv(x.unsqueeze(2)).flatten(2)  # [B, C, 1, T] -> [B, C, T]: a RESHAPE, no copy
 
 
+class ConvChainAs2d(nn.Module):
+    """Consecutive Conv1d layers (a depthwise-separable conv) run as Conv2d layers over one [B, C, 1, T] view:
+    with no reshape between them, the converter's layout pass cancels the NHWC <-> NCHW transposes it puts
+    between the two convs."""
+
+    def __init__(self, convs):
+        super().__init__()
+        self.convs = nn.ModuleList(Conv1dAs2d(c).conv for c in convs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(2)
+        for conv in self.convs:
+            x = conv(x)
+        return x.flatten(2)
+
+
+class ConvBN2d(nn.Module):
+    """A CBHG ConvBN (batch norm folded) on [B, C, 1, T]: its zero padding moves into the first Conv2d (an even
+    kernel pads one frame more on the left and crops it), so nothing but convs, crops, ReLU, concat and max
+    sits between the convs of the conv stack, and the converter's layout pass keeps all of it NHWC (no
+    transposes between layers; a PAD op would block that)."""
+
+    def __init__(self, block):
+        super().__init__()
+        convs = list(block.conv) if isinstance(block.conv, nn.Sequential) else [block.conv]
+        left, right = block.pad
+        self.crop = right - left
+        layers = []
+        for i, conv in enumerate(convs):
+            c2 = Conv1dAs2d(conv).conv
+            if i == 0:
+                c2.padding = (0, right)
+            layers.append(c2)
+        self.convs = nn.ModuleList(layers)
+        self.act = block.act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = conv(x)
+        if self.crop:
+            x = x[..., self.crop:]
+        return self.act(x)
+
+
+class ConvBank2d(nn.Module):
+    """CBHG's ConvBank: [B, C, T] in, [B, C', 1, T] out (stays 4-D for the pool and projections)."""
+
+    def __init__(self, bank):
+        super().__init__()
+        self.convs = nn.ModuleList(ConvBN2d(c) for c in bank.convs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(2)
+        return torch.cat([conv(x) for conv in self.convs], dim=1)
+
+
+class Projections2d(nn.Module):
+    """CBHG's projection ConvBNs: [B, C, 1, T] in, [B, C', T] out."""
+
+    def __init__(self, projections):
+        super().__init__()
+        self.convs = nn.ModuleList(ConvBN2d(c) for c in projections)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = conv(x)
+        return x.flatten(2)
+
+
+def _conv_stack_2d(module: nn.Module) -> int:
+    """Run each CBHG's bank -> pool -> projections as one 4-D (NHWC after conversion) conv stack."""
+    from ..models.cbhg import CBHG, ConvBN
+
+    done = 0
+    for m in list(module.modules()):
+        blocks = list(m.bank.convs) + list(m.projections) if isinstance(m, CBHG) else []
+        if blocks and all(isinstance(b, ConvBN) and isinstance(b.bn, nn.Identity) for b in blocks) \
+                and isinstance(m.pool, ShiftMaxPool):  # ShiftMaxPool works on the last axis of any rank
+            m.bank = ConvBank2d(m.bank).eval()
+            m.projections = Projections2d(m.projections).eval()
+            done += 1
+    return done
+
+
+def _chain_convs(module: nn.Module) -> int:
+    chained = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            kids = list(child.children()) if isinstance(child, nn.Sequential) else []
+            if len(kids) > 1 and all(isinstance(c, nn.Conv1d) for c in kids):
+                setattr(parent, name, ConvChainAs2d(kids).eval())
+                chained += 1
+    return chained
+
+
 def _fold_conv_bn(module: nn.Module) -> int:
     """Fold eval-mode BatchNorm1d into the Conv1d right before it (CBHG's ConvBN, and Sequential(conv, bn))."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -209,6 +304,8 @@ def rewrite_for_export(module: nn.Module) -> tuple[nn.Module, int]:
     module, _ = _swap(module, SamePool, lambda _: ShiftMaxPool())
     with torch.no_grad():
         _fold_conv_bn(module)
+        _conv_stack_2d(module)
+        _chain_convs(module)
     module, _ = _swap(module, nn.Conv1d, Conv1dAs2d)
     return module, n_grus
 
