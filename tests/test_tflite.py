@@ -195,6 +195,27 @@ def test_export_rewrites_are_exact_in_torch():
             assert float((got - want).abs().max()) < 1e-5, t
 
 
+def test_export_is_byte_identical_run_to_run(lite_tflite, tmp_path):
+    """Same model, same versions -> same bytes, also from another process with another string-hash seed (the loop
+    outlining used to collect captured values from a set, so tensor order changed run to run)."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    code = ("import edgeseq, sys; print(edgeseq.export('cbhg-lite', 'tflite', out_dir=sys.argv[1]).path)")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    again = proc.stdout.strip().splitlines()[-1]
+
+    def digest(path):
+        return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+    assert digest(again) == digest(lite_tflite.path)
+
+
 def test_cli_export_tflite(run_cli, tmp_path):
     proc = run_cli("export", "cbhg-lite", "-f", "tflite", "--times", "1,50", "--batches", "1", "-n", "3",
                    "--out", str(tmp_path))
