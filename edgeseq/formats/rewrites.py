@@ -3,6 +3,8 @@
 1. nn.GRU -> LoopGRU: a GRU whose recurrence is one opaque op.
 2. SamePool (max-pool width 2, stride 1, padding 1, cropped) -> ShiftMaxPool: max(x[t], x[t+1]) written with a
    shifted copy; torch.export specializes T through max_pool1d's padded output-size arithmetic.
+3. Batch norms folded into convs, Conv1d -> Conv2d over [B, C, 1, T], and CBHG's conv stack as one 4-D stack
+   with each conv's padding inside it (for speed: LiteRT then runs it NHWC without transposes in between).
 
 torch.export specializes T through nn.GRU (and a Python loop over time would unroll it). Here every nn.GRU is
 replaced, weights and all, by `LoopGRU`:
@@ -10,8 +12,8 @@ replaced, weights and all, by `LoopGRU`:
     gi = x @ W_ih^T + b_ih            one matmul for all t and both directions (hoisted out of the recurrence)
     y  = edgeseq::gru_scan(gi, ...)   the recurrence only: an opaque custom op with a symbolic-T fake kernel
 
-The LiteRT lowering of `edgeseq::gru_scan` (formats/_litert_loop.py) emits one while loop, which the converter
-keeps as a TFLite WHILE: one artifact for every T. Both directions of a bidirectional layer run in the same loop
+The LiteRT lowering of `edgeseq::gru_scan` (formats/_litert_loop.py) emits while loops (chunks of unrolled steps
+in blocks), which the converter keeps as TFLite WHILE ops: one artifact for every T. Both directions of a bidirectional layer run in the same loop
 step (the backward direction reads gi reversed in time), so a BiGRU costs one loop, not two.
 
 Only torch is used here; nothing in this file touches a TFLite SDK.
