@@ -126,9 +126,6 @@ def bisect(
             skipped.append(name)
             continue
         err = compare(name, expected[name], value, tol)
-        if not err.passed and name in mixed:
-            skipped.append(name)  # the converter fused it with code outside the module: not its own output
-            continue
         label = name
         if not err.passed:
             # a converter may fuse a module with the next ones that have no node of their own (conv + batch norm):
@@ -140,6 +137,9 @@ def bisect(
                         err, label = other, f"{name} (fused with {later.rpartition('.')[2]})"
                         if other.passed:
                             break
+        if not err.passed and name in mixed:
+            skipped.append(name)  # fused with code outside the module (a functional ReLU): not its own output
+            continue
         layers.append(LayerError(label, kinds[name], str(tensors[name]), err.max_abs, err.rel_l2, err.passed))
     return BisectResult(spec.name, str(artifact), precision.value, tuple(layers), tuple(skipped))
 

@@ -231,6 +231,77 @@ def test_fixed_length_classifier_keeps_a_dynamic_batch(tmp_path):
         assert len(result.cases) == 6  # 3 batches x speech + random, at the spec's fixed 32 frames
 
 
+def _loop_ops(path):
+    """(subgraph index, op name, [input tensors]) for every op of the model, plus the tensors with constant data."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(open(path, "rb").read()), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    ops, constant = [], set()
+    for si, sg in enumerate(model.subgraphs):
+        for ti, t in enumerate(sg.tensors):
+            buf = model.buffers[t.buffer]
+            if (buf.data is not None and len(buf.data)) or (buf.size or 0) > 0:
+                constant.add((si, ti))
+        for op in sg.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            ops.append((si, names[max(code.builtinCode, code.deprecatedBuiltinCode)], list(op.inputs)))
+    return ops, constant
+
+
+def test_loop_body_is_static_and_avoids_reference_kernels(lite_tflite):
+    """What made LiteRT slow (issue #3): constants passed into the WHILE body as loop operands (dynamic tensors
+    -> LiteRT re-plans the body at every step), and STRIDED_SLICE / BROADCAST_TO (reference kernels)."""
+    ops, constant = _loop_ops(lite_tflite.path)
+    names = [name for _, name, _ in ops]
+    assert names.count("WHILE") == 2  # blocks of chunks, chunks of steps
+    assert "STRIDED_SLICE" not in names and "BROADCAST_TO" not in names
+    shape_args = {"SPLIT_V": (1, 2), "EXPAND_DIMS": (1,), "BATCH_MATMUL": (1,)}
+    checked = 0
+    for si, name, inputs in ops:
+        for pos in shape_args.get(name, ()) if si > 0 else ():
+            assert (si, inputs[pos]) in constant, (si, name, pos)
+            checked += 1
+    assert checked > 0
+
+
+def test_export_rewrites_are_exact_in_torch():
+    """The TFLite-only rewrites (LoopGRU, the 4-D conv stack with the padding inside the convs) keep the
+    numbers, at even and odd lengths (the even-kernel crop) and at T=1."""
+    from edgeseq.formats.rewrites import rewrite_for_export
+
+    torch.manual_seed(2)
+    for module, dim in ((CBHG(TINY).eval(), 16), (edgeseq.get_model("cbhg-lite").build(None), 128)):
+        rewritten, n_grus = rewrite_for_export(module)
+        assert n_grus == 1
+        for t in (1, 8, 9, 130):
+            x = torch.randn(3, t, dim)
+            with torch.inference_mode():
+                want, got = module(x), rewritten(x)
+            assert float((got - want).abs().max()) < 1e-5, t
+
+
+def test_export_is_byte_identical_run_to_run(lite_tflite, tmp_path):
+    """Same model, same versions -> same bytes, also from another process with another string-hash seed (the loop
+    outlining used to collect captured values from a set, so tensor order changed run to run)."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    code = ("import edgeseq, sys; print(edgeseq.export('cbhg-lite', 'tflite', out_dir=sys.argv[1]).path)")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    again = proc.stdout.strip().splitlines()[-1]
+
+    def digest(path):
+        return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+    assert digest(again) == digest(lite_tflite.path)
+
+
 def test_cli_export_tflite(run_cli, tmp_path):
     proc = run_cli("export", "cbhg-lite", "-f", "tflite", "--times", "1,50", "--batches", "1", "-n", "3",
                    "--out", str(tmp_path))

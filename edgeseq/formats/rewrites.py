@@ -6,6 +6,8 @@
 3. nn.MaxPool1d(k) with stride k (non-overlapping windows) -> WindowMaxPool: a reshape to [..., T // k, k] and a max
    over the last axis; litert-torch's lowering of max_pool1d fails on a dynamic batch ("broadcast_in_dim shape must
    have every element be nonnegative").
+4. Batch norms folded into convs, Conv1d -> Conv2d over [B, C, 1, T], and CBHG's conv stack as one 4-D stack
+   with each conv's padding inside it (for speed: LiteRT then runs it NHWC without transposes in between).
 
 torch.export specializes T through nn.GRU (and a Python loop over time would unroll it). Here every nn.GRU is
 replaced, weights and all, by `LoopGRU`:
@@ -13,8 +15,8 @@ replaced, weights and all, by `LoopGRU`:
     gi = x @ W_ih^T + b_ih            one matmul for all t and both directions (hoisted out of the recurrence)
     y  = edgeseq::gru_scan(gi, ...)   the recurrence only: an opaque custom op with a symbolic-T fake kernel
 
-The LiteRT lowering of `edgeseq::gru_scan` (formats/_litert_loop.py) emits one while loop, which the converter
-keeps as a TFLite WHILE: one artifact for every T. Both directions of a bidirectional layer run in the same loop
+The LiteRT lowering of `edgeseq::gru_scan` (formats/_litert_loop.py) emits while loops (chunks of unrolled steps
+in blocks), which the converter keeps as TFLite WHILE ops: one artifact for every T. Both directions of a bidirectional layer run in the same loop
 step (the backward direction reads gi reversed in time), so a BiGRU costs one loop, not two.
 
 Only torch is used here; nothing in this file touches a TFLite SDK.
@@ -199,7 +201,103 @@ class Conv1dAs2d(nn.Module):
                 self.conv.bias.copy_(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x.unsqueeze(2))[:, :, 0]
+        return self.conv(x.unsqueeze(2)).flatten(2)  # [B, C, 1, T] -> [B, C, T]: a RESHAPE, no copy
+
+
+class ConvChainAs2d(nn.Module):
+    """Consecutive Conv1d layers (a depthwise-separable conv) run as Conv2d layers over one [B, C, 1, T] view:
+    with no reshape between them, the converter's layout pass cancels the NHWC <-> NCHW transposes it puts
+    between the two convs."""
+
+    def __init__(self, convs):
+        super().__init__()
+        self.convs = nn.ModuleList(Conv1dAs2d(c).conv for c in convs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(2)
+        for conv in self.convs:
+            x = conv(x)
+        return x.flatten(2)
+
+
+class ConvBN2d(nn.Module):
+    """A CBHG ConvBN (batch norm folded) on [B, C, 1, T]: its zero padding moves into the first Conv2d (an even
+    kernel pads one frame more on the left and crops it), so nothing but convs, crops, ReLU, concat and max
+    sits between the convs of the conv stack, and the converter's layout pass keeps all of it NHWC (no
+    transposes between layers; a PAD op would block that)."""
+
+    def __init__(self, block):
+        super().__init__()
+        convs = list(block.conv) if isinstance(block.conv, nn.Sequential) else [block.conv]
+        left, right = block.pad
+        self.crop = right - left
+        layers = []
+        for i, conv in enumerate(convs):
+            c2 = Conv1dAs2d(conv).conv
+            if i == 0:
+                c2.padding = (0, right)
+            layers.append(c2)
+        # the same attribute names as the ConvBN it replaces (conv, or conv.0 / conv.1 when separable): tensor
+        # names in the .tflite then map back to the PyTorch modules (layer bisection)
+        self.conv = nn.Sequential(*layers) if isinstance(block.conv, nn.Sequential) else layers[0]
+        self.act = block.act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.crop:
+            x = x[..., self.crop:]
+        return self.act(x)
+
+
+class ConvBank2d(nn.Module):
+    """CBHG's ConvBank: [B, C, T] in, [B, C', 1, T] out (stays 4-D for the pool and projections)."""
+
+    def __init__(self, bank):
+        super().__init__()
+        self.convs = nn.ModuleList(ConvBN2d(c) for c in bank.convs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(2)
+        return torch.cat([conv(x) for conv in self.convs], dim=1)
+
+
+class Projections2d(nn.Module):
+    """CBHG's projection ConvBNs: [B, C, 1, T] in, [B, C', T] out."""
+
+    def __init__(self, projections):
+        super().__init__()
+        self.convs = nn.ModuleList(ConvBN2d(c) for c in projections)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = conv(x)
+        return x.flatten(2)
+
+
+def _conv_stack_2d(module: nn.Module) -> int:
+    """Run each CBHG's bank -> pool -> projections as one 4-D (NHWC after conversion) conv stack."""
+    from ..models.cbhg import CBHG, ConvBN
+
+    done = 0
+    for m in list(module.modules()):
+        blocks = list(m.bank.convs) + list(m.projections) if isinstance(m, CBHG) else []
+        if blocks and all(isinstance(b, ConvBN) and isinstance(b.bn, nn.Identity) for b in blocks) \
+                and isinstance(m.pool, ShiftMaxPool):  # ShiftMaxPool works on the last axis of any rank
+            m.bank = ConvBank2d(m.bank).eval()
+            m.projections = Projections2d(m.projections).eval()
+            done += 1
+    return done
+
+
+def _chain_convs(module: nn.Module) -> int:
+    chained = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            kids = list(child.children()) if isinstance(child, nn.Sequential) else []
+            if len(kids) > 1 and all(isinstance(c, nn.Conv1d) for c in kids):
+                setattr(parent, name, ConvChainAs2d(kids).eval())
+                chained += 1
+    return chained
 
 
 class DecomposedLayerNorm(nn.Module):
@@ -260,6 +358,8 @@ def rewrite_for_export(module: nn.Module) -> tuple[nn.Module, int]:
     module, _ = _swap(module, nn.MaxPool1d, WindowMaxPool, where=window_pool_ok)
     with torch.no_grad():
         _fold_conv_bn(module)
+        _conv_stack_2d(module)
+        _chain_convs(module)
     module, _ = _swap(module, nn.Conv1d, Conv1dAs2d)
     module, _ = _swap(module, nn.LayerNorm, DecomposedLayerNorm)
     return module, n_grus

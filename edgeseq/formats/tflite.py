@@ -42,6 +42,7 @@ _EXPORT_BATCH, _EXPORT_TIME = 2, 37
 _SIGNATURE = "serving_default"
 _META_PREFIX = "edgeseq."
 _MODEL_BUFFERS, _MODEL_METADATA = 12, 16  # vtable slots of Model.buffers / Model.metadata (schema v3)
+_LOOP_SCOPE = "LoopGRU"  # tensor names of the rewritten GRU (module scope), see formats/rewrites.py
 # Static int8 covers the ops inside convolution and pooling modules (tensor names carry the module scope: Conv1dAs2d,
 # Conv2d, ConvBN, ConvBank, MaxPool, ShiftMaxPool); the quantizer matches this against an op's output names.
 _INT8_STATIC_SCOPES = r"\.Conv[A-Za-z0-9]*_|MaxPool"
@@ -222,13 +223,19 @@ def _why(exc: Exception) -> str:
 def _recipe(precision: Precision):
     from ai_edge_quantizer import algorithm_manager, qtyping, recipe, recipe_manager
 
-    if precision is Precision.FP16:
+    if precision in (Precision.FP16, Precision.INT8_DYNAMIC):
         manager = recipe_manager.RecipeManager()
-        manager.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
-                                       num_bits=16, algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+        if precision is Precision.FP16:
+            manager.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                           num_bits=16, algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+        else:
+            manager.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+        # the recurrent matmul (a BATCH_MATMUL with constant weights inside the WHILE body) stays fp32: LiteRT's
+        # hybrid BATCH_MATMUL fails to allocate inside the loop, and dequantizing per step would cost more than
+        # the small matmul saves
+        manager.add_quantization_config(regex=_LOOP_SCOPE, operation_name=qtyping.TFLOperationName.BATCH_MATMUL,
+                                        algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
         return manager.get_quantization_recipe()
-    if precision is Precision.INT8_DYNAMIC:
-        return recipe.dynamic_wi8_afp32()
     # Static int8 on the convolution front end only; the rest stays float. bench/bench_tflite_int8.py quantizes one
     # group of ops at a time: the conv bank, pool and projections cost 0.2-2.2e-3 each (diluted by the residual's
     # float input), the residual add, the linear before the highway, the highway and the output's int8 round trip

@@ -89,12 +89,12 @@ def module_tensors(path: str | Path, module) -> tuple[dict[str, int], set[str]]:
         if not _is_activation(details[tensor]):
             continue
         locations = _locations(details[tensor]["name"])
-        for chain in locations[:1]:  # a fused op belongs to its first location
+        for chain in locations:  # a fused op (conv + its ReLU) belongs to every module it came from
             for n in range(len(chain), 0, -1):
                 owner = chains.get(chain[:n])
                 if owner is not None:
                     last[owner] = tensor
-                    outside = any(other[:n] != chain[:n] for other in locations[1:])
+                    outside = any(other[:n] != chain[:n] for other in locations)
                     (mixed.add if outside else mixed.discard)(owner)
     return last, mixed
 
@@ -131,16 +131,26 @@ def intermediate_outputs(path: str | Path, feed: dict[str, np.ndarray], input_na
 
 
 def align_to(expected: np.ndarray, value: np.ndarray) -> list[np.ndarray]:
-    """Views of `value` in `expected`'s layout: a plain reshape, then the transposes of the squeezed tensors that give
-    the same squeezed shape. Empty when the element counts differ."""
-    if value.size != expected.size:
-        return []
-    if value.shape == expected.shape:
-        return [value]
-    candidates = [value.reshape(expected.shape)]
+    """Views of `value` in `expected`'s layout: a plain reshape, the transposes of the squeezed tensors that give the
+    same squeezed shape, and, where one axis is longer (a conv whose 'same' padding moved inside it, cropped after),
+    its first or last frames. Empty when nothing fits."""
+    out = [value] if value.shape == expected.shape else []
+    if value.size == expected.size and not out:
+        out.append(value.reshape(expected.shape))
     v, e = np.squeeze(value), np.squeeze(expected)
-    if v.ndim == e.ndim and v.ndim <= 5:
-        for perm in itertools.permutations(range(v.ndim)):
-            if perm != tuple(range(v.ndim)) and tuple(v.shape[p] for p in perm) == e.shape:
-                candidates.append(np.transpose(v, perm).reshape(expected.shape))
-    return candidates
+    if v.ndim != e.ndim or v.ndim > 5:
+        return out
+    for perm in itertools.permutations(range(v.ndim)):
+        shape = tuple(v.shape[p] for p in perm)
+        longer = [a for a in range(v.ndim) if shape[a] != e.shape[a]]
+        if not longer:
+            if perm != tuple(range(v.ndim)) or value.size != expected.size or value.shape != expected.shape:
+                out.append(np.transpose(v, perm).reshape(expected.shape))
+        elif len(longer) == 1 and shape[longer[0]] > e.shape[longer[0]]:
+            t = np.transpose(v, perm)
+            axis, n = longer[0], e.shape[longer[0]]
+            for window in (slice(0, n), slice(shape[axis] - n, shape[axis])):
+                index = [slice(None)] * v.ndim
+                index[axis] = window
+                out.append(np.ascontiguousarray(t[tuple(index)]).reshape(expected.shape))
+    return out
