@@ -343,6 +343,11 @@ def test_static_int8_within_tolerance_with_the_conv_front_end_in_int8(tmp_path):
     result = edgeseq.check(art.path, "cbhg-lite", times=(7, 200, 1000), batches=(1, 3))
     assert result.passed, result.failures
     assert any("float32: the residual add" in note for note in art.notes)
+    # the artifact's census (what the report's "still float" column shows) says the same, WHILE bodies included
+    census = art.quantization
+    assert census["int8_ops"]["CONV_2D"] and census["int8_ops"]["DEPTHWISE_CONV_2D"]
+    assert census["float_ops"]["FULLY_CONNECTED"] and census["float_ops"]["BATCH_MATMUL"]  # highway, recurrence
+    assert "CONV_2D" not in census["float_ops"]
 
 
 @pytest.mark.slow

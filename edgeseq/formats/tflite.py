@@ -143,13 +143,65 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Tfl
         _probe(tmp, spec, options)
     elapsed = time.perf_counter() - started
     notes.append(f"float conversion {float_seconds:.1f} s")
+    quantization = None
+    if precision is not Precision.FP32:
+        quantization = {"config": {"recipe": precision.value, "tool": f"ai-edge-quantizer {_version('ai-edge-quantizer')}"},
+                        **op_census(out_path.read_bytes())}
     return artifact_for(
         out_path, Format.TFLITE, precision, spec,
         weights_sha256=weights_sha,
         exporter=meta["exporter"] + (" + ai-edge-quantizer" if precision is not Precision.FP32 else ""),
         export_seconds=round(elapsed, 3),
         notes=tuple(notes),
+        quantization=quantization,
     )
+
+
+_BOOKKEEPING = {"QUANTIZE", "DEQUANTIZE", "WHILE", "SHAPE"}
+_FLOAT_TYPES, _INT8_TYPES = {0, 1}, {9, 3, 7}  # schema TensorType: FLOAT32, FLOAT16 / INT8, UINT8, INT16
+
+
+def op_census(content: bytes) -> dict[str, dict[str, int]]:
+    """Which TFLite ops compute in int8 and which stay float, over every subgraph (the WHILE bodies included), in the
+    same form as the ONNX census. An op with int8 activations counts as int8; a float op with an int8 constant weight
+    (dynamic range) too, since the kernel quantizes its input on the fly; a float op whose weight is an fp16 constant
+    dequantized at load is weight-only (it computes in fp32). Shape arithmetic (int32) and Q/DQ are left out."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    census: dict[str, dict[str, int]] = {"int8_ops": {}, "fp16_ops": {}, "float_ops": {}, "weight_only_ops": {}}
+    for sg in model.subgraphs:
+        produced_by = {}
+        for op in sg.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+            for out in op.outputs if op.outputs is not None else []:
+                produced_by[out] = (name, op)
+        for op in sg.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+            if name in _BOOKKEEPING:
+                continue
+            inputs = [sg.tensors[i] for i in (op.inputs if op.inputs is not None else []) if i >= 0]
+            types = {t.type for t in inputs}
+            constant = [i for i in (op.inputs if op.inputs is not None else []) if i >= 0 and
+                        (model.buffers[sg.tensors[i].buffer].data is not None or
+                         (model.buffers[sg.tensors[i].buffer].size or 0) > 0)]
+            if not types & (_FLOAT_TYPES | _INT8_TYPES):
+                continue  # int32 / bool shape arithmetic
+            fp16_weight = any(produced_by.get(i, ("", None))[0] == "DEQUANTIZE" and
+                              sg.tensors[produced_by[i][1].inputs[0]].type == 1 for i in op.inputs if i >= 0)
+            if types & _INT8_TYPES:
+                kind = "int8_ops"
+            elif fp16_weight:
+                kind = "weight_only_ops"
+            elif constant and any(sg.tensors[i].type in _INT8_TYPES for i in constant):
+                kind = "int8_ops"
+            else:
+                kind = "float_ops"
+            census[kind][name] = census[kind].get(name, 0) + 1
+    return census
 
 
 def _version(dist: str) -> str:
