@@ -13,8 +13,9 @@ fastest passing config) is timed in a CUDA graph at batch 1, T=200: the issue's 
     python bench/triton_gru_probe.py --quick --out /tmp/triton_gru_quick.json   # well under 60 s
 
 --quick times only B=1 T=200 at hidden 128 and 64 in fp16: cuDNN, the previous best 'dot' configs and the
-transposed 'dotT' ones (QUICK_CONFIGS), then the fused cbhg (hidden 128) in fp16 with cuDNN and with the fastest
-passing config; add --skip-cbhg for the kernel table alone.
+transposed 'dotT' ones (quick_configs), then the fused cbhg (hidden 128) in fp16 in a CUDA graph with cuDNN, with
+the fastest passing config, and torch.compiled (GRU behind a graph break) with that config and with the best 'dot'
+one; add --skip-cbhg for the kernel table alone.
 """
 
 from __future__ import annotations
@@ -195,17 +196,46 @@ def probe_shape(batch: int, steps: int, hidden: int, iterations: int, rows: list
                     print(f"    graph capture failed, timed direct launches: {line}", flush=True)
 
 
-def best_config(rows: list, hidden: int, precision: str) -> tuple[str, GruKernelConfig] | None:
+def best_config(rows: list, hidden: int, precision: str, kind: str | None = None
+                ) -> tuple[str, GruKernelConfig] | None:
     ok = [r for r in rows if r["hidden"] == hidden and r["precision"] == precision and r["batch"] == 1
-          and r["config"] != "cudnn" and r["passed"] and r["forward_ms"]]
+          and r["config"] != "cudnn" and r["passed"] and r["forward_ms"]
+          and (kind is None or r["settings"]["kind"] == kind)]
     if not ok:
         return None
     r = min(ok, key=lambda r: r["forward_ms"])
     return r["config"], GruKernelConfig(**r["settings"])
 
 
-def probe_cbhg(rows: list, iterations: int, models=("cbhg", "cbhg-lite"), precisions=tuple(DTYPES)) -> list:
-    """Whole fused CBHG at batch 1, T=200 in a CUDA graph: cuDNN GRU vs the Triton GRU (best passing config)."""
+class _EagerGRU(nn.Module):
+    """The BiGRU behind torch.compiler.disable (compile_probe's c-compile-break, its fastest cbhg variant): inductor
+    compiles the layers around it, the GRU runs its eager path (F.linear + the kernel)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    @torch.compiler.disable
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+
+def _compiled_cbhg(spec, cfg: GruKernelConfig, dtype: torch.dtype) -> nn.Module:
+    from edgeseq.models.fuse import fuse_for_inference
+
+    module = fuse_for_inference(spec.build(), gru="triton", gru_config=cfg).to(DEVICE, dtype).eval()
+    module.gru = _EagerGRU(module.gru)
+    import torch._dynamo
+
+    torch._dynamo.reset()  # a fresh compile per config
+    return torch.compile(module, backend="inductor", mode="default", dynamic=False, fullgraph=False)
+
+
+def probe_cbhg(rows: list, iterations: int, models=("cbhg", "cbhg-lite"), precisions=tuple(DTYPES),
+               compiled: bool = False) -> list:
+    """Whole fused CBHG at batch 1, T=200 in a CUDA graph: cuDNN GRU vs the Triton GRU (best passing config).
+    compiled: also torch.compile (GRU behind a graph break, compile_probe's c-compile-break) with the best config
+    and, if that is not a 'dot' one, the best 'dot' one, so old and new kernel meet in the same run."""
     from edgeseq.formats.torch import TorchCudaGraphRunner, TorchRunner
     from edgeseq.models import get_model
     from edgeseq.models.fuse import fuse_for_inference
@@ -221,14 +251,26 @@ def probe_cbhg(rows: list, iterations: int, models=("cbhg", "cbhg-lite"), precis
         hidden = spec.build().cfg.gru_hidden
         for precision in precisions:
             best = best_config(rows, hidden, precision)
-            variants = [("fused-cudnn", None)] + ([(f"fused-triton[{best[0]}]", best[1])] if best else [])
-            for label, cfg in variants:
+            variants = [("fused-cudnn", None, False)] + ([(f"fused-triton[{best[0]}]", best[1], False)] if best else [])
+            if compiled and best:
+                best_dot = best_config(rows, hidden, precision, kind="dot")
+                picks = [best] + ([best_dot] if best_dot and best_dot[0] != best[0] else [])
+                variants += [(f"compiled-triton[{n}]", c, True) for n, c in picks]
+            for label, cfg, compile_it in variants:
                 row = {"model": model, "precision": precision, "variant": label, "device_p50_ms": None,
                        "rel_l2": None, "passed": False, "error": None}
                 try:
                     gru = "torch" if cfg is None else "triton"
-                    module = fuse_for_inference(spec.build(), gru=gru, gru_config=cfg)
+                    if compile_it:  # compiled at the measured shape in the runner's warm-up, before its capture
+                        module = _compiled_cbhg(spec, cfg, DTYPES[precision])
+                    else:
+                        module = fuse_for_inference(spec.build(), gru=gru, gru_config=cfg)
                     with TorchCudaGraphRunner(spec, module=module, precision=precision) as runner:
+                        if compile_it:  # compile here, on the default stream, at the measured shape (as compile_probe)
+                            staged = runner._stage(feed)
+                            for _ in range(3):
+                                TorchRunner._forward(runner, staged)
+                            torch.cuda.synchronize()
                         err = compare(name, expected[name], runner.infer(feed)[name],
                                       DEFAULT_TOLERANCES.get(precision, name))
                         times = runner.device_times_ms(feed, warmup=10, iterations=iterations)
@@ -276,7 +318,8 @@ def main() -> int:
     cbhg = []
     if not args.skip_cbhg:
         try:
-            cbhg = (probe_cbhg(rows, max(args.iterations, 100), models=("cbhg",), precisions=("fp16",))
+            cbhg = (probe_cbhg(rows, max(args.iterations, 100), models=("cbhg",), precisions=("fp16",),
+                               compiled=True)
                     if args.quick else probe_cbhg(rows, max(args.iterations, 100)))
         except Exception:  # noqa: BLE001
             traceback.print_exc()
