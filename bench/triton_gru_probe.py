@@ -9,6 +9,13 @@ matmul + the kernel), `cudnn` is nn.GRU. rel L2 is against nn.GRU in fp32 on the
 and inputs (parity bars: fp32 1e-5, fp16 1e-3, as in edgeseq.parity). A config that fails to compile or launch
 is printed and recorded, and the probe goes on. Last, the whole fused CBHG (cuDNN GRU vs Triton GRU with the
 fastest passing config) is timed in a CUDA graph at batch 1, T=200: the issue's target is <= 0.4 ms for cbhg.
+
+    python bench/triton_gru_probe.py --quick --out /tmp/triton_gru_quick.json   # well under 60 s
+
+--quick times only B=1 T=200 at hidden 128 and 64 in fp16: cuDNN, the previous best 'dot' configs and the
+transposed 'dotT' ones (quick_configs), then the fused cbhg (hidden 128) in fp16 in a CUDA graph with cuDNN, with
+the fastest passing config, and torch.compiled (GRU behind a graph break) with that config and with the best 'dot'
+one; add --skip-cbhg for the kernel table alone.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from torch.nn import functional as F  # noqa: E402
 from edgeseq.models.triton_gru import GruKernelConfig, TritonBiGRU, bigru_recurrence  # noqa: E402
 
 SHAPES = ((1, 200, 128), (16, 1000, 128), (1, 200, 64))
+QUICK_SHAPES = ((1, 200, 128), (1, 200, 64))
 DEVICE = "cuda"
 BARS = {"fp32": 1e-5, "fp16": 1e-3}
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
@@ -49,7 +57,18 @@ def configs(precision: str, hidden: int) -> list[tuple[str, GruKernelConfig]]:
         return out
     out = vec + [(f"vec-w16-nw{n}", GruKernelConfig("vec", n, "fp16")) for n in (8, 16)]
     out += [(f"dot-w16-nw{n}-b16", GruKernelConfig("dot", n, "fp16", 16)) for n in (4, 8, 16)]
-    return out
+    return out + dot_t_configs()
+
+
+def dot_t_configs() -> list[tuple[str, GruKernelConfig]]:
+    """The transposed kernel (gh^T = W_hh h^T: W_hh is the A operand, M = hidden rows fits wgmma), fp16 W_hh."""
+    return [(f"dotT-w16-nw{n}-b16", GruKernelConfig("dotT", n, "fp16", 16)) for n in (4, 8)]
+
+
+def quick_configs(precision: str, hidden: int) -> list[tuple[str, GruKernelConfig]]:
+    """--quick: the previous best fp16 configs (dot nw4 at hidden 128, nw8 at 64, both timed at both) and 'dotT'."""
+    del precision, hidden
+    return [(f"dot-w16-nw{n}-b16", GruKernelConfig("dot", n, "fp16", 16)) for n in (4, 8)] + dot_t_configs()
 
 
 def graph_ms(fn, iterations: int) -> float:
@@ -117,7 +136,7 @@ def short_error(exc: BaseException) -> str:
     return (head + (" ... " + tail if tail else ""))[:400]
 
 
-def probe_shape(batch: int, steps: int, hidden: int, iterations: int, rows: list) -> None:
+def probe_shape(batch: int, steps: int, hidden: int, iterations: int, rows: list, quick: bool = False) -> None:
     torch.manual_seed(batch * 7 + steps + hidden)
     gru32 = nn.GRU(hidden, hidden, batch_first=True, bidirectional=True).eval()
     x32 = torch.randn(batch, steps, hidden)
@@ -125,6 +144,8 @@ def probe_shape(batch: int, steps: int, hidden: int, iterations: int, rows: list
         ref = gru32(x32)[0]  # CPU fp32: the reference
     base = TritonBiGRU(gru32)
     for precision, dtype in DTYPES.items():
+        if quick and precision != "fp16":
+            continue
         x = x32.to(DEVICE, dtype)
         try:
             cudnn = nn.GRU(hidden, hidden, batch_first=True, bidirectional=True).eval()
@@ -142,7 +163,7 @@ def probe_shape(batch: int, steps: int, hidden: int, iterations: int, rows: list
         rows.append({"batch": batch, "time": steps, "hidden": hidden, "precision": precision, "config": "cudnn",
                      "kernel_ms": None, "forward_ms": cudnn_ms, "rel_l2": cudnn_err,
                      "passed": bool(cudnn_err <= BARS[precision]), "error": None, "compile_s": None})
-        for name, cfg in configs(precision, hidden):
+        for name, cfg in (quick_configs if quick else configs)(precision, hidden):
             row = {"batch": batch, "time": steps, "hidden": hidden, "precision": precision, "config": name,
                    "settings": asdict(cfg), "kernel_ms": None, "forward_ms": None, "rel_l2": None,
                    "passed": False, "error": None, "compile_s": None}
@@ -175,40 +196,81 @@ def probe_shape(batch: int, steps: int, hidden: int, iterations: int, rows: list
                     print(f"    graph capture failed, timed direct launches: {line}", flush=True)
 
 
-def best_config(rows: list, hidden: int, precision: str) -> tuple[str, GruKernelConfig] | None:
+def best_config(rows: list, hidden: int, precision: str, kind: str | None = None
+                ) -> tuple[str, GruKernelConfig] | None:
     ok = [r for r in rows if r["hidden"] == hidden and r["precision"] == precision and r["batch"] == 1
-          and r["config"] != "cudnn" and r["passed"] and r["forward_ms"]]
+          and r["config"] != "cudnn" and r["passed"] and r["forward_ms"]
+          and (kind is None or r["settings"]["kind"] == kind)]
     if not ok:
         return None
     r = min(ok, key=lambda r: r["forward_ms"])
     return r["config"], GruKernelConfig(**r["settings"])
 
 
-def probe_cbhg(rows: list, iterations: int) -> list:
-    """Whole fused CBHG at batch 1, T=200 in a CUDA graph: cuDNN GRU vs the Triton GRU (best passing config)."""
+class _EagerGRU(nn.Module):
+    """The BiGRU behind torch.compiler.disable (compile_probe's c-compile-break, its fastest cbhg variant): inductor
+    compiles the layers around it, the GRU runs its eager path (F.linear + the kernel)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    @torch.compiler.disable
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+
+def _compiled_cbhg(spec, cfg: GruKernelConfig, dtype: torch.dtype) -> nn.Module:
+    from edgeseq.models.fuse import fuse_for_inference
+
+    module = fuse_for_inference(spec.build(), gru="triton", gru_config=cfg).to(DEVICE, dtype).eval()
+    module.gru = _EagerGRU(module.gru)
+    import torch._dynamo
+
+    torch._dynamo.reset()  # a fresh compile per config
+    return torch.compile(module, backend="inductor", mode="default", dynamic=False, fullgraph=False)
+
+
+def probe_cbhg(rows: list, iterations: int, models=("cbhg", "cbhg-lite"), precisions=tuple(DTYPES),
+               compiled: bool = False) -> list:
+    """Whole fused CBHG at batch 1, T=200 in a CUDA graph: cuDNN GRU vs the Triton GRU (best passing config).
+    compiled: also torch.compile (GRU behind a graph break, compile_probe's c-compile-break) with the best config
+    and, if that is not a 'dot' one, the best 'dot' one, so old and new kernel meet in the same run."""
     from edgeseq.formats.torch import TorchCudaGraphRunner, TorchRunner
     from edgeseq.models import get_model
     from edgeseq.models.fuse import fuse_for_inference
     from edgeseq.parity import DEFAULT_TOLERANCES, compare
 
     out = []
-    for model in ("cbhg", "cbhg-lite"):
+    for model in models:
         spec = get_model(model)
         feed = spec.example_inputs(batch=1, time=200, source="speech", seed=201)
         with TorchRunner(spec, device="cpu") as reference:
             expected = reference.infer(feed)
         name = spec.output_names[0]
         hidden = spec.build().cfg.gru_hidden
-        for precision in DTYPES:
+        for precision in precisions:
             best = best_config(rows, hidden, precision)
-            variants = [("fused-cudnn", None)] + ([(f"fused-triton[{best[0]}]", best[1])] if best else [])
-            for label, cfg in variants:
+            variants = [("fused-cudnn", None, False)] + ([(f"fused-triton[{best[0]}]", best[1], False)] if best else [])
+            if compiled and best:
+                best_dot = best_config(rows, hidden, precision, kind="dot")
+                picks = [best] + ([best_dot] if best_dot and best_dot[0] != best[0] else [])
+                variants += [(f"compiled-triton[{n}]", c, True) for n, c in picks]
+            for label, cfg, compile_it in variants:
                 row = {"model": model, "precision": precision, "variant": label, "device_p50_ms": None,
                        "rel_l2": None, "passed": False, "error": None}
                 try:
                     gru = "torch" if cfg is None else "triton"
-                    module = fuse_for_inference(spec.build(), gru=gru, gru_config=cfg)
+                    if compile_it:  # compiled at the measured shape in the runner's warm-up, before its capture
+                        module = _compiled_cbhg(spec, cfg, DTYPES[precision])
+                    else:
+                        module = fuse_for_inference(spec.build(), gru=gru, gru_config=cfg)
                     with TorchCudaGraphRunner(spec, module=module, precision=precision) as runner:
+                        if compile_it:  # compile here, on the default stream, at the measured shape (as compile_probe)
+                            staged = runner._stage(feed)
+                            for _ in range(3):
+                                TorchRunner._forward(runner, staged)
+                            torch.cuda.synchronize()
                         err = compare(name, expected[name], runner.infer(feed)[name],
                                       DEFAULT_TOLERANCES.get(precision, name))
                         times = runner.device_times_ms(feed, warmup=10, iterations=iterations)
@@ -229,6 +291,8 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "triton-gru-probe.json"))
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--skip-cbhg", action="store_true", help="kernel table only, no whole-model timing")
+    parser.add_argument("--quick", action="store_true",
+                        help="B=1 T=200 H=128/64 fp16 only: cuDNN, best 'dot' configs, 'dotT'; then cbhg fp16")
     args = parser.parse_args()
     started = time.time()
     env = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda}
@@ -246,18 +310,20 @@ def main() -> int:
     env["capability"] = list(torch.cuda.get_device_capability(0))
     print(" ".join(f"{k}={v}" for k, v in env.items()), flush=True)
     rows: list = []
-    for batch, steps, hidden in SHAPES:
+    for batch, steps, hidden in QUICK_SHAPES if args.quick else SHAPES:
         try:
-            probe_shape(batch, steps, hidden, args.iterations, rows)
+            probe_shape(batch, steps, hidden, args.iterations, rows, quick=args.quick)
         except Exception:  # noqa: BLE001 - keep what we have
             traceback.print_exc()
     cbhg = []
     if not args.skip_cbhg:
         try:
-            cbhg = probe_cbhg(rows, max(args.iterations, 100))
+            cbhg = (probe_cbhg(rows, max(args.iterations, 100), models=("cbhg",), precisions=("fp16",),
+                               compiled=True)
+                    if args.quick else probe_cbhg(rows, max(args.iterations, 100)))
         except Exception:  # noqa: BLE001
             traceback.print_exc()
-    result = {"environment": env, "seconds": round(time.time() - started, 1), "rows": rows, "cbhg": cbhg}
+    result = {"environment": env, "quick": args.quick, "seconds": round(time.time() - started, 1), "rows": rows, "cbhg": cbhg}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -25,7 +25,7 @@ from .._lazy import available, require
 from ..errors import InputError, UnsupportedError
 
 MAX_HIDDEN = 128  # 3 x 128 x 128 weights stay on chip (registers / shared memory); larger ones would spill
-KINDS = ("vec", "dot")
+KINDS = ("vec", "dot", "dotT")
 W_DTYPES = ("fp32", "fp16", "bf16", "auto")
 F32_PRECISIONS = ("ieee", "tf32", "tf32x3")
 
@@ -34,7 +34,8 @@ F32_PRECISIONS = ("ieee", "tf32", "tf32x3")
 class GruKernelConfig:
     """How the kernel runs. kind 'vec': one batch row per program, broadcast-multiply + sum (no padding at
     batch 1, batch rows spread over SMs); 'dot': a tile of block_b rows per program through tl.dot (tensor
-    cores; block_b >= 16). w_dtype is the dtype W_hh is held in on chip ('auto': the weights' own dtype);
+    cores; block_b >= 16); 'dotT': the same tile transposed, gh^T = W_hh h^T with W_hh as the dot's A operand
+    (loaded once; only h^T changes per step), for half-precision weights. w_dtype is the dtype W_hh is held in on chip ('auto': the weights' own dtype);
     f32_precision is tl.dot's mode when W is held in fp32."""
 
     kind: str = "vec"
@@ -53,17 +54,20 @@ class GruKernelConfig:
             raise UnsupportedError(f"GRU kernel f32_precision {self.f32_precision!r} is not one of {F32_PRECISIONS}")
         if self.num_warps not in (1, 2, 4, 8, 16, 32):
             raise UnsupportedError(f"num_warps must be a power of two up to 32, not {self.num_warps}")
-        if self.kind == "dot" and (self.block_b < 16 or self.block_b & (self.block_b - 1)):
-            raise UnsupportedError(f"the 'dot' kernel needs block_b a power of two >= 16, not {self.block_b}")
+        if self.kind in ("dot", "dotT") and (self.block_b < 16 or self.block_b & (self.block_b - 1)):
+            raise UnsupportedError(f"the {self.kind!r} kernel needs block_b a power of two >= 16, not {self.block_b}")
+        if self.kind == "dotT" and self.w_dtype in ("fp32",):
+            raise UnsupportedError("the 'dotT' kernel holds W_hh in fp16 or bf16 ('auto': the weights' dtype); "
+                                   "fp32 weights through tl.dot miss the fp32 parity bar, use 'vec'")
 
     @property
     def label(self) -> str:
-        """Short name as in the probe's tables, e.g. 'vec-w32-nw4', 'dot-w16-nw4-b16'."""
+        """Short name as in the probe's tables, e.g. 'vec-w32-nw4', 'dot-w16-nw4-b16', 'dotT-w16-nw8-b16'."""
         weights = {"fp32": "w32", "fp16": "w16", "bf16": "wbf16", "auto": "wauto"}[self.w_dtype]
         if self.kind == "vec":
             return f"vec-{weights}-nw{self.num_warps}"
         precision = self.f32_precision if self.w_dtype == "fp32" else ""
-        return f"dot-{weights}{precision}-nw{self.num_warps}-b{self.block_b}"
+        return f"{self.kind}-{weights}{precision}-nw{self.num_warps}-b{self.block_b}"
 
 
 def default_config(dtype: torch.dtype, hidden: int, batch: int) -> GruKernelConfig:
@@ -141,10 +145,16 @@ def bigru_recurrence(gi: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor,
     w_dtype = _tl_dtype(tl, config.w_dtype, w_hh_t.dtype)
     common = (gi, w_hh_t, b_hh, out, batch, steps, gi.stride(0), gi.stride(1), out.stride(0), out.stride(1))
     launch = {"num_warps": config.num_warps, "num_stages": config.num_stages}
+    if config.kind == "dotT" and w_dtype == tl.float32:  # 'auto' on fp32 tensors: see GruKernelConfig
+        raise UnsupportedError("the 'dotT' kernel holds W_hh in fp16 or bf16; fp32 weights run on 'vec'")
     if config.kind == "dot":
         grid = (2, triton.cdiv(batch, config.block_b))
         kernels._bigru_dot_kernel[grid](*common, H=hidden, BLOCK_H=block_h, BLOCK_B=config.block_b,
                                         W_DTYPE=w_dtype, F32_PRECISION=config.f32_precision, **launch)
+    elif config.kind == "dotT":
+        grid = (2, triton.cdiv(batch, config.block_b))
+        kernels._bigru_dot_t_kernel[grid](*common, H=hidden, BLOCK_H=block_h, BLOCK_B=config.block_b,
+                                          W_DTYPE=w_dtype, **launch)
     else:
         kernels._bigru_vec_kernel[(2, batch)](*common, H=hidden, BLOCK_H=block_h, W_DTYPE=w_dtype, **launch)
     return out

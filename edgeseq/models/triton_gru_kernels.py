@@ -14,7 +14,9 @@ and writes h to out[:, t, dir*H:(dir+1)*H]; the backward direction walks t from 
 Two ways to do h W_hh^T:
 - `_bigru_dot_kernel`: tl.dot of a [BLOCK_B, H] tile of h (padded to >= 16 rows) with W^T (tensor cores);
 - `_bigru_vec_kernel`: one batch row per program, a broadcast multiply + reduction (no padding waste at B=1;
-  batch rows spread over more programs, so more SMs).
+  batch rows spread over more programs, so more SMs);
+- `_bigru_dot_t_kernel`: the transposed product gh^T = W_hh h^T, W_hh as tl.dot's A operand (loaded once,
+  the per-step operand is only h^T), tiles [hidden, batch].
 """
 
 from __future__ import annotations
@@ -137,6 +139,66 @@ def _bigru_vec_kernel(gi_ptr, whh_ptr, bhh_ptr, out_ptr, B, T,
         n = _tanh(x_n + r * (g_n + b_n))
         h = (1.0 - z) * n + z * h
         tl.store(out_row + t * stride_ot, h.to(out_ptr.dtype.element_ty), mask=j_ok)
+
+        t = t_next
+        x_r = n_r.to(tl.float32)
+        x_z = n_z.to(tl.float32)
+        x_n = n_n.to(tl.float32)
+
+
+@triton.jit
+def _bigru_dot_t_kernel(gi_ptr, whh_ptr, bhh_ptr, out_ptr, B, T,
+                        stride_gb, stride_gt, stride_ob, stride_ot,
+                        H: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_B: tl.constexpr, W_DTYPE: tl.constexpr):
+    """The 'dot' recurrence transposed: gh^T [H, BLOCK_B] = W_g [H(j), H(k)] @ h^T [H(k), BLOCK_B] per gate.
+
+    W_hh is the A operand (M = H rows, loaded once before the loop), the only per-step operand is the small h^T
+    tile (H x BLOCK_B), so the per-step traffic through shared memory is 4 KB instead of W's 96 KB, and M = 128
+    fits Hopper's warpgroup MMA (M >= 64), which the [16, H] x [H, 3H] orientation cannot use. Every tile is
+    [hidden j, batch column b]; batch columns past B are masked on load and store."""
+    d = tl.program_id(0)
+    cols = tl.program_id(1).to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)  # batch rows, as tile columns
+    j = tl.arange(0, BLOCK_H)  # hidden index (output side), tile rows
+    k = tl.arange(0, BLOCK_H)  # hidden index (input side)
+    col_ok = cols < B
+    j_ok = j < H
+    io_mask = j_ok[:, None] & col_ok[None, :]
+
+    # whh_ptr holds W_g^T [2, 3, H(k), H(j)]; W_g[j, k] is at k * H + j (a strided load, once per launch)
+    w_base = whh_ptr + d * 3 * H * H
+    w_mask = j_ok[:, None] & (k[None, :] < H)
+    w_off = j[:, None] + k[None, :] * H
+    w_r = tl.load(w_base + w_off, mask=w_mask, other=0.0).to(W_DTYPE)
+    w_z = tl.load(w_base + H * H + w_off, mask=w_mask, other=0.0).to(W_DTYPE)
+    w_n = tl.load(w_base + 2 * H * H + w_off, mask=w_mask, other=0.0).to(W_DTYPE)
+    b_base = bhh_ptr + d * 3 * H
+    b_r = tl.load(b_base + j, mask=j_ok, other=0.0).to(tl.float32)[:, None]
+    b_z = tl.load(b_base + H + j, mask=j_ok, other=0.0).to(tl.float32)[:, None]
+    b_n = tl.load(b_base + 2 * H + j, mask=j_ok, other=0.0).to(tl.float32)[:, None]
+
+    step = 1 - 2 * d
+    t = d * (T - 1)
+    gi_cols = gi_ptr + cols[None, :] * stride_gb + d * 3 * H + j[:, None]
+    out_cols = out_ptr + cols[None, :] * stride_ob + d * H + j[:, None]
+    x_r = tl.load(gi_cols + t * stride_gt, mask=io_mask, other=0.0).to(tl.float32)
+    x_z = tl.load(gi_cols + t * stride_gt + H, mask=io_mask, other=0.0).to(tl.float32)
+    x_n = tl.load(gi_cols + t * stride_gt + 2 * H, mask=io_mask, other=0.0).to(tl.float32)
+    h = tl.zeros([BLOCK_H, BLOCK_B], dtype=tl.float32)  # h^T: hidden along rows, batch along columns
+    for i in range(T):
+        t_next = d * (T - 1) + tl.minimum(i + 1, T - 1) * step
+        n_r = tl.load(gi_cols + t_next * stride_gt, mask=io_mask, other=0.0)
+        n_z = tl.load(gi_cols + t_next * stride_gt + H, mask=io_mask, other=0.0)
+        n_n = tl.load(gi_cols + t_next * stride_gt + 2 * H, mask=io_mask, other=0.0)
+
+        hk = h.to(W_DTYPE)
+        g_r = tl.dot(w_r, hk)
+        g_z = tl.dot(w_z, hk)
+        g_n = tl.dot(w_n, hk)
+        r = tl.sigmoid(x_r + g_r + b_r)
+        z = tl.sigmoid(x_z + g_z + b_z)
+        n = _tanh(x_n + r * (g_n + b_n))
+        h = (1.0 - z) * n + z * h
+        tl.store(out_cols + t * stride_ot, h.to(out_ptr.dtype.element_ty), mask=io_mask)
 
         t = t_next
         x_r = n_r.to(tl.float32)
