@@ -12,8 +12,9 @@ each against the PyTorch fp32 original on the CPU (rel L2) and timed as device p
   b-fused-triton       fuse_for_inference(gru="triton") + CUDA graph
   c-compile-break      torch.compile(b, mode="default"), the BiGRU behind torch.compiler.disable: a graph break,
                        compiled regions before and after, the GRU (projection matmul + kernel) runs eagerly
-  d-compile-op         torch.compile(b, mode="default"): the recurrence is the custom op edgeseq::bigru_recurrence,
-                       so one compiled graph that also owns the GRU's input projection (issue item e)
+                       (TritonBiGRU's default, compile_graph_break=True; TorchCudaGraphRunner(compile=...) runs this)
+  d-compile-op         torch.compile(b, mode="default") with compile_graph_break=False: the recurrence is the custom
+                       op edgeseq::bigru_recurrence, so one compiled graph that also owns the GRU's input projection
   e-compile-autotune   as d with mode="max-autotune-no-cudagraphs" (only if d compiled fast and time is left)
   f-compile-cudnn      torch.compile(a): cuDNN GRU (dynamo breaks the graph at nn.GRU), for comparison
 
@@ -36,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from the source tree, no install needed
+sys.path.insert(0, str(ROOT / "bench"))  # the shared CUDA timing helper, bench/_cuda_timing.py
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -47,20 +49,9 @@ from edgeseq.models import get_model  # noqa: E402
 from edgeseq.models.fuse import fuse_for_inference  # noqa: E402
 from edgeseq.parity import DEFAULT_TOLERANCES, compare  # noqa: E402
 
+from _cuda_timing import graph_p50_ms  # noqa: E402
+
 TARGET_MS = 0.4
-
-
-class EagerGRU(nn.Module):
-    """The BiGRU behind torch.compiler.disable: dynamo breaks the graph here and runs it as plain Python, so
-    TritonBiGRU takes its eager path (F.linear + bigru_recurrence)."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner = inner
-
-    @torch.compiler.disable
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x)
 
 
 VARIANTS = {
@@ -105,8 +96,8 @@ def versions() -> dict:
 def build(spec, variant: str, dtype: torch.dtype, device: str, backend: str) -> nn.Module:
     gru, mode, graph_break = VARIANTS[variant]
     module = fuse_for_inference(spec.build(), gru=gru).to(device, dtype).eval()
-    if graph_break:
-        module.gru = EagerGRU(module.gru)
+    if gru == "triton":
+        module.gru.compile_graph_break = graph_break  # c: eager GRU behind a graph break; d, e: the custom op
     if mode is None:
         return module
     torch._dynamo.reset()  # every variant compiles CBHG.forward afresh: no stale entries, no cache-size limit
@@ -138,43 +129,21 @@ def count_kernels(runner, args) -> int | None:
     return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
 
 
-def graph_time_ms(fn, iterations: int) -> float:
-    """p50 device time of fn captured alone in a CUDA graph (the GRU's share)."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    for _ in range(10):
-        graph.replay()
-    times = []
-    for _ in range(iterations):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return float(np.percentile(times, 50))
-
-
 def gru_alone(module: nn.Module, batch: int, steps: int, dtype: torch.dtype, precision: str,
               iterations: int) -> dict:
     """BiGRU alone (input projection + recurrence) and, for the Triton one, the recurrence kernel alone."""
     from edgeseq.models.triton_gru import TritonBiGRU, bigru_recurrence
 
     gru = module.gru
-    gru = gru.inner if isinstance(gru, EagerGRU) else gru
     width = gru.input_size if isinstance(gru, TritonBiGRU) else gru.rnn.input_size
     x = torch.randn(batch, steps, width, device="cuda", dtype=dtype)
     flags = torch.backends.cudnn.flags(enabled=True, benchmark=True, allow_tf32=precision != "fp32")
     out = {}
     with torch.inference_mode(), flags:
-        out["gru_ms"] = graph_time_ms(lambda: gru(x), iterations)
+        out["gru_ms"] = graph_p50_ms(lambda: gru(x), iterations)
         if isinstance(gru, TritonBiGRU):
             gi = torch.nn.functional.linear(x, gru.w_ih, gru.b_ih)
-            out["recurrence_ms"] = graph_time_ms(lambda: bigru_recurrence(gi, gru.w_hh_t, gru.b_hh, gru.config),
+            out["recurrence_ms"] = graph_p50_ms(lambda: bigru_recurrence(gi, gru.w_hh_t, gru.b_hh, gru.config),
                                                  iterations)
     return out
 

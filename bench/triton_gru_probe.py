@@ -31,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from the source tree, no install needed
+sys.path.insert(0, str(ROOT / "bench"))  # the shared CUDA timing helper, bench/_cuda_timing.py
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -38,6 +39,8 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from edgeseq.models.triton_gru import GruKernelConfig, TritonBiGRU, bigru_recurrence  # noqa: E402
+
+from _cuda_timing import event_times_ms, graph_p50_ms  # noqa: E402
 
 SHAPES = ((1, 200, 128), (16, 1000, 128), (1, 200, 64))
 QUICK_SHAPES = ((1, 200, 128), (1, 200, 64))
@@ -71,52 +74,18 @@ def quick_configs(precision: str, hidden: int) -> list[tuple[str, GruKernelConfi
     return [(f"dot-w16-nw{n}-b16", GruKernelConfig("dot", n, "fp16", 16)) for n in (4, 8)] + dot_t_configs()
 
 
-def graph_ms(fn, iterations: int) -> float:
-    """Median device time of one replay of a CUDA graph of fn(), after warm-up outside and inside the graph."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    for _ in range(5):
-        graph.replay()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iterations):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return float(np.median(times))
-
-
 def eager_ms(fn, iterations: int) -> float:
     """Median device time of fn() launched directly (the fallback when graph capture fails)."""
     for _ in range(3):
         fn()
     torch.cuda.synchronize()
-    times = []
-    for _ in range(iterations):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return float(np.median(times))
+    return float(np.median(event_times_ms(fn, iterations)))
 
 
 def timed(fn, iterations: int, row: dict, key: str) -> float:
     """Graph replay time; if capturing fails, record why and time direct launches instead (key + '_eager')."""
     try:
-        return graph_ms(fn, iterations)
+        return graph_p50_ms(fn, iterations)
     except Exception as exc:  # noqa: BLE001
         row.setdefault("graph_errors", []).append(f"{key}: {short_error(exc)}")
         torch.cuda.synchronize()
@@ -154,7 +123,7 @@ def probe_shape(batch: int, steps: int, hidden: int, iterations: int, rows: list
             with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, benchmark=True,
                                                                     allow_tf32=precision != "fp32"):
                 cudnn_err = rel_l2(cudnn(x)[0], ref)
-                cudnn_ms = graph_ms(lambda: cudnn(x), iterations)
+                cudnn_ms = graph_p50_ms(lambda: cudnn(x), iterations)
         except Exception as exc:  # noqa: BLE001 - a probe records and goes on
             cudnn_err, cudnn_ms = float("nan"), float("nan")
             print(f"  cuDNN {precision} failed: {short_error(exc)}", flush=True)
@@ -207,30 +176,6 @@ def best_config(rows: list, hidden: int, precision: str, kind: str | None = None
     return r["config"], GruKernelConfig(**r["settings"])
 
 
-class _EagerGRU(nn.Module):
-    """The BiGRU behind torch.compiler.disable (compile_probe's c-compile-break, its fastest cbhg variant): inductor
-    compiles the layers around it, the GRU runs its eager path (F.linear + the kernel)."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner = inner
-
-    @torch.compiler.disable
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x)
-
-
-def _compiled_cbhg(spec, cfg: GruKernelConfig, dtype: torch.dtype) -> nn.Module:
-    from edgeseq.models.fuse import fuse_for_inference
-
-    module = fuse_for_inference(spec.build(), gru="triton", gru_config=cfg).to(DEVICE, dtype).eval()
-    module.gru = _EagerGRU(module.gru)
-    import torch._dynamo
-
-    torch._dynamo.reset()  # a fresh compile per config
-    return torch.compile(module, backend="inductor", mode="default", dynamic=False, fullgraph=False)
-
-
 def probe_cbhg(rows: list, iterations: int, models=("cbhg", "cbhg-lite"), precisions=tuple(DTYPES),
                compiled: bool = False) -> list:
     """Whole fused CBHG at batch 1, T=200 in a CUDA graph: cuDNN GRU vs the Triton GRU (best passing config).
@@ -261,16 +206,13 @@ def probe_cbhg(rows: list, iterations: int, models=("cbhg", "cbhg-lite"), precis
                        "rel_l2": None, "passed": False, "error": None}
                 try:
                     gru = "torch" if cfg is None else "triton"
-                    if compile_it:  # compiled at the measured shape in the runner's warm-up, before its capture
-                        module = _compiled_cbhg(spec, cfg, DTYPES[precision])
-                    else:
-                        module = fuse_for_inference(spec.build(), gru=gru, gru_config=cfg)
-                    with TorchCudaGraphRunner(spec, module=module, precision=precision) as runner:
-                        if compile_it:  # compile here, on the default stream, at the measured shape (as compile_probe)
-                            staged = runner._stage(feed)
-                            for _ in range(3):
-                                TorchRunner._forward(runner, staged)
-                            torch.cuda.synchronize()
+                    module = fuse_for_inference(spec.build(), gru=gru, gru_config=cfg)
+                    if compile_it:  # a fresh compile per config; the GRU runs eagerly behind a graph break
+                        import torch._dynamo
+
+                        torch._dynamo.reset()
+                    with TorchCudaGraphRunner(spec, module=module, precision=precision,
+                                              compile="default" if compile_it else None) as runner:
                         err = compare(name, expected[name], runner.infer(feed)[name],
                                       DEFAULT_TOLERANCES.get(precision, name))
                         times = runner.device_times_ms(feed, warmup=10, iterations=iterations)

@@ -18,6 +18,40 @@ def test_cuda_runner_without_gpu_is_a_clear_error():
         TorchRunner(edgeseq.get_model("cbhg-lite"), device="cuda")
 
 
+@pytest.mark.parametrize("mode", ["reduce-overhead", "max-autotune", "fast"])
+def test_bad_compile_mode_is_a_one_line_error(mode):
+    """Checked before any GPU is touched; modes that capture CUDA graphs themselves clash with the runner's."""
+    with pytest.raises(UnsupportedError, match="torch.compile modes default, max-autotune-no-cudagraphs") as info:
+        TorchCudaGraphRunner(edgeseq.get_model("cbhg-lite"), compile=mode)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("mode", [None, "default", "max-autotune-no-cudagraphs"])
+def test_compile_option_is_plumbed_into_the_runtime_label(monkeypatch, mode):
+    monkeypatch.setattr("edgeseq.formats.torch.cuda_available", lambda: True)  # construction only, no GPU used
+    runner = TorchCudaGraphRunner(edgeseq.get_model("cbhg-lite"), precision="fp16", compile=mode)
+    assert runner.compile_mode == mode
+    assert runner.runtime == ("torch-cuda-graph-compiled-fp16" if mode else "torch-cuda-graph-fp16")
+
+
+def test_compile_failure_is_one_line_naming_torch_compile(monkeypatch):
+    """Whatever torch.compile raises in the warm-up becomes one RuntimeFailure line (here on the CPU: the runner's
+    compile step alone, the GPU calls stubbed)."""
+    from edgeseq.errors import RuntimeFailure
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise ValueError("inductor fell over\nwith a long traceback")
+
+    monkeypatch.setattr("edgeseq.formats.torch.cuda_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    runner = TorchCudaGraphRunner(edgeseq.get_model("cbhg-lite"), compile="default")
+    runner.device, runner._fn = "cpu", torch.compile(Broken(), backend="eager", dynamic=False)
+    with pytest.raises(RuntimeFailure, match=r"torch.compile\(mode='default'\) failed at input shapes \(1, 4\): "
+                                             "ValueError: inductor fell over$"):
+        runner._compile_for([torch.zeros(1, 4)])
+
+
 @pytest.mark.gpu
 @needs_cuda
 @pytest.mark.parametrize("name", ["cbhg", "cbhg-lite", "attention-cbhg"])
@@ -46,3 +80,29 @@ def test_device_timing_uses_events():
     with TorchCudaGraphRunner(spec) as graph:
         times = graph.device_times_ms(spec.example_inputs(batch=1, time=100), warmup=2, iterations=5)
     assert len(times) == 5 and all(t > 0 for t in times)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_compiled_graph_runner_with_triton_gru_passes_fp16_parity_and_replays():
+    """The fastest measured path (compile_probe c-compile-break): fused, Triton GRU behind a graph break, compiled
+    in the warm-up, captured in a CUDA graph and replayed."""
+    from edgeseq._lazy import available
+    from edgeseq.models.fuse import fuse_for_inference
+
+    if not available("triton"):
+        pytest.skip("needs triton (pip install 'edgeseq[triton]')")
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    spec = edgeseq.get_model("cbhg-lite")
+    runner = TorchCudaGraphRunner(spec, module=fuse_for_inference(spec.build(), gru="auto"), precision="fp16",
+                                  compile="default")
+    result = edgeseq.check(runner, spec, precision="fp16", times=(200,), batches=(1,))
+    assert result.passed, result.failures
+    with runner:
+        feed = spec.example_inputs(batch=1, time=200, seed=3)
+        first = runner.infer(feed)["encoded"]
+        np.testing.assert_array_equal(runner.infer(feed)["encoded"], first)  # a replay of the same graph
+        assert len(runner._graphs) == 1 and runner.runtime == "torch-cuda-graph-compiled-fp16"
+        assert runner.module.gru.choice.startswith("triton") and runner._fn is not runner.module

@@ -158,11 +158,12 @@ def test_interpreted_auto_gru_picks_per_hidden_size_and_passes_parity(name, pick
 @needs_interpreter
 @pytest.mark.parametrize("config", [None, GruKernelConfig("vec", 8, "fp32")])
 def test_torch_compile_traces_the_recurrence_as_one_custom_op(config):
-    """Under torch.compile the recurrence is edgeseq::bigru_recurrence: one graph, no break, same output."""
+    """compile_graph_break=False: the recurrence is edgeseq::bigru_recurrence, one graph, no break, same output."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
     module = TritonBiGRU(_gru(32, seed=5), config)
+    module.compile_graph_break = False
     x = torch.randn(2, 7, 32)
     torch._dynamo.reset()
     counters.clear()
@@ -184,6 +185,42 @@ def test_torch_compile_of_auto_gru_takes_the_triton_path():
     with torch.inference_mode():
         got, want = compiled(x), module.rnn(x)[0]
     assert _rel_l2(got, want) < 1e-5
+
+
+@needs_interpreter
+def test_torch_compile_runs_the_triton_gru_eagerly_behind_a_graph_break_by_default():
+    """The default (compile_probe's fastest cbhg variant): the compiled caller breaks at the GRU, which runs its
+    eager path and so still records the config it ran."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    module = TritonBiGRU(_gru(32, seed=7))
+    x = torch.randn(2, 5, 32)
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(lambda t: module(t * 2.0) + 1.0, backend="aot_eager", dynamic=False)
+    with torch.inference_mode():
+        got, want = compiled(x), module(x * 2.0) + 1.0
+    assert sum(counters["graph_break"].values()) >= 1
+    assert module.last_config is not None and _rel_l2(got, want) < 1e-6
+
+
+def test_torch_compile_of_auto_gru_breaks_the_graph_and_records_its_choice_on_cpu():
+    """No triton needed: on the CPU the auto GRU runs nn.GRU (the Triton kernel under the interpreter); compiled,
+    it still runs eagerly and records which."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    module = AutoBiGRU(_gru(16, seed=8))
+    x = torch.randn(1, 6, 16)
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(lambda t: module(torch.tanh(t)).sum(-1), backend="eager", dynamic=False)
+    with torch.inference_mode():
+        got, want = compiled(x), module.rnn(torch.tanh(x))[0].sum(-1)
+    assert sum(counters["graph_break"].values()) >= 1
+    expected = "triton" if module.picks_triton(x.dtype, x.device) else "torch"
+    assert module.choice.startswith(expected) and torch.allclose(got, want, atol=1e-5)
 
 
 def test_config_key_round_trips():
@@ -353,6 +390,7 @@ def test_cuda_inductor_compiled_fused_cbhg_lite_captures_in_one_cuda_graph():
 
     spec = edgeseq.get_model("cbhg-lite")
     fused = fuse_for_inference(spec.build(), gru="triton").to("cuda", torch.float16).eval()
+    fused.gru.compile_graph_break = False  # variant d: the custom op, not the default graph break
     torch._dynamo.reset()
     compiled = torch.compile(fused, mode="default", dynamic=False)
     name = spec.output_names[0]
