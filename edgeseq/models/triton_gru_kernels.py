@@ -32,6 +32,16 @@ def _tanh(x):
 
 
 @triton.jit
+def _gru_update(h, pre_r, pre_z, x_n, gh_n):
+    """One GRU step (PyTorch's gate order and reset rule) from the r / z pre-activations, the input part of n and the
+    hidden part of n with its bias; the sums are formed by the caller in the kernels' original order (same code)."""
+    r = tl.sigmoid(pre_r)
+    z = tl.sigmoid(pre_z)
+    n = _tanh(x_n + r * gh_n)
+    return (1.0 - z) * n + z * h
+
+
+@triton.jit
 def _bigru_dot_kernel(gi_ptr, whh_ptr, bhh_ptr, out_ptr, B, T,
                       stride_gb, stride_gt, stride_ob, stride_ot,
                       H: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_B: tl.constexpr,
@@ -80,10 +90,7 @@ def _bigru_dot_kernel(gi_ptr, whh_ptr, bhh_ptr, out_ptr, B, T,
             g_r = tl.dot(hk, w_r)
             g_z = tl.dot(hk, w_z)
             g_n = tl.dot(hk, w_n)
-        r = tl.sigmoid(x_r + g_r + b_r)
-        z = tl.sigmoid(x_z + g_z + b_z)
-        n = _tanh(x_n + r * (g_n + b_n))
-        h = (1.0 - z) * n + z * h
+        h = _gru_update(h, x_r + g_r + b_r, x_z + g_z + b_z, x_n, g_n + b_n)
         tl.store(out_rows + t * stride_ot, h.to(out_ptr.dtype.element_ty), mask=io_mask)
 
         t = t_next
@@ -134,10 +141,7 @@ def _bigru_vec_kernel(gi_ptr, whh_ptr, bhh_ptr, out_ptr, B, T,
         g_r = tl.sum(hk * w_r, axis=0, dtype=tl.float32)
         g_z = tl.sum(hk * w_z, axis=0, dtype=tl.float32)
         g_n = tl.sum(hk * w_n, axis=0, dtype=tl.float32)
-        r = tl.sigmoid(x_r + g_r + b_r)
-        z = tl.sigmoid(x_z + g_z + b_z)
-        n = _tanh(x_n + r * (g_n + b_n))
-        h = (1.0 - z) * n + z * h
+        h = _gru_update(h, x_r + g_r + b_r, x_z + g_z + b_z, x_n, g_n + b_n)
         tl.store(out_row + t * stride_ot, h.to(out_ptr.dtype.element_ty), mask=j_ok)
 
         t = t_next
@@ -194,10 +198,7 @@ def _bigru_dot_t_kernel(gi_ptr, whh_ptr, bhh_ptr, out_ptr, B, T,
         g_r = tl.dot(w_r, hk)
         g_z = tl.dot(w_z, hk)
         g_n = tl.dot(w_n, hk)
-        r = tl.sigmoid(x_r + g_r + b_r)
-        z = tl.sigmoid(x_z + g_z + b_z)
-        n = _tanh(x_n + r * (g_n + b_n))
-        h = (1.0 - z) * n + z * h
+        h = _gru_update(h, x_r + g_r + b_r, x_z + g_z + b_z, x_n, g_n + b_n)
         tl.store(out_cols + t * stride_ot, h.to(out_ptr.dtype.element_ty), mask=io_mask)
 
         t = t_next
