@@ -497,28 +497,33 @@ def main(argv=None) -> int:
                 r = bench_one(spec, artifact, threads, args, workdir)
                 r["artifact"] = {k: v for k, v in artifact.to_dict().items() if k != "path"}
                 results.append(r)
-    report = {
-        "benchmark": "cpu-runtimes",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "environment": env,
-        "settings": settings,
-        "results": results,
-    }
     render(results, settings, env)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
-        print(f"wrote {out}", file=sys.stderr)
+    write_report(out, "cpu-runtimes", started, env, settings, results)
     return 0
 
 
 def _jsonable(obj):
-    if isinstance(obj, (np.integer, np.floating)):
+    if isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+    return str(obj)  # paths and the like
+
+
+def write_report(out: Path | None, name: str, started: float, environment: dict, settings: dict,
+                 results: list) -> None:
+    """The JSON every bench script writes: what ran, where, with which settings, and the results."""
+    if out is None:
+        return
+    report = {
+        "benchmark": name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "environment": environment,
+        "settings": settings,
+        "results": results,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -14,18 +14,15 @@ this machine it runs XNNPACK's x86 kernels, so the numbers rank runtimes here, n
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import edgeseq  # noqa: E402
-from bench_runtimes import ForeignLoad, git_state  # noqa: E402
+from bench_runtimes import ForeignLoad, git_state, write_report  # noqa: E402
 from edgeseq.environment import fingerprint  # noqa: E402
 from edgeseq.formats.onnx import OnnxRunner  # noqa: E402
 from edgeseq.formats.tflite import TfliteRunner  # noqa: E402
@@ -114,22 +111,12 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgeseq-bench-tflite-") as tmp:
         results = [bench_model(name, args, Path(tmp)) for name in args.models]
-    report = {
-        "benchmark": "tflite-runtimes",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "environment": {**fingerprint(), "engine": ENGINE_NOTE},
-        "settings": {"batch": 1, "time": args.time, "threads": args.threads, "iterations": args.iterations,
-                     "warmup": args.warmup, "parity_times": list(args.parity_times), "input_source": "speech",
-                     "git": git_state(), "command": " ".join(["python", *sys.argv])},
-        "results": results,
-    }
     render(results)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
-                       + "\n")
-        print(f"wrote {out}", file=sys.stderr)
+    write_report(out, "tflite-runtimes", started, {**fingerprint(), "engine": ENGINE_NOTE},
+                 {"batch": 1, "time": args.time, "threads": args.threads, "iterations": args.iterations,
+                  "warmup": args.warmup, "parity_times": list(args.parity_times), "input_source": "speech",
+                  "git": git_state(), "command": " ".join(["python", *sys.argv])},
+                 results)
     return 0
 
 

@@ -20,19 +20,17 @@ fp32 one, and its ratio to fp32 is the median of the per-round ratios. The machi
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import edgeseq  # noqa: E402
-from bench_runtimes import ForeignLoad, git_state  # noqa: E402
+from bench_runtimes import ForeignLoad, git_state, write_report  # noqa: E402
 from edgeseq.enums import Precision  # noqa: E402
 from edgeseq.environment import fingerprint  # noqa: E402
 from edgeseq.formats import tflite  # noqa: E402
@@ -239,22 +237,12 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgeseq-bench-int8-") as tmp:
         results = [bench_model(name, args, Path(tmp)) for name in args.models]
-    report = {
-        "benchmark": "tflite-int8-static",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "environment": fingerprint(),
-        "settings": {"batch": 1, "time": args.time, "threads": args.threads, "iterations": args.iterations,
-                     "warmup": args.warmup, "rounds": args.rounds, "parity_times": list(PARITY_TIMES),
-                     "git": git_state(), "command": " ".join(["python", *sys.argv])},
-        "results": results,
-    }
     render(results)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
-                       + "\n")
-        print(f"wrote {out}", file=sys.stderr)
+    write_report(out, "tflite-int8-static", started, fingerprint(),
+                 {"batch": 1, "time": args.time, "threads": args.threads, "iterations": args.iterations,
+                  "warmup": args.warmup, "rounds": args.rounds, "parity_times": list(PARITY_TIMES),
+                  "git": git_state(), "command": " ".join(["python", *sys.argv])},
+                 results)
     return 0
 
 
