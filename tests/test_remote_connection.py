@@ -2,6 +2,7 @@
 
 import pytest
 
+import edgeseq
 from edgeseq.devices import get_profile
 from edgeseq.errors import DeviceError, InputError
 from edgeseq.remote import connect
@@ -107,3 +108,33 @@ def test_device_runner_speaks_the_hosts_protocol():
             imported.add(node.module.split(".")[0])
     assert imported <= {"json", "sys", "time", "os", "resource", "subprocess", "tempfile", "numpy",
                         "onnxruntime"}, imported  # the standard library, numpy, a runtime; never edgeseq
+
+
+def test_tensorrt_build_job_from_the_plan_and_without_one(tmp_path, lite_onnx):
+    """The job a Jetson gets: flags from the build plan beside a .trt.onnx; else a plan for the ONNX's own precision;
+    an ONNX with neither edgeseq metadata nor a plan is one clear error."""
+    import json
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgeseq.errors import InputError
+    from edgeseq.remote.tensorrt_job import build_job
+
+    trt = edgeseq.export("cbhg-lite", "tensorrt", precision="fp16", out_dir=tmp_path / "trt")
+    job = json.loads(build_job(trt.path, "abc-cbhg-lite.fp16.trt.onnx", ""))
+    assert "--fp16" in job["build_args"] and not any(a.startswith("--onnx=") for a in job["build_args"])
+    assert job["trtexec"] == "trtexec" and job["metadata"]["edgeseq.precision"] == "fp16"
+    assert job["inputs"][0]["name"] == "features" and job["inputs"][0]["shape"][2] == 128
+    assert job["inputs"][0]["opt"] == [1, 200, 128]  # the plan's optimization profile
+    plain = json.loads(build_job(lite_onnx.path, "x.onnx", "/opt/trtexec"))  # no plan: fp32, --noTF32
+    assert "--noTF32" in plain["build_args"] and plain["trtexec"] == "/opt/trtexec"
+    assert build_job(lite_onnx.path, "x.onnx", "") == build_job(lite_onnx.path, "x.onnx", "")  # cache key is stable
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(graph), foreign)
+    with pytest.raises(InputError, match="no edgeseq metadata and no build plan"):
+        build_job(foreign, "foreign.onnx", "")
