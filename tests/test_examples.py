@@ -13,7 +13,8 @@ def run(script, *args, cwd):
 
 
 def test_every_example_has_a_test():
-    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == ["embed_in_app.py", "export_cbhg.py"]
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == ["embed_in_app.py", "export_cbhg.py",
+                                                             "find_divergent_layer.py"]
 
 
 def test_export_cbhg(tmp_path):
@@ -28,3 +29,11 @@ def test_embed_in_app(tmp_path, lite_onnx):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 4 and lines[0].startswith("speech_0: 225 frames")
+
+
+def test_find_divergent_layer_onnx_and_tflite(tmp_path):
+    for fmt in ("onnx", "tflite"):
+        proc = run("find_divergent_layer.py", "--format", fmt, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert f"cbhg-lite.fp32.{fmt} against the fine-tuned checkpoint: FAIL" in proc.stdout
+        assert "first divergent layer: bank.convs.3.conv.1 (Conv1d)" in proc.stdout
