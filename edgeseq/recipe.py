@@ -159,8 +159,9 @@ def check_budgets(recipe: Recipe, report: dict) -> list[BudgetResult]:
                  and (x["artifact"].endswith(f".{budget.precision}.{_suffix(budget.format)}") or not x["artifact"])]
         if not profile.local:
             results.append(BudgetResult(budget, runtime, None, "not-measured",
-                                        f"{profile.name} is reached over {profile.transport.kind.value}; "
-                                        "on-device runs are not in this build"))
+                                        f"{profile.name} is reached over {profile.transport.kind.value}, which the "
+                                        f"build does not do; measure it with `edgeseq profile "
+                                        f"ARTIFACT --device {profile.name} --budget ...`"))
         elif not match:
             results.append(BudgetResult(budget, runtime, None, "not-measured", f"no {runtime} latency in the report"))
         else:
