@@ -161,7 +161,7 @@ def check_budgets(recipe: Recipe, report: dict) -> list[BudgetResult]:
             results.append(BudgetResult(budget, runtime, None, "not-measured",
                                         f"{profile.name} is reached over {profile.transport.kind.value}, which the "
                                         f"build does not do; measure it with `edgeseq profile "
-                                        f"ARTIFACT --device {profile.name} --budget ...`"))
+                                        f"ARTIFACT --device {profile.name}`"))
         elif not match:
             results.append(BudgetResult(budget, runtime, None, "not-measured", f"no {runtime} latency in the report"))
         else:
