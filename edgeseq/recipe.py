@@ -54,6 +54,11 @@ class Recipe:
     tolerances: dict[str, float]
     budgets: tuple[Budget, ...]
     source: str
+    device_paths: tuple[tuple[str, str], ...] = ()  # (profile name, .toml path) for devices given as files
+
+    def device(self, name: str):
+        """The DeviceProfile of a device the recipe names (shipped, or a .toml it points at)."""
+        return get_profile(dict(self.device_paths).get(name, name))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -88,7 +93,10 @@ def parse_recipe(data: dict, source: str) -> Recipe:
         formats = tuple(Format.parse(f) for f in data["formats"])
         precisions = tuple(Precision.parse(p) for p in data.get("precisions", ["fp32"]))
         tolerances = {Precision.parse(k).value: v for k, v in data.get("tolerances", {}).items()}
-        devices = tuple(get_profile(d).name for d in data.get("devices", []))
+        profiles = [get_profile(_device_ref(d, source)) for d in data.get("devices", [])]
+        devices = tuple(p.name for p in profiles)
+        device_paths = tuple((p.name, p.source) for p, d in zip(profiles, data.get("devices", []))
+                             if str(d).endswith(".toml") or "/" in str(d))
     except UnknownNameError as exc:
         raise InputError(f"{source}: {exc}") from None
     for prec, value in tolerances.items():
@@ -106,7 +114,7 @@ def parse_recipe(data: dict, source: str) -> Recipe:
             raise InputError(f"{where}: device {raw['device']!r} is not in the recipe's devices {list(devices)}")
         try:
             precision = Precision.parse(raw.get("precision", "fp32")).value
-            fmt = Format.parse(raw.get("format", get_profile(raw["device"]).format.value)).value
+            fmt = Format.parse(raw.get("format", profiles[devices.index(raw["device"])].format.value)).value
         except UnknownNameError as exc:
             raise InputError(f"{where}: {exc}") from None
         budgets.append(Budget(raw["device"], precision, fmt, metrics[0], float(raw[metrics[0]])))
@@ -117,7 +125,18 @@ def parse_recipe(data: dict, source: str) -> Recipe:
         times=_ints(parity["times"], f"{source} [parity] times") if "times" in parity else None,
         batches=_ints(parity["batches"], f"{source} [parity] batches") if "batches" in parity else None,
         latency_time=latency.get("time"), iterations=latency.get("iterations", 30), warmup=latency.get("warmup", 5),
-        threads=latency.get("threads"), tolerances=tolerances, budgets=tuple(budgets), source=source)
+        threads=latency.get("threads"), tolerances=tolerances, budgets=tuple(budgets), source=source,
+        device_paths=device_paths)
+
+
+def _device_ref(value, source: str) -> str:
+    """A device name, or a profile .toml path taken relative to the recipe file."""
+    text = str(value)
+    if (text.endswith(".toml") or "/" in text) and not Path(text).is_absolute():
+        beside = Path(source).parent / text
+        if beside.is_file():
+            return str(beside)
+    return text
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -146,11 +165,12 @@ class BudgetResult:
                 "status": self.status, "reason": self.reason}
 
 
-def check_budgets(recipe: Recipe, report: dict) -> list[BudgetResult]:
-    """Compare each budget with the latency measured on that device; a device not run here is 'not-measured'."""
+def check_budgets(recipe: Recipe, report: dict, *, on_device: bool = False, progress=lambda msg: None) -> list:
+    """Compare each budget with the latency measured on that device. Devices of this machine are read from the
+    report; a remote device (ssh / adb) is profiled there when on_device is set, else it is 'not-measured'."""
     results = []
     for budget in recipe.budgets:
-        profile = get_profile(budget.device)
+        profile = recipe.device(budget.device)
         runtime_prefix = {"onnx": "onnxruntime", "tflite": "litert", "tensorrt": "tensorrt", "torch": "torch"}[
             budget.format]
         # a TensorRT engine always runs as tensorrt-cuda, whichever delegate name the profile uses for it
@@ -158,18 +178,46 @@ def check_budgets(recipe: Recipe, report: dict) -> list[BudgetResult]:
         match = [x for x in report["latency"] if x["runtime"] == runtime and x["precision"] == budget.precision
                  and (x["artifact"].endswith(f".{budget.precision}.{_suffix(budget.format)}") or not x["artifact"])]
         if not profile.local:
-            results.append(BudgetResult(budget, runtime, None, "not-measured",
-                                        f"{profile.name} is reached over {profile.transport.kind.value}, which the "
-                                        f"build does not do; measure it with `edgeseq profile "
-                                        f"ARTIFACT --device {profile.name}`"))
+            results.append(_on_device(recipe, budget, profile, report, progress) if on_device else
+                           BudgetResult(budget, runtime, None, "not-measured",
+                                        f"{profile.name} is reached over {profile.transport.kind.value}; run the "
+                                        "recipe with --on-device, or `edgeseq profile ARTIFACT --device "
+                                        f"{profile.name}`"))
         elif not match:
             results.append(BudgetResult(budget, runtime, None, "not-measured", f"no {runtime} latency in the report"))
         else:
-            value = match[0][budget.metric]
-            ok = value <= budget.limit_ms
-            results.append(BudgetResult(budget, runtime, value, "pass" if ok else "fail",
-                                        "" if ok else f"{budget.metric} {value:.2f} ms > {budget.limit_ms} ms"))
+            results.append(_verdict(budget, runtime, match[0][budget.metric]))
     return results
+
+
+def _verdict(budget: Budget, runtime: str, value: float) -> "BudgetResult":
+    ok = value <= budget.limit_ms
+    return BudgetResult(budget, runtime, value, "pass" if ok else "fail",
+                        "" if ok else f"{budget.metric} {value:.2f} ms > {budget.limit_ms} ms")
+
+
+def _on_device(recipe: Recipe, budget: Budget, profile, report: dict, progress) -> "BudgetResult":
+    """Time the budget's artifact on the remote device itself; a device that cannot run it fails the budget (the
+    build asked for an on-device verdict)."""
+    from . import api
+    from .errors import EdgeseqError
+
+    suffix = {"tensorrt": "trt.onnx"}.get(budget.format, _suffix(budget.format))  # Jetsons build their own engine
+    found = [a for a in report["artifacts"] if a["precision"] == budget.precision
+             and a["path"].endswith(f".{budget.precision}.{suffix}")]
+    label = f"{profile.runtime.value}@{profile.name}"
+    if not found:
+        return BudgetResult(budget, label, None, "fail", f"the build made no {budget.precision} {budget.format} "
+                                                         f"artifact for {profile.name}")
+    from .matrix import ProgressEvent
+
+    progress(ProgressEvent(f"timing {Path(found[0]['path']).name} on {profile.name}", 1, 1))
+    try:
+        result = api.profile(found[0]["path"], device=profile, time=recipe.latency_time, warmup=recipe.warmup,
+                             iterations=recipe.iterations, threads=recipe.threads)
+    except EdgeseqError as exc:
+        return BudgetResult(budget, label, None, "fail", str(exc))
+    return _verdict(budget, result.runtime, getattr(result, budget.metric))
 
 
 def _suffix(fmt: str) -> str:
@@ -202,8 +250,9 @@ def write_manifest(recipe: Recipe, report: dict, budgets: list[BudgetResult], ou
     return manifest
 
 
-def run_recipe(recipe: Recipe, out_root: str | Path, progress=lambda msg: None) -> dict:
-    """Build everything the recipe names into out_root/recipe.out; returns the manifest (also on disk)."""
+def run_recipe(recipe: Recipe, out_root: str | Path, progress=lambda msg: None, *, on_device: bool = False) -> dict:
+    """Build everything the recipe names into out_root/recipe.out; returns the manifest (also on disk). on_device:
+    also time each budget's artifact on its remote device (ssh / adb) and judge the budget by that."""
     from .matrix import MatrixOptions, run_matrix
     from .models import get_model
 
@@ -217,7 +266,7 @@ def run_recipe(recipe: Recipe, out_root: str | Path, progress=lambda msg: None) 
                             tolerances=tolerances)
     report = run_matrix(spec, recipe.formats, recipe.precisions, out_dir=out_dir, weights=recipe.weights,
                         options=options, progress=progress).to_dict()
-    budgets = check_budgets(recipe, report)
+    budgets = check_budgets(recipe, report, on_device=on_device, progress=progress)
     manifest = write_manifest(recipe, report, budgets, out_dir)
     manifest["report"] = report
     return manifest

@@ -333,3 +333,36 @@ def test_tensorrt_device_refuses_shapes_outside_the_profile(sshd, trt_onnx, tmp_
         assert runner.infer({"features": x})[runner.output_names[0]].shape[:2] == (1, 50)
         with pytest.raises(edgeseq.errors.RuntimeFailure, match="outside the optimization profile"):
             runner.infer({"features": np.zeros((1, 5000, 128), np.float32)})
+
+
+# ---- a recipe's budgets judged on the device itself ------------------------------------------------------------------
+
+
+def test_recipe_budgets_on_the_device(sshd, tmp_path, run_cli):
+    """--on-device times each budget's artifact on its ssh device and gates on it: a generous budget passes, an
+    impossible one fails the build (exit 1), and without the flag both stay 'not-measured' (exit 0)."""
+    profile = sshd.profile("loopback-pi")
+    recipe = tmp_path / "pi.toml"
+    recipe.write_text(
+        'name = "pi"\nmodel = "cbhg-lite"\nformats = ["onnx"]\nprecisions = ["fp32"]\n'
+        f'devices = ["{profile}"]\nout = "pi"\n[parity]\ntimes = [7]\nbatches = [1]\n'
+        '[latency]\ntime = 50\niterations = 5\nwarmup = 1\n'
+        '[[budgets]]\ndevice = "loopback-pi"\np50_ms = 5000.0\n'
+        '[[budgets]]\ndevice = "loopback-pi"\np90_ms = 0.0001\n')
+    proc = run_cli("export", "--recipe", str(recipe), "--out", str(tmp_path / "a"), "--on-device")
+    assert proc.returncode == 1, proc.stderr
+    manifest = json.loads((tmp_path / "a" / "pi" / "manifest.json").read_text())
+    generous, impossible = manifest["budgets"]
+    assert generous["status"] == "pass" and 0 < generous["measured_ms"] <= 5000
+    assert generous["runtime"] == "onnxruntime-cpu@loopback-pi"
+    assert impossible["status"] == "fail" and "p90_ms" in impossible["reason"]
+    assert not manifest["passed"]
+
+    proc = run_cli("export", "--recipe", str(recipe), "--out", str(tmp_path / "b"))
+    assert proc.returncode == 0, proc.stderr
+    budgets = json.loads((tmp_path / "b" / "pi" / "manifest.json").read_text())["budgets"]
+    assert {b["status"] for b in budgets} == {"not-measured"} and "--on-device" in budgets[0]["reason"]
+
+
+def test_on_device_without_a_recipe_is_one_line(run_cli):
+    assert_one_line_error(run_cli("export", "cbhg-lite", "--on-device"))

@@ -119,6 +119,7 @@ def devices_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
 def export_cmd(
     model: Annotated[Optional[str], typer.Argument(help="Registered model name, e.g. cbhg-lite.")] = None,
     recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="A recipe .toml or a shipped recipe name (android, jetson, server).")] = None,
+    on_device: Annotated[bool, typer.Option("--on-device", help="With --recipe: time each budget on its ssh / adb device and gate on it.")] = False,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Also write JUnit XML (one case per check and budget).")] = None,
     format: Annotated[Optional[List[str]], typer.Option("--format", "-f", help="Format(s): onnx, tflite, tensorrt (repeat -f for several).")] = None,
     precision: Annotated[Optional[List[str]], typer.Option("--precision", "-p", help="fp32 | fp16 | int8-dynamic | int8-static | all.")] = None,
@@ -160,10 +161,12 @@ def export_cmd(
     if recipe is not None:
         if model is not None:
             raise InputError("give either MODEL or --recipe, not both")
-        _export_recipe(recipe, out_dir, junit)
+        _export_recipe(recipe, out_dir, junit, on_device)
         return
     if model is None:
         raise InputError("give a MODEL (see `edgeseq models`) or --recipe FILE")
+    if on_device:
+        raise InputError("--on-device times a recipe's budgets on its devices; give --recipe FILE")
 
     precisions = precision or ["fp32"]
     if "all" in precisions:
@@ -187,7 +190,7 @@ def export_cmd(
     raise typer.Exit(0 if report.passed else 1)
 
 
-def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None) -> None:
+def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None, on_device: bool = False) -> None:
     from ..junit import write_junit
     from ..recipe import builtin_recipe, load_recipe, run_recipe
     from ..report import print_table
@@ -198,7 +201,7 @@ def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None) 
     recipe = load_recipe(path)
     root = out_dir or Path("edgeseq-out")
     with matrix_progress(err) as progress:
-        manifest = run_recipe(recipe, root, progress=progress)
+        manifest = run_recipe(recipe, root, progress=progress, on_device=on_device)
     report = manifest.pop("report")
     print_table(report, out)
     _print_artifact_notes(report)
