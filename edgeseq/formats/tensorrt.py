@@ -700,7 +700,7 @@ def _export(spec, out_path: Path, paths: dict[str, Path], precision: Precision, 
     cache = Path(options.timing_cache) if options.timing_cache else out_path.parent / TIMING_CACHE_NAME
     cache_ref = cache.name if cache.parent == out_path.parent else str(cache)
     plan = make_plan(spec.name, precision, paths["onnx"].name, out_path.name, profile,
-                     fp16_onnx=_is_fp16_onnx(paths["onnx"]), timing_cache=cache_ref,
+                     fp16_onnx=is_fp16_onnx(paths["onnx"]), timing_cache=cache_ref,
                      workspace_mib=options.workspace_mib)
     onnx_sha = sha256_file(paths["onnx"])
     plan_dict = {**plan.to_dict(), "onnx_sha256": onnx_sha, "weights_sha256": weights_sha,
@@ -760,7 +760,7 @@ def _onnx_opset(path: Path) -> int | None:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
-def _is_fp16_onnx(path: Path) -> bool:
+def is_fp16_onnx(path: Path) -> bool:
     """True when the model's float weights are fp16 (it was converted to fp16 before the build)."""
     onnx = require("onnx", "onnx")
     model = onnx.load(str(path), load_external_data=False)
