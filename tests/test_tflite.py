@@ -56,11 +56,6 @@ def tiny(tmp_path_factory):
     return module, art
 
 
-@pytest.fixture(scope="module")
-def lite_tflite(tmp_path_factory):
-    return edgeseq.export("cbhg-lite", "tflite", out_dir=tmp_path_factory.mktemp("lite-tflite"))
-
-
 def _run(path, x, threads=1):
     with edgeseq.load(path, threads=threads) as runner:
         return runner.infer({runner.inputs[0].name: x})
