@@ -11,8 +11,10 @@ measured faster than cuDNN; that run is the same as one of the other two, so one
 The `BiGRU kernel` column says which ran: cudnn or triton[<config>]. Last, `-compiled` rows: the fused model with
 gru="auto" in TorchCudaGraphRunner(compile="default") (torch.compile, the Triton GRU behind a graph break, compiled
 in the warm-up before each capture), fp16 at 1 x 200 and 16 x 1000, fp32 at 1 x 200; they start only while
---compile-budget-s allows. `first call` is the first infer at a shape (compile + capture). The best passing row
-per model and shape is printed at the end ("best: ...").
+--compile-budget-s allows. `-cuda` rows run the BiGRU as the hand-written CUDA kernel (edgeseq/models/cuda_gru.cu,
+compiled by NVRTC; BiGRU kernel `cuda-rows`), in the fused graph at every shape and compiled around at 1 x 200;
+like the compiled rows, a `-cuda` row that fails is reported and the run goes on. `first call` is the first infer
+at a shape (compile + capture). The best passing row per model and shape is printed at the end ("best: ...").
 """
 
 from __future__ import annotations
@@ -48,15 +50,21 @@ AUTO_SHAPES = ((1, 200),)
 COMPILED_SHAPES = {"fp16": ((1, 200), (16, 1000)), "fp32": ((1, 200),)}
 
 
-def compiled_runner(spec, precision: str) -> TorchCudaGraphRunner:
+def compiled_runner(spec, precision: str, gru: str = "auto") -> TorchCudaGraphRunner:
     """The fastest measured path: fused, gru="auto", torch.compile(mode="default") in the runner's warm-up. Dynamo's
     cache is cleared first: every runner compiles the same CBHG.forward, and its recompile limit (8) would
     otherwise end in an error after a few models and shapes."""
     import torch._dynamo
 
     torch._dynamo.reset()
-    return TorchCudaGraphRunner(spec, module=fuse_for_inference(spec.build(), gru="auto"), precision=precision,
-                                compile="default")
+    module = fuse_for_inference(spec.build(), gru=gru)
+    return TorchCudaGraphRunner(spec, module=module, precision=precision, compile="default")
+
+
+def cuda_kernel_runner(spec, precision: str) -> TorchCudaGraphRunner:
+    """The fused graph with the BiGRU as the hand-written CUDA kernel (edgeseq/models/cuda_gru.cu, NVRTC)."""
+    module = fuse_for_inference(spec.build(), gru="cuda")
+    return TorchCudaGraphRunner(spec, module=module, precision=precision)
 
 
 def runtimes(spec):
@@ -88,6 +96,11 @@ def runtimes(spec):
     # fp32 runs cuDNN's GRU at hidden 128 under "auto": compiled around it, a graph break as well
     out += [("torch-cuda-graph-fused-compiled", p, lambda p=p: compiled_runner(spec, p), COMPILED_SHAPES[p])
             for p in ("fp16", "fp32")]
+    # the hand-written CUDA kernel (needs NVRTC, which CUDA builds of torch carry), plain and compiled around it
+    out += [("torch-cuda-graph-fused-cuda", p, lambda p=p: cuda_kernel_runner(spec, p)) for p in ("fp32", "fp16")]
+    out += [("torch-cuda-graph-fused-compiled-cuda", p,
+             lambda p=p: compiled_runner(spec, p, gru="cuda"), AUTO_SHAPES)
+            for p in ("fp16", "fp32")]
     return out
 
 
@@ -97,7 +110,10 @@ def gru_kernel(runner) -> str:
     if isinstance(gru, AutoBiGRU):
         return gru.choice or "-"
     if isinstance(gru, TritonBiGRU):
-        return f"triton[{gru.last_config.label}]" if gru.last_config else "-"
+        if gru.last_config is None:
+            return "-"
+        label = gru.last_config.label
+        return label if gru.last_config.kind == "cuda" else f"triton[{label}]"
     return "cudnn"
 
 
@@ -154,11 +170,11 @@ def main() -> int:
         expected = {k: reference.infer(f) for k, f in feeds.items()}
         for label, precision, make, *only in runtimes(spec):
             shapes = only[0] if only else SHAPES
-            if label.endswith("-compiled"):
+            if "-compiled" in label:
                 spent = time.time() - started
                 if not args.compile or spent > args.compile_budget_s:
                     why = "--no-compile" if not args.compile else f"{spent:.0f} s > --compile-budget-s"
-                    print(f"{name:15s} {label:31s} {precision} skipped: {why}", flush=True)
+                    print(f"{name:15s} {label:36s} {precision} skipped: {why}", flush=True)
                     continue
             try:
                 with make() as runner:
@@ -183,16 +199,16 @@ def main() -> int:
                             "device_min_ms": float(dev.min()), "e2e_p50_ms": e2e.p50_ms, "gru_graph_p50_ms": gru_ms,
                             "gru_kernel": kernel, "first_call_s": round(first_s, 2),
                         })
-                        print(f"{name:15s} {label:31s} {precision} b={b:<2d} T={t:<4d} "
+                        print(f"{name:15s} {label:36s} {precision} b={b:<2d} T={t:<4d} "
                               f"{'PASS' if err.passed else 'FAIL'} relL2 {err.rel_l2:.1e}  "
                               f"device p50 {rows[-1]['device_p50_ms']:.3f} ms  e2e p50 {e2e.p50_ms:.3f} ms  "
                               f"BiGRU {kernel}  first call {first_s:.1f} s", flush=True)
-            except Exception as exc:  # a compiled row that fails is reported; the run goes on
-                if not label.endswith("-compiled"):
+            except Exception as exc:  # a compiled or CUDA-kernel row that fails is reported; the run goes on
+                if not ("-compiled" in label or label.endswith("-cuda")):
                     raise
                 errors.append({"model": name, "runtime": label, "precision": precision,
                                "error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
-                print(f"{name:15s} {label:31s} {precision} ERROR {errors[-1]['error']}", flush=True)
+                print(f"{name:15s} {label:36s} {precision} ERROR {errors[-1]['error']}", flush=True)
         reference.close()
     # speed-ups against eager fp32 on the same shape, same run
     eager = {(r["model"], r["batch"], r["time"]): r["device_p50_ms"] for r in rows
@@ -215,10 +231,10 @@ def main() -> int:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{gpu} (torch {torch.__version__}, CUDA {torch.version.cuda}); ONNX Runtime CUDA: {result['ort_cuda']}")
-    print(f"{'model':15s} {'runtime':31s} prec  batch x T   parity  rel L2    device p50  x eager  e2e p50   "
+    print(f"{'model':15s} {'runtime':36s} prec  batch x T   parity  rel L2    device p50  x eager  e2e p50   "
           "BiGRU alone  BiGRU kernel")
     for r in rows:
-        print(f"{r['model']:15s} {r['runtime']:31s} {r['precision']}  {r['batch']:>3d} x {r['time']:<4d}  "
+        print(f"{r['model']:15s} {r['runtime']:36s} {r['precision']}  {r['batch']:>3d} x {r['time']:<4d}  "
               f"{'PASS' if r['passed'] else 'FAIL':6s}  {r['rel_l2']:.1e}  {r['device_p50_ms']:8.3f} ms "
               f"{r['x_eager_fp32']:6.2f}x  {r['e2e_p50_ms']:7.3f} ms  "
               + (f"{r['gru_graph_p50_ms']:.3f} ms" if r["gru_graph_p50_ms"] is not None else "-").ljust(11)

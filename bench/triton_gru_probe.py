@@ -12,10 +12,10 @@ fastest passing config) is timed in a CUDA graph at batch 1, T=200: the issue's 
 
     python bench/triton_gru_probe.py --quick --out /tmp/triton_gru_quick.json   # well under 60 s
 
---quick times only B=1 T=200 at hidden 128 and 64 in fp16: cuDNN, the previous best 'dot' configs and the
-transposed 'dotT' ones (quick_configs), then the fused cbhg (hidden 128) in fp16 in a CUDA graph with cuDNN, with
-the fastest passing config, and torch.compiled (GRU behind a graph break) with that config and with the best 'dot'
-one; add --skip-cbhg for the kernel table alone.
+--quick times only B=1 T=200 at hidden 128 and 64, fp16 and fp32: cuDNN, the previous best Triton configs and the
+hand-written CUDA kernel 'cuda-rows' (quick_configs), then the fused cbhg (hidden 128) in a CUDA graph with cuDNN,
+with the fastest passing config, and torch.compiled (GRU behind a graph break) with that config and with the best
+'dot' one; add --skip-cbhg for the kernel table alone.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 def configs(precision: str, hidden: int) -> list[tuple[str, GruKernelConfig]]:
     """Kernel configs worth timing. Names: kind, dtype W_hh is held in on chip, warps (dot: + batch tile)."""
-    vec = [(f"vec-w32-nw{n}", GruKernelConfig("vec", n, "fp32")) for n in (4, 8, 16)]
+    vec = [(f"vec-w32-nw{n}", GruKernelConfig("vec", n, "fp32")) for n in (4, 8, 16)] + cuda_configs(hidden)
     if precision == "fp32":
         out = vec + [("vec-w32-nw32", GruKernelConfig("vec", 32, "fp32"))]
         if hidden == 128:  # tf32 / fp16 weights: expected to miss the fp32 bar; timed to know what it would buy
@@ -68,10 +68,17 @@ def dot_t_configs() -> list[tuple[str, GruKernelConfig]]:
     return [(f"dotT-w16-nw{n}-b16", GruKernelConfig("dotT", n, "fp16", 16)) for n in (4, 8)]
 
 
+def cuda_configs(hidden: int) -> list[tuple[str, GruKernelConfig]]:
+    """The hand-written CUDA kernel (edgeseq/models/cuda_gru.cu, NVRTC): W_hh in fp32 registers, any I/O dtype."""
+    return [("cuda-rows", GruKernelConfig("cuda"))] if hidden % 16 == 0 and hidden <= 128 else []
+
+
 def quick_configs(precision: str, hidden: int) -> list[tuple[str, GruKernelConfig]]:
-    """--quick: the previous best fp16 configs (dot nw4 at hidden 128, nw8 at 64, both timed at both) and 'dotT'."""
-    del precision, hidden
-    return [(f"dot-w16-nw{n}-b16", GruKernelConfig("dot", n, "fp16", 16)) for n in (4, 8)] + dot_t_configs()
+    """--quick: the CUDA kernel against the previous best Triton configs: fp16 'dot' nw4 (best at hidden 128) and
+    nw8 (best at 64), fp32 'vec' nw4 ('dotT' measured 0.96-0.97x cuDNN: left out)."""
+    if precision == "fp32":
+        return [("vec-w32-nw4", GruKernelConfig("vec", 4, "fp32"))] + cuda_configs(hidden)
+    return [(f"dot-w16-nw{n}-b16", GruKernelConfig("dot", n, "fp16", 16)) for n in (4, 8)] + cuda_configs(hidden)
 
 
 def eager_ms(fn, iterations: int) -> float:
@@ -113,8 +120,6 @@ def probe_shape(batch: int, steps: int, hidden: int, iterations: int, rows: list
         ref = gru32(x32)[0]  # CPU fp32: the reference
     base = TritonBiGRU(gru32)
     for precision, dtype in DTYPES.items():
-        if quick and precision != "fp16":
-            continue
         x = x32.to(DEVICE, dtype)
         try:
             cudnn = nn.GRU(hidden, hidden, batch_first=True, bidirectional=True).eval()
@@ -234,7 +239,7 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--skip-cbhg", action="store_true", help="kernel table only, no whole-model timing")
     parser.add_argument("--quick", action="store_true",
-                        help="B=1 T=200 H=128/64 fp16 only: cuDNN, best 'dot' configs, 'dotT'; then cbhg fp16")
+                        help="B=1 T=200 H=128/64: cuDNN, the best Triton configs and the CUDA kernel; then cbhg")
     args = parser.parse_args()
     started = time.time()
     env = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda}
@@ -260,7 +265,7 @@ def main() -> int:
     cbhg = []
     if not args.skip_cbhg:
         try:
-            cbhg = (probe_cbhg(rows, max(args.iterations, 100), models=("cbhg",), precisions=("fp16",),
+            cbhg = (probe_cbhg(rows, max(args.iterations, 100), models=("cbhg",), precisions=("fp16", "fp32"),
                                compiled=True)
                     if args.quick else probe_cbhg(rows, max(args.iterations, 100)))
         except Exception:  # noqa: BLE001

@@ -39,11 +39,13 @@ class Precision(_Named):
 
 class GruKernel(_Named):
     """Who runs a fused CBHG's BiGRU: torch's nn.GRU (cuDNN on CUDA; "cudnn" is accepted for it), one persistent
-    Triton kernel launch, or "auto": per call, whichever of the two measured faster for that dtype."""
+    Triton kernel launch, "auto": per call, whichever of the two measured faster for that dtype, or "cuda": the
+    hand-written CUDA kernel (edgeseq/models/cuda_gru.cu, compiled at run time by NVRTC)."""
 
     TORCH = "torch"
     TRITON = "triton"
     AUTO = "auto"
+    CUDA = "cuda"
 
     @classmethod
     def parse(cls, value: "str | GruKernel"):

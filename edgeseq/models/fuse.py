@@ -7,7 +7,8 @@
 
 - optionally (gru="triton", CUDA only) the BiGRU becomes `triton_gru.TritonBiGRU`: one matmul and one persistent
   Triton kernel launch for all steps of both directions; gru="auto" (`triton_gru.AutoBiGRU`) runs that kernel only
-  where it measured faster than cuDNN (fp16; fp32 at hidden <= 64) and cuDNN elsewhere.
+  where it measured faster than cuDNN (fp16; fp32 at hidden <= 64) and cuDNN elsewhere; gru="cuda" runs the same
+  module with the hand-written CUDA kernel of `cuda_gru` instead (no triton needed; NVRTC compiles it at run time).
 
 The result is checked against the original by the same parity harness as any exported artifact.
 """
@@ -73,7 +74,8 @@ def fuse_for_inference(module: CBHG, gru: GruKernel | str = GruKernel.TORCH, gru
     their depthwise + pointwise pair and only get the norm folded into the pointwise conv). gru="triton" swaps
     the BiGRU for a TritonBiGRU (optionally run with `gru_config`, a triton_gru.GruKernelConfig), which runs on
     CUDA tensors only (or under TRITON_INTERPRET=1); gru="auto" for an AutoBiGRU, which picks Triton or cuDNN per
-    call from the input's dtype and device and records it in `.gru.choice`; gru="torch" (or "cudnn") keeps nn.GRU."""
+    call from the input's dtype and device and records it in `.gru.choice`; gru="cuda" for a TritonBiGRU that runs
+    the CUDA kernel (GruKernelConfig(kind="cuda")); gru="torch" (or "cudnn") keeps nn.GRU."""
     gru = GruKernel.parse(gru)
     fused = copy.deepcopy(module).eval()
     with torch.no_grad():
@@ -84,6 +86,10 @@ def fuse_for_inference(module: CBHG, gru: GruKernel | str = GruKernel.TORCH, gru
             from .triton_gru import TritonBiGRU
 
             fused.gru = TritonBiGRU(module.gru.rnn, gru_config)
+        elif gru is GruKernel.CUDA:
+            from .triton_gru import GruKernelConfig, TritonBiGRU
+
+            fused.gru = TritonBiGRU(module.gru.rnn, gru_config or GruKernelConfig(kind="cuda"))
         elif gru is GruKernel.AUTO:
             from .triton_gru import AutoBiGRU
 

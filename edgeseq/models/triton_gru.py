@@ -25,7 +25,7 @@ from .._lazy import available, require
 from ..errors import InputError, UnsupportedError
 
 MAX_HIDDEN = 128  # 3 x 128 x 128 weights stay on chip (registers / shared memory); larger ones would spill
-KINDS = ("vec", "dot", "dotT")
+KINDS = ("vec", "dot", "dotT", "cuda")
 W_DTYPES = ("fp32", "fp16", "bf16", "auto")
 F32_PRECISIONS = ("ieee", "tf32", "tf32x3")
 
@@ -35,8 +35,10 @@ class GruKernelConfig:
     """How the kernel runs. kind 'vec': one batch row per program, broadcast-multiply + sum (no padding at
     batch 1, batch rows spread over SMs); 'dot': a tile of block_b rows per program through tl.dot (tensor
     cores; block_b >= 16); 'dotT': the same tile transposed, gh^T = W_hh h^T with W_hh as the dot's A operand
-    (loaded once; only h^T changes per step), for half-precision weights. w_dtype is the dtype W_hh is held in on chip ('auto': the weights' own dtype);
-    f32_precision is tl.dot's mode when W is held in fp32."""
+    (loaded once; only h^T changes per step), for half-precision weights; 'cuda': not Triton but the hand-written
+    CUDA kernel of `cuda_gru` (one block per direction and batch row, W_hh in fp32 registers; hidden a multiple of
+    16 up to 128; num_warps, w_dtype and block_b do not apply). w_dtype is the dtype W_hh is held in on chip
+    ('auto': the weights' own dtype); f32_precision is tl.dot's mode when W is held in fp32."""
 
     kind: str = "vec"
     num_warps: int = 4
@@ -64,6 +66,8 @@ class GruKernelConfig:
     def label(self) -> str:
         """Short name as in the probe's tables, e.g. 'vec-w32-nw4', 'dot-w16-nw4-b16', 'dotT-w16-nw8-b16'."""
         weights = {"fp32": "w32", "fp16": "w16", "bf16": "wbf16", "auto": "wauto"}[self.w_dtype]
+        if self.kind == "cuda":
+            return "cuda-rows"
         if self.kind == "vec":
             return f"vec-{weights}-nw{self.num_warps}"
         precision = self.f32_precision if self.w_dtype == "fp32" else ""
@@ -131,6 +135,10 @@ def bigru_recurrence(gi: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor,
     if batch > 65535:
         raise UnsupportedError(f"batch {batch} exceeds the kernel grid's 65535 rows")
     config = config or default_config(gi.dtype, hidden, batch)
+    if config.kind == "cuda":
+        from .cuda_gru import rows_recurrence
+
+        return rows_recurrence(gi, w_hh_t, b_hh)
     out = torch.empty(batch, steps, 2 * hidden, device=gi.device, dtype=gi.dtype)
     if batch == 0 or steps == 0:
         return out

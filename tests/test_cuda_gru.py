@@ -1,0 +1,235 @@
+"""The hand-written CUDA BiGRU kernel (edgeseq/models/cuda_gru.cu), checked three ways:
+
+- its own source, built for the CPU by g++ with tests/cuda_emu/ (one std::thread per CUDA thread, real barriers
+  and warp exchanges) and compared with nn.GRU: the indexing, both directions, the gate math and the barrier;
+- compiled by NVRTC for sm_80 and sm_90 (every dtype): it compiles, and ptxas fits it in its register budget with no
+  spills (weights in registers are the point of the kernel);
+- on a CUDA GPU (skipped here): parity with nn.GRU, CUDA graph capture, a fused CBHG through the parity harness.
+"""
+
+import copy
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import edgeseq
+from edgeseq.errors import RuntimeFailure, UnsupportedError
+from edgeseq.formats.torch import TorchCudaGraphRunner, TorchRunner
+from edgeseq.models import cuda_gru
+from edgeseq.models.fuse import fuse_for_inference
+from edgeseq.models.triton_gru import GruKernelConfig, TritonBiGRU, bigru_recurrence, transposed_hh
+
+EMU = Path(__file__).parent / "cuda_emu"
+CUDA_CONFIG = GruKernelConfig(kind="cuda")
+needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ (C++20) to build the kernel for the CPU")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none here)")
+
+
+def _have_nvrtc() -> bool:
+    try:
+        cuda_gru.nvrtc()
+    except edgeseq.errors.MissingExtraError:
+        return False
+    return True
+
+
+needs_nvrtc = pytest.mark.skipif(not _have_nvrtc(),
+                                 reason="needs NVRTC (libnvrtc): pip install 'edgeseq[cuda]' or a CUDA build of torch")
+
+
+def _rel_l2(got: torch.Tensor, ref: torch.Tensor) -> float:
+    got, ref = got.double(), ref.double()
+    return float(torch.linalg.vector_norm(got - ref) / torch.linalg.vector_norm(ref))
+
+
+def _gru(hidden: int, seed: int, input_size: int = 24) -> nn.GRU:
+    torch.manual_seed(seed)
+    return nn.GRU(input_size, hidden, batch_first=True, bidirectional=True).eval()
+
+
+def _operands(gru: nn.GRU, x: torch.Tensor):
+    """gi, w_hh_t, b_hh as TritonBiGRU hands them to the recurrence."""
+    with torch.no_grad():
+        w_ih = torch.cat([gru.weight_ih_l0, gru.weight_ih_l0_reverse])
+        b_ih = torch.cat([gru.bias_ih_l0, gru.bias_ih_l0_reverse])
+        gi = F.linear(x, w_ih, b_ih).contiguous()
+        w_hh_t = transposed_hh(gru.weight_hh_l0, gru.weight_hh_l0_reverse).contiguous()
+        b_hh = torch.stack([gru.bias_hh_l0, gru.bias_hh_l0_reverse]).contiguous()
+    return gi, w_hh_t, b_hh
+
+
+# --- the kernel's source on the CPU (g++ + tests/cuda_emu) ------------------------------------------------------
+
+def _build_emulated(kernel_dir: Path, hidden: int, out: Path) -> ctypes.CDLL:
+    cmd = ["g++", "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", f"-DEDGESEQ_H={hidden}", "-DEDGESEQ_IO=0",
+           f"-I{kernel_dir}", f"-I{EMU}", str(EMU / "run_kernel.cpp"), "-o", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    lib = ctypes.CDLL(str(out))
+    lib.emu_launch.argtypes = [ctypes.c_uint] * 3 + [ctypes.c_void_p] * 4 + [ctypes.c_int] * 5
+    return lib
+
+
+@pytest.fixture(scope="module")
+def emulated(tmp_path_factory):
+    """hidden -> the shipped cuda_gru.cu built for the CPU (built on first use)."""
+    built: dict[int, ctypes.CDLL] = {}
+    kernel_dir = Path(cuda_gru.__file__).parent
+
+    def get(hidden: int) -> ctypes.CDLL:
+        if hidden not in built:
+            built[hidden] = _build_emulated(kernel_dir, hidden, tmp_path_factory.mktemp("emu") / f"gru{hidden}.so")
+        return built[hidden]
+
+    return get
+
+
+def _run_emulated(lib: ctypes.CDLL, gi, w_hh_t, b_hh) -> torch.Tensor:
+    batch, steps, _ = gi.shape
+    hidden = w_hh_t.shape[3]
+    out = torch.full((batch, steps, 2 * hidden), float("nan"))
+    status = lib.emu_launch(2, batch, cuda_gru.threads_per_block(hidden), gi.data_ptr(), w_hh_t.data_ptr(),
+                            b_hh.data_ptr(), out.data_ptr(), steps, gi.stride(0), gi.stride(1), out.stride(0),
+                            out.stride(1))
+    assert status == 0
+    return out
+
+
+@needs_gxx
+@pytest.mark.parametrize(("hidden", "batch", "steps"), [(16, 3, 7), (64, 1, 9), (128, 2, 5), (48, 1, 1)])
+def test_emulated_kernel_matches_nn_gru(emulated, hidden, batch, steps):
+    gru = _gru(hidden, seed=hidden + steps)
+    x = torch.randn(batch, steps, 24)
+    with torch.no_grad():
+        expected = gru(x)[0]
+    got = _run_emulated(emulated(hidden), *_operands(gru, x))
+    assert not torch.isnan(got).any()  # every (row, step, direction, unit) written
+    assert _rel_l2(got, expected) < 1e-6
+    # each direction on its own (a swapped direction would still give a plausible total error)
+    assert _rel_l2(got[..., :hidden], expected[..., :hidden]) < 1e-6
+    assert _rel_l2(got[..., hidden:], expected[..., hidden:]) < 1e-6
+
+
+@needs_gxx
+def test_emulation_catches_a_missing_barrier(tmp_path):
+    """The CPU harness is not a sequential loop in disguise: the kernel without its per-step __syncthreads (a race on
+    h between steps) fails parity there."""
+    text = cuda_gru.source()
+    marker = "        __syncthreads();\n\n        t = t_next;"
+    assert marker in text
+    (tmp_path / "cuda_gru.cu").write_text(text.replace(marker, "\n        t = t_next;"))
+    lib = _build_emulated(tmp_path, 64, tmp_path / "racy.so")
+    gru = _gru(64, seed=1)
+    x = torch.randn(2, 12, 24)
+    with torch.no_grad():
+        expected = gru(x)[0]
+    assert _rel_l2(_run_emulated(lib, *_operands(gru, x)), expected) > 1e-3
+
+
+# --- NVRTC / ptxas ----------------------------------------------------------------------------------------------
+
+@needs_nvrtc
+@pytest.mark.parametrize("arch", ["80", "90"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("hidden", [64, 128])
+def test_kernel_compiles_within_its_register_budget(arch, dtype, hidden):
+    kernel = cuda_gru.compile_kernel(hidden, dtype, arch)
+    assert kernel.cubin[:4] == b"\x7fELF"
+    assert f"sm_{arch}" in kernel.log
+    assert kernel.spill_bytes == 0, kernel.log
+    # a block of 4H threads must fit the SM's 64K registers, and each thread's 3H/4 weights must be in them
+    assert 3 * hidden // 4 < kernel.registers <= 65536 // kernel.threads, kernel.log
+
+
+def test_ptxas_usage_reads_registers_and_spills():
+    log = ("ptxas info    : Function properties for k\nptxas         .     8 bytes stack frame, 12 bytes spill stores, "
+           "20 bytes spill loads\nptxas info    : Used 128 registers, used 1 barriers, 1024 bytes smem")
+    assert cuda_gru.ptxas_usage(log) == (128, 32)
+    assert cuda_gru.ptxas_usage("nothing here") == (-1, -1)
+
+
+@needs_nvrtc
+def test_compile_errors_are_one_line():
+    with pytest.raises(RuntimeFailure, match=r"sm_10: .*gpu-architecture") as err:
+        cuda_gru.compile_kernel(128, torch.float32, "10")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("hidden", [40, 8, 256])
+def test_hidden_sizes_outside_the_kernel_are_refused(hidden):
+    with pytest.raises(UnsupportedError, match="multiples of 16 up to 128"):
+        cuda_gru.compile_kernel(hidden, torch.float32, "90")
+
+
+def test_cpu_tensors_are_refused_with_one_line():
+    gru = _gru(32, seed=0)
+    gi, w_hh_t, b_hh = _operands(gru, torch.randn(1, 4, 24))
+    with pytest.raises(UnsupportedError, match="CUDA tensors"):
+        bigru_recurrence(gi, w_hh_t, b_hh, CUDA_CONFIG)
+    assert CUDA_CONFIG.label == "cuda-rows"
+
+
+def test_fuse_with_gru_cuda_runs_the_module_on_the_cuda_kernel():
+    spec = edgeseq.get_model("cbhg-lite")
+    fused = fuse_for_inference(spec.build(), gru="cuda")
+    assert isinstance(fused.gru, TritonBiGRU) and fused.gru.config == CUDA_CONFIG
+    with pytest.raises(UnsupportedError, match="CUDA tensors"):  # on the CPU: one line, not a crash in ctypes
+        fused(torch.from_numpy(spec.example_inputs(batch=1, time=5)[spec.input_names[0]]))
+
+
+def test_missing_nvrtc_names_the_install(monkeypatch):
+    monkeypatch.setattr(cuda_gru, "_nvrtc_candidates", lambda: ["/nonexistent/libnvrtc.so.13"])
+    cuda_gru.nvrtc.cache_clear()
+    try:
+        with pytest.raises(edgeseq.errors.MissingExtraError, match=r"pip install 'edgeseq\[cuda\]'"):
+            cuda_gru.nvrtc()
+    finally:
+        cuda_gru.nvrtc.cache_clear()
+
+
+# --- CUDA ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize(("dtype", "bar"), [(torch.float32, 1e-5), (torch.float16, 1e-3), (torch.bfloat16, 1e-2)])
+@pytest.mark.parametrize(("hidden", "batch", "steps"), [(128, 1, 200), (128, 3, 50), (64, 2, 1), (16, 17, 9)])
+def test_cuda_kernel_matches_nn_gru(dtype, bar, hidden, batch, steps):
+    gru = _gru(hidden, seed=hidden + batch)
+    x = torch.randn(batch, steps, 24)
+    with torch.no_grad():
+        expected = gru(x)[0]
+        got = TritonBiGRU(gru, CUDA_CONFIG).cuda().to(dtype)(x.cuda().to(dtype))
+    assert got.dtype == dtype
+    assert _rel_l2(got.float().cpu(), expected) < bar
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_kernel_in_a_cuda_graph_replays_eager_results():
+    spec = edgeseq.get_model("cbhg")
+    fused = fuse_for_inference(spec.build(), gru="cuda")
+    name = spec.output_names[0]
+    with TorchRunner(spec, module=fused, device="cuda") as eager, \
+            TorchCudaGraphRunner(spec, module=copy.deepcopy(fused)) as graph:
+        for batch, time in ((1, 200), (2, 50), (1, 200)):
+            feed = spec.example_inputs(batch=batch, time=time, seed=time)
+            np.testing.assert_allclose(graph.infer(feed)[name], eager.infer(feed)[name], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("name", ["cbhg", "cbhg-lite"])
+def test_cuda_fused_cbhg_with_the_cuda_kernel_passes_parity(name, precision):
+    spec = edgeseq.get_model(name)
+    fused = fuse_for_inference(spec.build(), gru="cuda")
+    runner = TorchRunner(spec, module=fused, device="cuda", precision=precision)
+    result = edgeseq.check(runner, spec, precision=precision, times=(1, 7, 200), batches=(1, 3))
+    assert result.passed, result.failures
+    assert fused.gru.last_config == CUDA_CONFIG
