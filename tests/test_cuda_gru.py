@@ -2,6 +2,8 @@
 
 - its own source, built for the CPU by g++ with tests/cuda_emu/ (one std::thread per CUDA thread, real barriers
   and warp exchanges) and compared with nn.GRU: the indexing, both directions, the gate math and the barrier;
+- cuda_gru's ctypes driver layer against tests/cuda_emu/fake_libcuda.cpp, a libcuda double whose cuLaunchKernel runs
+  that emulated kernel with the parameters it was handed (pointers, strides, steps, grid, block);
 - compiled by NVRTC for sm_80 and sm_90 (every dtype): it compiles, and ptxas fits it in its register budget with no
   spills (weights in registers are the point of the kernel);
 - on a CUDA GPU (skipped here): parity with nn.GRU, CUDA graph capture, a fused CBHG through the parity harness.
@@ -130,6 +132,72 @@ def test_emulation_catches_a_missing_barrier(tmp_path):
     with torch.no_grad():
         expected = gru(x)[0]
     assert _rel_l2(_run_emulated(lib, *_operands(gru, x)), expected) > 1e-3
+
+
+# --- the ctypes driver layer against a fake libcuda that runs the emulated kernel --------------------------------
+
+@pytest.fixture(scope="module")
+def fake_driver(tmp_path_factory):
+    """hidden -> a cuda_gru._Driver on tests/cuda_emu/fake_libcuda.cpp built for that hidden size."""
+    made: dict[int, cuda_gru._Driver] = {}
+    kernel_dir = Path(cuda_gru.__file__).parent
+
+    def get(hidden: int) -> cuda_gru._Driver:
+        if hidden not in made:
+            out = tmp_path_factory.mktemp("libcuda") / f"libcuda_fake{hidden}.so"
+            subprocess.run(["g++", "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", f"-DEDGESEQ_H={hidden}",
+                            "-DEDGESEQ_IO=0", f"-I{kernel_dir}", f"-I{EMU}", str(EMU / "fake_libcuda.cpp"), "-o",
+                            str(out)], check=True, capture_output=True, text=True)
+            made[hidden] = cuda_gru._Driver(str(out))
+        return made[hidden]
+
+    return get
+
+
+def _fake_kernel(hidden: int, cubin: bytes = b"\x7fELF fake cubin") -> cuda_gru.CompiledKernel:
+    return cuda_gru.CompiledKernel(cubin, hidden, "fp32", "90", 100, 0, "")
+
+
+@needs_gxx
+@pytest.mark.parametrize(("hidden", "batch", "steps"), [(32, 2, 6), (128, 1, 4)])
+def test_driver_layer_launches_the_kernel_with_its_parameters(fake_driver, hidden, batch, steps):
+    """cuda_gru.launch_rows through ctypes into a libcuda double whose cuLaunchKernel unpacks the parameter array by
+    the kernel's signature and runs the kernel: the result is nn.GRU's, so pointers, strides, steps, grid and block
+    arrived where the kernel expects them. Also: the primary context is made current before module load and launch,
+    and a second launch reuses the loaded function."""
+    driver = fake_driver(hidden)
+    gru = _gru(hidden, seed=hidden)
+    x = torch.randn(batch, steps, 24)
+    with torch.no_grad():
+        expected = gru(x)[0]
+    gi, w_hh_t, b_hh = _operands(gru, x)
+    kernel = _fake_kernel(hidden)
+    launches = ctypes.c_int.in_dll(driver.lib, "fake_launches").value
+    for _ in range(2):
+        out = torch.full((batch, steps, 2 * hidden), float("nan"))
+        cuda_gru.launch_rows(driver, kernel, 0, 0, gi, w_hh_t, b_hh, out)
+        assert _rel_l2(out, expected) < 1e-6
+    assert ctypes.c_int.in_dll(driver.lib, "fake_launches").value == launches + 2
+    assert len(driver.functions) == 1
+
+
+@needs_gxx
+def test_driver_errors_are_one_line_with_the_drivers_words(fake_driver):
+    driver = fake_driver(32)
+    with pytest.raises(RuntimeFailure, match="cuModuleLoadData failed: device kernel image is invalid"):
+        driver.function(1, _fake_kernel(32, cubin=b"not an ELF image"))
+    gru = _gru(32, seed=0)
+    gi, w_hh_t, b_hh = _operands(gru, torch.randn(1, 3, 24))
+    out = torch.empty(1, 3, 64)
+    wrong_block = _fake_kernel(16)  # 64 threads for a kernel built for 128: the driver refuses the launch
+    with pytest.raises(RuntimeFailure, match="cuLaunchKernel failed") as err:
+        cuda_gru.launch_rows(driver, wrong_block, 0, 0, gi, w_hh_t, b_hh, out)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_driver_is_one_line(tmp_path):
+    with pytest.raises(UnsupportedError, match="needs the CUDA driver"):
+        cuda_gru._Driver(str(tmp_path / "libcuda.so.1"))
 
 
 # --- NVRTC / ptxas ----------------------------------------------------------------------------------------------

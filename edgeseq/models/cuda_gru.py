@@ -12,9 +12,10 @@ through ctypes) loads it into PyTorch's primary context and launches it on PyTor
 captured by CUDA graphs like any other launch. No host compiler, no nvcc, no extension module. Compiled kernels are
 cached per (hidden, dtype, architecture) for the process.
 
-The kernel's source is also built by the tests for the CPU with a thread-per-CUDA-thread emulation
-(tests/cuda_emu/) and checked against nn.GRU, and compiled by NVRTC for sm_80 / sm_90 to check that it fits its
-register budget without spills: what can be checked without a GPU is.
+What can be checked without a GPU is: the tests build the kernel's own source for the CPU with a thread-per-CUDA-
+thread emulation (tests/cuda_emu/) and check it against nn.GRU; run this module's ctypes driver layer against a
+libcuda double whose cuLaunchKernel runs that emulated kernel; and compile the source with NVRTC for sm_80 / sm_90
+to check that it fits its register budget without spills.
 """
 
 from __future__ import annotations
@@ -186,17 +187,18 @@ def compile_kernel(hidden: int, dtype: torch.dtype, arch: str) -> CompiledKernel
 class _Driver:
     """The few CUDA driver calls a launch needs, through ctypes on libcuda (present wherever a GPU driver is)."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str = "libcuda.so.1") -> None:
         try:
-            self.lib = ctypes.CDLL("libcuda.so.1")
+            self.lib = ctypes.CDLL(path)
         except OSError as exc:
-            raise UnsupportedError(f"the CUDA GRU kernel needs the CUDA driver (libcuda.so.1): {exc}") from None
+            raise UnsupportedError(f"the CUDA GRU kernel needs the CUDA driver ({path}): {exc}") from None
         self.lib.cuGetErrorString.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
         self.lib.cuLaunchKernel.argtypes = [ctypes.c_void_p] + [ctypes.c_uint] * 7 + [
             ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p]
         self.contexts: dict[int, ctypes.c_void_p] = {}
         self.functions: dict[tuple, ctypes.c_void_p] = {}
         self.lock = threading.Lock()
+        self.check(self.lib.cuInit(0), "cuInit")  # PyTorch has done it already; idempotent
 
     def check(self, status: int, what: str) -> None:
         if status != 0:
@@ -269,13 +271,19 @@ def rows_recurrence(gi: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor) 
         raise UnsupportedError(f"the CUDA GRU kernel indexes with 32-bit strides; {tuple(gi.shape)} is too large")
     device = gi.device.index if gi.device.index is not None else torch.cuda.current_device()
     kernel = compile_kernel(hidden, gi.dtype, _arch(gi.device))
-    driver = _driver()
+    launch_rows(_driver(), kernel, device, torch.cuda.current_stream(gi.device).cuda_stream, gi, w_hh_t, b_hh, out)
+    return out
+
+
+def launch_rows(driver: _Driver, kernel: CompiledKernel, device: int, stream: int, gi: torch.Tensor,
+                w_hh_t: torch.Tensor, b_hh: torch.Tensor, out: torch.Tensor) -> None:
+    """One launch of `kernel` on `stream`: the tensors' memory and strides in the kernel's parameter order. Split
+    from rows_recurrence so that the tests run it against a fake driver (tests/cuda_emu/fake_libcuda.cpp)."""
     func = driver.function(device, kernel)
     args = [ctypes.c_void_p(gi.data_ptr()), ctypes.c_void_p(w_hh_t.data_ptr()), ctypes.c_void_p(b_hh.data_ptr()),
-            ctypes.c_void_p(out.data_ptr()), ctypes.c_int(steps), ctypes.c_int(gi.stride(0)),
+            ctypes.c_void_p(out.data_ptr()), ctypes.c_int(gi.shape[1]), ctypes.c_int(gi.stride(0)),
             ctypes.c_int(gi.stride(1)), ctypes.c_int(out.stride(0)), ctypes.c_int(out.stride(1))]
-    driver.launch(func, device, (2, batch), kernel.threads, torch.cuda.current_stream(gi.device).cuda_stream, args)
-    return out
+    driver.launch(func, device, (2, gi.shape[0]), kernel.threads, stream, args)
 
 
 __all__ = ["CompiledKernel", "compile_kernel", "nvrtc", "ptxas_usage", "rows_recurrence", "source",
