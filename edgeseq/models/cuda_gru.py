@@ -59,17 +59,21 @@ def source() -> str:
 # --- NVRTC -----------------------------------------------------------------------------------------------------
 
 def _nvrtc_candidates() -> list[str]:
-    """Where libnvrtc may be, most specific first: $EDGESEQ_NVRTC, the soname of torch's own CUDA major version
-    (CUDA builds of torch load NVIDIA's wheels), those wheels' folders on sys.path (nvidia/cu13/lib for CUDA 13,
-    nvidia/cuda_nvrtc/lib for 12), $CUDA_HOME, then the linker's search path."""
+    """Where libnvrtc may be, most specific first: $EDGESEQ_NVRTC; NVIDIA's wheels on sys.path (nvidia/cu13/lib for
+    CUDA 13, nvidia/cuda_nvrtc/lib for 12; CUDA builds of torch install them), the copy of torch's own CUDA major
+    version first; that version's soname (a copy torch or the system loaded); $CUDA_HOME; the linker's path.
+    Files before sonames: a file's folder is where its libnvrtc-builtins is (see _preload_builtins)."""
     found = []
     if os.environ.get(_NVRTC_ENV):
         found.append(os.environ[_NVRTC_ENV])
-    if torch.version.cuda:
-        found.append(f"libnvrtc.so.{torch.version.cuda.split('.')[0]}")
+    major = torch.version.cuda.split(".")[0] if torch.version.cuda else None
+    wheels = []
     for base in sys.path:
         for pattern in ("nvidia/cu*/lib/libnvrtc.so.*", "nvidia/cuda_nvrtc/lib/libnvrtc.so.*"):
-            found.extend(sorted(p for p in glob.glob(os.path.join(base, pattern)) if "builtins" not in p))
+            wheels.extend(p for p in glob.glob(os.path.join(base, pattern)) if "builtins" not in p and ".alt." not in p)
+    found.extend(sorted(wheels, key=lambda p: (major is None or not p.endswith(f".so.{major}"), p)))
+    if major:
+        found.append(f"libnvrtc.so.{major}")
     for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
         if home:
             found.extend(sorted(glob.glob(os.path.join(home, "lib64", "libnvrtc.so*"))))

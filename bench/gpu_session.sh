@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One prepared run on a lent GPU machine (issue #5), from the source tree, within one device-tool call:
+#   1. the GPU tests of the persistent GRU kernels (the CUDA kernel's first run on a GPU is its parity check),
+#   2. bench/triton_gru_probe.py --quick: the BiGRU alone, cuDNN vs Triton vs the CUDA kernel, then fused cbhg,
+#   3. bench/gpu_check.py: the CUDA matrix with every runtime, ending in one `best:` line per model and shape.
+# Each step has its own time limit and the next one runs whatever the last one did; logs and JSON go to $OUT
+# (the device tool brings that folder back; commit what it printed under bench/results/).
+#
+#   run(command="bash bench/gpu_session.sh", carry=[".whl"], timeout_s=540)
+#
+# .whl/ (git-excluded, carried) holds wheels the GPU machine lacks (onnxslim); they go to a scratch folder on the
+# path, nothing is installed into its Python.
+set -u
+OUT=${OUT:-/tmp/edgeseq-gpu}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site:$PWD
+fi
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
+
+step() {  # step NAME SECONDS COMMAND...: run with a limit, keep the log, say how it ended
+    local name=$1 limit=$2
+    shift 2
+    local started=$SECONDS
+    timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+    local rc=$?
+    echo "== $name: exit $rc in $((SECONDS - started)) s"
+    tail -n 40 "$OUT/$name.log"
+}
+
+step gpu-tests 150 python3 -m pytest -q -m gpu -p no:cacheprovider \
+    tests/test_cuda_gru.py tests/test_triton_gru.py tests/test_fuse.py tests/test_cuda.py
+step triton-gru-quick 120 python3 bench/triton_gru_probe.py --quick --out "$OUT/triton-gru-quick.json"
+step gpu-check 240 python3 bench/gpu_check.py --out "$OUT/gpu-check.json"
