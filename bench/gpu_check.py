@@ -12,7 +12,7 @@ The `BiGRU kernel` column says which ran: cudnn or triton[<config>]. Last, `-com
 gru="auto" in TorchCudaGraphRunner(compile="default") (torch.compile, the Triton GRU behind a graph break, compiled
 in the warm-up before each capture), fp16 at 1 x 200 and 16 x 1000, fp32 at 1 x 200; they start only while
 --compile-budget-s allows. `-cuda` rows run the BiGRU as the hand-written CUDA kernel (edgeseq/models/cuda_gru.cu,
-compiled by NVRTC; BiGRU kernel `cuda-rows`), in the fused graph at every shape and compiled around at 1 x 200;
+compiled by NVRTC; BiGRU kernel `cuda-rows-s4`), in the fused graph at every shape and compiled around at 1 x 200;
 like the compiled rows, a `-cuda` row that fails is reported and the run goes on. `first call` is the first infer
 at a shape (compile + capture). The best passing row per model and shape is printed at the end ("best: ...").
 """

@@ -13,9 +13,9 @@ fastest passing config) is timed in a CUDA graph at batch 1, T=200: the issue's 
     python bench/triton_gru_probe.py --quick --out /tmp/triton_gru_quick.json   # well under 60 s
 
 --quick times only B=1 T=200 at hidden 128 and 64, fp16 and fp32: cuDNN, the previous best Triton configs and the
-hand-written CUDA kernel 'cuda-rows' (quick_configs), then the fused cbhg (hidden 128) in a CUDA graph with cuDNN,
-with the fastest passing config, and torch.compiled (GRU behind a graph break) with that config and with the best
-'dot' one; add --skip-cbhg for the kernel table alone.
+hand-written CUDA kernel at both splits, 'cuda-rows-s4' / 'cuda-rows-s2' (quick_configs), then the fused cbhg
+(hidden 128) in a CUDA graph with cuDNN, with the fastest passing config, and torch.compiled (GRU behind a graph
+break) with that config and with the best 'dot' one; add --skip-cbhg for the kernel table alone.
 """
 
 from __future__ import annotations
@@ -70,7 +70,9 @@ def dot_t_configs() -> list[tuple[str, GruKernelConfig]]:
 
 def cuda_configs(hidden: int) -> list[tuple[str, GruKernelConfig]]:
     """The hand-written CUDA kernel (edgeseq/models/cuda_gru.cu, NVRTC): W_hh in fp32 registers, any I/O dtype."""
-    return [("cuda-rows", GruKernelConfig("cuda"))] if hidden % 16 == 0 and hidden <= 128 else []
+    if hidden % 16 or hidden > 128:
+        return []
+    return [(f"cuda-rows-s{split}", GruKernelConfig("cuda", split=split)) for split in (4, 2)]
 
 
 def quick_configs(precision: str, hidden: int) -> list[tuple[str, GruKernelConfig]]:

@@ -69,10 +69,15 @@ def _operands(gru: nn.GRU, x: torch.Tensor):
 
 # --- the kernel's source on the CPU (g++ + tests/cuda_emu) ------------------------------------------------------
 
-def _build_emulated(kernel_dir: Path, hidden: int, out: Path) -> ctypes.CDLL:
-    cmd = ["g++", "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", f"-DEDGESEQ_H={hidden}", "-DEDGESEQ_IO=0",
-           f"-I{kernel_dir}", f"-I{EMU}", str(EMU / "run_kernel.cpp"), "-o", str(out)]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+def _gxx(kernel_dir: Path, source: str, hidden: int, split: int, out: Path) -> None:
+    """Build tests/cuda_emu/<source> (which includes cuda_gru.cu from kernel_dir) for the CPU."""
+    subprocess.run(["g++", "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", f"-DEDGESEQ_H={hidden}",
+                    f"-DEDGESEQ_SPLIT={split}", "-DEDGESEQ_IO=0", f"-I{kernel_dir}", f"-I{EMU}", str(EMU / source),
+                    "-o", str(out)], check=True, capture_output=True, text=True)
+
+
+def _build_emulated(kernel_dir: Path, hidden: int, out: Path, split: int = 4) -> ctypes.CDLL:
+    _gxx(kernel_dir, "run_kernel.cpp", hidden, split, out)
     lib = ctypes.CDLL(str(out))
     lib.emu_launch.argtypes = [ctypes.c_uint] * 3 + [ctypes.c_void_p] * 4 + [ctypes.c_int] * 5
     return lib
@@ -80,23 +85,24 @@ def _build_emulated(kernel_dir: Path, hidden: int, out: Path) -> ctypes.CDLL:
 
 @pytest.fixture(scope="module")
 def emulated(tmp_path_factory):
-    """hidden -> the shipped cuda_gru.cu built for the CPU (built on first use)."""
-    built: dict[int, ctypes.CDLL] = {}
+    """(hidden, split) -> the shipped cuda_gru.cu built for the CPU (built on first use)."""
+    built: dict[tuple[int, int], ctypes.CDLL] = {}
     kernel_dir = Path(cuda_gru.__file__).parent
 
-    def get(hidden: int) -> ctypes.CDLL:
-        if hidden not in built:
-            built[hidden] = _build_emulated(kernel_dir, hidden, tmp_path_factory.mktemp("emu") / f"gru{hidden}.so")
-        return built[hidden]
+    def get(hidden: int, split: int = 4) -> ctypes.CDLL:
+        if (hidden, split) not in built:
+            out = tmp_path_factory.mktemp("emu") / f"gru{hidden}s{split}.so"
+            built[(hidden, split)] = _build_emulated(kernel_dir, hidden, out, split)
+        return built[(hidden, split)]
 
     return get
 
 
-def _run_emulated(lib: ctypes.CDLL, gi, w_hh_t, b_hh) -> torch.Tensor:
+def _run_emulated(lib: ctypes.CDLL, gi, w_hh_t, b_hh, split: int = 4) -> torch.Tensor:
     batch, steps, _ = gi.shape
     hidden = w_hh_t.shape[3]
     out = torch.full((batch, steps, 2 * hidden), float("nan"))
-    status = lib.emu_launch(2, batch, cuda_gru.threads_per_block(hidden), gi.data_ptr(), w_hh_t.data_ptr(),
+    status = lib.emu_launch(2, batch, cuda_gru.threads_per_block(hidden, split), gi.data_ptr(), w_hh_t.data_ptr(),
                             b_hh.data_ptr(), out.data_ptr(), steps, gi.stride(0), gi.stride(1), out.stride(0),
                             out.stride(1))
     assert status == 0
@@ -104,13 +110,14 @@ def _run_emulated(lib: ctypes.CDLL, gi, w_hh_t, b_hh) -> torch.Tensor:
 
 
 @needs_gxx
-@pytest.mark.parametrize(("hidden", "batch", "steps"), [(16, 3, 7), (64, 1, 9), (128, 2, 5), (48, 1, 1)])
-def test_emulated_kernel_matches_nn_gru(emulated, hidden, batch, steps):
+@pytest.mark.parametrize(("hidden", "split", "batch", "steps"),
+                         [(16, 4, 3, 7), (64, 4, 1, 9), (128, 4, 2, 5), (48, 4, 1, 1), (128, 2, 2, 5), (16, 2, 1, 6)])
+def test_emulated_kernel_matches_nn_gru(emulated, hidden, split, batch, steps):
     gru = _gru(hidden, seed=hidden + steps)
     x = torch.randn(batch, steps, 24)
     with torch.no_grad():
         expected = gru(x)[0]
-    got = _run_emulated(emulated(hidden), *_operands(gru, x))
+    got = _run_emulated(emulated(hidden, split), *_operands(gru, x), split=split)
     assert not torch.isnan(got).any()  # every (row, step, direction, unit) written
     assert _rel_l2(got, expected) < 1e-6
     # each direction on its own (a swapped direction would still give a plausible total error)
@@ -138,16 +145,14 @@ def test_emulation_catches_a_missing_barrier(tmp_path):
 
 @pytest.fixture(scope="module")
 def fake_driver(tmp_path_factory):
-    """hidden -> a cuda_gru._Driver on tests/cuda_emu/fake_libcuda.cpp built for that hidden size."""
+    """hidden -> a cuda_gru._Driver on tests/cuda_emu/fake_libcuda.cpp built for that hidden size (split 4)."""
     made: dict[int, cuda_gru._Driver] = {}
     kernel_dir = Path(cuda_gru.__file__).parent
 
     def get(hidden: int) -> cuda_gru._Driver:
         if hidden not in made:
             out = tmp_path_factory.mktemp("libcuda") / f"libcuda_fake{hidden}.so"
-            subprocess.run(["g++", "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", f"-DEDGESEQ_H={hidden}",
-                            "-DEDGESEQ_IO=0", f"-I{kernel_dir}", f"-I{EMU}", str(EMU / "fake_libcuda.cpp"), "-o",
-                            str(out)], check=True, capture_output=True, text=True)
+            _gxx(kernel_dir, "fake_libcuda.cpp", hidden, 4, out)
             made[hidden] = cuda_gru._Driver(str(out))
         return made[hidden]
 
@@ -155,7 +160,7 @@ def fake_driver(tmp_path_factory):
 
 
 def _fake_kernel(hidden: int, cubin: bytes = b"\x7fELF fake cubin") -> cuda_gru.CompiledKernel:
-    return cuda_gru.CompiledKernel(cubin, hidden, "fp32", "90", 100, 0, "")
+    return cuda_gru.CompiledKernel(cubin, hidden, "fp32", "90", 4, 100, 0, "")
 
 
 @needs_gxx
@@ -206,13 +211,15 @@ def test_missing_driver_is_one_line(tmp_path):
 @pytest.mark.parametrize("arch", ["80", "90"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("hidden", [64, 128])
-def test_kernel_compiles_within_its_register_budget(arch, dtype, hidden):
-    kernel = cuda_gru.compile_kernel(hidden, dtype, arch)
+@pytest.mark.parametrize("split", [4, 2])
+def test_kernel_compiles_within_its_register_budget(arch, dtype, hidden, split):
+    kernel = cuda_gru.compile_kernel(hidden, dtype, arch, split)
     assert kernel.cubin[:4] == b"\x7fELF"
     assert f"sm_{arch}" in kernel.log
     assert kernel.spill_bytes == 0, kernel.log
-    # a block of 4H threads must fit the SM's 64K registers, and each thread's 3H/4 weights must be in them
-    assert 3 * hidden // 4 < kernel.registers <= 65536 // kernel.threads, kernel.log
+    # a block of split x H threads must fit the SM's 64K registers (and 255 per thread), and each thread's
+    # 3H / split weights must be in them
+    assert 3 * hidden // split < kernel.registers <= min(255, 65536 // kernel.threads), kernel.log
 
 
 def test_ptxas_usage_reads_registers_and_spills():
@@ -235,12 +242,20 @@ def test_hidden_sizes_outside_the_kernel_are_refused(hidden):
         cuda_gru.compile_kernel(hidden, torch.float32, "90")
 
 
+def test_splits_other_than_2_or_4_are_refused():
+    with pytest.raises(UnsupportedError, match="2 or 4"):
+        GruKernelConfig(kind="cuda", split=8)
+    with pytest.raises(UnsupportedError, match="4 or 2 threads, not 3"):
+        cuda_gru.compile_kernel(64, torch.float32, "90", split=3)
+    assert GruKernelConfig(kind="cuda", split=2).label == "cuda-rows-s2"
+
+
 def test_cpu_tensors_are_refused_with_one_line():
     gru = _gru(32, seed=0)
     gi, w_hh_t, b_hh = _operands(gru, torch.randn(1, 4, 24))
     with pytest.raises(UnsupportedError, match="CUDA tensors"):
         bigru_recurrence(gi, w_hh_t, b_hh, CUDA_CONFIG)
-    assert CUDA_CONFIG.label == "cuda-rows"
+    assert CUDA_CONFIG.label == "cuda-rows-s4"
 
 
 def test_fuse_with_gru_cuda_runs_the_module_on_the_cuda_kernel():
@@ -267,12 +282,13 @@ def test_missing_nvrtc_names_the_install(monkeypatch):
 @needs_cuda
 @pytest.mark.parametrize(("dtype", "bar"), [(torch.float32, 1e-5), (torch.float16, 1e-3), (torch.bfloat16, 1e-2)])
 @pytest.mark.parametrize(("hidden", "batch", "steps"), [(128, 1, 200), (128, 3, 50), (64, 2, 1), (16, 17, 9)])
-def test_cuda_kernel_matches_nn_gru(dtype, bar, hidden, batch, steps):
+@pytest.mark.parametrize("split", [4, 2])
+def test_cuda_kernel_matches_nn_gru(dtype, bar, hidden, batch, steps, split):
     gru = _gru(hidden, seed=hidden + batch)
     x = torch.randn(batch, steps, 24)
     with torch.no_grad():
         expected = gru(x)[0]
-        got = TritonBiGRU(gru, CUDA_CONFIG).cuda().to(dtype)(x.cuda().to(dtype))
+        got = TritonBiGRU(gru, GruKernelConfig(kind="cuda", split=split)).cuda().to(dtype)(x.cuda().to(dtype))
     assert got.dtype == dtype
     assert _rel_l2(got.float().cpu(), expected) < bar
 

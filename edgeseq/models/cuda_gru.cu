@@ -1,25 +1,31 @@
 // Persistent bidirectional GRU recurrence for batch-1-ish, latency-bound CUDA inference (edgeseq.models.cuda_gru).
 //
 // One thread block per (direction, batch row) runs all T steps. W_hh stays in registers, in fp32, for the whole
-// loop: thread (j, s) owns hidden unit j's three gate rows restricted to a quarter s of the k axis
-// (k = 16 c + 4 s + e), i.e. 3 * H / 4 floats. Per step each thread reads h (fp32, shared memory, double
-// buffered) as float4 broadcasts, does its 3 * H / 4 FMAs, the four quarters of a unit are summed with two xor
-// shuffles (adjacent lanes, so every lane ends with the same sums), every lane applies PyTorch's GRU update
-// (gate order r, z, n; n = tanh(x_n + r * (W_n h + b_hn))) and lane s = 0 writes h to the other buffer and to out.
-// One __syncthreads per step. The next step's input projection gi is loaded before this step's FMAs.
+// loop: SPLIT threads share a hidden unit, thread (j, s) owning unit j's three gate rows restricted to its share s
+// of the k axis (k = 4 (SPLIT c + s) + e), i.e. 3 H / SPLIT floats. Per step each thread reads h (fp32, shared
+// memory, double buffered) as float4 broadcasts, does its 3 H / SPLIT FMAs per gate row set, the shares of a unit
+// are summed with xor shuffles between adjacent lanes (so every lane ends with the same sums), every lane applies
+// PyTorch's GRU update (gate order r, z, n; n = tanh(x_n + r * (W_n h + b_hn))) and lane s = 0 writes h to the
+// other buffer and to out. One __syncthreads per step. The next step's input projection gi is loaded before this
+// step's FMAs.
 //
 // Why not tensor cores: at batch 1 an mma pads the batch to 8 or 16 rows, so 94% of its work and of the gate math
 // after it is padding; the Triton 'dot' kernel measured 1.48 us per step at hidden 128 on an H200, cuDNN's own
-// persistent kernel 1.62. The bound here is the FMA issue rate: 3 H^2 FMAs per step on one SM (384 cycles at
-// H = 128), plus one barrier and the gate math.
+// persistent kernel 1.62. The bound here is the issue rate: 3 H^2 FMAs per step on one SM (384 cycles at H = 128)
+// plus the gate math, which every lane of a unit repeats: SPLIT 2 halves that repetition (fewer warps, 3 H / 2
+// weights per thread), SPLIT 4 leaves the compiler more registers per weight and more warps to hide latency.
 //
 // Compile-time defines (cuda_gru.py passes them to NVRTC): EDGESEQ_H, the hidden size (a multiple of 16, at most
-// 128 so that 96 weights + the loop fit the 128 registers a 512-thread block may use); EDGESEQ_IO, the dtype of
-// gi / W_hh / b_hh / out: 0 fp32, 1 fp16, 2 bf16. No headers: fp16 / bf16 conversions are single PTX instructions.
+// 128: at SPLIT 4 its 96 weights + the loop fit the 128 registers a 512-thread block may use, at SPLIT 2 its 192
+// fit the 255 a thread may have); EDGESEQ_SPLIT, 4 (default) or 2; EDGESEQ_IO, the dtype of gi / W_hh / b_hh /
+// out: 0 fp32, 1 fp16, 2 bf16. No headers: fp16 / bf16 conversions are single PTX instructions.
 
 #define HID EDGESEQ_H
-#define SPLIT 4
-#define CHUNKS (HID / 16)
+#ifndef EDGESEQ_SPLIT
+#define EDGESEQ_SPLIT 4
+#endif
+#define SPLIT EDGESEQ_SPLIT
+#define CHUNKS (HID / (4 * SPLIT))
 #define THREADS (HID * SPLIT)
 
 #if EDGESEQ_IO == 0
@@ -40,6 +46,9 @@ __device__ __forceinline__ io_t from_f32(float f) { io_t v; asm("cvt.rn.bf16.f32
 
 #if HID % 16 != 0 || HID < 16 || HID > 128
 #error "EDGESEQ_H must be a multiple of 16 in [16, 128]"
+#endif
+#if SPLIT != 2 && SPLIT != 4
+#error "EDGESEQ_SPLIT must be 2 or 4"
 #endif
 
 // fast exp and division (2 ulp each; the IEEE reciprocal would add a slow-path branch to every step); exp(-x) = inf
@@ -66,7 +75,7 @@ edgeseq_bigru_rows(const io_t* __restrict__ gi, const io_t* __restrict__ w_hh_t,
     for (int c = 0; c < CHUNKS; ++c) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-            const int k = 16 * c + 4 * s + e;
+            const int k = 4 * (SPLIT * c + s) + e;
             wr[4 * c + e] = to_f32(w[(0 * HID + k) * HID]);
             wz[4 * c + e] = to_f32(w[(1 * HID + k) * HID]);
             wn[4 * c + e] = to_f32(w[(2 * HID + k) * HID]);
@@ -95,18 +104,18 @@ edgeseq_bigru_rows(const io_t* __restrict__ gi, const io_t* __restrict__ w_hh_t,
         float ar = 0.0f, az = 0.0f, an = 0.0f;
 #pragma unroll
         for (int c = 0; c < CHUNKS; ++c) {
-            const float4 hv = hv4[4 * c + s];
+            const float4 hv = hv4[SPLIT * c + s];
             ar = fmaf(wr[4 * c + 0], hv.x, ar); az = fmaf(wz[4 * c + 0], hv.x, az); an = fmaf(wn[4 * c + 0], hv.x, an);
             ar = fmaf(wr[4 * c + 1], hv.y, ar); az = fmaf(wz[4 * c + 1], hv.y, az); an = fmaf(wn[4 * c + 1], hv.y, an);
             ar = fmaf(wr[4 * c + 2], hv.z, ar); az = fmaf(wz[4 * c + 2], hv.z, az); an = fmaf(wn[4 * c + 2], hv.z, an);
             ar = fmaf(wr[4 * c + 3], hv.w, ar); az = fmaf(wz[4 * c + 3], hv.w, az); an = fmaf(wn[4 * c + 3], hv.w, an);
         }
-        ar += __shfl_xor_sync(0xffffffffu, ar, 1);
-        az += __shfl_xor_sync(0xffffffffu, az, 1);
-        an += __shfl_xor_sync(0xffffffffu, an, 1);
-        ar += __shfl_xor_sync(0xffffffffu, ar, 2);
-        az += __shfl_xor_sync(0xffffffffu, az, 2);
-        an += __shfl_xor_sync(0xffffffffu, an, 2);
+#pragma unroll
+        for (int m = 1; m < SPLIT; m *= 2) {
+            ar += __shfl_xor_sync(0xffffffffu, ar, m);
+            az += __shfl_xor_sync(0xffffffffu, az, m);
+            an += __shfl_xor_sync(0xffffffffu, an, m);
+        }
 
         const float r = sigmoid_f(xr + (ar + br));
         const float z = sigmoid_f(xz + (az + bz));

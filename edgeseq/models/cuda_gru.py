@@ -36,14 +36,20 @@ import torch
 from ..errors import InputError, MissingExtraError, RuntimeFailure, UnsupportedError
 
 KERNEL_NAME = "edgeseq_bigru_rows"
-SPLIT = 4  # threads per hidden unit (cuda_gru.cu's SPLIT)
+SPLITS = (4, 2)  # threads per hidden unit (cuda_gru.cu's EDGESEQ_SPLIT); the first is the default
 MAX_HIDDEN = 128
 IO_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 _NVRTC_ENV = "EDGESEQ_NVRTC"
 
 
-def threads_per_block(hidden: int) -> int:
-    return SPLIT * hidden
+def threads_per_block(hidden: int, split: int = SPLITS[0]) -> int:
+    return split * hidden
+
+
+def check_split(split: int) -> None:
+    if split not in SPLITS:
+        raise UnsupportedError(f"the CUDA GRU kernel splits a hidden unit over {' or '.join(map(str, SPLITS))} "
+                               f"threads, not {split}")
 
 
 def check_hidden(hidden: int) -> None:
@@ -124,13 +130,14 @@ class CompiledKernel:
     hidden: int
     dtype: str
     arch: str
+    split: int
     registers: int
     spill_bytes: int
     log: str
 
     @property
     def threads(self) -> int:
-        return threads_per_block(self.hidden)
+        return threads_per_block(self.hidden, self.split)
 
 
 _PTXAS_REGISTERS = re.compile(r"Used (\d+) registers")
@@ -151,10 +158,12 @@ def _check_nvrtc(lib: ctypes.CDLL, status: int, what: str) -> None:
 
 
 @functools.cache
-def compile_kernel(hidden: int, dtype: torch.dtype, arch: str) -> CompiledKernel:
-    """cuda_gru.cu compiled by NVRTC for sm_<arch> (e.g. '90'), hidden and dtype fixed at compile time (the weights
-    are unrolled into registers)."""
+def compile_kernel(hidden: int, dtype: torch.dtype, arch: str, split: int = SPLITS[0]) -> CompiledKernel:
+    """cuda_gru.cu compiled by NVRTC for sm_<arch> (e.g. '90'), hidden, dtype and split (threads per hidden unit:
+    4 = 4H threads holding 3H/4 weights each, 2 = 2H threads holding 3H/2) fixed at compile time (the weights are
+    unrolled into registers)."""
     check_hidden(hidden)
+    check_split(split)
     if dtype not in IO_CODES:
         raise UnsupportedError(f"the CUDA GRU kernel runs fp32, fp16 or bf16 tensors, not {dtype}")
     if not arch.isdigit():
@@ -164,7 +173,7 @@ def compile_kernel(hidden: int, dtype: torch.dtype, arch: str) -> CompiledKernel
     _check_nvrtc(lib, lib.nvrtcCreateProgram(ctypes.byref(prog), source().encode(), b"cuda_gru.cu", 0, None, None),
                  "create program")
     try:
-        options = [f"--gpu-architecture=sm_{arch}", f"-DEDGESEQ_H={hidden}", f"-DEDGESEQ_IO={IO_CODES[dtype]}",
+        options = [f"--gpu-architecture=sm_{arch}", f"-DEDGESEQ_H={hidden}", f"-DEDGESEQ_IO={IO_CODES[dtype]}", f"-DEDGESEQ_SPLIT={split}",
                    "--std=c++17", "--ptxas-options=-v"]
         array = (ctypes.c_char_p * len(options))(*(o.encode() for o in options))
         status = lib.nvrtcCompileProgram(prog, len(options), array)
@@ -183,7 +192,7 @@ def compile_kernel(hidden: int, dtype: torch.dtype, arch: str) -> CompiledKernel
         lib.nvrtcDestroyProgram(ctypes.byref(prog))
     registers, spills = ptxas_usage(log)
     name = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
-    return CompiledKernel(cubin.raw, hidden, name, arch, registers, spills, log)
+    return CompiledKernel(cubin.raw, hidden, name, arch, split, registers, spills, log)
 
 
 # --- CUDA driver -----------------------------------------------------------------------------------------------
@@ -225,7 +234,7 @@ class _Driver:
             self.check(self.lib.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
 
     def function(self, device: int, kernel: CompiledKernel) -> ctypes.c_void_p:
-        key = (device, kernel.hidden, kernel.dtype, kernel.arch)
+        key = (device, kernel.hidden, kernel.dtype, kernel.arch, kernel.split)
         with self.lock:
             if key not in self.functions:
                 self.make_current(device)
@@ -255,12 +264,14 @@ def _arch(device: torch.device) -> str:
     return f"{major}{minor}"
 
 
-def rows_recurrence(gi: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
+def rows_recurrence(gi: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor, split: int = SPLITS[0]
+                    ) -> torch.Tensor:
     """out [B, T, 2H] from gi [B, T, 6H], w_hh_t [2, 3, H, H] and b_hh [2, 3H] (the shapes and meaning of
     `triton_gru.bigru_recurrence`, whose checks the caller has made), one launch of cuda_gru.cu on CUDA tensors."""
     batch, steps, _ = gi.shape
     hidden = w_hh_t.shape[3]
     check_hidden(hidden)
+    check_split(split)
     if gi.device.type != "cuda":
         raise UnsupportedError(f"the CUDA GRU kernel runs on CUDA tensors, not on {gi.device.type}")
     if gi.dtype not in IO_CODES:
@@ -274,7 +285,7 @@ def rows_recurrence(gi: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor) 
     if gi.numel() >= 2 ** 31 or out.numel() >= 2 ** 31:
         raise UnsupportedError(f"the CUDA GRU kernel indexes with 32-bit strides; {tuple(gi.shape)} is too large")
     device = gi.device.index if gi.device.index is not None else torch.cuda.current_device()
-    kernel = compile_kernel(hidden, gi.dtype, _arch(gi.device))
+    kernel = compile_kernel(hidden, gi.dtype, _arch(gi.device), split)
     launch_rows(_driver(), kernel, device, torch.cuda.current_stream(gi.device).cuda_stream, gi, w_hh_t, b_hh, out)
     return out
 
@@ -290,5 +301,5 @@ def launch_rows(driver: _Driver, kernel: CompiledKernel, device: int, stream: in
     driver.launch(func, device, (2, gi.shape[0]), kernel.threads, stream, args)
 
 
-__all__ = ["CompiledKernel", "compile_kernel", "nvrtc", "ptxas_usage", "rows_recurrence", "source",
-           "threads_per_block"]
+__all__ = ["SPLITS", "CompiledKernel", "compile_kernel", "launch_rows", "nvrtc", "ptxas_usage", "rows_recurrence",
+           "source", "threads_per_block"]

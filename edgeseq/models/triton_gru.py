@@ -37,7 +37,7 @@ class GruKernelConfig:
     cores; block_b >= 16); 'dotT': the same tile transposed, gh^T = W_hh h^T with W_hh as the dot's A operand
     (loaded once; only h^T changes per step), for half-precision weights; 'cuda': not Triton but the hand-written
     CUDA kernel of `cuda_gru` (one block per direction and batch row, W_hh in fp32 registers; hidden a multiple of
-    16 up to 128; num_warps, w_dtype and block_b do not apply). w_dtype is the dtype W_hh is held in on chip
+    16 up to 128; `split` threads per hidden unit, 4 or 2; num_warps, w_dtype and block_b do not apply). w_dtype is the dtype W_hh is held in on chip
     ('auto': the weights' own dtype); f32_precision is tl.dot's mode when W is held in fp32."""
 
     kind: str = "vec"
@@ -46,6 +46,7 @@ class GruKernelConfig:
     block_b: int = 16
     f32_precision: str = "tf32x3"
     num_stages: int = 1
+    split: int = 4
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -58,6 +59,8 @@ class GruKernelConfig:
             raise UnsupportedError(f"num_warps must be a power of two up to 32, not {self.num_warps}")
         if self.kind in ("dot", "dotT") and (self.block_b < 16 or self.block_b & (self.block_b - 1)):
             raise UnsupportedError(f"the {self.kind!r} kernel needs block_b a power of two >= 16, not {self.block_b}")
+        if self.kind == "cuda" and self.split not in (2, 4):
+            raise UnsupportedError(f"the 'cuda' kernel splits a hidden unit over 2 or 4 threads, not {self.split}")
         if self.kind == "dotT" and self.w_dtype in ("fp32",):
             raise UnsupportedError("the 'dotT' kernel holds W_hh in fp16 or bf16 ('auto': the weights' dtype); "
                                    "fp32 weights through tl.dot miss the fp32 parity bar, use 'vec'")
@@ -67,7 +70,7 @@ class GruKernelConfig:
         """Short name as in the probe's tables, e.g. 'vec-w32-nw4', 'dot-w16-nw4-b16', 'dotT-w16-nw8-b16'."""
         weights = {"fp32": "w32", "fp16": "w16", "bf16": "wbf16", "auto": "wauto"}[self.w_dtype]
         if self.kind == "cuda":
-            return "cuda-rows"
+            return f"cuda-rows-s{self.split}"
         if self.kind == "vec":
             return f"vec-{weights}-nw{self.num_warps}"
         precision = self.f32_precision if self.w_dtype == "fp32" else ""
@@ -138,7 +141,7 @@ def bigru_recurrence(gi: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor,
     if config.kind == "cuda":
         from .cuda_gru import rows_recurrence
 
-        return rows_recurrence(gi, w_hh_t, b_hh)
+        return rows_recurrence(gi, w_hh_t, b_hh, config.split)
     out = torch.empty(batch, steps, 2 * hidden, device=gi.device, dtype=gi.dtype)
     if batch == 0 or steps == 0:
         return out
@@ -233,15 +236,15 @@ def _config_key(config: GruKernelConfig | None) -> str:
     if config is None:
         return ""
     return ",".join(str(v) for v in (config.kind, config.num_warps, config.w_dtype, config.block_b,
-                                     config.f32_precision, config.num_stages))
+                                     config.f32_precision, config.num_stages, config.split))
 
 
 def _config_from_key(key: str) -> GruKernelConfig | None:
     if not key:
         return None
-    kind, warps, w_dtype, block_b, precision, stages = key.split(",")
+    kind, warps, w_dtype, block_b, precision, stages, split = key.split(",")
     return GruKernelConfig(kind=kind, num_warps=int(warps), w_dtype=w_dtype, block_b=int(block_b),
-                           f32_precision=precision, num_stages=int(stages))
+                           f32_precision=precision, num_stages=int(stages), split=int(split))
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,5 +1,6 @@
 // Builds edgeseq/models/cuda_gru.cu for the CPU with cuda_emu.h (see there) and exposes one C entry point that
-// launches its kernel over a grid, like cuLaunchKernel would. Compiled by tests/test_cuda_gru.py with -DEDGESEQ_H.
+// launches its kernel over a grid, like cuLaunchKernel would. Compiled by tests/test_cuda_gru.py with -DEDGESEQ_H and
+// -DEDGESEQ_SPLIT.
 #include "cuda_emu.h"
 #include "cuda_gru.cu"
 
