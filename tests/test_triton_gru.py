@@ -366,11 +366,12 @@ def test_cuda_bf16_storage_matches_nn_gru(kind):
 
 
 @pytest.mark.gpu
-@needs_triton
 @needs_cuda
-def test_cuda_graph_capture_and_replay_of_the_triton_gru():
+@pytest.mark.parametrize("gru", [pytest.param("triton", marks=needs_triton), "cuda"])
+def test_cuda_graph_capture_and_replay_of_the_persistent_gru(gru):
+    """Triton's kernel or the CUDA C++ one (edgeseq/models/cuda_gru.cu) captured and replayed, per shape."""
     spec = edgeseq.get_model("cbhg")
-    fused = fuse_for_inference(spec.build(), gru="triton")
+    fused = fuse_for_inference(spec.build(), gru=gru)
     name = spec.output_names[0]
     with TorchRunner(spec, module=fused, device="cuda") as eager, \
             TorchCudaGraphRunner(spec, module=copy.deepcopy(fused)) as graph:
