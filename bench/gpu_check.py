@@ -37,7 +37,7 @@ import torch  # noqa: E402
 from edgeseq._lazy import available  # noqa: E402
 from edgeseq.environment import fingerprint  # noqa: E402
 from edgeseq.formats.torch import TorchCudaGraphRunner, TorchRunner  # noqa: E402
-from edgeseq.latency import measure  # noqa: E402
+from edgeseq.latency import time_locally  # noqa: E402
 from edgeseq.models import get_model  # noqa: E402
 from edgeseq.models.fuse import fuse_for_inference  # noqa: E402
 from edgeseq.models.triton_gru import AutoBiGRU, TritonBiGRU  # noqa: E402  (imports no triton)
@@ -188,7 +188,8 @@ def main() -> int:
                         err = compare(out_name, expected[(b, t)][out_name], got[out_name],
                                       DEFAULT_TOLERANCES.get(precision, out_name))
                         dev = np.asarray(runner.device_times_ms(feed, warmup=10, iterations=args.iterations))
-                        e2e = measure(runner, feed, warmup=3, iterations=max(10, args.iterations // 5))
+                        e2e = time_locally(runner, feed, warmup=3, iterations=max(10, args.iterations // 5),
+                                           budget_s=None)  # host in and out: measure() would give device time
                         gru_ms = gru_share_ms(runner, feed) if label.startswith("torch-cuda-graph") else None
                         rows.append({
                             "model": name, "runtime": label, "precision": precision, "batch": b, "time": t,

@@ -98,7 +98,8 @@ def run_matrix(
     options: MatrixOptions = MatrixOptions(),
     progress: Progress = lambda msg: None,
 ) -> Report:
-    from .formats.torch import TorchRunner, cuda_available
+    from .formats import torch as torch_format
+    from .formats.torch import TorchRunner
 
     fmts = [Format.parse(f) for f in formats_]
     precs = [Precision.parse(p) for p in precisions]
@@ -141,7 +142,8 @@ def run_matrix(
     feeds = list(api.parity_feeds(spec, options.times, options.batches, None))  # validates the sweep up front
     int8 = any(p in (Precision.INT8_DYNAMIC, Precision.INT8_STATIC) for p in precs)
     devices = {fmt: _runtime_devices(fmt) for fmt in fmts}
-    track = _Tracker(progress, 1 + cuda_available() + int8
+    cuda = torch_format.cuda_runners(spec, weights) if torch_format.cuda_available() else []
+    track = _Tracker(progress, 1 + 2 * len(cuda) + int8
                      + sum(len(precs) * (1 + 2 * len(devices[fmt])) for fmt in fmts))
     track.say(f"building the PyTorch original of {spec.name}")
     reference = TorchRunner(spec, weights=weights, threads=options.threads).load()  # bad weights fail here
@@ -158,14 +160,19 @@ def run_matrix(
         latency.append(api.profile(reference, feed=latency_feed, warmup=options.warmup,
                                    iterations=options.iterations, artifact_label=""))
         track.advance()
-        if cuda_available():
-            with TorchRunner(spec, weights=weights, device="cuda") as gpu:
-                track.say("checking torch-cuda against the CPU original")
-                parity.append(api.check(gpu, spec, times=options.times, batches=options.batches,
-                                        tolerances=options.tolerances,
-                                        reference=reference, artifact_label=""))
-                latency.append(api.profile(gpu, feed=latency_feed, warmup=options.warmup,
-                                           iterations=options.iterations, artifact_label=""))
+        for gpu in cuda:  # PyTorch on the GPU: eager and CUDA graphs, fp32 and fp16 (timed with CUDA events)
+            with gpu:
+                label = f"parity of {gpu.runtime} against the CPU original"
+                track.say(f"{label}: 0/{len(feeds)} cases", done=0, total=len(feeds))
+                parity.append(api.check(gpu, spec, precision=gpu.precision, times=options.times,
+                                        batches=options.batches, tolerances=options.tolerances,
+                                        reference=reference, artifact_label="",
+                                        on_case=_case_counter(track, label, len(feeds))))
+                track.advance()
+                track.say(f"latency of {gpu.runtime} (CUDA events)")
+                latency.append(dataclasses.replace(
+                    api.profile(gpu, feed=latency_feed, warmup=options.warmup, iterations=options.iterations,
+                                artifact_label=""), precision=gpu.precision.value))
             track.advance()
         references = []
         if int8:

@@ -144,6 +144,12 @@ def matrix_rows(report: dict) -> list[dict[str, str]]:
     return rows
 
 
+def latency_notes(report: dict) -> list[str]:
+    """How a latency row was timed where it is not edgeseq's own end-to-end loop (CUDA events, a device's tool)."""
+    return [f"latency of {x['runtime']}" + (f" on `{Path(x['artifact']).name}`" if x["artifact"] else "")
+            + f": {x['note']}" for x in report["latency"] if x.get("note")]
+
+
 def render_markdown(report: dict) -> str:
     model, env = report["model"], report["environment"]
     lat = report["latency"][0] if report["latency"] else None
@@ -163,10 +169,14 @@ def render_markdown(report: dict) -> str:
     lines.append("| " + " | ".join(COLUMNS) + " |")
     lines.append("|" + "|".join("---" for _ in COLUMNS) + "|")
     lines += ["| " + " | ".join(r[c] for c in COLUMNS) + " |" for r in rows]
+    notes = latency_notes(report)
+    if notes:
+        lines += [""] + [f"- {note}" for note in notes]
     for par in report["parity"]:
         cases = par["cases"]
         shapes = sorted({(c["batch"], c["time"]) for c in cases})
-        lines += ["", f"**{par['runtime']}** on `{Path(par['artifact']).name}`: {len(cases)} cases "
+        where = f"`{Path(par['artifact']).name}`" if par["artifact"] else "the PyTorch model"
+        lines += ["", f"**{par['runtime']}** on {where}: {len(cases)} cases "
                   f"(batch x T: {', '.join(f'{b}x{t}' for b, t in shapes)}; inputs: "
                   f"{', '.join(sorted({c['source'] for c in cases}))})"]
         failures = [c for c in cases if not c["passed"]]
@@ -355,6 +365,7 @@ figure{{display:inline-block;margin:1em}} .PASSED{{color:#070}} .FAILED{{color:#
 <p>{html.escape(env['cpu'])} ({env['cpu_count']} cores), python {html.escape(env['python'])},
 {html.escape(', '.join(f'{k} {v}' for k, v in env['packages'].items()))}; created {html.escape(report['created'])}</p>
 <table><tr>{head}</tr>{body}</table>
+{'<ul>' + ''.join(f'<li>{html.escape(n)}</li>' for n in latency_notes(report)) + '</ul>' if latency_notes(report) else ''}
 {'<h2>Failures</h2><ul>' + ''.join(failures[:50]) + '</ul>' if failures else ''}
 {images}
 </body></html>

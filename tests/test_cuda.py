@@ -106,3 +106,51 @@ def test_compiled_graph_runner_with_triton_gru_passes_fp16_parity_and_replays():
         np.testing.assert_array_equal(runner.infer(feed)["encoded"], first)  # a replay of the same graph
         assert len(runner._graphs) == 1 and runner.runtime == "torch-cuda-graph-compiled-fp16"
         assert runner.module.gru.choice.startswith("triton") and runner._fn is not runner.module
+
+
+def test_matrix_gives_every_cuda_runtime_a_parity_and_a_latency_row(monkeypatch, tmp_path):
+    """run_matrix's CUDA rows, plumbing only (no GPU here): cuda_runners is replaced by CPU runners named like the
+    CUDA ones, one of them fp16; each gets a parity sweep at its own precision and a latency row whose note (CUDA
+    events, on a GPU) reaches report.md."""
+    import dataclasses
+
+    from edgeseq.formats import torch as torch_format
+
+    class Named(TorchRunner):
+        def __init__(self, spec, name, precision):
+            super().__init__(spec, device="cpu", precision=precision)
+            self._name = name
+
+        @property
+        def runtime(self):
+            return self._name
+
+        def timed_runs(self, feed, **kwargs):
+            return dataclasses.replace(super().timed_runs(feed, **kwargs), note="timed the way a GPU row is")
+
+    monkeypatch.setattr(torch_format, "cuda_available", lambda: True)
+    monkeypatch.setattr(torch_format, "cuda_runners", lambda spec, weights=None: [
+        Named(spec, "torch-cuda", "fp32"), Named(spec, "torch-cuda-graph-fp16", "fp16")])
+    report = edgeseq.run_matrix("cbhg-lite", out_dir=tmp_path, options=edgeseq.MatrixOptions(
+        times=(1, 7), batches=(1,), iterations=2, warmup=1))
+    parity = {p.runtime: p for p in report.parity if not p.artifact}
+    assert parity["torch-cuda"].precision == "fp32" and parity["torch-cuda-graph-fp16"].precision == "fp16"
+    assert all(p.passed and len(p.cases) == 4 for p in parity.values())  # T 1, 7 x speech / random
+    latency = {x.runtime: x for x in report.latency if not x.artifact}
+    assert latency["torch-cuda-graph-fp16"].precision == "fp16"
+    md = (tmp_path / "report.md").read_text()
+    assert "| torch | fp16 | torch-cuda-graph-fp16 | PASS |" in md
+    assert "- latency of torch-cuda-graph-fp16: timed the way a GPU row is" in md
+    assert "**torch-cuda** on the PyTorch model" in md
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_matrix_on_a_gpu_has_eager_and_graph_rows_in_fp32_and_fp16(tmp_path):
+    report = edgeseq.run_matrix("cbhg-lite", out_dir=tmp_path, options=edgeseq.MatrixOptions(
+        times=(7, 200), batches=(1, 3), iterations=5))
+    expected = {"torch-cuda", "torch-cuda-fp16", "torch-cuda-graph", "torch-cuda-graph-fp16"}
+    parity = {p.runtime: p for p in report.parity if not p.artifact}
+    assert expected <= set(parity) and all(parity[r].passed for r in expected), parity
+    latency = {x.runtime: x for x in report.latency if not x.artifact}
+    assert all("CUDA events" in latency[r].note for r in expected)
