@@ -2,11 +2,12 @@
 # One prepared run on a lent GPU machine (issue #5), from the source tree, within one device-tool call:
 #   1. the GPU tests of the persistent GRU kernels (the CUDA kernel's first run on a GPU is its parity check),
 #   2. bench/triton_gru_probe.py --quick: the BiGRU alone, cuDNN vs Triton vs the CUDA kernel, then fused cbhg,
-#   3. bench/gpu_check.py: the CUDA matrix with every runtime, ending in one `best:` line per model and shape.
+#   3. bench/gpu_check.py: the CUDA matrix with every runtime, ending in one `best:` line per model and shape,
+#   4. `edgeseq export cbhg` itself: the report (report.json / report.md) with its PyTorch CUDA rows.
 # Each step has its own time limit and the next one runs whatever the last one did; logs and JSON go to $OUT
 # (the device tool brings that folder back; commit what it printed under bench/results/).
 #
-#   run(command="bash bench/gpu_session.sh", carry=[".whl"], timeout_s=540)
+#   run(command="bash bench/gpu_session.sh", carry=[".whl"], timeout_s=600)
 #
 # .whl/ (git-excluded, carried) holds wheels the GPU machine lacks (onnxslim); they go to a scratch folder on the
 # path, nothing is installed into its Python.
@@ -30,7 +31,8 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, keep the log, say ho
     tail -n 40 "$OUT/$name.log"
 }
 
-step gpu-tests 150 python3 -m pytest -q -m gpu -p no:cacheprovider \
+step gpu-tests 170 python3 -m pytest -q -m gpu -p no:cacheprovider \
     tests/test_cuda_gru.py tests/test_triton_gru.py tests/test_fuse.py tests/test_cuda.py
-step triton-gru-quick 120 python3 bench/triton_gru_probe.py --quick --out "$OUT/triton-gru-quick.json"
-step gpu-check 240 python3 bench/gpu_check.py --out "$OUT/gpu-check.json"
+step triton-gru-quick 90 python3 bench/triton_gru_probe.py --quick --out "$OUT/triton-gru-quick.json"
+step gpu-check 230 python3 bench/gpu_check.py --out "$OUT/gpu-check.json"
+step matrix-cbhg 80 python3 -m edgeseq export cbhg --times 7,200 --batches 1,3 -n 20 --out "$OUT/matrix-cbhg"
