@@ -303,3 +303,30 @@ def test_cuda_fused_cbhg_with_the_cuda_kernel_passes_parity(name, precision):
     result = edgeseq.check(runner, spec, precision=precision, times=(1, 7, 200), batches=(1, 3))
     assert result.passed, result.failures
     assert fused.gru.last_config == CUDA_CONFIG
+
+
+def test_sass_reader_finds_the_step_loop():
+    """bench/cuda_gru_sass.py: the loop is the backward branch after the last barrier (forward branches inside it,
+    predicated instructions and the prologue do not count as loop ends or starts)."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "bench" / "cuda_gru_sass.py"
+    spec = importlib.util.spec_from_file_location("cuda_gru_sass", path)
+    sass_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sass_tool)
+    sass = """
+        /*0000*/                   LDG.E R2, desc[UR4][R2.64] ;
+        /*0010*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;
+.L_x_2:
+        /*0020*/                   LDS.128 R4, [R1] ;
+        /*0030*/                   FFMA R6, R4, R5, R6 ;
+        /*0040*/               @P0 BRA `(.L_x_1) ;
+        /*0050*/                   SHFL.BFLY PT, R7, R6, 0x1, 0x1f ;
+.L_x_1:
+        /*0060*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;
+        /*0070*/              @!P1 BRA `(.L_x_2) ;
+        /*0080*/                   EXIT ;
+"""
+    loop = sass_tool.step_loop(sass)
+    assert len(loop) == 6
+    assert sass_tool.opcode_counts(loop) == {"LDS": 1, "FFMA": 1, "BRA": 2, "SHFL": 1, "BAR": 1}

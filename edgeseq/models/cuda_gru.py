@@ -122,6 +122,12 @@ def nvrtc() -> ctypes.CDLL:
                             f"pip install 'edgeseq[cuda]' (or point {_NVRTC_ENV} at libnvrtc.so)")
 
 
+def nvrtc_version() -> str:
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    _check_nvrtc(nvrtc(), nvrtc().nvrtcVersion(ctypes.byref(major), ctypes.byref(minor)), "version")
+    return f"{major.value}.{minor.value}"
+
+
 @dataclass(frozen=True)
 class CompiledKernel:
     """A cubin for one (hidden, dtype, architecture) and what ptxas said about it."""
@@ -301,5 +307,5 @@ def launch_rows(driver: _Driver, kernel: CompiledKernel, device: int, stream: in
     driver.launch(func, device, (2, gi.shape[0]), kernel.threads, stream, args)
 
 
-__all__ = ["SPLITS", "CompiledKernel", "compile_kernel", "launch_rows", "nvrtc", "ptxas_usage", "rows_recurrence",
-           "source", "threads_per_block"]
+__all__ = ["SPLITS", "CompiledKernel", "compile_kernel", "launch_rows", "nvrtc", "nvrtc_version", "ptxas_usage",
+           "rows_recurrence", "source", "threads_per_block"]
