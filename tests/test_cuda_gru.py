@@ -50,6 +50,22 @@ def _rel_l2(got: torch.Tensor, ref: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(got - ref) / torch.linalg.vector_norm(ref))
 
 
+def _where_it_differs(got: torch.Tensor, expected: torch.Tensor, hidden: int, bar: float) -> str:
+    """For a failed parity assert: per direction, the first step (in that direction's own order) and the first hidden
+    unit past the bar, and whether anything is NaN; a first run on new hardware should say where, not only how much."""
+    parts = []
+    for name, half, order in (("forward", slice(0, hidden), 1), ("backward", slice(hidden, 2 * hidden), -1)):
+        err = (got[..., half] - expected[..., half]).abs().amax(dim=0)  # [T, H]
+        scale = expected[..., half].abs().amax().clamp_min(1e-6)
+        bad = (err / scale > bar).nonzero().tolist()
+        if not bad:
+            parts.append(f"{name}: within the bar")
+            continue
+        t, j = min(bad, key=lambda tj: tj[0] * order)
+        parts.append(f"{name}: first off at step t={t}, unit {j} (|err| {float(err[t, j]):.3g})")
+    return "; ".join(parts) + ("; NaN in the output" if torch.isnan(got).any() else "")
+
+
 def _gru(hidden: int, seed: int, input_size: int = 24) -> nn.GRU:
     torch.manual_seed(seed)
     return nn.GRU(input_size, hidden, batch_first=True, bidirectional=True).eval()
@@ -289,7 +305,8 @@ def test_cuda_kernel_matches_nn_gru(dtype, bar, hidden, batch, steps, split):
         expected = gru(x)[0]
         got = TritonBiGRU(gru, GruKernelConfig(kind="cuda", split=split)).cuda().to(dtype)(x.cuda().to(dtype))
     assert got.dtype == dtype
-    assert _rel_l2(got.float().cpu(), expected) < bar
+    got = got.float().cpu()
+    assert _rel_l2(got, expected) < bar, _where_it_differs(got, expected, hidden, bar)
 
 
 @pytest.mark.gpu
