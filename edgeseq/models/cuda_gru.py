@@ -3,14 +3,14 @@
 Why a CUDA C++ kernel next to the Triton ones: at batch 1 the Triton 'dot' kernel pads the batch to 16 rows for
 tl.dot (94% of its MMA work and gate math is padding) and its 'vec' kernel's cross-warp reductions go through shared
 memory with several barriers per step; both stay at 1.5 us or more per step at hidden 128 on an H200, like cuDNN's
-persistent kernel. cuda_gru.cu keeps W_hh in fp32 registers, one barrier and two warp shuffles per step (see the
-file's header). GruKernelConfig(kind="cuda") selects it in `triton_gru.bigru_recurrence`.
+persistent kernel. cuda_gru.cu keeps W_hh in fp32 registers, with one barrier and log2(split) warp shuffles per
+step (see the file's header). GruKernelConfig(kind="cuda") selects it in `triton_gru.bigru_recurrence`.
 
 How it runs without a build step: NVRTC (libnvrtc, which CUDA builds of PyTorch carry, or `pip install
 'edgeseq[cuda]'`) compiles the source for the GPU's own architecture into a cubin, and the CUDA driver API (libcuda,
 through ctypes) loads it into PyTorch's primary context and launches it on PyTorch's current stream, so it is
 captured by CUDA graphs like any other launch. No host compiler, no nvcc, no extension module. Compiled kernels are
-cached per (hidden, dtype, architecture) for the process.
+cached per (hidden, dtype, architecture, split) for the process.
 
 What can be checked without a GPU is: the tests build the kernel's own source for the CPU with a thread-per-CUDA-
 thread emulation (tests/cuda_emu/) and check it against nn.GRU; run this module's ctypes driver layer against a
