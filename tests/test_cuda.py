@@ -142,6 +142,7 @@ def test_matrix_gives_every_cuda_runtime_a_parity_and_a_latency_row(monkeypatch,
     assert "| torch | fp16 | torch-cuda-graph-fp16 | PASS |" in md
     assert "- latency of torch-cuda-graph-fp16: timed the way a GPU row is" in md
     assert "**torch-cuda** on the PyTorch model" in md
+    assert "latency of torch-cuda: timed the way a GPU row is" in (tmp_path / "report.html").read_text()
 
 
 @pytest.mark.gpu
