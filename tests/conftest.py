@@ -25,11 +25,14 @@ def lite_tflite(tmp_path_factory):
 def run_cli():
     """Run the real `edgeseq` entry point in a subprocess: exit codes and stderr as a user sees them."""
 
-    def run(*args, cwd=None, timeout=600):
+    def run(*args, cwd=None, timeout=600, columns: str | None = "200"):
+        """columns=None: no COLUMNS in the environment, as in a CI log or a pipe."""
         exe = shutil.which("edgeseq")
         cmd = [exe, *args] if exe else [sys.executable, "-m", "edgeseq", *args]
-        return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout,
-                              env={**__import__("os").environ, "COLUMNS": "200"})
+        env = {k: v for k, v in __import__("os").environ.items() if k != "COLUMNS"}
+        if columns is not None:
+            env["COLUMNS"] = columns
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
 
     return run
 

@@ -29,6 +29,15 @@ def test_export_runs_the_matrix_and_exits_0(run_cli, tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging leftovers
 
 
+def test_piped_output_shows_the_table_uncropped(run_cli, tmp_path):
+    """No terminal and no COLUMNS (a CI log, `| tee`): the matrix is printed at full width, not cut at 80 columns
+    into 'onnxruntime-…'."""
+    proc = run_cli("export", "cbhg-lite", "--out", str(tmp_path / "o"), "--times", "7", "--batches", "1", "-n", "2",
+                   columns=None)
+    assert proc.returncode == 0, proc.stderr
+    assert "onnxruntime-cpu" in proc.stdout and "x torch eager" in proc.stdout and "…" not in proc.stdout
+
+
 def test_check_passes_then_fails_on_a_corrupted_artifact(run_cli, lite_onnx, tmp_path):
     ok = run_cli("check", lite_onnx.path, "--times", "7,50", "--json", str(tmp_path / "p.json"))
     assert ok.returncode == 0, ok.stderr

@@ -25,8 +25,18 @@ from .progress import matrix_progress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Export sequence models to edge formats; check parity and latency against PyTorch.")
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+PIPE_WIDTH = 200  # piped / logged output (CI, `| tee`): tables at full width, not cropped to rich's 80 columns
+
+
+def _console(stderr: bool = False) -> Console:
+    """A terminal keeps its own width; elsewhere, unless COLUMNS says otherwise, PIPE_WIDTH, so a CI log shows
+    'onnxruntime-cpu' and not 'onnxruntime-…'."""
+    piped = not Console(stderr=stderr).is_terminal and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, soft_wrap=True, width=PIPE_WIDTH if piped else None)
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 def _handled(fn):
