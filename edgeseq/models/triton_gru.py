@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from .._lazy import available, require
 from ..errors import InputError, UnsupportedError
+from .cuda_gru import SPLITS as CUDA_SPLITS
 
 MAX_HIDDEN = 128  # 3 x 128 x 128 weights stay on chip (registers / shared memory); larger ones would spill
 KINDS = ("vec", "dot", "dotT", "cuda")
@@ -59,8 +60,9 @@ class GruKernelConfig:
             raise UnsupportedError(f"num_warps must be a power of two up to 32, not {self.num_warps}")
         if self.kind in ("dot", "dotT") and (self.block_b < 16 or self.block_b & (self.block_b - 1)):
             raise UnsupportedError(f"the {self.kind!r} kernel needs block_b a power of two >= 16, not {self.block_b}")
-        if self.kind == "cuda" and self.split not in (2, 4):
-            raise UnsupportedError(f"the 'cuda' kernel splits a hidden unit over 2 or 4 threads, not {self.split}")
+        if self.kind == "cuda" and self.split not in CUDA_SPLITS:
+            raise UnsupportedError(f"the 'cuda' kernel splits a hidden unit over "
+                                   f"{' or '.join(map(str, sorted(CUDA_SPLITS)))} threads, not {self.split}")
         if self.kind == "dotT" and self.w_dtype in ("fp32",):
             raise UnsupportedError("the 'dotT' kernel holds W_hh in fp16 or bf16 ('auto': the weights' dtype); "
                                    "fp32 weights through tl.dot miss the fp32 parity bar, use 'vec'")
