@@ -5,12 +5,15 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from ._quiet import quiet_import
 from .errors import MissingExtraError
 
 
-def require(module: str, extra: str) -> ModuleType:
+def require(module: str, extra: str, *, quiet: bool = False) -> ModuleType:
+    """The module, or MissingExtraError naming the pip command. quiet: the import's native stderr chatter (absl
+    banners and the like) is dropped unless the import fails (see _quiet)."""
     try:
-        return importlib.import_module(module)
+        return quiet_import(module) if quiet else importlib.import_module(module)
     except ImportError as exc:
         raise MissingExtraError(
             f"{module} is not installed ({exc}); install it with: pip install 'edgeseq[{extra}]'"

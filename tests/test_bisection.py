@@ -5,7 +5,6 @@ import json
 import numpy as np
 import onnx
 import pytest
-from conftest import assert_one_line_error
 from onnx import numpy_helper
 
 import edgeseq

@@ -304,6 +304,9 @@ def test_cli_export_tflite(run_cli, tmp_path):
     assert (tmp_path / "cbhg-lite.fp32.tflite").is_file()
     report = __import__("json").loads((tmp_path / "report.json").read_text())
     assert any(p["runtime"].startswith("litert") and p["passed"] for p in report["parity"])
+    # litert-torch's import (absl / oneDNN banners, torchao load warnings) and the first interpreter ("Created
+    # TensorFlow Lite XNNPACK delegate") write to fd 2; none of it reaches the user's stderr (edgeseq/_quiet.py)
+    assert proc.stderr.strip() == "", proc.stderr
 
 
 @pytest.mark.slow

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .._lazy import require
+from .._quiet import native_stderr_quiet, quiet_import
 from .._version import __version__
 from ..artifact import Artifact, artifact_for, atomic_path
 from ..enums import Format, Precision
@@ -86,9 +87,9 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Tfl
     options = options or TfliteOptions()
     precision = Precision.parse(precision)
     check_precision(precision)
-    litert_torch = require("litert_torch", EXTRA)
+    litert_torch = require("litert_torch", EXTRA, quiet=True)
     if precision is not Precision.FP32:
-        require("ai_edge_quantizer", EXTRA)
+        require("ai_edge_quantizer", EXTRA, quiet=True)
     if options.max_time < 1 or options.max_batch < 1:
         raise InputError("max_time and max_batch must be >= 1")
     from ..models.weights import state_dict_sha256
@@ -442,15 +443,11 @@ def _interpreter() -> tuple[str, type]:
     """(runtime name, Interpreter class): ai-edge-litert's, or the older tflite_runtime's where only that is
     installed (e.g. a device image); the name is what reports show as the runtime."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
-
-        return "litert", Interpreter
+        return "litert", quiet_import("ai_edge_litert.interpreter").Interpreter
     except ImportError:
         pass
     try:
-        from tflite_runtime.interpreter import Interpreter
-
-        return "tflite_runtime", Interpreter
+        return "tflite_runtime", quiet_import("tflite_runtime.interpreter").Interpreter
     except ImportError:
         raise MissingExtraError(
             "neither ai-edge-litert nor tflite-runtime is installed; install it with: "
@@ -565,9 +562,12 @@ class TfliteRunner(Runner):
                         interp.resize_tensor_input(index, list(arr.shape), strict=False)
                         self._shapes[k] = tuple(arr.shape)
                         changed = True
-                if changed or not self._allocated:
-                    interp.allocate_tensors()
+                if not self._allocated:  # the first applies XNNPACK, which says so on stderr ("INFO: Created ...")
+                    with native_stderr_quiet(replay=False):
+                        interp.allocate_tensors()
                     self._allocated = True
+                elif changed:
+                    interp.allocate_tensors()
                 for index, arr in zip(self._in_index, arrays):
                     interp.set_tensor(index, arr)
                 interp.invoke()

@@ -61,7 +61,7 @@ def _locations(tensor_name: str) -> list[tuple[str, ...]]:
 
 
 def _interpreter(path: str | Path):
-    require("ai_edge_litert", EXTRA)
+    require("ai_edge_litert.interpreter", EXTRA, quiet=True)
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     import warnings

@@ -1,0 +1,69 @@
+"""Keep native libraries' start-up chatter off the CLI's stderr.
+
+Importing litert-torch prints absl / oneDNN banners and torchao load warnings, and the first LiteRT interpreter
+prints "INFO: Created TensorFlow Lite XNNPACK delegate". C++ code writes to file descriptor 2 directly, where
+contextlib.redirect_stderr cannot reach, so this swaps the descriptor itself for a temporary file while the call
+runs. What was captured is thrown away when the call succeeds and written back to stderr when it raises (it may
+explain the failure). EDGESEQ_DEBUG=1 leaves stderr alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+import tempfile
+import threading
+
+_LOCK = threading.RLock()
+
+
+def _enabled() -> bool:
+    if os.environ.get("EDGESEQ_DEBUG"):
+        return False
+    try:
+        os.fstat(2)
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def native_stderr_quiet(*, replay: bool = True):
+    """File descriptor 2 goes to a temporary file for the duration; written back to stderr if the body raises
+    and `replay` (False where the exception already carries the library's message)."""
+    if not _enabled():
+        yield
+        return
+    with _LOCK, tempfile.TemporaryFile() as captured:
+        for stream in (sys.stderr, sys.__stderr__):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        failed = False
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            for stream in (sys.stderr, sys.__stderr__):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed and replay:
+                captured.seek(0)
+                text = captured.read()
+                if text:
+                    os.write(2, text)
+
+
+def quiet_import(name: str):
+    """importlib.import_module under native_stderr_quiet, the first time only (later imports are a dict lookup)."""
+    if sys.modules.get(name) is not None:
+        return sys.modules[name]
+    with native_stderr_quiet():
+        return importlib.import_module(name)
