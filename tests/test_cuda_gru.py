@@ -1,7 +1,9 @@
-"""The hand-written CUDA BiGRU kernel (edgeseq/models/cuda_gru.cu), checked three ways:
+"""The hand-written CUDA BiGRU kernel (edgeseq/models/cuda_gru.cu), checked these ways:
 
 - its own source, built for the CPU by g++ with tests/cuda_emu/ (one std::thread per CUDA thread, real barriers
   and warp exchanges) and compared with nn.GRU: the indexing, both directions, the gate math and the barrier;
+- the same source built with ThreadSanitizer (tests/cuda_emu/racecheck.cpp): no two threads touch h_buf without a
+  barrier between them, whatever the schedule (racecheck's job on a GPU); three racy mutations are reported;
 - cuda_gru's ctypes driver layer against tests/cuda_emu/fake_libcuda.cpp, a libcuda double whose cuLaunchKernel runs
   that emulated kernel with the parameters it was handed (pointers, strides, steps, grid, block);
 - compiled by NVRTC for sm_80 and sm_90 (every dtype): it compiles, and ptxas fits it in its register budget with no
@@ -11,6 +13,7 @@
 """
 
 import ctypes
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -154,6 +157,58 @@ def test_emulation_catches_a_missing_barrier(tmp_path):
     with torch.no_grad():
         expected = gru(x)[0]
     assert _rel_l2(_run_emulated(lib, *_operands(gru, x)), expected) > 1e-3
+
+
+def _racecheck(kernel_dir: Path, hidden: int, split: int, tmp_path: Path) -> subprocess.CompletedProcess:
+    """tests/cuda_emu/racecheck.cpp built with ThreadSanitizer and run (exit 66 and a report when it saw a race);
+    skips when this g++ cannot build with -fsanitize=thread."""
+    exe = tmp_path / f"racecheck{hidden}s{split}"
+    build = subprocess.run(["g++", "-std=c++20", "-O1", "-g", "-fsanitize=thread", "-pthread", f"-DEDGESEQ_H={hidden}",
+                            f"-DEDGESEQ_SPLIT={split}", "-DEDGESEQ_IO=0", f"-I{kernel_dir}", f"-I{EMU}",
+                            str(EMU / "racecheck.cpp"), "-o", str(exe)], capture_output=True, text=True)
+    if build.returncode:
+        pytest.skip(f"needs g++ with ThreadSanitizer (libtsan) for the race check: {build.stderr.strip()[:200]}")
+    env = {**os.environ, "TSAN_OPTIONS": "exitcode=66 halt_on_error=0"}
+    proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300, env=env)
+    if "unexpected memory mapping" in proc.stderr and shutil.which("setarch"):  # old TSan vs. high ASLR entropy
+        proc = subprocess.run(["setarch", os.uname().machine, "-R", str(exe)], capture_output=True, text=True,
+                              timeout=300, env=env)
+    if "FATAL: ThreadSanitizer" in proc.stderr:
+        pytest.skip(f"ThreadSanitizer cannot run here: {proc.stderr.strip().splitlines()[0][:200]}")
+    return proc
+
+
+@needs_gxx
+@pytest.mark.parametrize(("hidden", "split"), [(128, 4), (128, 2), (16, 4)])
+def test_kernel_is_race_free_under_thread_sanitizer(hidden, split, tmp_path):
+    """compute-sanitizer's racecheck, on the CPU: every h_buf word and warp exchange of the shipped kernel is ordered
+    by a barrier (ThreadSanitizer follows happens-before through the emulated __syncthreads, so this does not
+    depend on how the threads happened to be scheduled)."""
+    proc = _racecheck(Path(cuda_gru.__file__).parent, hidden, split, tmp_path)
+    assert proc.returncode == 0 and "data race" not in proc.stderr, proc.stderr[-3000:]
+    assert "launch status 0" in proc.stdout
+
+
+RACY = {  # a mutation of cuda_gru.cu -> what it breaks
+    "no barrier per step": ("        __syncthreads();\n\n        t = t_next;", "\n        t = t_next;"),
+    "one h buffer, read and written in the same step": ("h_buf[(i + 1) & 1][j] = h;", "h_buf[i & 1][j] = h;"),
+    "no barrier after h is zeroed": ("    __syncthreads();\n\n    for (int i", "\n    for (int i"),
+}
+
+
+@needs_gxx
+@pytest.mark.parametrize("mutation", sorted(RACY))
+def test_thread_sanitizer_reports_a_racy_kernel(mutation, tmp_path):
+    """The race check can fail: each mutation leaves two threads touching h_buf with no barrier between them, and
+    ThreadSanitizer names the kernel's line."""
+    old, new = RACY[mutation]
+    text = cuda_gru.source()
+    assert text.count(old) == 1
+    (tmp_path / "cuda_gru.cu").write_text(text.replace(old, new))
+    proc = _racecheck(tmp_path, 64, 4, tmp_path)
+    assert proc.returncode == 66, (proc.returncode, proc.stderr[-2000:])
+    assert "WARNING: ThreadSanitizer: data race" in proc.stderr
+    assert "cuda_gru.cu:" in proc.stderr  # the report points into the kernel's source
 
 
 # --- the ctypes driver layer against a fake libcuda that runs the emulated kernel --------------------------------
