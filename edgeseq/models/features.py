@@ -32,31 +32,30 @@ _PREEMPHASIS = 0.97
 
 
 # --------------------------------------------------------------------------- mel scale
+# Slaney's constants: 200/3 Hz per mel below 1 kHz, a log step of ln(6.4) / 27 per mel above
+_F_SP = 200.0 / 3.0
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
+
+
 def hz_to_mel(f):
     """Slaney mel scale (linear below 1 kHz, logarithmic above), as in librosa's default."""
     f = np.asarray(f, dtype=np.float64)
-    f_sp = 200.0 / 3.0
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
     return np.where(
-        f >= min_log_hz,
-        min_log_mel + np.log(np.maximum(f, min_log_hz) / min_log_hz) / logstep,
-        f / f_sp,
+        f >= _MIN_LOG_HZ,
+        _MIN_LOG_MEL + np.log(np.maximum(f, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP,
+        f / _F_SP,
     )
 
 
 def mel_to_hz(m):
     """Inverse of :func:`hz_to_mel`."""
     m = np.asarray(m, dtype=np.float64)
-    f_sp = 200.0 / 3.0
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
     return np.where(
-        m >= min_log_mel,
-        min_log_hz * np.exp(logstep * (m - min_log_mel)),
-        f_sp * m,
+        m >= _MIN_LOG_MEL,
+        _MIN_LOG_HZ * np.exp(_LOGSTEP * (m - _MIN_LOG_MEL)),
+        _F_SP * m,
     )
 
 
