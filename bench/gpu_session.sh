@@ -32,7 +32,8 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, keep the log, say ho
 }
 
 step gpu-tests 160 python3 -m pytest -q -m gpu -p no:cacheprovider \
-    tests/test_cuda_gru.py tests/test_triton_gru.py tests/test_fuse.py tests/test_cuda.py
+    tests/test_cuda_gru.py tests/test_triton_gru.py tests/test_fuse.py tests/test_cuda.py tests/test_tensorrt.py \
+    tests/test_onnx_runner.py
 step triton-gru-quick 110 python3 bench/triton_gru_probe.py --quick --out "$OUT/triton-gru-quick.json"
 step gpu-check 230 python3 bench/gpu_check.py --out "$OUT/gpu-check.json"
 step matrix-cbhg 70 python3 -m edgeseq export cbhg --times 7,200 --batches 1,3 -n 20 --out "$OUT/matrix-cbhg"

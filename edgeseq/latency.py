@@ -6,7 +6,7 @@ import os
 import resource
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -89,6 +89,41 @@ def time_locally(runner: "Runner", feed: dict[str, np.ndarray], *, warmup: int, 
         if deadline is not None and time.perf_counter() > deadline:
             break
     return Timings.from_samples(samples)
+
+
+def cuda_event_times(enqueue: Callable[[], object], *, stream=None, warmup: int, iterations: int,
+                     budget_s: float | None, events: Callable[[], object] | None = None) -> list[float]:
+    """Device time (ms) of each enqueue(): queue one inference on `stream` (a torch.cuda.Stream; None: torch's
+    current stream), inputs already on the GPU, between two CUDA events recorded on that stream. The three CUDA
+    runners (PyTorch, TensorRT, ONNX Runtime's CUDA / TensorRT providers on a stream handed to them) share this
+    loop so their rows are measured alike. Stops at `iterations` or once `budget_s` has passed (at least one
+    sample). `events` makes an event (tests pass a stand-in; default torch.cuda.Event(enable_timing=True))."""
+    if events is None:
+        import torch
+
+        def events():
+            return torch.cuda.Event(enable_timing=True)
+
+    for _ in range(warmup):
+        enqueue()
+    times: list[float] = []
+    deadline = time.perf_counter() + budget_s if budget_s else None
+    while len(times) < iterations:
+        start, end = events(), events()
+        start.record(stream)
+        enqueue()
+        end.record(stream)
+        end.synchronize()
+        times.append(float(start.elapsed_time(end)))
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+    return times
+
+
+def device_timings(device_ms: list[float], e2e: Timings, how: str) -> Timings:
+    """A CUDA runner's result: percentiles of the device times, the end-to-end p50 (host copies in and out, what an
+    app pays) in the note."""
+    return Timings.from_samples(device_ms, note=f"{how}; end to end with host copies p50 {e2e.p50_ms:.3f} ms")
 
 
 def measure(

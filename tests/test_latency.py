@@ -59,3 +59,69 @@ def test_profile_our_artifact_uses_real_speech_at_the_asked_length(lite_onnx):
     assert (r.batch, r.time, r.threads, r.iterations) == (2, 120, 1, 3)
     assert r.artifact_bytes == lite_onnx.size_bytes and r.runtime == "onnxruntime-cpu"
     assert LatencyResult.from_dict(r.to_dict()) == r
+
+
+# --- cuda_event_times: the loop the CUDA runners share, with stand-in events (the real ones need a GPU) ----------
+
+class _Clock:
+    """Stand-in CUDA events: record() stamps a fake device clock that each enqueue advances by `cost` ms."""
+
+    def __init__(self, cost):
+        self.now, self.cost, self.streams = 0.0, cost, []
+
+    def enqueue(self):
+        self.now += self.cost
+
+    def event(self):
+        clock = self
+
+        class Event:
+            def record(self, stream=None):
+                clock.streams.append(stream)
+                self.at = clock.now
+
+            def synchronize(self):
+                pass
+
+            def elapsed_time(self, other):
+                return other.at - self.at
+
+        return Event()
+
+
+def test_cuda_event_times_warm_up_then_time_each_enqueue_on_the_stream():
+    from edgeseq.latency import cuda_event_times
+
+    clock = _Clock(cost=0.25)
+    calls = []
+
+    def enqueue():
+        calls.append(1)
+        clock.enqueue()
+
+    times = cuda_event_times(enqueue, stream="s1", warmup=3, iterations=4, budget_s=None, events=clock.event)
+    assert times == [0.25] * 4  # the events bracket exactly one enqueue each
+    assert len(calls) == 3 + 4
+    assert clock.streams == ["s1"] * 8  # both events of each sample on the stream the work was queued on
+
+
+def test_cuda_event_times_stop_at_the_budget_with_at_least_one_sample():
+    from edgeseq.latency import cuda_event_times
+
+    clock = _Clock(cost=1.0)
+
+    def slow():
+        time.sleep(0.02)
+        clock.enqueue()
+
+    times = cuda_event_times(slow, warmup=0, iterations=1000, budget_s=0.05, events=clock.event)
+    assert 1 <= len(times) < 20
+
+
+def test_device_timings_keep_the_end_to_end_p50_in_the_note():
+    from edgeseq.latency import Timings, device_timings
+
+    e2e = Timings.from_samples([2.0, 3.0, 4.0])
+    t = device_timings([1.0, 1.5, 2.0], e2e, "device time from CUDA events")
+    assert t.p50_ms == 1.5 and t.iterations == 3
+    assert t.note == "device time from CUDA events; end to end with host copies p50 3.000 ms"

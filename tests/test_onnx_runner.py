@@ -137,3 +137,103 @@ def test_close_then_reuse_reloads(lite_onnx):
     runner.close()
     assert runner.session is None
     np.testing.assert_array_equal(runner.infer(feed)["encoded"], first)
+
+
+# --- timing on the CUDA / TensorRT providers: IOBinding + CUDA events on a stream handed to the provider ----------
+
+def test_iobinding_feeds_the_session_like_infer(lite_onnx):
+    """The binding the CUDA timing loop runs (inputs copied once, outputs allocated by ORT) computes what infer()
+    does; here bound on the CPU, the same calls the GPU path makes with 'cuda'."""
+    spec = edgeseq.get_model("cbhg-lite")
+    feed = spec.example_inputs(batch=2, time=9)
+    with edgeseq.load(lite_onnx.path, device="cpu") as runner:
+        binding = runner._bind(feed, "cpu")
+        runner.session.run_with_iobinding(binding)
+        np.testing.assert_allclose(binding.copy_outputs_to_cpu()[0], runner.infer(feed)["encoded"], rtol=1e-6,
+                                   atol=1e-6)
+
+
+def test_bound_times_host_clock_without_a_stream(lite_onnx):
+    spec = edgeseq.get_model("cbhg-lite")
+    with edgeseq.load(lite_onnx.path, device="cpu") as runner:
+        samples, how = runner._bound_times(spec.example_inputs(batch=1, time=20), "cpu", warmup=1, iterations=4,
+                                           budget_s=None)
+    assert len(samples) == 4 and all(s > 0 for s in samples)
+    assert how.startswith("host clock around run_with_iobinding")
+
+
+def test_bound_times_on_a_stream_use_events_and_do_not_block_each_run(lite_onnx):
+    """With a compute stream (set at load where torch has CUDA) the loop records events on that stream around each
+    run_with_iobinding, with ORT's per-run host synchronization turned off by a run option this onnxruntime accepts."""
+    from test_latency import _Clock
+
+    spec = edgeseq.get_model("cbhg-lite")
+    clock = _Clock(cost=0.5)
+    with edgeseq.load(lite_onnx.path, device="cpu") as runner:
+        runner._stream = "ort-stream"
+        run = runner.session.run_with_iobinding
+        seen = []
+
+        def counted(binding, options):
+            seen.append(options.get_run_config_entry("disable_synchronize_execution_providers"))
+            clock.enqueue()
+            return run(binding, options)
+
+        runner.session = _SessionProxy(runner.session, counted)
+        samples, how = runner._bound_times(spec.example_inputs(batch=1, time=20), "cpu", warmup=2, iterations=3,
+                                           budget_s=None, events=clock.event)
+        runner._stream = None
+    assert samples == [0.5] * 3 and seen == ["1"] * 5
+    assert set(clock.streams) == {"ort-stream"}
+    assert how.startswith("device time from CUDA events on the session's compute stream")
+
+
+class _SessionProxy:
+    def __init__(self, session, run_with_iobinding):
+        self._session, self.run_with_iobinding = session, run_with_iobinding
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+
+def test_cuda_provider_gets_a_torch_stream_of_its_own(monkeypatch):
+    """Where torch has CUDA the provider is handed a new torch stream (ORT ignores handle 0, torch's default
+    stream); CPU-only sessions and machines without CUDA keep their plain provider list."""
+    import torch
+
+    from edgeseq.formats.onnx import _on_torch_stream
+
+    assert _on_torch_stream(["CPUExecutionProvider"], 0) == (None, ["CPUExecutionProvider"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _on_torch_stream(["CUDAExecutionProvider", "CPUExecutionProvider"], 0)[0] is None
+
+    class FakeStream:
+        def __init__(self, device=None):
+            self.device, self.cuda_stream = device, 0x7F00
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
+    stream, providers = _on_torch_stream(["TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                          "CPUExecutionProvider"], 1)
+    assert stream.device == 1
+    options = {"device_id": "1", "user_compute_stream": str(0x7F00)}
+    assert providers == [("TensorrtExecutionProvider", options), ("CUDAExecutionProvider", options),
+                         "CPUExecutionProvider"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers(),
+                    reason="needs onnxruntime-gpu (this onnxruntime has no CUDAExecutionProvider)")
+def test_cuda_provider_rows_are_timed_with_events(lite_onnx):
+    import torch
+
+    from edgeseq.latency import measure
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU that torch sees (the events are torch's)")
+    spec = edgeseq.get_model("cbhg-lite")
+    with edgeseq.load(lite_onnx.path, device="cuda") as runner:
+        result = measure(runner, spec.example_inputs(batch=1, time=50), warmup=3, iterations=10)
+    assert result.runtime == "onnxruntime-cuda"
+    assert result.note.startswith("device time from CUDA events on the session's compute stream")
+    assert "end to end with host copies p50" in result.note

@@ -547,6 +547,13 @@ def test_runner_buffers_shapes_and_stream_with_the_api_double(fake_trt, tmp_path
         with pytest.raises(InputError, match=r"outside this engine's profile 1..4x1..300x128"):
             runner.infer(spec.example_inputs(batch=1, time=301))
         assert runner.metadata["edgeseq.model"] == "cbhg-lite"
+        # latency: CUDA events on the engine's stream around execute_async_v3, inputs bound once
+        from edgeseq.latency import measure
+
+        result = measure(runner, spec.example_inputs(batch=1, time=50), warmup=2, iterations=6)
+        assert result.iterations == 6 and result.p50_ms > 0
+        assert result.note.startswith("device time from CUDA events on the engine's stream")
+        assert "end to end with host copies p50" in result.note
 
 
 @no_tensorrt

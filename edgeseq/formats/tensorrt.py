@@ -984,7 +984,10 @@ class TensorRTRunner(Runner):
         self._stream = torch.cuda.Stream(device=self._device)
         return tuple(inputs), tuple(outputs)
 
-    def _infer(self, feed):
+    def _bind(self, feed) -> tuple[list, dict]:
+        """The feed copied to the GPU on the engine's stream, each input's shape set, outputs allocated, every
+        address handed to the context: (input tensors, {output name: tensor}). Callers keep both alive until the
+        enqueued work is done."""
         torch = self._torch
         for name, rng in self._profile.items():
             shape = tuple(feed[name].shape)
@@ -1010,12 +1013,36 @@ class TensorRTRunner(Runner):
                 out = torch.empty(shape, dtype=_TORCH_DTYPES[self._dtypes[name].name](torch), device=self._device)
                 self.context.set_tensor_address(name, out.data_ptr())
                 outs[name] = out
-            if not self.context.execute_async_v3(self._stream.cuda_stream):
-                raise RuntimeFailure(f"TensorRT failed to run {self.path.name} at "
-                                     f"{', '.join(f'{n}={list(t.shape)}' for n, t in zip(self._profile, held))}")
+        return held, outs
+
+    def _enqueue(self, held: list) -> None:
+        if not self.context.execute_async_v3(self._stream.cuda_stream):
+            raise RuntimeFailure(f"TensorRT failed to run {self.path.name} at "
+                                 f"{', '.join(f'{n}={list(t.shape)}' for n, t in zip(self._profile, held))}")
+
+    def _infer(self, feed):
+        torch = self._torch
+        held, outs = self._bind(feed)
+        with torch.cuda.device(self._device), torch.cuda.stream(self._stream):
+            self._enqueue(held)
             host = {name: out.to("cpu") for name, out in outs.items()}
         self._stream.synchronize()
         return {name: t.float().numpy() if t.dtype == torch.float16 else t.numpy() for name, t in host.items()}
+
+    def timed_runs(self, feed, *, warmup: int, iterations: int, budget_s: float | None):
+        """Device time from CUDA events on the engine's stream after warm-up, the inputs bound once (as trtexec
+        times an engine), and the end-to-end p50 with host copies in the note, like the PyTorch CUDA rows."""
+        from ..latency import cuda_event_times, device_timings, time_locally
+        from ..tensors import validate_feed
+
+        self.load()
+        held, outs = self._bind(validate_feed(self._inputs, feed))  # both stay alive while the timed work runs
+        with self._torch.cuda.device(self._device):
+            device = cuda_event_times(lambda: self._enqueue(held), stream=self._stream, warmup=warmup,
+                                      iterations=iterations, budget_s=budget_s)
+        e2e = time_locally(self, feed, warmup=1, iterations=max(5, len(device) // 5), budget_s=budget_s)
+        return device_timings(device, e2e, "device time from CUDA events on the engine's stream, inputs already "
+                                           "on the GPU")
 
     def synchronize(self) -> None:
         if self._stream is not None:

@@ -90,27 +90,14 @@ class TorchRunner(Runner):
                         budget_s: float | None = None) -> list[float]:
         """Per-call device time with CUDA events, inputs already on the GPU: what the GPU spends, not the host.
         Stops at `iterations` or once `budget_s` has passed (at least one sample)."""
-        import time
+        from ..latency import cuda_event_times
 
         if not self.device.startswith("cuda"):
             raise UnsupportedError("device timing needs a CUDA runner")
         self.load()
         args = self._stage(feed)
-        for _ in range(warmup):
-            self._forward(args)
-        torch.cuda.synchronize()
-        times = []
-        deadline = time.perf_counter() + budget_s if budget_s else None
-        while len(times) < iterations:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            self._forward(args)
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-            if deadline is not None and time.perf_counter() > deadline:
-                break
-        return times
+        return cuda_event_times(lambda: self._forward(args), warmup=warmup, iterations=iterations,
+                                budget_s=budget_s)
 
     def timed_runs(self, feed, *, warmup: int, iterations: int, budget_s: float | None):
         """On CUDA: device time from CUDA events after warm-up (issue #5: the GPU's time, not the host's), with the
@@ -118,12 +105,11 @@ class TorchRunner(Runner):
         the CPU: the end-to-end loop every local runner uses."""
         if not self.device.startswith("cuda"):
             return super().timed_runs(feed, warmup=warmup, iterations=iterations, budget_s=budget_s)
-        from ..latency import Timings, time_locally
+        from ..latency import device_timings, time_locally
 
         device = self.device_times_ms(feed, warmup=warmup, iterations=iterations, budget_s=budget_s)
         e2e = time_locally(self, feed, warmup=1, iterations=max(5, len(device) // 5), budget_s=budget_s)
-        return Timings.from_samples(device, note=f"device time from CUDA events, inputs already on the GPU; end to "
-                                                 f"end with host copies p50 {e2e.p50_ms:.3f} ms")
+        return device_timings(device, e2e, "device time from CUDA events, inputs already on the GPU")
 
     def synchronize(self) -> None:
         if self.device.startswith("cuda"):
