@@ -100,3 +100,44 @@ def test_usage_errors_exit_2(run_cli):
     proc = run_cli("export")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert run_cli("--version").stdout.startswith("edgeseq ")
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (("export", "cbhg-lite", "--threads", "0"), "Invalid value for '--threads' / '-t'"),
+    (("export", "cbhg-lite", "-n", "many"), "Invalid value for '--iterations' / '-n'"),
+    (("export", "cbhg-lite", "--bogus"), "No such option: --bogus"),
+    (("profile",), "Missing argument 'artifact'"),
+    (("frobnicate",), "No such command 'frobnicate'"),
+])
+def test_click_usage_errors_are_one_line_naming_the_help(run_cli, argv, says):
+    """What click / typer reject before edgeseq runs (types, ranges, unknown options) is one line too, not click's
+    usage panel, and names the help command to read."""
+    line = assert_one_line_error(run_cli(*argv))
+    assert says in line and line.endswith("--help)")
+
+
+def test_help_and_no_arguments_still_print_help(run_cli):
+    proc = run_cli("export", "--help")
+    assert proc.returncode == 0 and "Usage: edgeseq export" in proc.stdout
+    bare = run_cli()
+    assert "Usage: edgeseq" in bare.stdout + bare.stderr and "Traceback" not in bare.stderr
+
+
+def test_progress_bars_draw_on_a_terminal_only():
+    """On a terminal the bars show the step and the sweep's cases; elsewhere (CI logs, pipes) they print nothing at
+    all, not even the blank line a stopped transient bar leaves."""
+    import io
+
+    from rich.console import Console
+
+    from edgeseq.cli.progress import matrix_progress
+    from edgeseq.matrix import ProgressEvent
+
+    def drive(console):
+        with matrix_progress(console) as update:
+            update(ProgressEvent("parity onnxruntime-cpu: 3/8", step=2, steps=5, done=3, total=8))
+        return console.file.getvalue()  # every frame drawn, the last one (at stop) with the update
+
+    shown = drive(Console(file=io.StringIO(), force_terminal=True, width=120))
+    assert "parity onnxruntime-cpu" in shown and "3/8" in shown
+    assert drive(Console(file=io.StringIO(), force_terminal=False, width=120)) == ""

@@ -395,4 +395,25 @@ def preflight_cmd(
 
 
 def main() -> None:
-    app()
+    """The console script. Usage errors (an unknown option, a value out of range) are one line naming the help
+    command, like every other bad input, instead of click's usage panel; `edgeseq` alone still prints the help."""
+    import sys
+
+    try:
+        code = app(prog_name="edgeseq", standalone_mode=False)
+    except typer.Abort:
+        err.print("interrupted")
+        code = 130
+    except Exception as exc:  # click's (vendored by typer) ClickException family: format_message / exit_code / show
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()
+        else:
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if ctx is not None else "edgeseq"
+            message = " ".join(exc.format_message().split())
+            err.print(f"[bold red]error:[/] {escape(message)} (see: {escape(where)} --help)", highlight=False,
+                      soft_wrap=True)
+        code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)

@@ -10,10 +10,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 @contextlib.contextmanager
 def matrix_progress(console: Console):
-    """Yields the `progress` callback run_matrix / run_recipe take. On a non-terminal (CI logs) rich prints nothing
-    transient, so logs stay clean."""
+    """Yields the `progress` callback run_matrix / run_recipe take. Off where the console is not a terminal (CI
+    logs, pipes): transient bars show nothing there, and stopping them would still leave a blank line."""
     bars = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
-                    MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True,
+                    disable=not console.is_terminal)
     steps = bars.add_task("starting", total=None)
     cases = bars.add_task("cases", total=None, visible=False)
 
