@@ -39,6 +39,10 @@ class BisectResult:
     precision: str
     layers: tuple[LayerError, ...]
     skipped: tuple[str, ...]  # modules with no matching tensor (folded, fused, or another layout)
+    runtime: str = ""  # where the candidate ran (the matrix bisects each failing row)
+    batch: int = 1  # the case it was run on
+    time: int = 0
+    source: str = "speech"
 
     @property
     def first_divergent(self) -> LayerError | None:
@@ -50,15 +54,41 @@ class BisectResult:
             "model": self.model,
             "artifact": self.artifact,
             "precision": self.precision,
+            "runtime": self.runtime,
+            "batch": self.batch,
+            "time": self.time,
+            "source": self.source,
             "first_divergent": first.to_dict() if first else None,
             "layers": [layer.to_dict() for layer in self.layers],
             "skipped": list(self.skipped),
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "BisectResult":
+        return cls(d["model"], d["artifact"], d["precision"], tuple(LayerError(**x) for x in d["layers"]),
+                   tuple(d["skipped"]), d.get("runtime", ""), d.get("batch", 1), d.get("time", 0),
+                   d.get("source", "speech"))
+
+
+def verdict(result: dict) -> str:
+    """One line from a BisectResult's dict: the layer to look at, or that none alone is to blame."""
+    first = result.get("first_divergent")
+    if not first:
+        return (f"no single layer left tolerance ({len(result.get('layers', []))} compared); the error builds up "
+                "across layers")
+    where = "" if first["tensor"] == first["module"] else f" (tensor {first['tensor']})"
+    return (f"first divergent layer: {first['module']} ({first['kind']}): rel L2 {first['rel_l2']:.3g}, "
+            f"max abs {first['max_abs']:.3g}{where}")
+
 
 def torch_module_outputs(module, feed: dict[str, np.ndarray], input_names: list[str]):
-    """Every named submodule's (first) output, in the order the modules finished."""
+    """Every named submodule's (first) output, in the order the modules finished. Inputs go to the module's own
+    device and floating dtype (a CUDA fp16 runner's module); fp32 stays fp32 (no TF32 in convs or matmuls)."""
     import torch
+
+    param = next(module.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
 
     outputs: dict[str, np.ndarray] = {}
     kinds: dict[str, str] = {}
@@ -74,9 +104,10 @@ def torch_module_outputs(module, feed: dict[str, np.ndarray], input_names: list[
                 kinds[name] = type(m).__name__
 
         hooks.append(sub.register_forward_hook(hook))
+    flags = torch.backends.cudnn.flags(enabled=True, benchmark=False, allow_tf32=dtype != torch.float32)
     try:
-        with torch.inference_mode():
-            module(*[torch.from_numpy(feed[n]) for n in input_names])
+        with torch.inference_mode(), flags:
+            module(*[torch.from_numpy(feed[n]).to(device, dtype) for n in input_names])
     finally:
         for h in hooks:
             h.remove()
@@ -92,6 +123,7 @@ def bisect(
     tolerances: Tolerances | None = None,
     batch: int = 1,
     time: int = 50,
+    source: str = "speech",
 ) -> BisectResult:
     from .formats import detect_format
 
@@ -101,7 +133,7 @@ def bisect(
 
     precision = Precision.parse(precision)
     tolerances = tolerances or spec.tolerances
-    feed = spec.example_inputs(batch=batch, time=time if spec.has_dynamic_time else None, source="speech")
+    feed = spec.example_inputs(batch=batch, time=time if spec.has_dynamic_time else None, source=source)
     module = spec.build(weights)
     expected, kinds = torch_module_outputs(module, feed, spec.input_names)
     if fmt is Format.ONNX:
@@ -116,10 +148,40 @@ def bisect(
         got = tflite_layers.intermediate_outputs(artifact, feed, spec.input_names, tensors)
         got = {name: _best_layout(expected[name], value) for name, value in got.items() if name in expected}
         got = {name: value for name, value in got.items() if value is not None}
+    layers, skipped = _compare_layers(expected, kinds, got, tensors, mixed,
+                                      tolerances.get(precision, spec.output_names[0]))
+    return BisectResult(spec.name, str(artifact), precision.value, layers, skipped, batch=batch,
+                        time=_time_of(feed, spec), source=source)
+
+
+def bisect_torch(runner, spec: ModelSpec, *, weights=None, precision: str | Precision = Precision.FP32,
+                 tolerances: Tolerances | None = None, batch: int = 1, time: int = 50,
+                 source: str = "speech") -> BisectResult:
+    """A PyTorch runner on another device or dtype (the matrix's CUDA fp16 rows) against the CPU fp32 original,
+    module by module: both run eagerly with forward hooks on the same module tree (a CUDA-graph runner's module is
+    what its graph replays)."""
+    precision = Precision.parse(precision)
+    tolerances = tolerances or spec.tolerances
+    feed = spec.example_inputs(batch=batch, time=time if spec.has_dynamic_time else None, source=source)
+    expected, kinds = torch_module_outputs(spec.build(weights), feed, spec.input_names)
+    runner.load()
+    got, _ = torch_module_outputs(runner.module, feed, spec.input_names)
+    layers, skipped = _compare_layers(expected, kinds, got, {name: name for name in got}, set(),
+                                      tolerances.get(precision, spec.output_names[0]))
+    return BisectResult(spec.name, "", precision.value, layers, skipped, runtime=runner.runtime, batch=batch,
+                        time=_time_of(feed, spec), source=source)
+
+
+def _time_of(feed: dict, spec: ModelSpec) -> int:
+    first = feed[spec.input_names[0]]
+    return int(first.shape[1]) if first.ndim > 1 else 1
+
+
+def _compare_layers(expected: dict, kinds: dict, got: dict, tensors: dict, mixed: set, tol
+                    ) -> tuple[tuple[LayerError, ...], tuple[str, ...]]:
     names = list(expected)
     got_by_tensor = {name: tensors.get(name) for name in names if name in got}
     layers, skipped = [], []
-    tol = tolerances.get(precision, spec.output_names[0])
     for i, name in enumerate(names):  # the hooks' firing order: earliest-finished first
         value = got.get(name)
         if value is None or value.shape != expected[name].shape:
@@ -141,7 +203,7 @@ def bisect(
             skipped.append(name)  # fused with code outside the module (a functional ReLU): not its own output
             continue
         layers.append(LayerError(label, kinds[name], str(tensors[name]), err.max_abs, err.rel_l2, err.passed))
-    return BisectResult(spec.name, str(artifact), precision.value, tuple(layers), tuple(skipped))
+    return tuple(layers), tuple(skipped)
 
 
 def _best_layout(expected: np.ndarray, value: np.ndarray) -> np.ndarray | None:

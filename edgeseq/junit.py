@@ -6,6 +6,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from .artifact import write_text_atomic
+from .bisection import verdict
 
 
 def render_junit(report: dict, budgets: list[dict] | None = None) -> str:
@@ -21,8 +22,11 @@ def render_junit(report: dict, budgets: list[dict] | None = None) -> str:
                 if not c["passed"]:
                     why = c["error"] or "; ".join(f"{o['output']}: {o['reason']}" for o in c["outputs"] if not o["passed"])
                     lines.append(f"batch={c['batch']} T={c['time']} {c['source']}: {why}")
-            failure = ET.SubElement(case, "failure", message=lines[0] if lines else "parity failed")
-            failure.text = "\n".join(lines)
+            bisected = [verdict(b) for b in report.get("bisections", [])
+                        if b["runtime"] == par["runtime"] and b["artifact"] == par["artifact"]]
+            failure = ET.SubElement(case, "failure", message=(lines[0] if lines else "parity failed")
+                                    + (f"; {bisected[0]}" if bisected else ""))
+            failure.text = "\n".join(lines + bisected)
     for b in budgets or []:
         case = ET.SubElement(suite, "testcase", classname=f"budget.{b['precision']}",
                              name=f"{b['device']} {b['metric']} <= {b['limit_ms']} ms")

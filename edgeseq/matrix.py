@@ -18,7 +18,7 @@ from . import api, formats
 from .artifact import STAGING_PREFIX, remove_stale, write_text_atomic
 from .enums import Format, Precision
 from .environment import fingerprint
-from .errors import InputError
+from .errors import EdgeseqError, InputError
 from .parity import Tolerances
 from .report import Report, render_markdown, write_html
 
@@ -67,6 +67,7 @@ class MatrixOptions:
     max_time: int | None = None  # TFLite: the longest sequence the artifact serves (None: the format's default)
     quant: tuple[str, ...] = ()  # KEY=VALUE changes to the format's QuantConfig defaults, for every fp16 / int8 export
     calibration: str | None = None  # directory of .npy calibration inputs for int8-static (default: the model's own)
+    bisect: bool = True  # a failing row is bisected at its worst case: the report names the first divergent layer
 
 
 def _case_counter(track: _Tracker, label: str, total: int):
@@ -155,7 +156,7 @@ def run_matrix(
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir))
     finished = False
     try:
-        artifacts, parity, latency = [], [], []
+        artifacts, parity, latency, bisections = [], [], [], []
         track.say(f"timing torch-cpu eager (reference) at T={next(iter(latency_feed.values())).shape[1]}")
         latency.append(api.profile(reference, feed=latency_feed, warmup=options.warmup,
                                    iterations=options.iterations, artifact_label=""))
@@ -168,6 +169,8 @@ def run_matrix(
                                         batches=options.batches, tolerances=options.tolerances,
                                         reference=reference, artifact_label="",
                                         on_case=_case_counter(track, label, len(feeds))))
+                parity[-1], found = _bisect_failure(parity[-1], spec, weights, options, track, runner=gpu)
+                bisections += found
                 track.advance()
                 track.say(f"latency of {gpu.runtime} (CUDA events)")
                 latency.append(dataclasses.replace(
@@ -211,6 +214,9 @@ def run_matrix(
                                                 batches=options.batches, reference=reference,
                                                 artifact_label=str(final),
                                                 on_case=_case_counter(track, label, len(feeds))))
+                        parity[-1], found = _bisect_failure(parity[-1], spec, weights, options, track,
+                                                            artifact=staged, label=str(final))
+                        bisections += found
                         track.advance()
                         track.say(f"latency of {staged.name} on {runner.runtime}")
                         result = api.profile(runner, feed=latency_feed, warmup=options.warmup,
@@ -220,7 +226,7 @@ def run_matrix(
                         track.advance()
         report = Report(model=spec.summary(), environment={**fingerprint(), "threads": options.threads},
                         artifacts=tuple(artifacts), parity=tuple(parity), latency=tuple(latency),
-                        references=tuple(references),
+                        references=tuple(references), bisections=tuple(bisections),
                         quantization=quant_summaries(artifacts, parity, latency, references))
         for staged_file in sorted(staging.iterdir()):  # artifacts and their companions (plans, sidecars, caches)
             staged_file.replace(out_dir / staged_file.name)
@@ -235,6 +241,33 @@ def run_matrix(
         shutil.rmtree(staging, ignore_errors=True)
         if created and not finished and not any(out_dir.iterdir()):
             out_dir.rmdir()
+
+
+def _bisect_failure(par, spec, weights, options: MatrixOptions, track: _Tracker, *, artifact: Path | None = None,
+                    label: str = "", runner=None) -> tuple:
+    """(parity row, [BisectResult]): a failed row bisected at its worst failing case (the mission's "which layer
+    diverged" without a second command). Nothing when it passed, when bisection is off, or when the runtime
+    crashed rather than diverged; a format bisection cannot read gets a note on the row instead."""
+    from .bisection import bisect, bisect_torch
+
+    failing = [c for c in par.cases if not c.passed and not c.error]
+    if par.passed or not options.bisect or not failing:
+        return par, []
+    worst = max(failing, key=lambda c: max((o.rel_l2 for o in c.outputs if o.rel_l2 == o.rel_l2), default=0.0))
+    track.say(f"bisecting {Path(label).name or par.runtime} at batch={worst.batch} T={worst.time} {worst.source}")
+    kwargs = {"weights": weights, "precision": par.precision, "tolerances": options.tolerances,
+              "batch": worst.batch, "time": worst.time, "source": worst.source}
+    try:
+        if runner is not None:
+            found = bisect_torch(runner, spec, **kwargs)
+        else:
+            found = dataclasses.replace(bisect(artifact, spec, **kwargs), artifact=label, runtime=par.runtime)
+    except EdgeseqError as exc:
+        return dataclasses.replace(par, notes=par.notes + (f"layer bisection not run: {exc}",)), []
+    except Exception as exc:  # noqa: BLE001 - a diagnosis that breaks must not cost the user the matrix and report
+        why = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        return dataclasses.replace(par, notes=par.notes + (f"layer bisection failed: {why}",)), []
+    return par, [found]
 
 
 def quant_summaries(artifacts, parity, latency, references) -> tuple:

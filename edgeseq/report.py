@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .artifact import Artifact, write_text_atomic
+from .bisection import BisectResult
 from .errors import ArtifactError
 from .parity import ParityResult
 from .latency import LatencyResult
@@ -25,6 +26,7 @@ class Report:
     latency: tuple[LatencyResult, ...] = ()
     references: tuple[ParityResult, ...] = ()  # informative comparisons that do not gate (PyTorch's own int8)
     quantization: tuple[QuantSummary, ...] = ()
+    bisections: tuple[BisectResult, ...] = ()  # one per failed parity row: the first module that diverged
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     @property
@@ -43,6 +45,7 @@ class Report:
             "latency": [lat.to_dict() for lat in self.latency],
             "references": [p.to_dict() for p in self.references],
             "quantization": [q.to_dict() for q in self.quantization],
+            "bisections": [b.to_dict() for b in self.bisections],
         }
 
     @classmethod
@@ -55,6 +58,7 @@ class Report:
             latency=tuple(LatencyResult.from_dict(x) for x in d.get("latency", ())),
             references=tuple(ParityResult.from_dict(p) for p in d.get("references", ())),
             quantization=tuple(QuantSummary.from_dict(q) for q in d.get("quantization", ())),
+            bisections=tuple(BisectResult.from_dict(b) for b in d.get("bisections", ())),
             created=d.get("created", ""),
         )
 
@@ -150,6 +154,18 @@ def latency_notes(report: dict) -> list[str]:
             + f": {x['note']}" for x in report["latency"] if x.get("note")]
 
 
+def bisection_lines(report: dict) -> list[str]:
+    """One line per bisected failure: where it ran, the case, and the first module that left tolerance."""
+    from .bisection import verdict
+
+    out = []
+    for b in report.get("bisections", []):
+        where = f"`{Path(b['artifact']).name}` on {b['runtime']}" if b["artifact"] else b["runtime"]
+        out.append(f"{where} (bisected at batch={b['batch']} T={b['time']} {b.get('source', 'speech')}): "
+                   f"{verdict(b)}")
+    return out
+
+
 def render_markdown(report: dict) -> str:
     model, env = report["model"], report["environment"]
     lat = report["latency"][0] if report["latency"] else None
@@ -185,6 +201,11 @@ def render_markdown(report: dict) -> str:
             lines.append(f"- FAIL batch={c['batch']} T={c['time']} {c['source']}: {why}")
         for note in par.get("notes", []):
             lines.append(f"- note: {note}")
+    bisected = bisection_lines(report)
+    if bisected:
+        lines += ["", "## Which layer diverged", "",
+                  "Each failing row, run once more with every module's output compared to the PyTorch original's, in "
+                  "the order PyTorch finished them:", ""] + [f"- {line}" for line in bisected]
     for ref in report.get("references", []):
         lines += ["", f"**{ref['runtime']}** (PyTorch's own int8, torch.ao dynamic quantization of Linear + GRU; "
                   f"shown for comparison, not a gate): worst rel L2 {_fmt((ref['worst'] or {}).get('rel_l2'), '.2e')} "
@@ -367,6 +388,7 @@ figure{{display:inline-block;margin:1em}} .PASSED{{color:#070}} .FAILED{{color:#
 <table><tr>{head}</tr>{body}</table>
 {'<ul>' + ''.join(f'<li>{html.escape(n)}</li>' for n in latency_notes(report)) + '</ul>' if latency_notes(report) else ''}
 {'<h2>Failures</h2><ul>' + ''.join(failures[:50]) + '</ul>' if failures else ''}
+{'<h2>Which layer diverged</h2><ul>' + ''.join(f'<li>{html.escape(x)}</li>' for x in bisection_lines(report)) + '</ul>' if bisection_lines(report) else ''}
 {images}
 </body></html>
 """

@@ -1,6 +1,7 @@
 """Layer bisection names the PyTorch module whose ONNX counterpart was corrupted."""
 
 import json
+import re
 
 import numpy as np
 import onnx
@@ -126,3 +127,84 @@ def test_cli_check_bisect_tflite(run_cli, lite_tflite, tmp_path):
     proc = run_cli("check", str(bad), "--model", "cbhg-lite", "--times", "20", "--bisect")
     assert proc.returncode == 1
     assert "first divergent layer: bank.convs.5.conv" in proc.stdout
+
+
+# --- the matrix bisects its own failures: `edgeseq export` names the layer, no second command --------------------
+
+def test_matrix_names_the_divergent_layer_of_a_failing_export(monkeypatch, tmp_path):
+    """An exporter that writes a wrong conv weight (simulated by corrupting the file it wrote) makes the row fail;
+    the same run bisects it at its worst case and report.json / report.md / JUnit name bank.convs.3."""
+    from edgeseq.formats import onnx as onnx_format
+    from edgeseq.junit import render_junit
+    from edgeseq.report import load_report
+
+    original = onnx_format.export
+
+    def broken_export(spec, out_path, **kwargs):
+        art = original(spec, out_path, **kwargs)
+        corrupt_module_weight(art.path, art.path, "/bank/convs.3/")
+        return art
+
+    monkeypatch.setattr(onnx_format, "export", broken_export)
+    report = edgeseq.run_matrix("cbhg-lite", out_dir=tmp_path, options=edgeseq.MatrixOptions(
+        times=(20, 50), batches=(1,), iterations=2, warmup=0))
+    assert not report.passed
+    (found,) = report.bisections
+    assert found.runtime == "onnxruntime-cpu" and found.artifact == str(tmp_path / "cbhg-lite.fp32.onnx")
+    assert found.first_divergent.module.startswith("bank.convs.3"), found.first_divergent
+    assert found.batch == 1 and found.time in (20, 50)  # the worst failing case of the sweep
+    data = load_report(tmp_path / "report.json")
+    assert data["bisections"][0]["first_divergent"]["module"].startswith("bank.convs.3")
+    md = (tmp_path / "report.md").read_text()
+    assert "## Which layer diverged" in md
+    assert "`cbhg-lite.fp32.onnx` on onnxruntime-cpu (bisected at batch=1 T=" in md
+    assert "first divergent layer: bank.convs.3" in md
+    assert "first divergent layer: bank.convs.3" in render_junit(data)
+
+
+def test_matrix_bisects_a_failing_pytorch_runtime_module_by_module(monkeypatch, tmp_path):
+    """The CUDA rows are PyTorch runners: a failing one is compared module by module against the CPU original
+    (here a CPU runner standing in for a CUDA one, its highway layer corrupted)."""
+    import torch
+
+    from edgeseq.formats import torch as torch_format
+    from edgeseq.formats.torch import TorchRunner
+
+    spec = edgeseq.get_model("cbhg-lite")
+    broken = spec.build()
+    with torch.no_grad():
+        next(broken.highway[1].parameters()).mul_(3.0)
+
+    class Stand(TorchRunner):
+        @property
+        def runtime(self):
+            return "torch-cuda-fp16"
+
+    monkeypatch.setattr(torch_format, "cuda_available", lambda: True)
+    monkeypatch.setattr(torch_format, "cuda_runners", lambda spec, weights=None: [Stand(spec, module=broken)])
+    report = edgeseq.run_matrix("cbhg-lite", out_dir=tmp_path, options=edgeseq.MatrixOptions(
+        times=(20,), batches=(1,), iterations=2, warmup=0))
+    (found,) = [b for b in report.bisections if b.runtime == "torch-cuda-fp16"]
+    assert found.artifact == "" and found.first_divergent is not None
+    assert found.first_divergent.module.startswith("highway"), found.first_divergent
+    layers = [layer.module for layer in found.layers]
+    assert all(layer.passed for layer in found.layers[:layers.index(found.first_divergent.module)])
+    assert re.search(r"torch-cuda-fp16 \(bisected at batch=1 T=20 (speech|random)\): first divergent layer: highway",
+                     (tmp_path / "report.md").read_text())
+
+
+def test_a_format_bisection_cannot_read_gets_a_note_not_a_crash(tmp_path):
+    from edgeseq.matrix import MatrixOptions, _bisect_failure
+    from edgeseq.parity import OutputError, ParityCase, ParityResult, Tolerance
+
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not an engine" * 4)
+    bad = OutputError("encoded", 1.0, 0.5, 0.9, 10.0, Tolerance(1e-4), False, "rel L2 0.5 > 1e-4")
+    par = ParityResult("cbhg-lite", "tensorrt-cuda", "fp32", str(engine), (ParityCase(1, 20, "speech", (bad,)),))
+    track = type("T", (), {"say": lambda self, *a, **k: None})()
+    row, found = _bisect_failure(par, edgeseq.get_model("cbhg-lite"), None, MatrixOptions(), track,
+                                 artifact=engine, label=str(engine))
+    assert found == [] and row.notes[-1].startswith("layer bisection not run: layer bisection is not available")
+    off, none = _bisect_failure(par, edgeseq.get_model("cbhg-lite"), None, MatrixOptions(bisect=False), track,
+                                artifact=engine, label=str(engine))
+    assert none == [] and off is par

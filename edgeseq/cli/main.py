@@ -153,6 +153,9 @@ def export_cmd(
         "--quant", help="Change a quantization default, KEY=VALUE (repeatable): weight_type=uint8, per_channel=false, "
                         "quant_format=qoperator, calibration_method=percentile, op_types=Conv,MatMul, "
                         "weight_only=GRU, gru=hoisted.")] = None,
+    bisect: Annotated[bool, typer.Option(
+        "--bisect/--no-bisect", help="Bisect each failing row and name the first PyTorch module that diverged "
+                                     "(default: on; costs nothing when every row passes).")] = True,
 ):
     """Export MODEL (or everything a --recipe names), check parity and latency on every runtime here; writes
     report.json, report.md, report.html (and manifest.json for a recipe).
@@ -185,7 +188,7 @@ def export_cmd(
                             latency_time=latency_time, threads=threads, warmup=warmup, iterations=iterations,
                             opset=opset, exporter=exporter, shapes=tuple(shapes) if shapes else None,
                             quant=tuple(quant or ()),
-                            calibration=str(calibration) if calibration is not None else None)
+                            calibration=str(calibration) if calibration is not None else None, bisect=bisect)
     target = out_dir or Path("edgeseq-out") / model
     with matrix_progress(err) as progress:
         report = run_matrix(model, format or ["onnx"], precisions, out_dir=target, weights=weights, options=options,
@@ -193,7 +196,7 @@ def export_cmd(
     data = report.to_dict()
     print_table(data, out)
     _print_artifact_notes(data)
-    _print_failures(data["parity"])
+    _print_failures(data)
     if junit:
         write_junit(data, junit)
     out.print(f"wrote {target / 'report.json'}, report.md and report.html", highlight=False)
@@ -215,7 +218,7 @@ def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None, 
     report = manifest.pop("report")
     print_table(report, out)
     _print_artifact_notes(report)
-    _print_failures(report["parity"])
+    _print_failures(report)
     for b in manifest["budgets"]:
         shown = f"{b['measured_ms']:.2f} ms" if b["measured_ms"] is not None else "not measured"
         line = f"budget {b['device']} {b['precision']} {b['metric']} <= {b['limit_ms']} ms: {b['status']} ({shown})"
@@ -234,14 +237,22 @@ def _print_artifact_notes(report: dict) -> None:
             out.print(f"note: {Path(art['path']).name}: {note}", highlight=False, markup=False)
 
 
-def _print_failures(parity: list[dict]) -> None:
-    for par in parity:
+def _print_failures(report: dict) -> None:
+    """Each failing case, then (export / recipe) the first divergent layer of each failing row."""
+    from ..report import bisection_lines
+
+    for par in report["parity"]:
         for case in par["cases"]:
             if case["passed"]:
                 continue
             why = case["error"] or "; ".join(f"{o['output']}: {o['reason']}" for o in case["outputs"] if not o["passed"])
             err.print(f"FAIL {par['runtime']} batch={case['batch']} T={case['time']} {case['source']}: {why}",
-                      highlight=False, soft_wrap=True)
+                      highlight=False, soft_wrap=True, markup=False)
+        for note in par.get("notes", []):
+            if note.startswith("layer bisection"):
+                err.print(f"note: {par['runtime']}: {note}", highlight=False, soft_wrap=True, markup=False)
+    for line in bisection_lines(report):
+        err.print(line.replace("`", ""), highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command("check")
@@ -270,20 +281,15 @@ def check_cmd(
               f"cosine {worst.get('cosine', float('nan')):.7f}", highlight=False)
     for note in result.notes:
         out.print(f"note: {note}", highlight=False)
-    _print_failures([data])
+    _print_failures({"parity": [data]})
     if bisect and not result.passed:
         from ..bisection import bisect as run_bisect
+        from ..bisection import verdict
         from ..models import get_model
 
         found = run_bisect(artifact, get_model(result.model), weights=weights, precision=result.precision)
         data["bisect"] = found.to_dict()
-        first = found.first_divergent
-        if first:
-            out.print(f"first divergent layer: {first.module} ({first.kind}): rel L2 {first.rel_l2:.3g}, max abs "
-                      f"{first.max_abs:.3g} (ONNX tensor {first.tensor})", highlight=False)
-        else:
-            out.print(f"no single layer left tolerance ({len(found.layers)} compared); the error builds up across "
-                      "layers", highlight=False)
+        out.print(verdict(data["bisect"]), highlight=False, markup=False)
     if json_out:
         write_text_atomic(json_out, json.dumps(data, indent=2) + "\n")
     raise typer.Exit(0 if result.passed else 1)
