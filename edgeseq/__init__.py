@@ -16,6 +16,7 @@ _API = {
     "check": "edgeseq.api",
     "profile": "edgeseq.api",
     "bisect": "edgeseq.bisection",
+    "diff_reports": "edgeseq.report_diff",
     "run_matrix": "edgeseq.matrix",
     "MatrixOptions": "edgeseq.matrix",
     "get_model": "edgeseq.models",
@@ -29,6 +30,7 @@ _API = {
     "ParityResult": "edgeseq.parity",
     "LatencyResult": "edgeseq.latency",
     "Report": "edgeseq.report",
+    "load_report": "edgeseq.report",
     "Runner": "edgeseq.runner",
     "EdgeseqError": "edgeseq.errors",
 }

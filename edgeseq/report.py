@@ -101,12 +101,13 @@ def _size(n: int | None) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
-def matrix_rows(report: dict) -> list[dict[str, str]]:
-    """One row per (artifact or reference) x runtime, joining parity and latency by runtime + artifact."""
+def matrix_entries(report: dict) -> list[dict]:
+    """One entry per (artifact or reference) x runtime, joining parity and latency by runtime + artifact, with raw
+    values (the terminal / Markdown / HTML tables format them; `edgeseq diff` compares them)."""
     lat_by_key = {(x["runtime"], x["artifact"]): x for x in report["latency"]}
     fmt_by_path = {a["path"]: a for a in report["artifacts"]}
     base = next((x for x in report["latency"] if x["runtime"] == "torch-cpu" and not x["artifact"]), None)
-    rows, seen = [], set()
+    entries, seen = [], set()
     keys = [k for k in lat_by_key if not k[1]]  # the PyTorch rows first: they are the baseline
     keys += [(p["runtime"], p["artifact"]) for p in report["parity"]]
     keys += [k for k in lat_by_key if k not in keys]
@@ -119,31 +120,41 @@ def matrix_rows(report: dict) -> list[dict[str, str]]:
         runtime, path = key
         par, lat, art = parity_by_key.get(key), lat_by_key.get(key), fmt_by_path.get(path)
         ref = refs.get(key)
-        worst = (par or ref or {}).get("worst") or {}
-        speed = base["p50_ms"] / lat["p50_ms"] if (base and lat and lat["p50_ms"]) else None
-        rows.append(
-            {
-                "format": art["format"] if art else ("torch" if runtime.startswith("torch") else "?"),
-                "precision": (art or par or ref or lat or {}).get("precision", "fp32"),
-                "runtime": runtime,
-                "parity": ("PASS" if par["passed"] else "FAIL") if par else ("info" if ref else "reference"),
-                "rel L2 (worst)": _fmt(worst.get("rel_l2"), ".2e"),
-                "max abs": _fmt(worst.get("max_abs"), ".2e"),
-                "cosine": _fmt(worst.get("cosine"), ".7f"),
-                "SNR dB": _fmt(worst.get("snr_db"), ".1f"),
-                "p50 ms": _fmt(lat["p50_ms"] if lat else None, ".2f"),
-                "p90 ms": _fmt(lat["p90_ms"] if lat else None, ".2f"),
-                "x torch eager": _fmt(speed, ".2f"),
-                "size": _size(art["size_bytes"] if art else None),
-            }
-        )
+        entries.append({
+            "format": art["format"] if art else ("torch" if runtime.startswith("torch") else "?"),
+            "precision": (art or par or ref or lat or {}).get("precision", "fp32"),
+            "runtime": runtime,
+            "artifact": path,
+            "parity": ("PASS" if par["passed"] else "FAIL") if par else ("info" if ref else "reference"),
+            "worst": (par or ref or {}).get("worst") or {},
+            "p50_ms": lat["p50_ms"] if lat else None,
+            "p90_ms": lat["p90_ms"] if lat else None,
+            "x_eager": base["p50_ms"] / lat["p50_ms"] if (base and lat and lat["p50_ms"]) else None,
+            "size_bytes": art["size_bytes"] if art else None,
+        })
     ran = {path for _, path in keys}
     for art in report["artifacts"]:  # exported but run by nothing here (e.g. a TensorRT plan without an engine)
-        if art["path"] in ran:
-            continue
-        rows.append({c: "-" for c in COLUMNS} | {
-            "format": art["format"], "precision": art["precision"], "runtime": "(none here)", "parity": "not run",
-            "size": _size(art["size_bytes"]),
+        if art["path"] not in ran:
+            entries.append({"format": art["format"], "precision": art["precision"], "runtime": "(none here)",
+                            "artifact": art["path"], "parity": "not run", "worst": {}, "p50_ms": None,
+                            "p90_ms": None, "x_eager": None, "size_bytes": art["size_bytes"]})
+    return entries
+
+
+def matrix_rows(report: dict) -> list[dict[str, str]]:
+    rows = []
+    for e in matrix_entries(report):
+        worst = e["worst"]
+        rows.append({
+            "format": e["format"], "precision": e["precision"], "runtime": e["runtime"], "parity": e["parity"],
+            "rel L2 (worst)": _fmt(worst.get("rel_l2"), ".2e"),
+            "max abs": _fmt(worst.get("max_abs"), ".2e"),
+            "cosine": _fmt(worst.get("cosine"), ".7f"),
+            "SNR dB": _fmt(worst.get("snr_db"), ".1f"),
+            "p50 ms": _fmt(e["p50_ms"], ".2f"),
+            "p90 ms": _fmt(e["p90_ms"], ".2f"),
+            "x torch eager": _fmt(e["x_eager"], ".2f"),
+            "size": _size(e["size_bytes"]),
         })
     return rows
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..artifact import write_text_atomic
-from ..errors import EdgeseqError
+from ..errors import EdgeseqError, InputError
 from . import args
 from .progress import matrix_progress
 
@@ -166,7 +166,6 @@ def export_cmd(
     that does not exist.
     """
     from ..enums import Precision
-    from ..errors import InputError
     from ..junit import write_junit
     from ..matrix import MatrixOptions, run_matrix
     from ..report import print_table
@@ -376,6 +375,51 @@ def _profile_devices(artifact: Path, devices: list[str], options: dict, json_out
     worst = max((a.exit_code for a in answers), default=0)
     if worst:
         raise typer.Exit(worst)
+
+
+@app.command("diff")
+@_handled
+def diff_cmd(
+    old: Annotated[Path, typer.Argument(help="The earlier report.json (or the folder holding it).")],
+    new: Annotated[Path, typer.Argument(help="The later report.json (or the folder holding it).")],
+    max_slowdown: Annotated[Optional[float], typer.Option(
+        "--max-slowdown", help="Fail when a row's p50 grew by more than this ratio, e.g. 1.2 (same machine only).")] = None,
+    max_error_growth: Annotated[Optional[float], typer.Option(
+        "--max-error-growth", help="Fail when a passing row's worst rel L2 grew by more than this ratio.")] = None,
+    json_out: args.JsonOut = None,
+):
+    """Compare two export reports row by row: parity, worst error, p50 and size; exit 1 on a regression."""
+    from rich.table import Table
+
+    from ..report import load_report
+    from ..report_diff import diff_reports, render_diff
+
+    def resolve(path: Path) -> Path:
+        return path / "report.json" if path.is_dir() else path
+
+    old_path, new_path = resolve(old), resolve(new)
+    for path in (old_path, new_path):
+        if not path.exists():
+            raise InputError(f"{str(path)!r} does not exist")
+    result = diff_reports(load_report(old_path), load_report(new_path), max_slowdown=max_slowdown,
+                          max_error_growth=max_error_growth, old_label=str(old_path), new_label=str(new_path))
+    data = result.to_dict()
+    header, *rows = render_diff(data)
+    table = Table(title=f"edgeseq diff: {result.model}", show_lines=False)
+    for col in header:
+        table.add_column(col, no_wrap=col != "why")
+    styles = {"regressed": "red", "improved": "green"}
+    for row in rows:
+        table.add_row(*row, style=styles.get(row[0]))
+    out.print(table)
+    for note in result.notes:
+        out.print(f"note: {note}", highlight=False, markup=False)
+    if json_out:
+        write_text_atomic(json_out, json.dumps(data, indent=2) + "\n")
+    regressed = [r for r in result.rows if r.status == "regressed"]
+    out.print(f"{len(regressed)} of {len(result.rows)} rows regressed" if regressed else
+              f"no regressions in {len(result.rows)} rows", highlight=False)
+    raise typer.Exit(1 if regressed else 0)
 
 
 @app.command("preflight")

@@ -1,0 +1,125 @@
+"""`edgeseq diff OLD NEW`: two saved reports compared row by row; a regression exits 1."""
+
+import copy
+import json
+
+import pytest
+
+import edgeseq
+from edgeseq.errors import InputError
+from edgeseq.matrix import MatrixOptions
+from edgeseq.report import load_report
+from edgeseq.report_diff import diff_reports, render_diff
+
+from conftest import assert_one_line_error
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """One real report (cbhg-lite on ONNX Runtime), read back as the CLI reads it."""
+    out = tmp_path_factory.mktemp("diff") / "old"
+    edgeseq.run_matrix("cbhg-lite", out_dir=out, options=MatrixOptions(times=(7,), batches=(1,), iterations=3))
+    return out / "report.json"
+
+
+def _rows(diff):
+    return {(r.runtime, r.artifact): r for r in diff.rows}
+
+
+def _onnx_row(report):
+    return next(p for p in report["parity"] if p["runtime"] == "onnxruntime-cpu")
+
+
+def _latency(report, runtime):
+    return next(x for x in report["latency"] if x["runtime"] == runtime)
+
+
+def test_a_report_against_itself_is_the_same_everywhere(base):
+    old = load_report(base)
+    diff = diff_reports(old, copy.deepcopy(old), max_slowdown=1.2, max_error_growth=2.0)
+    assert not diff.regressed and diff.latency_comparable
+    assert {r.status for r in diff.rows} == {"same"}
+    assert ("onnxruntime-cpu", "cbhg-lite.fp32.onnx") in _rows(diff)
+
+
+def test_parity_that_now_fails_is_a_regression(base):
+    old = load_report(base)
+    new = copy.deepcopy(old)
+    _onnx_row(new)["passed"] = False
+    diff = diff_reports(old, new)
+    row = _rows(diff)[("onnxruntime-cpu", "cbhg-lite.fp32.onnx")]
+    assert diff.regressed and row.status == "regressed" and row.reasons == ("parity now fails",)
+    back = diff_reports(new, old)  # and the other way round is an improvement
+    assert not back.regressed and _rows(back)[("onnxruntime-cpu", "cbhg-lite.fp32.onnx")].status == "improved"
+
+
+def test_slowdown_is_judged_against_eager_from_the_same_run(base):
+    old = load_report(base)
+    slower = copy.deepcopy(old)
+    _latency(slower, "onnxruntime-cpu")["p50_ms"] *= 2.0
+    row = _rows(diff_reports(old, slower, max_slowdown=1.5))[("onnxruntime-cpu", "cbhg-lite.fp32.onnx")]
+    assert row.status == "regressed" and row.slowdown == pytest.approx(2.0)
+    assert row.reasons[0].startswith("slower x2.00 relative to eager")
+    assert not diff_reports(old, slower).regressed  # no --max-slowdown: shown, not judged
+    busier = copy.deepcopy(slower)  # the whole machine twice as slow: eager moved too, the ratio did not
+    _latency(busier, "torch-cpu")["p50_ms"] *= 2.0
+    calm = _rows(diff_reports(old, busier, max_slowdown=1.5))[("onnxruntime-cpu", "cbhg-lite.fp32.onnx")]
+    assert calm.status == "same" and calm.slowdown == pytest.approx(1.0)
+
+
+def test_latency_from_another_machine_is_shown_not_judged(base):
+    old = load_report(base)
+    other = copy.deepcopy(old)
+    other["environment"]["cpu"] = "Some Other CPU"
+    _latency(other, "onnxruntime-cpu")["p50_ms"] *= 3.0
+    diff = diff_reports(old, other, max_slowdown=1.2)
+    assert not diff.regressed and not diff.latency_comparable
+    assert "different machines" in diff.notes[0]
+
+
+def test_error_growth_while_still_passing(base):
+    old = load_report(base)
+    new = copy.deepcopy(old)
+    _onnx_row(new)["worst"]["rel_l2"] = _onnx_row(old)["worst"]["rel_l2"] * 50
+    assert not diff_reports(old, new).regressed
+    row = _rows(diff_reports(old, new, max_error_growth=10))[("onnxruntime-cpu", "cbhg-lite.fp32.onnx")]
+    assert row.status == "regressed" and row.reasons[0].startswith("worst rel L2 x50.0")
+
+
+def test_rows_in_one_report_only_are_new_or_gone(base):
+    old = load_report(base)
+    new = copy.deepcopy(old)
+    new["parity"] = [p for p in new["parity"] if p["runtime"] != "onnxruntime-cpu"]
+    new["latency"] = [x for x in new["latency"] if x["runtime"] != "onnxruntime-cpu"]
+    new["artifacts"] = []
+    statuses = {r.runtime: r.status for r in diff_reports(old, new).rows}
+    assert statuses["onnxruntime-cpu"] == "gone" and not diff_reports(old, new).regressed
+    assert {r.runtime: r.status for r in diff_reports(new, old).rows}["onnxruntime-cpu"] == "new"
+    header, *rows = render_diff(diff_reports(old, new).to_dict())
+    assert header[0] == "status" and any(r[0] == "gone" for r in rows)
+
+
+def test_bad_comparisons_are_input_errors(base):
+    old = load_report(base)
+    other = copy.deepcopy(old)
+    other["model"]["name"] = "cbhg"
+    with pytest.raises(InputError, match="different models"):
+        diff_reports(old, other)
+    with pytest.raises(InputError, match="ratio >= 1"):
+        diff_reports(old, old, max_slowdown=0.8)
+
+
+def test_cli_diff(run_cli, base, tmp_path):
+    worse = json.loads(base.read_text())
+    _onnx_row(worse)["passed"] = False
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "report.json").write_text(json.dumps(worse))
+    same = run_cli("diff", str(base), str(base.parent))  # a folder stands for its report.json
+    assert same.returncode == 0 and "no regressions in 2 rows" in same.stdout, same.stderr
+    proc = run_cli("diff", str(base), str(tmp_path / "new"), "--json", str(tmp_path / "d.json"))
+    assert proc.returncode == 1 and "1 of 2 rows regressed" in proc.stdout
+    assert "PASS -> FAIL" in proc.stdout and "parity now fails" in proc.stdout
+    assert json.loads((tmp_path / "d.json").read_text())["regressed"] is True
+    assert "does not exist" in assert_one_line_error(run_cli("diff", str(base), str(tmp_path / "nope.json")))
+    (tmp_path / "junk.json").write_text("{}")
+    assert "not an edgeseq report" in assert_one_line_error(run_cli("diff", str(base), str(tmp_path / "junk.json")))
