@@ -31,22 +31,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 import edgeseq
 from edgeseq.environment import fingerprint
 from edgeseq.formats.onnx import OnnxRunner
 from edgeseq.formats.torch import TorchRunner
 from edgeseq.latency import measure
+from edgeseq.stage_profile import OTHER, eager_stage_times, ort_stage_times, stage_names, summarize_stages
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "cpu-runtimes.json"
-OTHER = "other"
 SGEMM_N = 1024
 
 
@@ -162,137 +160,6 @@ def gemm_rates(threads: int, workdir: Path, repeats: int, pause: float) -> dict:
     time.sleep(pause)
     rates["onnxruntime"] = ort_sgemm_gflops(threads, workdir, repeats=repeats)
     return rates
-
-
-# ---- stages -------------------------------------------------------------------------------------------------------
-
-
-def stage_names(module: nn.Module) -> list[str]:
-    """The top-level children that do something (nn.Identity placeholders are left out)."""
-    return [name for name, child in module.named_children() if not isinstance(child, nn.Identity)]
-
-
-def eager_stage_times(runner: TorchRunner, feed, stages: list[str], warmup: int, iterations: int) -> dict:
-    """Per-iteration wall time of each top-level child (forward pre/post hooks), plus the whole runner.infer call.
-
-    'other' is what runner.infer spends outside the stages: the top-level glue of forward() (transposes, residual
-    add) and the Runner's own work (feed validation, numpy <-> tensor).
-    """
-    runner.load()
-    module = runner.module
-    started: dict[str, float] = {}
-    current: dict[str, float] = defaultdict(float)
-    handles = []
-    for name in stages:
-        child = getattr(module, name)
-
-        def pre(_m, _inp, name=name):
-            started[name] = time.perf_counter()
-
-        def post(_m, _inp, _out, name=name):
-            current[name] += time.perf_counter() - started[name]
-
-        handles.append(child.register_forward_pre_hook(pre))
-        handles.append(child.register_forward_hook(post))
-    per_iter: dict[str, list[float]] = defaultdict(list)
-    totals: list[float] = []
-    try:
-        for _ in range(warmup):
-            runner.infer(feed)
-        for _ in range(iterations):
-            current.clear()
-            t0 = time.perf_counter()
-            runner.infer(feed)
-            total = time.perf_counter() - t0
-            totals.append(total * 1e3)
-            for name in stages:
-                per_iter[name].append(current.get(name, 0.0) * 1e3)
-            per_iter[OTHER].append((total - sum(current.values())) * 1e3)
-    finally:
-        for h in handles:
-            h.remove()
-    return {"per_iteration_ms": dict(per_iter), "total_ms": totals}
-
-
-def stage_of(node_name: str, stages: list[str]) -> str:
-    """'/bank/convs.0/conv/Conv' -> 'bank'; top-level glue ('/Transpose') and unscoped fused nodes -> 'other'."""
-    if node_name.startswith("/"):
-        first = node_name[1:].split("/", 1)[0]
-        if first in stages:
-            return first
-    return OTHER
-
-
-def ort_stage_times(path: str, feed, threads: int, stages: list[str], warmup: int, iterations: int,
-                    workdir: Path) -> dict:
-    """ONNX Runtime's own profiler on a separate session built with the same options OnnxRunner uses."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads  # as OnnxRunner._load: intra = threads, inter = 1, default optimization
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    options.enable_profiling = True
-    options.profile_file_prefix = str(workdir / f"ort-profile-t{threads}")
-    session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
-    for _ in range(warmup + iterations):
-        session.run(None, feed)
-    trace_path = session.end_profiling()
-    del session
-    with open(trace_path) as fh:
-        events = json.load(fh)
-    runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
-                  key=lambda e: e["ts"])
-    nodes = sorted((e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")),
-                   key=lambda e: e["ts"])
-    per_iter: dict[str, list[float]] = defaultdict(list)
-    run_ms: list[float] = []
-    node_sum_ms: list[float] = []
-    unmapped: dict[str, int] = defaultdict(int)
-    k = 0
-    for i, run in enumerate(runs):
-        start, end = run["ts"], run["ts"] + run["dur"]
-        acc: dict[str, float] = defaultdict(float)
-        while k < len(nodes) and nodes[k]["ts"] < start:
-            k += 1
-        while k < len(nodes) and nodes[k]["ts"] <= end:
-            name = nodes[k]["name"][: -len("_kernel_time")]
-            stage = stage_of(name, stages)
-            if stage == OTHER and i == 0:
-                unmapped[f"{name} ({nodes[k].get('args', {}).get('op_name', '?')})"] += 1
-            acc[stage] += nodes[k]["dur"] / 1e3
-            k += 1
-        if i < warmup:
-            continue
-        run_ms.append(run["dur"] / 1e3)
-        node_sum_ms.append(sum(acc.values()))
-        for name in [*stages, OTHER]:
-            per_iter[name].append(acc.get(name, 0.0))
-    return {
-        "per_iteration_ms": dict(per_iter),
-        "total_ms": node_sum_ms,
-        "model_run_ms": run_ms,
-        "other_nodes": dict(unmapped),
-        "trace": Path(trace_path).name,
-    }
-
-
-def summarize_stages(raw: dict, stages: list[str], flops: dict[str, int]) -> dict:
-    """Median ms per stage per iteration, its share of the summed medians, and the stage's FLOPs share."""
-    medians = {name: statistics.median(raw["per_iteration_ms"][name]) for name in [*stages, OTHER]}
-    means = {name: statistics.fmean(raw["per_iteration_ms"][name]) for name in [*stages, OTHER]}
-    total = sum(medians.values()) or 1.0
-    total_flops = sum(flops.values()) or 1
-    return {
-        name: {
-            "median_ms": medians[name],
-            "mean_ms": means[name],
-            "share_pct": 100.0 * medians[name] / total,
-            "flops": int(flops.get(name, 0)),
-            "flops_share_pct": 100.0 * flops.get(name, 0) / total_flops,
-        }
-        for name in [*stages, OTHER]
-    }
 
 
 # ---- one model x thread count -------------------------------------------------------------------------------------

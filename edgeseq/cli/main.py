@@ -308,9 +308,20 @@ def profile_cmd(
     device: args.Devices = None,
     threads: args.Threads = None,
     json_out: args.JsonOut = None,
+    stages: Annotated[bool, typer.Option(
+        "--stages", help="Where the time goes: each top-level stage of the model (bank, highway, gru, ...) in ONNX "
+                         "Runtime's profiler and in PyTorch eager, with its share of the FLOPs (.onnx, this machine).")
+    ] = False,
 ):
     """Latency of ARTIFACT: p50/p90/p99, throughput, real-time factor, peak RSS; on several devices side by side."""
     from ..inputs import parse_shapes
+
+    if stages:
+        if device or shape or budget is not None:
+            raise InputError("--stages profiles an .onnx on this machine's CPU at the model's own input; drop "
+                             "--device / --shape / --budget")
+        _profile_stages(artifact, model, batch, time, threads, warmup, min(iterations, 50), json_out)
+        return
 
     options = dict(model=model, shapes=parse_shapes(shape), batch=batch, time=time, warmup=warmup,
                    iterations=iterations, budget_s=budget, threads=threads)
@@ -331,6 +342,35 @@ def profile_cmd(
     )
     if result.note:
         out.print(f"note: {escape(result.note)}", highlight=False)
+
+
+def _profile_stages(artifact: Path, model, batch: int, time: int | None, threads: int | None, warmup: int,
+                    iterations: int, json_out: Path | None) -> None:
+    from rich.table import Table
+
+    from ..stage_profile import profile_stages
+
+    with err.status("profiling each stage in ONNX Runtime and PyTorch eager"):
+        result = profile_stages(artifact, model, batch=batch, time=time, threads=threads, warmup=warmup,
+                                iterations=iterations)
+    data = result.to_dict()
+    if json_out:
+        write_text_atomic(json_out, json.dumps(data, indent=2) + "\n")
+    table = Table(title=f"where the time goes: {result.model}, batch={result.batch} T={result.time}, "
+                        f"threads={result.threads or 'default'}, median of {result.iterations} runs")
+    for col in ("stage", "FLOPs %", "onnxruntime ms", "%", "eager ms", "%", "eager / onnxruntime"):
+        table.add_column(col, justify="left" if col == "stage" else "right", no_wrap=True)
+    for row in result.rows:
+        table.add_row(row.stage, f"{row.flops_share_pct:.1f}", f"{row.onnxruntime_ms:.3f}",
+                      f"{row.onnxruntime_share_pct:.1f}", f"{row.eager_ms:.3f}", f"{row.eager_share_pct:.1f}",
+                      f"{row.speedup:.2f}" if row.speedup else "-")
+    table.add_row("total", "100.0", f"{result.onnxruntime_total_ms:.3f}", "100.0", f"{result.eager_total_ms:.3f}",
+                  "100.0", f"{result.eager_total_ms / result.onnxruntime_total_ms:.2f}"
+                  if result.onnxruntime_total_ms else "-", style="bold")
+    out.print(table)
+    top = list(result.onnxruntime_op_types_ms.items())[:6]
+    out.print("onnxruntime by op type: " + ", ".join(f"{op} {ms:.3f} ms" for op, ms in top), highlight=False,
+              markup=False)
 
 
 _SIDE_BY_SIDE = (

@@ -1,0 +1,248 @@
+"""Where the time goes: per top-level stage of a model (bank, pool, projections, highway, gru, ...), PyTorch eager
+and ONNX Runtime side by side, with each stage's share of the FLOPs.
+
+Eager stage times come from forward pre/post hooks on the model's top-level children; ONNX Runtime's from its own
+profiler (a separate profiling session built with the runner's options), each node mapped to a stage by the module
+scope the exporter wrote into its name ("/bank/convs.0/conv/Conv" -> bank). What is in no stage (top-level glue
+such as the residual add and transposes, nodes an optimizer fused across scopes, and in eager the Runner's own
+numpy <-> tensor work) is 'other'. `edgeseq profile ARTIFACT --stages` prints it; bench/bench_runtimes.py uses the
+same functions.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time as _time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import InputError, UnsupportedError
+
+OTHER = "other"
+
+
+def stage_names(module) -> list[str]:
+    """The top-level children that do something (nn.Identity placeholders are left out)."""
+    from torch import nn
+
+    return [name for name, child in module.named_children() if not isinstance(child, nn.Identity)]
+
+
+def eager_stage_times(runner, feed, stages: list[str], warmup: int, iterations: int) -> dict:
+    """Per-iteration wall time (ms) of each top-level child of a loaded TorchRunner's module, plus the whole
+    runner.infer call; 'other' is what infer spends outside the stages (forward()'s glue, the Runner's own work)."""
+    runner.load()
+    module = runner.module
+    started: dict[str, float] = {}
+    current: dict[str, float] = defaultdict(float)
+    handles = []
+    for name in stages:
+        child = getattr(module, name)
+
+        def pre(_m, _inp, name=name):
+            started[name] = _time.perf_counter()
+
+        def post(_m, _inp, _out, name=name):
+            current[name] += _time.perf_counter() - started[name]
+
+        handles.append(child.register_forward_pre_hook(pre))
+        handles.append(child.register_forward_hook(post))
+    per_iter: dict[str, list[float]] = defaultdict(list)
+    totals: list[float] = []
+    try:
+        for _ in range(warmup):
+            runner.infer(feed)
+        for _ in range(iterations):
+            current.clear()
+            t0 = _time.perf_counter()
+            runner.infer(feed)
+            total = _time.perf_counter() - t0
+            totals.append(total * 1e3)
+            for name in stages:
+                per_iter[name].append(current.get(name, 0.0) * 1e3)
+            per_iter[OTHER].append((total - sum(current.values())) * 1e3)
+    finally:
+        for h in handles:
+            h.remove()
+    return {"per_iteration_ms": dict(per_iter), "total_ms": totals}
+
+
+def stage_of(node_name: str, stages: list[str]) -> str:
+    """'/bank/convs.0/conv/Conv' -> 'bank'; top-level glue ('/Transpose') and unscoped fused nodes -> 'other'."""
+    if node_name.startswith("/"):
+        first = node_name[1:].split("/", 1)[0]
+        if first in stages:
+            return first
+    return OTHER
+
+
+def ort_stage_times(path: str | Path, feed, threads: int | None, stages: list[str], warmup: int, iterations: int,
+                    workdir: str | Path | None = None) -> dict:
+    """ONNX Runtime's own profiler on a separate CPU session built with OnnxRunner's options (intra-op threads,
+    one inter-op thread); per-iteration ms per stage and per op type, the node sums and the profiled model_run
+    times. The trace is written to `workdir` (kept) or a temporary folder (removed)."""
+    from ._lazy import require
+
+    ort = require("onnxruntime", "onnx")
+    with tempfile.TemporaryDirectory(prefix="edgeseq-ort-profile-") as scratch:
+        folder = Path(workdir) if workdir is not None else Path(scratch)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        options.enable_profiling = True
+        options.profile_file_prefix = str(folder / f"ort-profile-t{threads or 0}")
+        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        for _ in range(warmup + iterations):
+            session.run(None, feed)
+        trace_path = session.end_profiling()
+        del session
+        with open(trace_path) as fh:
+            events = json.load(fh)
+    runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+                  key=lambda e: e["ts"])
+    nodes = sorted((e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")),
+                   key=lambda e: e["ts"])
+    per_iter: dict[str, list[float]] = defaultdict(list)
+    per_op: dict[str, list[float]] = defaultdict(list)
+    run_ms: list[float] = []
+    node_sum_ms: list[float] = []
+    unmapped: dict[str, int] = defaultdict(int)
+    k = 0
+    for i, run in enumerate(runs):
+        start, end = run["ts"], run["ts"] + run["dur"]
+        acc: dict[str, float] = defaultdict(float)
+        ops: dict[str, float] = defaultdict(float)
+        while k < len(nodes) and nodes[k]["ts"] < start:
+            k += 1
+        while k < len(nodes) and nodes[k]["ts"] <= end:
+            name = nodes[k]["name"][: -len("_kernel_time")]
+            op = nodes[k].get("args", {}).get("op_name", "?")
+            stage = stage_of(name, stages)
+            if stage == OTHER and i == 0:
+                unmapped[f"{name} ({op})"] += 1
+            acc[stage] += nodes[k]["dur"] / 1e3
+            ops[op] += nodes[k]["dur"] / 1e3
+            k += 1
+        if i < warmup:
+            continue
+        run_ms.append(run["dur"] / 1e3)
+        node_sum_ms.append(sum(acc.values()))
+        for name in [*stages, OTHER]:
+            per_iter[name].append(acc.get(name, 0.0))
+        for op in set(ops) | set(per_op):
+            per_op[op].append(ops.get(op, 0.0))
+    return {
+        "per_iteration_ms": dict(per_iter),
+        "per_op_type_ms": dict(per_op),
+        "total_ms": node_sum_ms,
+        "model_run_ms": run_ms,
+        "other_nodes": dict(unmapped),
+        "trace": Path(trace_path).name,
+    }
+
+
+def summarize_stages(raw: dict, stages: list[str], flops: dict[str, int] | None = None) -> dict:
+    """Median ms per stage per iteration, its share of the summed medians, and the stage's share of the FLOPs."""
+    flops = flops or {}
+    medians = {name: statistics.median(raw["per_iteration_ms"][name]) for name in [*stages, OTHER]}
+    means = {name: statistics.fmean(raw["per_iteration_ms"][name]) for name in [*stages, OTHER]}
+    total = sum(medians.values()) or 1.0
+    total_flops = sum(flops.values()) or 1
+    return {
+        name: {
+            "median_ms": medians[name],
+            "mean_ms": means[name],
+            "share_pct": 100.0 * medians[name] / total,
+            "flops": int(flops.get(name, 0)),
+            "flops_share_pct": 100.0 * flops.get(name, 0) / total_flops,
+        }
+        for name in [*stages, OTHER]
+    }
+
+
+@dataclass(frozen=True)
+class StageRow:
+    stage: str
+    flops_share_pct: float
+    eager_ms: float
+    eager_share_pct: float
+    onnxruntime_ms: float
+    onnxruntime_share_pct: float
+
+    @property
+    def speedup(self) -> float | None:
+        """Eager ms / ONNX Runtime ms for this stage (None when ONNX Runtime spent nothing there)."""
+        return self.eager_ms / self.onnxruntime_ms if self.onnxruntime_ms > 0 else None
+
+
+@dataclass(frozen=True)
+class StageProfile:
+    model: str
+    artifact: str
+    batch: int
+    time: int
+    threads: int | None
+    iterations: int
+    rows: tuple[StageRow, ...]
+    onnxruntime_op_types_ms: dict  # median ms per op type, largest first
+    onnxruntime_unmapped_nodes: dict  # 'other' nodes (name (op type) -> count), for a model whose scopes are odd
+
+    @property
+    def eager_total_ms(self) -> float:
+        return sum(r.eager_ms for r in self.rows)
+
+    @property
+    def onnxruntime_total_ms(self) -> float:
+        return sum(r.onnxruntime_ms for r in self.rows)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for row, src in zip(d["rows"], self.rows):
+            row["speedup"] = src.speedup
+        d["eager_total_ms"] = self.eager_total_ms
+        d["onnxruntime_total_ms"] = self.onnxruntime_total_ms
+        return d
+
+
+def profile_stages(artifact: str | Path, model=None, *, weights=None, batch: int = 1, time: int | None = None,
+                   threads: int | None = None, warmup: int = 5, iterations: int = 20) -> StageProfile:
+    """Per-stage time of an edgeseq ONNX artifact (or any ONNX export of a registered model, with `model`) in
+    ONNX Runtime CPU and of the PyTorch original in eager mode, on the same real-speech input."""
+    from .formats import detect_format
+    from .formats.onnx import OnnxRunner
+    from .formats.torch import TorchRunner
+    from .enums import Format
+
+    path = Path(artifact)
+    if not path.is_file():
+        raise InputError(f"{str(path)!r} does not exist or is not a file")
+    fmt = detect_format(path)
+    if fmt is not Format.ONNX:
+        raise UnsupportedError(f"per-stage timing reads ONNX Runtime's profiler, so it takes .onnx artifacts, not "
+                               f"{fmt.value}; for TFLite on a phone, LiteRT's benchmark_model has "
+                               "--enable_op_profiling=true")
+    if iterations < 1 or warmup < 0:
+        raise InputError(f"iterations must be >= 1 and warmup >= 0 (got {iterations}, {warmup})")
+    from .api import _model_of
+
+    with OnnxRunner(path, device="cpu", threads=threads) as onnx_runner:
+        spec = _model_of(onnx_runner, model)
+    steps = time if spec.has_dynamic_time else None
+    feed = spec.example_inputs(batch=batch, time=steps, source="speech")
+    actual_time = int(feed[spec.input_names[0]].shape[1]) if feed[spec.input_names[0]].ndim > 1 else 1
+    with TorchRunner(spec, weights=weights, threads=threads) as runner:
+        stages = stage_names(runner.module)
+        eager = summarize_stages(eager_stage_times(runner, feed, stages, warmup, iterations), stages,
+                                 spec.flops_by_stage(time=actual_time, batch=batch))
+    raw = ort_stage_times(path, feed, threads, stages, warmup, iterations)
+    ort = summarize_stages(raw, stages)
+    rows = tuple(StageRow(name, eager[name]["flops_share_pct"], eager[name]["median_ms"], eager[name]["share_pct"],
+                          ort[name]["median_ms"], ort[name]["share_pct"]) for name in [*stages, OTHER])
+    ops = {op: statistics.median(v) for op, v in raw["per_op_type_ms"].items()}
+    ops = dict(sorted(ops.items(), key=lambda kv: -kv[1]))
+    return StageProfile(spec.name, str(path), batch, actual_time, threads, iterations, rows, ops,
+                        dict(raw["other_nodes"]))
