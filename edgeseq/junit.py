@@ -9,7 +9,8 @@ from .artifact import write_text_atomic
 from .bisection import verdict
 
 
-def render_junit(report: dict, budgets: list[dict] | None = None) -> str:
+def render_junit(report: dict, budgets: list[dict] | None = None, baseline: dict | None = None) -> str:
+    """baseline: a ReportDiff dict (a recipe's [baseline]); one test case, failed when any row regressed."""
     suite = ET.Element("testsuite", name=f"edgeseq.{report['model']['name']}")
     failures = 0
     for par in report["parity"]:
@@ -35,11 +36,21 @@ def render_junit(report: dict, budgets: list[dict] | None = None) -> str:
             ET.SubElement(case, "failure", message=b["reason"])
         elif b["status"] == "not-measured":
             ET.SubElement(case, "skipped", message=b["reason"])
+    if baseline is not None:
+        case = ET.SubElement(suite, "testcase", classname="baseline",
+                             name=f"against {Path(baseline['old']).parent.name or baseline['old']}")
+        regressed = [r for r in baseline["rows"] if r["status"] == "regressed"]
+        if regressed:
+            failures += 1
+            lines = [f"{r['runtime']} {r['artifact'] or 'torch'}: {'; '.join(r['reasons'])}" for r in regressed]
+            failure = ET.SubElement(case, "failure", message=lines[0])
+            failure.text = "\n".join(lines)
     suite.set("tests", str(len(suite)))
     suite.set("failures", str(failures))
     suite.set("skipped", str(sum(1 for b in budgets or [] if b["status"] == "not-measured")))
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def write_junit(report: dict, path: str | Path, budgets: list[dict] | None = None) -> None:
-    write_text_atomic(path, render_junit(report, budgets))
+def write_junit(report: dict, path: str | Path, budgets: list[dict] | None = None,
+                baseline: dict | None = None) -> None:
+    write_text_atomic(path, render_junit(report, budgets, baseline))

@@ -18,9 +18,11 @@ from .errors import InputError, UnknownNameError
 from .tomlfile import check_table, positive_number, read_toml
 
 _TOP = {"name": str, "description": str, "model": str, "formats": list, "precisions": list, "devices": list,
-        "out": str, "weights": str, "parity": dict, "latency": dict, "tolerances": dict, "budgets": list}
+        "out": str, "weights": str, "parity": dict, "latency": dict, "tolerances": dict, "budgets": list,
+        "baseline": dict}
 _PARITY = {"times": list, "batches": list}
 _LATENCY = {"time": int, "iterations": int, "warmup": int, "threads": int}
+_BASELINE = {"report": str, "max_slowdown": (int, float), "max_error_growth": (int, float)}
 _BUDGET = {"device": str, "precision": str, "format": str, "p50_ms": (int, float), "p90_ms": (int, float),
            "p99_ms": (int, float)}
 METRICS = ("p50_ms", "p90_ms", "p99_ms")
@@ -33,6 +35,15 @@ class Budget:
     format: str
     metric: str
     limit_ms: float
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A report of an earlier build to compare with (`edgeseq diff`): a regression fails the build."""
+
+    report: str  # path, taken relative to the recipe file
+    max_slowdown: float | None = None
+    max_error_growth: float | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,7 @@ class Recipe:
     budgets: tuple[Budget, ...]
     source: str
     device_paths: tuple[tuple[str, str], ...] = ()  # (profile name, .toml path) for devices given as files
+    baseline: Baseline | None = None
 
     def device(self, name: str):
         """The DeviceProfile of a device the recipe names (shipped, or a .toml it points at)."""
@@ -118,6 +130,7 @@ def parse_recipe(data: dict, source: str) -> Recipe:
         except UnknownNameError as exc:
             raise InputError(f"{where}: {exc}") from None
         budgets.append(Budget(raw["device"], precision, fmt, metrics[0], float(raw[metrics[0]])))
+    baseline = _baseline(data.get("baseline"), source)
     return Recipe(
         name=data["name"], description=data.get("description", ""), model=data["model"], formats=formats,
         precisions=precisions, devices=devices, out=safe_relative(data.get("out", data["name"]), source),
@@ -126,7 +139,35 @@ def parse_recipe(data: dict, source: str) -> Recipe:
         batches=_ints(parity["batches"], f"{source} [parity] batches") if "batches" in parity else None,
         latency_time=latency.get("time"), iterations=latency.get("iterations", 30), warmup=latency.get("warmup", 5),
         threads=latency.get("threads"), tolerances=tolerances, budgets=tuple(budgets), source=source,
-        device_paths=device_paths)
+        device_paths=device_paths, baseline=baseline)
+
+
+def _baseline(raw: dict | None, source: str) -> Baseline | None:
+    """[baseline]: the report must exist and be a report now, not after a long build."""
+    if raw is None:
+        return None
+    from .report import load_report
+
+    where = f"{source} [baseline]"
+    check_table(raw, _BASELINE, where)
+    if "report" not in raw:
+        raise InputError(f"{where}: needs 'report', the path of an earlier build's report.json")
+    path = Path(raw["report"])
+    if not path.is_absolute():
+        path = Path(source).parent / path
+    if path.is_dir():
+        path = path / "report.json"
+    if not path.is_file():
+        raise InputError(f"{where}: report {str(path)!r} does not exist")
+    load_report(path)  # an ArtifactError (one line) when it is not an edgeseq report
+    limits = {}
+    for key in ("max_slowdown", "max_error_growth"):
+        if key in raw:
+            positive_number(raw[key], f"{where} {key}")
+            if raw[key] < 1:
+                raise InputError(f"{where}: {key} is a ratio >= 1 (1.2 = 20% worse), got {raw[key]}")
+            limits[key] = float(raw[key])
+    return Baseline(str(path), **limits)
 
 
 def _device_ref(value, source: str) -> str:
@@ -224,7 +265,8 @@ def _suffix(fmt: str) -> str:
     return {"onnx": "onnx", "tflite": "tflite", "tensorrt": "engine"}.get(fmt, fmt)
 
 
-def write_manifest(recipe: Recipe, report: dict, budgets: list[BudgetResult], out_dir: Path) -> dict:
+def write_manifest(recipe: Recipe, report: dict, budgets: list[BudgetResult], out_dir: Path,
+                   baseline: dict | None = None) -> dict:
     """manifest.json: what an app build consumes (artifacts, checksums, sizes, I/O specs, versions, verdicts)."""
     artifacts = []
     for a in report["artifacts"]:
@@ -241,9 +283,11 @@ def write_manifest(recipe: Recipe, report: dict, budgets: list[BudgetResult], ou
         "schema": "edgeseq.manifest/1",
         "recipe": recipe.to_dict(),
         "model": report["model"]["name"],
-        "passed": report["passed"] and all(b.status != "fail" for b in budgets),
+        "passed": report["passed"] and all(b.status != "fail" for b in budgets)
+        and not (baseline or {}).get("regressed", False),
         "artifacts": artifacts,
         "budgets": [b.to_dict() for b in budgets],
+        "baseline": baseline,
         "environment": report["environment"],
     }
     write_text_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
@@ -267,6 +311,15 @@ def run_recipe(recipe: Recipe, out_root: str | Path, progress=lambda msg: None, 
     report = run_matrix(spec, recipe.formats, recipe.precisions, out_dir=out_dir, weights=recipe.weights,
                         options=options, progress=progress).to_dict()
     budgets = check_budgets(recipe, report, on_device=on_device, progress=progress)
-    manifest = write_manifest(recipe, report, budgets, out_dir)
+    baseline = None
+    if recipe.baseline is not None:
+        from .report import load_report
+        from .report_diff import diff_reports
+
+        base = recipe.baseline
+        baseline = diff_reports(load_report(base.report), report, max_slowdown=base.max_slowdown,
+                                max_error_growth=base.max_error_growth, old_label=base.report,
+                                new_label=str(out_dir / "report.json")).to_dict()
+    manifest = write_manifest(recipe, report, budgets, out_dir, baseline)
     manifest["report"] = report
     return manifest

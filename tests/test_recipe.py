@@ -43,6 +43,8 @@ def test_shipped_recipes_parse():
         ('[[budgets]]\ndevice = "local-cpu"\n', "exactly one of"),
         ('[[budgets]]\ndevice = "pixel-8"\np90_ms = 5\n', "not in the recipe's devices"),
         ('[tolerances]\nfp16 = 0\n', "positive"),
+        ('[baseline]\nmax_slowdown = 1.2\n', "needs 'report'"),
+        ('[baseline]\nreport = "old/report.json"\n', "does not exist"),
     ],
 )
 def test_bad_recipes_are_one_line_errors(tmp_path, extra, message):
@@ -81,3 +83,37 @@ def test_recipe_cli_errors(run_cli, tmp_path):
     assert "relative folder" in line
     assert "give either MODEL or --recipe" in assert_one_line_error(run_cli("export", "cbhg", "--recipe", "server"))
     assert "does not exist" in assert_one_line_error(run_cli("export", "--recipe", str(tmp_path / "none.toml")))
+
+
+def test_recipe_gates_on_a_baseline_report(run_cli, tmp_path):
+    """[baseline] names the last release's report.json (relative to the recipe): the build diffs against it and a
+    regression fails it, in the manifest, on the terminal and in JUnit."""
+    import edgeseq
+    from edgeseq.matrix import MatrixOptions
+
+    release = tmp_path / "release"
+    edgeseq.run_matrix("cbhg-lite", out_dir=release, options=MatrixOptions(times=(7,), batches=(1,), iterations=3))
+    good = release / "report.json"
+    text = BASE + '[parity]\ntimes = [7]\nbatches = [1]\n[latency]\niterations = 3\n'
+    recipe = write(tmp_path, text + '[baseline]\nreport = "release"\nmax_error_growth = 1000\n')
+    assert load_recipe(recipe).baseline.report == str(good)  # a folder stands for its report.json
+    out = tmp_path / "out"
+    proc = run_cli("export", "--recipe", str(recipe), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "no regressions in 2 rows" in proc.stdout
+    manifest = json.loads((out / "t" / "manifest.json").read_text())
+    assert manifest["passed"] and manifest["baseline"]["regressed"] is False
+
+    # a release whose row passed with a far smaller error: today's error looks like a 1e6-fold growth
+    tight = json.loads(good.read_text())
+    row = next(p for p in tight["parity"] if p["runtime"] == "onnxruntime-cpu")
+    row["worst"]["rel_l2"] /= 1e6
+    (release / "report.json").write_text(json.dumps(tight))
+    junit = tmp_path / "junit.xml"
+    proc = run_cli("export", "--recipe", str(recipe), "--out", str(out), "--junit", str(junit))
+    assert proc.returncode == 1
+    assert "regressed against" in proc.stderr and "worst rel L2 x" in proc.stderr
+    manifest = json.loads((out / "t" / "manifest.json").read_text())
+    assert manifest["passed"] is False and manifest["baseline"]["regressed"] is True
+    failure = ET.parse(junit).getroot().find(".//testcase[@classname='baseline']/failure")
+    assert failure is not None and "onnxruntime-cpu cbhg-lite.fp32.onnx: worst rel L2 x" in failure.get("message")

@@ -223,8 +223,19 @@ def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None, 
         line = f"budget {b['device']} {b['precision']} {b['metric']} <= {b['limit_ms']} ms: {b['status']} ({shown})"
         (err if b["status"] == "fail" else out).print(line + (f": {b['reason']}" if b["reason"] else ""),
                                                      highlight=False)
+    baseline = manifest.get("baseline")
+    if baseline is not None:
+        regressed = [r for r in baseline["rows"] if r["status"] == "regressed"]
+        for r in regressed:
+            err.print(f"regressed against {baseline['old']}: {r['runtime']} {r['artifact'] or 'torch'}: "
+                      f"{'; '.join(r['reasons'])}", highlight=False, soft_wrap=True, markup=False)
+        if not regressed:
+            out.print(f"baseline {baseline['old']}: no regressions in {len(baseline['rows'])} rows", highlight=False,
+                      markup=False)
+        for note in baseline["notes"]:
+            out.print(f"note: baseline: {note}", highlight=False, markup=False)
     if junit:
-        write_junit(report, junit, manifest["budgets"])
+        write_junit(report, junit, manifest["budgets"], baseline)
     out.print(f"wrote {root / recipe.out / 'manifest.json'}", highlight=False)
     raise typer.Exit(0 if manifest["passed"] else 1)
 
