@@ -102,8 +102,16 @@ def run_matrix(
     from .formats import torch as torch_format
     from .formats.torch import TorchRunner
 
-    fmts = [Format.parse(f) for f in formats_]
-    precs = [Precision.parse(p) for p in precisions]
+    formats_ = [formats_] if isinstance(formats_, (str, Format)) else list(formats_)
+    precisions = [precisions] if isinstance(precisions, (str, Precision)) else list(precisions)
+    every_format = "all" in formats_
+    fmts = formats.installed_formats() if every_format else [Format.parse(f) for f in formats_]
+    # "all" precisions: each format's own (TensorRT has no int8-dynamic); a precision named outright must be
+    # supported by every format asked for
+    every_precision = "all" in precisions
+    precs = list(Precision) if every_precision else [Precision.parse(p) for p in precisions]
+    if every_format and not fmts:
+        raise InputError("no export format is installed; pip install 'edgeseq[onnx]' (or [tflite])")
     if not fmts or not precs:
         raise InputError("give at least one format and one precision")
     if Format.TORCH in fmts:
@@ -122,9 +130,14 @@ def run_matrix(
                             options.max_time, precision=prec, quant=(options.quant or None) if derived else None,
                             calibration=options.calibration if derived else None, parent=parent)
 
+    def precs_of(fmt: Format) -> list[Precision]:
+        if not every_precision:
+            return precs
+        return [p for p in precs if p in formats.module_for(fmt).PRECISIONS]
+
     for fmt in fmts:  # unknown formats, unsupported precisions and bad settings fail before anything is written
         module = formats.module_for(fmt)
-        for prec in precs:
+        for prec in precs_of(fmt):
             module.check_precision(prec)
             export_options(module, prec)
     spec = api.resolve_spec(model)
@@ -141,11 +154,11 @@ def run_matrix(
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {str(out_dir)!r} exists and is not a directory")
     feeds = list(api.parity_feeds(spec, options.times, options.batches, None))  # validates the sweep up front
-    int8 = any(p in (Precision.INT8_DYNAMIC, Precision.INT8_STATIC) for p in precs)
+    int8 = any(p in (Precision.INT8_DYNAMIC, Precision.INT8_STATIC) for fmt in fmts for p in precs_of(fmt))
     devices = {fmt: _runtime_devices(fmt) for fmt in fmts}
     cuda = torch_format.cuda_runners(spec, weights) if torch_format.cuda_available() else []
     track = _Tracker(progress, 1 + 2 * len(cuda) + int8
-                     + sum(len(precs) * (1 + 2 * len(devices[fmt])) for fmt in fmts))
+                     + sum(len(precs_of(fmt)) * (1 + 2 * len(devices[fmt])) for fmt in fmts))
     track.say(f"building the PyTorch original of {spec.name}")
     reference = TorchRunner(spec, weights=weights, threads=options.threads).load()  # bad weights fail here
     latency_feed = spec.example_inputs(batch=1, time=options.latency_time if spec.has_dynamic_time else None)
@@ -189,7 +202,7 @@ def run_matrix(
             track.advance()
         parents: dict[Format, Path] = {}
         for fmt in fmts:
-            for prec in precs:
+            for prec in precs_of(fmt):
                 track.say(f"exporting {spec.name} to {fmt.value} {prec.value}")
                 module = formats.module_for(fmt)
                 staged = staging / api.artifact_name(spec, fmt, prec)

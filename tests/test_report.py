@@ -88,3 +88,45 @@ def test_matrix_reports_progress_case_by_case(tmp_path):
     # the run's steps only move forward and end complete: reference timing, export, parity sweep, latency
     steps = [m.step for m in messages]
     assert steps == sorted(steps) and messages[-1].step == messages[-1].steps == 4
+
+
+# --- "all": every installed format, each with its own precisions -------------------------------------------------
+
+def test_installed_formats_are_found_without_importing_the_sdks(monkeypatch):
+    import importlib.util
+
+    from edgeseq import formats
+    from edgeseq.enums import Format
+
+    assert formats.installed_formats() == [Format.ONNX, Format.TFLITE, Format.TENSORRT]  # the test extras
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "litert_torch" else real(name, *a))
+    assert formats.installed_formats() == [Format.ONNX, Format.TENSORRT]
+
+
+def test_all_precisions_means_each_formats_own(tmp_path):
+    """-p all with TensorRT (no int8-dynamic there) and ONNX: each format gets the precisions it has, instead of the
+    run failing on the one TensorRT lacks; a precision named outright must still suit every format."""
+    report = edgeseq.run_matrix("cbhg-lite", ["tensorrt", "onnx"], "all", out_dir=tmp_path,
+                                options=MatrixOptions(times=(7,), batches=(1,), iterations=2, warmup=0))
+    made = sorted((a.format, a.precision) for a in report.artifacts)
+    assert made == sorted([("tensorrt", "fp32"), ("tensorrt", "fp16"), ("tensorrt", "int8-static"),
+                           ("onnx", "fp32"), ("onnx", "fp16"), ("onnx", "int8-dynamic"), ("onnx", "int8-static")])
+    from edgeseq.errors import UnsupportedError
+
+    with pytest.raises(UnsupportedError, match="int8-dynamic"):
+        edgeseq.run_matrix("cbhg-lite", ["tensorrt"], ["int8-dynamic"], out_dir=tmp_path / "x")
+
+
+def test_all_formats_follow_what_is_installed(monkeypatch, tmp_path):
+    from edgeseq import formats
+    from edgeseq.enums import Format
+    from edgeseq.errors import InputError
+
+    monkeypatch.setattr(formats, "installed_formats", lambda: [Format.ONNX])
+    report = edgeseq.run_matrix("cbhg-lite", "all", ["fp32"], out_dir=tmp_path,
+                                options=MatrixOptions(times=(7,), batches=(1,), iterations=2, warmup=0))
+    assert [(a.format, a.precision) for a in report.artifacts] == [("onnx", "fp32")]
+    monkeypatch.setattr(formats, "installed_formats", lambda: [])
+    with pytest.raises(InputError, match="no export format is installed"):
+        edgeseq.run_matrix("cbhg-lite", "all", ["fp32"], out_dir=tmp_path / "none")

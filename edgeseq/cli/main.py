@@ -131,8 +131,8 @@ def export_cmd(
     recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="A recipe .toml or a shipped recipe name (android, jetson, server).")] = None,
     on_device: Annotated[bool, typer.Option("--on-device", help="With --recipe: time each budget on its ssh / adb device and gate on it.")] = False,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Also write JUnit XML (one case per check and budget).")] = None,
-    format: Annotated[Optional[List[str]], typer.Option("--format", "-f", help="Format(s): onnx, tflite, tensorrt (repeat -f for several).")] = None,
-    precision: Annotated[Optional[List[str]], typer.Option("--precision", "-p", help="fp32 | fp16 | int8-dynamic | int8-static | all.")] = None,
+    format: Annotated[Optional[List[str]], typer.Option("--format", "-f", help="Format(s): onnx, tflite, tensorrt (repeat -f for several), or all: every format installed here.")] = None,
+    precision: Annotated[Optional[List[str]], typer.Option("--precision", "-p", help="fp32 | fp16 | int8-dynamic | int8-static | all (each format's own).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: edgeseq-out/MODEL).")] = None,
     weights: args.Weights = None,
     times: args.Times = None,
@@ -165,7 +165,6 @@ def export_cmd(
     trtexec command for the target, says that no engine was built, and exits 0: no parity is claimed for an engine
     that does not exist.
     """
-    from ..enums import Precision
     from ..junit import write_junit
     from ..matrix import MatrixOptions, run_matrix
     from ..report import print_table
@@ -180,9 +179,7 @@ def export_cmd(
     if on_device:
         raise InputError("--on-device times a recipe's budgets on its devices; give --recipe FILE")
 
-    precisions = precision or ["fp32"]
-    if "all" in precisions:
-        precisions = [p.value for p in Precision]
+    precisions = precision or ["fp32"]  # "all": each format's own precisions (run_matrix)
     options = MatrixOptions(times=args.int_list(times, "times"), batches=args.int_list(batches, "batches"),
                             latency_time=latency_time, threads=threads, warmup=warmup, iterations=iterations,
                             opset=opset, exporter=exporter, shapes=tuple(shapes) if shapes else None,

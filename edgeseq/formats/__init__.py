@@ -25,6 +25,26 @@ def exportable_formats() -> list[Format]:
     return [f for f in _MODULES if f is not Format.TORCH]
 
 
+# what each format's export + run needs importable (TensorRT: only onnx, for the preflighted ONNX and build plan;
+# an engine is built where tensorrt and a GPU are present too)
+_NEEDS = {Format.ONNX: ("onnx", "onnxruntime"), Format.TFLITE: ("litert_torch", "ai_edge_litert"),
+          Format.TENSORRT: ("onnx",)}
+
+
+def installed_formats() -> list[Format]:
+    """The formats this environment can export and check (`-f all`): found by module spec, without importing the
+    SDKs (litert-torch alone takes seconds to import)."""
+    from importlib.util import find_spec
+
+    def present(name: str) -> bool:
+        try:
+            return find_spec(name) is not None
+        except (ImportError, ValueError):
+            return False
+
+    return [fmt for fmt, needs in _NEEDS.items() if all(present(n) for n in needs)]
+
+
 def detect_format(path: str | Path) -> Format:
     """The format of an artifact file, from its suffix, checked against its first bytes where that is cheap."""
     path = Path(path)
