@@ -68,6 +68,7 @@ class MatrixOptions:
     quant: tuple[str, ...] = ()  # KEY=VALUE changes to the format's QuantConfig defaults, for every fp16 / int8 export
     calibration: str | None = None  # directory of .npy calibration inputs for int8-static (default: the model's own)
     bisect: bool = True  # a failing row is bisected at its worst case: the report names the first divergent layer
+    rel_l2: tuple[tuple[str, float], ...] = ()  # (precision, rel L2) replacing that precision's tolerance (--tolerance)
 
 
 def _case_counter(track: _Tracker, label: str, total: int):
@@ -141,6 +142,10 @@ def run_matrix(
             module.check_precision(prec)
             export_options(module, prec)
     spec = api.resolve_spec(model)
+    tolerances = options.tolerances or spec.tolerances
+    for name, rel_l2 in options.rel_l2:
+        tolerances = tolerances.with_rel_l2(Precision.parse(name).value, float(rel_l2))
+    options = dataclasses.replace(options, tolerances=tolerances)
     if options.shapes and Format.TENSORRT not in fmts:
         raise InputError("--shapes sets a TensorRT optimization profile; it applies to --format tensorrt only")
     if Format.TENSORRT in fmts:  # a bad --shapes fails here, before anything is written

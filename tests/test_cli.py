@@ -69,6 +69,9 @@ def test_profile_prints_latency(run_cli, lite_onnx, tmp_path):
         (["export", "cbhg-lite", "--times", "0"], "--times must"),
         (["export", "cbhg-lite", "--weights", "/nonexistent.pt"], "does not exist"),
         (["export", "seq-cnn", "--times", "7"], "fixed time axis"),
+        (["export", "cbhg-lite", "--tolerance", "fp33=1e-3"], "--tolerance takes PRECISION=REL_L2"),
+        (["export", "cbhg-lite", "--tolerance", "fp16"], "--tolerance takes PRECISION=REL_L2"),
+        (["export", "cbhg-lite", "--tolerance", "fp16=-1"], "0 < REL_L2 < 10"),
     ],
 )
 def test_bad_export_input_is_one_line_and_writes_nothing(run_cli, tmp_path, argv, message):
@@ -141,3 +144,16 @@ def test_progress_bars_draw_on_a_terminal_only():
     shown = drive(Console(file=io.StringIO(), force_terminal=True, width=120))
     assert "parity onnxruntime-cpu" in shown and "3/8" in shown
     assert drive(Console(file=io.StringIO(), force_terminal=False, width=120)) == ""
+
+
+def test_tolerance_override_gates_the_row_and_is_recorded(run_cli, tmp_path):
+    """--tolerance fp32=1e-12 is tighter than float reassociation: the ONNX row fails (exit 1), the report carries
+    the tolerance that judged it, and the run still names what it could (bisection)."""
+    proc = run_cli("export", "cbhg-lite", "--times", "7", "--batches", "1", "-n", "2", "--tolerance", "fp32=1e-12",
+                   "--out", str(tmp_path))
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    row = next(p for p in report["parity"] if p["runtime"] == "onnxruntime-cpu")
+    assert not row["passed"]
+    assert {o["tolerance"]["rel_l2"] for c in row["cases"] for o in c["outputs"]} == {1e-12}
+    assert report["bisections"] and report["bisections"][0]["runtime"] == "onnxruntime-cpu"

@@ -29,6 +29,11 @@ Times = Annotated[
 Batches = Annotated[Optional[str], typer.Option("--batches", help="Batch sizes to check, e.g. 1,3 (default: model's).")]
 Warmup = Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs before timing.")]
 Iterations = Annotated[int, typer.Option("--iterations", "-n", min=1, help="Timed runs.")]
+ToleranceOverrides = Annotated[
+    Optional[List[str]],
+    typer.Option("--tolerance", help="PRECISION=REL_L2 replaces that precision's parity tolerance, e.g. "
+                                     "int8-static=2e-2 (repeatable; the defaults are measured, see the README)."),
+]
 JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Also write the result as JSON to this file.")]
 
 
@@ -42,3 +47,22 @@ def int_list(text: str | None, what: str) -> tuple[int, ...] | None:
     if not values or any(v < 1 for v in values):
         raise InputError(f"--{what} must list integers >= 1, got {text!r}")
     return values
+
+
+def tolerance_overrides(values: list[str] | None) -> tuple[tuple[str, float], ...]:
+    """['int8-static=2e-2'] -> (('int8-static', 0.02),); a bad pair is a one-line InputError."""
+    from ..enums import Precision
+    from ..errors import UnknownNameError
+
+    out = []
+    for text in values or ():
+        name, sep, value = text.partition("=")
+        try:
+            precision = Precision.parse(name.strip()).value
+            rel_l2 = float(value)
+        except (UnknownNameError, ValueError):
+            raise InputError(f"--tolerance takes PRECISION=REL_L2, e.g. int8-static=2e-2; got {text!r}") from None
+        if not sep or not 0 < rel_l2 < 10 or rel_l2 != rel_l2:
+            raise InputError(f"--tolerance takes PRECISION=REL_L2 with 0 < REL_L2 < 10; got {text!r}")
+        out.append((precision, rel_l2))
+    return tuple(out)

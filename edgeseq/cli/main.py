@@ -153,6 +153,7 @@ def export_cmd(
         "--quant", help="Change a quantization default, KEY=VALUE (repeatable): weight_type=uint8, per_channel=false, "
                         "quant_format=qoperator, calibration_method=percentile, op_types=Conv,MatMul, "
                         "weight_only=GRU, gru=hoisted.")] = None,
+    tolerance: args.ToleranceOverrides = None,
     bisect: Annotated[bool, typer.Option(
         "--bisect/--no-bisect", help="Bisect each failing row and name the first PyTorch module that diverged "
                                      "(default: on; costs nothing when every row passes).")] = True,
@@ -184,7 +185,8 @@ def export_cmd(
                             latency_time=latency_time, threads=threads, warmup=warmup, iterations=iterations,
                             opset=opset, exporter=exporter, shapes=tuple(shapes) if shapes else None,
                             quant=tuple(quant or ()),
-                            calibration=str(calibration) if calibration is not None else None, bisect=bisect)
+                            calibration=str(calibration) if calibration is not None else None, bisect=bisect,
+                            rel_l2=args.tolerance_overrides(tolerance))
     target = out_dir or Path("edgeseq-out") / model
     with matrix_progress(err) as progress:
         report = run_matrix(model, format or ["onnx"], precisions, out_dir=target, weights=weights, options=options,
