@@ -181,6 +181,16 @@ def _model_of(runner: Runner, model) -> ModelSpec:
     return get_model(name)
 
 
+def resolve_tolerances(spec: ModelSpec, tolerances: Tolerances | dict[str, float] | None) -> Tolerances:
+    """The model's own tolerances, replaced as a whole (a Tolerances) or per precision ({precision: rel L2})."""
+    if isinstance(tolerances, Tolerances):
+        return tolerances
+    out = spec.tolerances
+    for name, rel_l2 in (tolerances or {}).items():
+        out = out.with_rel_l2(Precision.parse(name).value, float(rel_l2))
+    return out
+
+
 def check(
     artifact,
     model=None,
@@ -190,14 +200,15 @@ def check(
     times: Iterable[int] | None = None,
     batches: Iterable[int] | None = None,
     sources: Iterable[str] | None = None,
-    tolerances: Tolerances | None = None,
+    tolerances: Tolerances | dict[str, float] | None = None,
     device: "str | DeviceProfile | None" = None,
     threads: int | None = None,
     reference: Runner | None = None,
     artifact_label: str | None = None,
     on_case: Callable[[ParityCase], None] | None = None,
 ) -> ParityResult:
-    """Parity of an artifact (path, Artifact or Runner) against the PyTorch original over a T x batch sweep."""
+    """Parity of an artifact (path, Artifact or Runner) against the PyTorch original over a T x batch sweep.
+    tolerances: a Tolerances, or {precision: rel L2} replacing those precisions' tolerances in the model's own."""
     from .formats.torch import reference as torch_reference
 
     owned = not isinstance(artifact, Runner)
@@ -219,7 +230,8 @@ def check(
             if state_dict_sha256(ref.module) != expected_sha:
                 notes.append("the artifact was exported from other weights than the reference (weights sha256 differs)")
         label = artifact_label or str(getattr(runner, "path", ""))
-        return sweep(ref, runner, ((b, t, s, f) for b, t, s, f in feeds), tolerances or spec.tolerances, precision,
+        return sweep(ref, runner, ((b, t, s, f) for b, t, s, f in feeds), resolve_tolerances(spec, tolerances),
+                     precision,
                      model=spec.name, artifact=label, notes=tuple(notes), on_case=on_case)
     finally:
         if owned:

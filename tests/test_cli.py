@@ -157,3 +157,14 @@ def test_tolerance_override_gates_the_row_and_is_recorded(run_cli, tmp_path):
     assert not row["passed"]
     assert {o["tolerance"]["rel_l2"] for c in row["cases"] for o in c["outputs"]} == {1e-12}
     assert report["bisections"] and report["bisections"][0]["runtime"] == "onnxruntime-cpu"
+
+
+def test_check_takes_the_same_tolerance_flag(run_cli, lite_onnx, tmp_path):
+    ok = run_cli("check", lite_onnx.path, "--times", "7", "--batches", "1", "--tolerance", "fp32=1e-3")
+    assert ok.returncode == 0, ok.stderr
+    proc = run_cli("check", lite_onnx.path, "--times", "7", "--batches", "1", "--tolerance", "fp32=1e-12",
+                   "--json", str(tmp_path / "c.json"))
+    assert proc.returncode == 1
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert {o["tolerance"]["rel_l2"] for c in data["cases"] for o in c["outputs"]} == {1e-12}
+    assert "--tolerance takes" in assert_one_line_error(run_cli("check", lite_onnx.path, "--tolerance", "x=1"))

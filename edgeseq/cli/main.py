@@ -276,12 +276,14 @@ def check_cmd(
     threads: args.Threads = None,
     json_out: args.JsonOut = None,
     bisect: Annotated[bool, typer.Option("--bisect", help="On failure, name the first PyTorch module that diverged.")] = False,
+    tolerance: args.ToleranceOverrides = None,
 ):
     """Parity of ARTIFACT against the PyTorch original over a sequence-length x batch sweep."""
     from ..api import check
 
+    overrides = dict(args.tolerance_overrides(tolerance))
     result = check(artifact, model, weights=weights, times=args.int_list(times, "times"),
-                   batches=args.int_list(batches, "batches"), device=device, threads=threads)
+                   batches=args.int_list(batches, "batches"), device=device, threads=threads, tolerances=overrides)
     data = result.to_dict()
     worst = data["worst"] or {}
     status = "[green]PASS[/]" if result.passed else "[red]FAIL[/]"
@@ -292,11 +294,14 @@ def check_cmd(
         out.print(f"note: {note}", highlight=False)
     _print_failures({"parity": [data]})
     if bisect and not result.passed:
+        from ..api import resolve_tolerances
         from ..bisection import bisect as run_bisect
         from ..bisection import verdict
         from ..models import get_model
 
-        found = run_bisect(artifact, get_model(result.model), weights=weights, precision=result.precision)
+        spec = get_model(result.model)
+        found = run_bisect(artifact, spec, weights=weights, precision=result.precision,
+                           tolerances=resolve_tolerances(spec, overrides))
         data["bisect"] = found.to_dict()
         out.print(verdict(data["bisect"]), highlight=False, markup=False)
     if json_out:
