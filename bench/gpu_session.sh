@@ -10,7 +10,9 @@
 #   run(command="bash bench/gpu_session.sh", carry=[".whl"], timeout_s=600)
 #
 # .whl/ (git-excluded, carried) holds wheels the GPU machine lacks (onnxslim); they go to a scratch folder on the
-# path, nothing is installed into its Python.
+# path, nothing is installed into its Python. On a fresh checkout, make it first (here, not on the GPU machine):
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl onnxslim==0.1.98
 set -u
 OUT=${OUT:-/tmp/edgeseq-gpu}
 mkdir -p "$OUT"
