@@ -334,7 +334,12 @@ def plots(report: dict) -> dict[str, str]:
         out["latency"] = _png(fig)
         plt.close(fig)
     if report["parity"]:
-        fig, ax = plt.subplots(figsize=(6, 3.2))
+        fig, ax = plt.subplots(figsize=(8.5, 3.6))
+        colors: dict[str, str] = {}  # one color per precision: a row's line and its tolerance match
+        palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        styles = ["-", "--", ":", "-."]
+        runtimes = sorted({p["runtime"] for p in report["parity"]})
+        all_t: set[int] = set()
         for par in report["parity"]:
             worst: dict[int, float] = {}
             for c in par["cases"]:
@@ -343,20 +348,27 @@ def plots(report: dict) -> dict[str, str]:
                         worst[c["time"]] = max(worst.get(c["time"], 0.0), o["rel_l2"])
             if worst:
                 ts = sorted(worst)
-                ax.plot(ts, [max(worst[t], 1e-12) for t in ts], marker="o",
+                all_t.update(ts)
+                color = colors.setdefault(par["precision"], palette[len(colors) % len(palette)])
+                ax.plot(ts, [max(worst[t], 1e-12) for t in ts], marker="o", color=color,
+                        linestyle=styles[runtimes.index(par["runtime"]) % len(styles)],
                         label=f"{par['runtime']} {par['precision']}")
         tols = {(p["precision"], o["tolerance"]["rel_l2"]) for p in report["parity"] for c in p["cases"]
                 for o in c["outputs"]}
-        for precision, tol in sorted(tols):
-            ax.axhline(tol, linestyle="--", linewidth=1, color="grey")
-            ax.annotate(f"{precision} tolerance", (1, tol), xycoords=("axes fraction", "data"), ha="right",
-                        va="bottom", fontsize=7, color="grey")
+        for precision, tol in sorted(tols, key=lambda pt: pt[1]):
+            ax.axhline(tol, linestyle=(0, (4, 3)), linewidth=1, color=colors.get(precision, "grey"), alpha=0.7,
+                       label=f"{precision} tolerance {tol:g}")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        if all_t:  # the sweep's own lengths as ticks, not 2x10^1
+            ax.set_xticks(sorted(all_t), [str(t) for t in sorted(all_t)])
+            ax.minorticks_off()
+            ax.set_yscale("log")
         ax.set_xlabel("sequence length T")
         ax.set_ylabel("worst relative L2")
-        ax.set_title("error against the PyTorch original")
-        ax.legend(fontsize=8)
+        ax.set_title("error against the PyTorch original (dashed: tolerances)")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        fig.tight_layout()
         out["error"] = _png(fig)
         plt.close(fig)
     if report["artifacts"]:
