@@ -87,15 +87,17 @@ def _operands(gru: nn.GRU, x: torch.Tensor):
 
 # --- the kernel's source on the CPU (g++ + tests/cuda_emu) ------------------------------------------------------
 
-def _gxx(kernel_dir: Path, source: str, hidden: int, split: int, out: Path) -> None:
-    """Build tests/cuda_emu/<source> (which includes cuda_gru.cu from kernel_dir) for the CPU."""
+def _gxx(kernel_dir: Path, source: str, hidden: int, split: int, out: Path, io: int = 0) -> None:
+    """Build tests/cuda_emu/<source> (which includes cuda_gru.cu from kernel_dir) for the CPU; io: EDGESEQ_IO
+    (0 fp32, 1 fp16, 2 bf16; the half-width ones with the host's conversions instead of PTX)."""
     subprocess.run(["g++", "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", f"-DEDGESEQ_H={hidden}",
-                    f"-DEDGESEQ_SPLIT={split}", "-DEDGESEQ_IO=0", f"-I{kernel_dir}", f"-I{EMU}", str(EMU / source),
-                    "-o", str(out)], check=True, capture_output=True, text=True)
+                    f"-DEDGESEQ_SPLIT={split}", f"-DEDGESEQ_IO={io}", *(["-DEDGESEQ_HOST_IO"] if io else []),
+                    f"-I{kernel_dir}", f"-I{EMU}", str(EMU / source), "-o", str(out)],
+                   check=True, capture_output=True, text=True)
 
 
-def _build_emulated(kernel_dir: Path, hidden: int, out: Path, split: int = 4) -> ctypes.CDLL:
-    _gxx(kernel_dir, "run_kernel.cpp", hidden, split, out)
+def _build_emulated(kernel_dir: Path, hidden: int, out: Path, split: int = 4, io: int = 0) -> ctypes.CDLL:
+    _gxx(kernel_dir, "run_kernel.cpp", hidden, split, out, io)
     lib = ctypes.CDLL(str(out))
     lib.emu_launch.argtypes = [ctypes.c_uint] * 3 + [ctypes.c_void_p] * 4 + [ctypes.c_int] * 5
     return lib
@@ -116,10 +118,10 @@ def emulated(tmp_path_factory):
     return get
 
 
-def _run_emulated(lib: ctypes.CDLL, gi, w_hh_t, b_hh, split: int = 4) -> torch.Tensor:
+def _run_emulated(lib: ctypes.CDLL, gi, w_hh_t, b_hh, split: int = 4, dtype=torch.float32) -> torch.Tensor:
     batch, steps, _ = gi.shape
     hidden = w_hh_t.shape[3]
-    out = torch.full((batch, steps, 2 * hidden), float("nan"))
+    out = torch.full((batch, steps, 2 * hidden), float("nan"), dtype=dtype)
     status = lib.emu_launch(2, batch, cuda_gru.threads_per_block(hidden, split), gi.data_ptr(), w_hh_t.data_ptr(),
                             b_hh.data_ptr(), out.data_ptr(), steps, gi.stride(0), gi.stride(1), out.stride(0),
                             out.stride(1))
@@ -141,6 +143,48 @@ def test_emulated_kernel_matches_nn_gru(emulated, hidden, split, batch, steps):
     # each direction on its own (a swapped direction would still give a plausible total error)
     assert _rel_l2(got[..., :hidden], expected[..., :hidden]) < 1e-6
     assert _rel_l2(got[..., hidden:], expected[..., hidden:]) < 1e-6
+
+
+def _gru_reference_f64(gi: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
+    """The recurrence in float64 from the very (rounded) operands the kernel gets: what it should compute before its
+    own fp32 arithmetic and the rounding of its output."""
+    gi, w, b = gi.double(), w_hh_t.double(), b_hh.double()
+    batch, steps, _ = gi.shape
+    hidden = w.shape[3]
+    out = torch.zeros(batch, steps, 2 * hidden, dtype=torch.float64)
+    for d in (0, 1):
+        h = torch.zeros(batch, hidden, dtype=torch.float64)
+        order = range(steps) if d == 0 else range(steps - 1, -1, -1)
+        for t in order:
+            x = gi[:, t, 3 * hidden * d: 3 * hidden * (d + 1)]
+            hr, hz, hn = (h @ w[d, g] + b[d, g * hidden:(g + 1) * hidden] for g in range(3))
+            r = torch.sigmoid(x[:, :hidden] + hr)
+            z = torch.sigmoid(x[:, hidden:2 * hidden] + hz)
+            n = torch.tanh(x[:, 2 * hidden:] + r * hn)
+            h = (1 - z) * n + z * h
+            out[:, t, hidden * d: hidden * (d + 1)] = h
+    return out
+
+
+@needs_gxx
+@pytest.mark.parametrize(("dtype", "io", "bar"), [(torch.float16, 1, 1e-3), (torch.bfloat16, 2, 8e-3)])
+def test_emulated_kernel_with_half_width_io(tmp_path, dtype, io, bar):
+    """fp16 / bf16 tensors (the GPU rows the latency target is about): the kernel reads 16-bit gi / W_hh / b_hh
+    and writes 16-bit out at the same element strides as fp32. Built here with the host's round-to-nearest-even
+    conversions in place of its two PTX instructions, it matches a float64 recurrence on the same rounded operands
+    within the output's own rounding (fp16 ~5e-4, bf16 ~4e-3 relative per element)."""
+    hidden, split = 64, 4
+    lib = _build_emulated(Path(cuda_gru.__file__).parent, hidden, tmp_path / f"io{io}.so", split, io)
+    gru = _gru(hidden, seed=5)
+    x = torch.randn(2, 7, 24)
+    gi, w_hh_t, b_hh = (t.to(dtype).contiguous() for t in _operands(gru, x))
+    got = _run_emulated(lib, gi, w_hh_t, b_hh, split=split, dtype=dtype)
+    assert got.dtype == dtype and not torch.isnan(got.float()).any()
+    expected = _gru_reference_f64(gi, w_hh_t, b_hh)
+    for half in (slice(0, hidden), slice(hidden, 2 * hidden)):  # each direction on its own
+        assert _rel_l2(got[..., half].double(), expected[..., half]) < bar
+    with torch.no_grad():  # and, looser, the fp32 module itself: only rounding between them
+        assert _rel_l2(got.float(), gru(x)[0]) < 4 * bar
 
 
 @needs_gxx

@@ -34,12 +34,16 @@ __device__ __forceinline__ float to_f32(io_t v) { return v; }
 __device__ __forceinline__ io_t from_f32(float f) { return f; }
 #elif EDGESEQ_IO == 1
 typedef unsigned short io_t;
+#ifndef EDGESEQ_HOST_IO  // the CPU build of the tests (tests/cuda_emu) brings its own: PTX does not run there
 __device__ __forceinline__ float to_f32(io_t v) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v)); return f; }
 __device__ __forceinline__ io_t from_f32(float f) { io_t v; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(v) : "f"(f)); return v; }
+#endif
 #elif EDGESEQ_IO == 2
 typedef unsigned short io_t;
 __device__ __forceinline__ float to_f32(io_t v) { return __uint_as_float(((unsigned int)v) << 16); }
+#ifndef EDGESEQ_HOST_IO
 __device__ __forceinline__ io_t from_f32(float f) { io_t v; asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(v) : "f"(f)); return v; }
+#endif
 #else
 #error "EDGESEQ_IO must be 0 (fp32), 1 (fp16) or 2 (bf16)"
 #endif

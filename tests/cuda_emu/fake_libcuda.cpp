@@ -45,7 +45,7 @@ int cuLaunchKernel(void* function, unsigned gx, unsigned gy, unsigned gz, unsign
     if (function != &function_token || extra != nullptr || gz != 1 || by != 1 || bz != 1 || shared != 0)
         return CUDA_ERROR_INVALID_VALUE;
     if (bx != THREADS) return CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES;  // the block the kernel was built for
-    const auto ptr = [&](int i) { return *static_cast<float**>(params[i]); };
+    const auto ptr = [&](int i) { return *static_cast<void**>(params[i]); };
     const auto num = [&](int i) { return *static_cast<int*>(params[i]); };
     ++fake_launches;
     return emu_launch(gx, gy, bx, ptr(0), ptr(1), ptr(2), ptr(3), num(4), num(5), num(6), num(7), num(8))

@@ -1,11 +1,16 @@
 // Builds edgeseq/models/cuda_gru.cu for the CPU with cuda_emu.h (see there) and exposes one C entry point that
 // launches its kernel over a grid, like cuLaunchKernel would. Compiled by tests/test_cuda_gru.py with -DEDGESEQ_H and
-// -DEDGESEQ_SPLIT.
+// -DEDGESEQ_SPLIT (and -DEDGESEQ_IO, with -DEDGESEQ_HOST_IO for fp16 / bf16).
 #include "cuda_emu.h"
 #include "cuda_gru.cu"
 
-extern "C" int emu_launch(unsigned grid_x, unsigned grid_y, unsigned block_x, const float* gi, const float* w_hh_t,
-                          const float* b_hh, float* out, int steps, int gi_sb, int gi_st, int out_sb, int out_st) {
+extern "C" int emu_launch(unsigned grid_x, unsigned grid_y, unsigned block_x, const void* gi_, const void* w_hh_t_,
+                          const void* b_hh_, void* out_, int steps, int gi_sb, int gi_st, int out_sb, int out_st) {
+    // element type io_t: float, or the 16-bit fp16 / bf16 patterns (EDGESEQ_IO), as the driver passes raw pointers
+    const io_t* gi = static_cast<const io_t*>(gi_);
+    const io_t* w_hh_t = static_cast<const io_t*>(w_hh_t_);
+    const io_t* b_hh = static_cast<const io_t*>(b_hh_);
+    io_t* out = static_cast<io_t*>(out_);
     if (block_x % 32 != 0) return 1;  // the warp exchange assumes whole warps, as the kernel's launch does
     gridDim = {grid_x, grid_y, 1};
     blockDim = {block_x, 1, 1};
