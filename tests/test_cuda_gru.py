@@ -2,6 +2,7 @@
 
 - its own source, built for the CPU by g++ with tests/cuda_emu/ (one std::thread per CUDA thread, real barriers
   and warp exchanges) and compared with nn.GRU: the indexing, both directions, the gate math and the barrier;
+  with fp16 / bf16 tensors too (host conversions in place of its two PTX ones), against a float64 recurrence;
 - the same source built with ThreadSanitizer (tests/cuda_emu/racecheck.cpp): no two threads touch h_buf without a
   barrier between them, whatever the schedule (racecheck's job on a GPU); three racy mutations are reported;
 - cuda_gru's ctypes driver layer against tests/cuda_emu/fake_libcuda.cpp, a libcuda double whose cuLaunchKernel runs
