@@ -82,8 +82,8 @@ def stage_of(node_name: str, stages: list[str]) -> str:
 def ort_stage_times(path: str | Path, feed, threads: int | None, stages: list[str], warmup: int, iterations: int,
                     workdir: str | Path | None = None) -> dict:
     """ONNX Runtime's own profiler on a separate CPU session built with OnnxRunner's options (intra-op threads,
-    one inter-op thread); per-iteration ms per stage and per op type, the node sums and the profiled model_run
-    times. The trace is written to `workdir` (kept) or a temporary folder (removed)."""
+    one inter-op thread); see stage_times_from_trace. The trace is written to `workdir` (kept) or a temporary
+    folder (removed)."""
     from ._lazy import require
 
     ort = require("onnxruntime", "onnx")
@@ -102,6 +102,13 @@ def ort_stage_times(path: str | Path, feed, threads: int | None, stages: list[st
         del session
         with open(trace_path) as fh:
             events = json.load(fh)
+    return {**stage_times_from_trace(events, stages, warmup), "trace": Path(trace_path).name}
+
+
+def stage_times_from_trace(events: list[dict], stages: list[str], warmup: int) -> dict:
+    """ONNX Runtime profiler events (this machine's, or a device's: remote/device_runner.py sends the same events
+    back) -> per-iteration ms per stage and per op type, the node sums and the profiled model_run times; the first
+    `warmup` runs are left out."""
     runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
                   key=lambda e: e["ts"])
     nodes = sorted((e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")),
@@ -135,13 +142,16 @@ def ort_stage_times(path: str | Path, feed, threads: int | None, stages: list[st
             per_iter[name].append(acc.get(name, 0.0))
         for op in set(ops) | set(per_op):
             per_op[op].append(ops.get(op, 0.0))
+    if not run_ms:
+        from .errors import RuntimeFailure
+
+        raise RuntimeFailure("ONNX Runtime's profile holds no timed run (was the trace cut short?)")
     return {
         "per_iteration_ms": dict(per_iter),
         "per_op_type_ms": dict(per_op),
         "total_ms": node_sum_ms,
         "model_run_ms": run_ms,
         "other_nodes": dict(unmapped),
-        "trace": Path(trace_path).name,
     }
 
 
@@ -168,21 +178,24 @@ def summarize_stages(raw: dict, stages: list[str], flops: dict[str, int] | None 
 class StageRow:
     stage: str
     flops_share_pct: float
-    eager_ms: float
-    eager_share_pct: float
+    eager_ms: float | None  # None on a remote device: PyTorch is not there, and this machine's eager is no peer
+    eager_share_pct: float | None
     onnxruntime_ms: float
     onnxruntime_share_pct: float
 
     @property
     def speedup(self) -> float | None:
-        """Eager ms / ONNX Runtime ms for this stage (None when ONNX Runtime spent nothing there)."""
-        return self.eager_ms / self.onnxruntime_ms if self.onnxruntime_ms > 0 else None
+        """Eager ms / ONNX Runtime ms for this stage (None when ONNX Runtime spent nothing there, or no eager)."""
+        if self.eager_ms is None or self.onnxruntime_ms <= 0:
+            return None
+        return self.eager_ms / self.onnxruntime_ms
 
 
 @dataclass(frozen=True)
 class StageProfile:
     model: str
     artifact: str
+    runtime: str  # where ONNX Runtime ran: onnxruntime-cpu, or onnxruntime-cpu@raspberry-pi-5
     batch: int
     time: int
     threads: int | None
@@ -192,7 +205,9 @@ class StageProfile:
     onnxruntime_unmapped_nodes: dict  # 'other' nodes (name (op type) -> count), for a model whose scopes are odd
 
     @property
-    def eager_total_ms(self) -> float:
+    def eager_total_ms(self) -> float | None:
+        if any(r.eager_ms is None for r in self.rows):
+            return None
         return sum(r.eager_ms for r in self.rows)
 
     @property
@@ -209,13 +224,14 @@ class StageProfile:
 
 
 def profile_stages(artifact: str | Path, model=None, *, weights=None, batch: int = 1, time: int | None = None,
-                   threads: int | None = None, warmup: int = 5, iterations: int = 20) -> StageProfile:
+                   threads: int | None = None, warmup: int = 5, iterations: int = 20, device=None) -> StageProfile:
     """Per-stage time of an edgeseq ONNX artifact (or any ONNX export of a registered model, with `model`) in
-    ONNX Runtime CPU and of the PyTorch original in eager mode, on the same real-speech input."""
+    ONNX Runtime, on the same real-speech input. Here (device None / cpu): next to the PyTorch original in eager
+    mode. On an ssh device (a profile name or .toml): the device's own onnxruntime profiler, no eager column."""
+    from .enums import Format
     from .formats import detect_format
     from .formats.onnx import OnnxRunner
     from .formats.torch import TorchRunner
-    from .enums import Format
 
     path = Path(artifact)
     if not path.is_file():
@@ -227,22 +243,52 @@ def profile_stages(artifact: str | Path, model=None, *, weights=None, batch: int
                                "--enable_op_profiling=true")
     if iterations < 1 or warmup < 0:
         raise InputError(f"iterations must be >= 1 and warmup >= 0 (got {iterations}, {warmup})")
-    from .api import _model_of
+    from .api import _model_of, load
 
-    with OnnxRunner(path, device="cpu", threads=threads) as onnx_runner:
-        spec = _model_of(onnx_runner, model)
-    steps = time if spec.has_dynamic_time else None
-    feed = spec.example_inputs(batch=batch, time=steps, source="speech")
-    actual_time = int(feed[spec.input_names[0]].shape[1]) if feed[spec.input_names[0]].ndim > 1 else 1
-    with TorchRunner(spec, weights=weights, threads=threads) as runner:
-        stages = stage_names(runner.module)
-        eager = summarize_stages(eager_stage_times(runner, feed, stages, warmup, iterations), stages,
-                                 spec.flops_by_stage(time=actual_time, batch=batch))
-    raw = ort_stage_times(path, feed, threads, stages, warmup, iterations)
-    ort = summarize_stages(raw, stages)
-    rows = tuple(StageRow(name, eager[name]["flops_share_pct"], eager[name]["median_ms"], eager[name]["share_pct"],
+    from .devices import resolve_device
+
+    profile = device if device is None or not isinstance(device, str) else resolve_device(device)
+    here = profile is None and device in (None, "cpu") or (
+        profile is not None and profile.local and profile.runner_device() == "cpu")
+    remote = None
+    if not here:
+        remote = load(path, device=device, threads=threads) if profile is not None and not profile.local else None
+        if remote is None or getattr(remote, "node_trace", None) is None:
+            if remote is not None:
+                remote.close()
+            raise UnsupportedError(f"per-stage timing runs ONNX Runtime's CPU profiler, here or on an ssh device "
+                                   f"running edgeseq's device runner; not on {device!r}")
+    if profile is not None and here and threads is None:
+        threads = profile.threads
+    try:
+        if remote is not None:
+            spec = _model_of(remote, model)
+        else:
+            with OnnxRunner(path, device="cpu", threads=threads) as onnx_runner:
+                spec = _model_of(onnx_runner, model)
+        steps = time if spec.has_dynamic_time else None
+        feed = spec.example_inputs(batch=batch, time=steps, source="speech")
+        actual_time = int(feed[spec.input_names[0]].shape[1]) if feed[spec.input_names[0]].ndim > 1 else 1
+        flops = spec.flops_by_stage(time=actual_time, batch=batch)
+        module = spec.build(weights)
+        stages = stage_names(module)
+        if remote is not None:
+            raw = stage_times_from_trace(remote.node_trace(feed, warmup=warmup, iterations=iterations), stages,
+                                         warmup)
+            runtime, eager, threads = remote.runtime, None, remote.threads
+        else:
+            with TorchRunner(spec, module=module, threads=threads) as runner:
+                eager = summarize_stages(eager_stage_times(runner, feed, stages, warmup, iterations), stages, flops)
+            raw = ort_stage_times(path, feed, threads, stages, warmup, iterations)
+            runtime = "onnxruntime-cpu"
+    finally:
+        if remote is not None:
+            remote.close()
+    ort = summarize_stages(raw, stages, flops)
+    rows = tuple(StageRow(name, ort[name]["flops_share_pct"],
+                          eager[name]["median_ms"] if eager else None, eager[name]["share_pct"] if eager else None,
                           ort[name]["median_ms"], ort[name]["share_pct"]) for name in [*stages, OTHER])
     ops = {op: statistics.median(v) for op, v in raw["per_op_type_ms"].items()}
     ops = dict(sorted(ops.items(), key=lambda kv: -kv[1]))
-    return StageProfile(spec.name, str(path), batch, actual_time, threads, iterations, rows, ops,
-                        dict(raw["other_nodes"]))
+    return StageProfile(spec.name, str(path), runtime, batch, actual_time, threads, len(raw["model_run_ms"]), rows,
+                        ops, dict(raw["other_nodes"]))

@@ -189,6 +189,25 @@ def test_cli_profiles_several_devices_side_by_side(sshd, lite_onnx, run_cli, tmp
     assert all(d["result"]["iterations"] == 5 and not d["error"] for d in data["devices"])
 
 
+def test_stages_are_profiled_by_the_devices_own_onnxruntime(sshd, lite_onnx, run_cli, tmp_path):
+    """profile --stages --device: the device runs onnxruntime's profiler and sends the node events back; they are
+    mapped to cbhg-lite's stages here. No eager column: PyTorch is not on a device."""
+    from edgeseq.stage_profile import OTHER, profile_stages
+
+    result = profile_stages(lite_onnx.path, device=str(sshd.profile()), time=50, warmup=1, iterations=3)
+    assert result.runtime == "onnxruntime-cpu@loopback" and result.iterations == 3 and result.threads == 2
+    by = {r.stage: r for r in result.rows}
+    assert by["gru"].onnxruntime_ms > 0 and by["bank"].onnxruntime_ms > 0 and OTHER in by
+    assert all(r.eager_ms is None and r.speedup is None for r in result.rows) and result.eager_total_ms is None
+    assert sum(r.onnxruntime_share_pct for r in result.rows) == pytest.approx(100.0)
+    assert "GRU" in result.onnxruntime_op_types_ms
+    assert not list((sshd.root / "device" / "jobs").iterdir())  # no trace or job left behind
+    proc = run_cli("profile", lite_onnx.path, "--stages", "--device", str(sshd.profile()), "--time", "50", "-n", "3",
+                   "--warmup", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "on onnxruntime-cpu@loopback" in proc.stdout and "eager" not in proc.stdout
+
+
 # ---- failures are one line -----------------------------------------------------------------------------------------
 
 

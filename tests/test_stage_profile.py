@@ -23,6 +23,7 @@ def test_node_names_map_to_top_level_stages():
 def test_every_stage_of_cbhg_lite_is_timed_in_both_runtimes(lite_onnx):
     result = profile_stages(lite_onnx.path, batch=1, time=50, threads=1, warmup=1, iterations=3)
     assert result.model == "cbhg-lite" and result.time == 50 and result.iterations == 3
+    assert result.runtime == "onnxruntime-cpu"
     names = [r.stage for r in result.rows]
     assert names[-1] == OTHER and {"bank", "projections", "highway", "gru"} <= set(names)
     by = {r.stage: r for r in result.rows}
@@ -58,8 +59,10 @@ def test_cli_profile_stages(run_cli, lite_onnx, tmp_path):
     proc = run_cli("profile", lite_onnx.path, "--stages", "--time", "50", "-n", "3", "--warmup", "1",
                    "--json", str(tmp_path / "s.json"))
     assert proc.returncode == 0, proc.stderr
-    assert "where the time goes: cbhg-lite, batch=1 T=50" in proc.stdout
+    assert "where the time goes: cbhg-lite on onnxruntime-cpu, batch=1 T=50" in proc.stdout
     assert "│ gru" in proc.stdout and "onnxruntime by op type: " in proc.stdout
     assert json.loads((tmp_path / "s.json").read_text())["model"] == "cbhg-lite"
-    line = assert_one_line_error(run_cli("profile", lite_onnx.path, "--stages", "--device", "cpu"))
-    assert "drop --device" in line
+    line = assert_one_line_error(run_cli("profile", lite_onnx.path, "--stages", "--shape", "features=1x9x128"))
+    assert "drop --shape" in line
+    line = assert_one_line_error(run_cli("profile", lite_onnx.path, "--stages", "--device", "cuda"))
+    assert "not on 'cuda'" in line

@@ -332,10 +332,11 @@ def profile_cmd(
     from ..inputs import parse_shapes
 
     if stages:
-        if device or shape or budget is not None:
-            raise InputError("--stages profiles an .onnx on this machine's CPU at the model's own input; drop "
-                             "--device / --shape / --budget")
-        _profile_stages(artifact, model, batch, time, threads, warmup, min(iterations, 50), json_out)
+        if (device and len(device) > 1) or shape or budget is not None:
+            raise InputError("--stages profiles an .onnx at the model's own input on one device (this machine's "
+                             "CPU or an ssh device); drop --shape / --budget / the extra --device")
+        _profile_stages(artifact, model, batch, time, threads, warmup, min(iterations, 50), json_out,
+                        device[0] if device else None)
         return
 
     options = dict(model=model, shapes=parse_shapes(shape), batch=batch, time=time, warmup=warmup,
@@ -360,28 +361,34 @@ def profile_cmd(
 
 
 def _profile_stages(artifact: Path, model, batch: int, time: int | None, threads: int | None, warmup: int,
-                    iterations: int, json_out: Path | None) -> None:
+                    iterations: int, json_out: Path | None, device: str | None) -> None:
     from rich.table import Table
 
     from ..stage_profile import profile_stages
 
-    with err.status("profiling each stage in ONNX Runtime and PyTorch eager"):
+    where = f"on {device}" if device not in (None, "cpu") else "in ONNX Runtime and PyTorch eager"
+    with err.status(f"profiling each stage {where}"):
         result = profile_stages(artifact, model, batch=batch, time=time, threads=threads, warmup=warmup,
-                                iterations=iterations)
+                                iterations=iterations, device=device)
     data = result.to_dict()
     if json_out:
         write_text_atomic(json_out, json.dumps(data, indent=2) + "\n")
-    table = Table(title=f"where the time goes: {result.model}, batch={result.batch} T={result.time}, "
-                        f"threads={result.threads or 'default'}, median of {result.iterations} runs")
-    for col in ("stage", "FLOPs %", "onnxruntime ms", "%", "eager ms", "%", "eager / onnxruntime"):
+    eager = result.eager_total_ms is not None
+    table = Table(title=f"where the time goes: {result.model} on {result.runtime}, batch={result.batch} "
+                        f"T={result.time}, threads={result.threads or 'default'}, median of {result.iterations} runs")
+    columns = ["stage", "FLOPs %", "onnxruntime ms", "%"] + (["eager ms", "%", "eager / onnxruntime"] if eager else [])
+    for col in columns:
         table.add_column(col, justify="left" if col == "stage" else "right", no_wrap=True)
     for row in result.rows:
-        table.add_row(row.stage, f"{row.flops_share_pct:.1f}", f"{row.onnxruntime_ms:.3f}",
-                      f"{row.onnxruntime_share_pct:.1f}", f"{row.eager_ms:.3f}", f"{row.eager_share_pct:.1f}",
-                      f"{row.speedup:.2f}" if row.speedup else "-")
-    table.add_row("total", "100.0", f"{result.onnxruntime_total_ms:.3f}", "100.0", f"{result.eager_total_ms:.3f}",
-                  "100.0", f"{result.eager_total_ms / result.onnxruntime_total_ms:.2f}"
-                  if result.onnxruntime_total_ms else "-", style="bold")
+        cells = [row.stage, f"{row.flops_share_pct:.1f}", f"{row.onnxruntime_ms:.3f}", f"{row.onnxruntime_share_pct:.1f}"]
+        if eager:
+            cells += [f"{row.eager_ms:.3f}", f"{row.eager_share_pct:.1f}", f"{row.speedup:.2f}" if row.speedup else "-"]
+        table.add_row(*cells)
+    total = ["total", "100.0", f"{result.onnxruntime_total_ms:.3f}", "100.0"]
+    if eager:
+        total += [f"{result.eager_total_ms:.3f}", "100.0", f"{result.eager_total_ms / result.onnxruntime_total_ms:.2f}"
+                  if result.onnxruntime_total_ms else "-"]
+    table.add_row(*total, style="bold")
     out.print(table)
     top = list(result.onnxruntime_op_types_ms.items())[:6]
     out.print("onnxruntime by op type: " + ", ".join(f"{op} {ms:.3f} ms" for op, ms in top), highlight=False,

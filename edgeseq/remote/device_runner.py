@@ -74,16 +74,45 @@ class OrtModel(object):
         have = ort.get_available_providers()
         if wanted[0] not in have:
             raise DeviceError("the device's onnxruntime has no %s (it has %s)" % (wanted[0], ", ".join(have)))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or 0
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        self._ort, self._path, self._threads = ort, path, threads
+        self._providers = [p for p in wanted if p in have]
         try:
-            self.session = ort.InferenceSession(path, sess_options=options,
-                                                providers=[p for p in wanted if p in have])
+            self.session = ort.InferenceSession(path, sess_options=self._options(), providers=self._providers)
         except Exception as exc:
             raise DeviceError("onnxruntime on the device cannot load the model: %s" % _first_line(exc))
         self.provider = self.session.get_providers()[0]
+
+    def _options(self):
+        options = self._ort.SessionOptions()
+        options.intra_op_num_threads = self._threads or 0
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        return options
+
+    def node_trace(self, feed, warmup, iterations, folder):
+        """onnxruntime's own profiler on a second session with the same options: the model_run and node
+        kernel_time events (what the host maps to the model's stages), the trace file removed."""
+        import os
+
+        options = self._options()
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(folder, "ort-profile")
+        session = self._ort.InferenceSession(self._path, sess_options=options, providers=self._providers)
+        for _ in range(warmup + iterations):
+            session.run(None, feed)
+        trace = session.end_profiling()
+        try:
+            with open(trace) as fh:
+                events = json.load(fh)
+        finally:
+            os.remove(trace)
+        keep = []
+        for e in events:
+            if (e.get("cat") == "Session" and e.get("name") == "model_run") or (
+                    e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")):
+                keep.append({"cat": e["cat"], "name": e["name"], "ts": e["ts"], "dur": e["dur"],
+                             "args": {"op_name": e.get("args", {}).get("op_name", "?")}})
+        return keep
 
     def describe(self):
         inputs = [{"name": i.name, "shape": [d if isinstance(d, int) else (d or None) for d in i.shape],
@@ -395,6 +424,19 @@ def run(args):
         except Exception as exc:
             raise DeviceError("%s failed on the device while timing: %s" % (job["runtime"], _first_line(exc)))
         result["timing"] = {"samples_ms": samples, "warmup": int(timing["warmup"])}
+    nodes = job.get("node_profile")
+    if nodes:
+        if not hasattr(model, "node_trace"):
+            raise DeviceError("per-stage timing reads onnxruntime's profiler; %s has none" % job["runtime"])
+        import os
+
+        try:
+            result["node_trace"] = model.node_trace(feeds[0], int(nodes["warmup"]), int(nodes["iterations"]),
+                                                    os.path.dirname(job["result"]) or ".")
+        except DeviceError:
+            raise
+        except Exception as exc:
+            raise DeviceError("onnxruntime failed on the device while profiling: %s" % _first_line(exc))
     result["peak_rss_mb"] = _peak_rss_mb()
     numpy.savez(job["outputs"], **outputs)
     with open(job["result"] + ".part", "w") as fh:

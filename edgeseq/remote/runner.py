@@ -196,6 +196,17 @@ class RemoteRunner(Runner):
         peak = result.get("peak_rss_mb")
         return Timings.from_samples(samples, peak_rss_mb=float("nan") if peak is None else peak)
 
+    def node_trace(self, feed, *, warmup: int, iterations: int) -> list[dict]:
+        """The device's onnxruntime profiler events for `iterations` runs after `warmup` (stage_profile maps them
+        to the model's stages); a runtime without a profiler is a one-line DeviceError from the device."""
+        self.load()
+        feed = validate_feed(self._inputs, feed)
+        result = self._job([feed], infer=False, timing=None, node_profile={"warmup": warmup, "iterations": iterations})
+        events = result.get("node_trace")
+        if not isinstance(events, list):
+            raise DeviceError(f"{self.connection.label}: the device sent no profile back")
+        return events
+
     def _close(self):
         self._cleanup_remote()
         self._cleanup_local()
@@ -224,7 +235,8 @@ class RemoteRunner(Runner):
         for i, (feed, case) in enumerate(zip(feeds, cases)):
             self._answers[feed_digest(feed)] = case["error"] or outputs.get(i, {})
 
-    def _job(self, feeds: list[dict[str, np.ndarray]], *, infer: bool, timing: dict | None) -> dict:
+    def _job(self, feeds: list[dict[str, np.ndarray]], *, infer: bool, timing: dict | None,
+             node_profile: dict | None = None) -> dict:
         local = Path(self._local)
         np.savez(local / "feeds.npz", **{f"case{i}/{name}": value for i, feed in enumerate(feeds)
                                          for name, value in feed.items()})
@@ -238,6 +250,7 @@ class RemoteRunner(Runner):
             "result": f"{self.job_dir}/result.json",
             "infer": infer,
             "timing": timing,
+            "node_profile": node_profile,
         }
         (local / "job.json").write_text(json.dumps(job))
         for stale in ("result.json", "outputs.npz"):
