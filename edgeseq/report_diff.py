@@ -150,3 +150,15 @@ def render_diff(diff: dict) -> list[list[str]]:
             "; ".join(r["reasons"]),
         ])
     return out
+
+
+def render_diff_markdown(diff: dict) -> str:
+    """The same table as Markdown, for a pull-request comment or a CI summary."""
+    header, *rows = render_diff(diff)
+    regressed = sum(1 for r in diff["rows"] if r["status"] == "regressed")
+    verdict = f"**{regressed} of {len(rows)} rows regressed**" if regressed else f"no regressions in {len(rows)} rows"
+    lines = [f"### edgeseq diff: {diff['model']}", "", f"`{diff['old']}` -> `{diff['new']}`: {verdict}", "",
+             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    lines += [f"- note: {note}" for note in diff.get("notes", [])]
+    return "\n".join(lines) + "\n"

@@ -116,8 +116,11 @@ def test_cli_diff(run_cli, base, tmp_path):
     (tmp_path / "new" / "report.json").write_text(json.dumps(worse))
     same = run_cli("diff", str(base), str(base.parent))  # a folder stands for its report.json
     assert same.returncode == 0 and "no regressions in 2 rows" in same.stdout, same.stderr
-    proc = run_cli("diff", str(base), str(tmp_path / "new"), "--json", str(tmp_path / "d.json"))
+    proc = run_cli("diff", str(base), str(tmp_path / "new"), "--json", str(tmp_path / "d.json"), "--md",
+                   str(tmp_path / "d.md"))
     assert proc.returncode == 1 and "1 of 2 rows regressed" in proc.stdout
+    md = (tmp_path / "d.md").read_text()
+    assert "**1 of 2 rows regressed**" in md and "| regressed | onnx | fp32 | onnxruntime-cpu |" in md
     assert "PASS -> FAIL" in proc.stdout and "parity now fails" in proc.stdout
     assert json.loads((tmp_path / "d.json").read_text())["regressed"] is True
     assert "does not exist" in assert_one_line_error(run_cli("diff", str(base), str(tmp_path / "nope.json")))

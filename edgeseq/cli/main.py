@@ -449,12 +449,14 @@ def diff_cmd(
     max_error_growth: Annotated[Optional[float], typer.Option(
         "--max-error-growth", help="Fail when a passing row's worst rel L2 grew by more than this ratio.")] = None,
     json_out: args.JsonOut = None,
+    md_out: Annotated[Optional[Path], typer.Option(
+        "--md", help="Also write the comparison as Markdown (a pull-request comment, a CI summary).")] = None,
 ):
     """Compare two export reports row by row: parity, worst error, p50 and size; exit 1 on a regression."""
     from rich.table import Table
 
     from ..report import load_report
-    from ..report_diff import diff_reports, render_diff
+    from ..report_diff import diff_reports, render_diff, render_diff_markdown
 
     def resolve(path: Path) -> Path:
         return path / "report.json" if path.is_dir() else path
@@ -478,6 +480,8 @@ def diff_cmd(
         out.print(f"note: {note}", highlight=False, markup=False)
     if json_out:
         write_text_atomic(json_out, json.dumps(data, indent=2) + "\n")
+    if md_out:
+        write_text_atomic(md_out, render_diff_markdown(data))
     regressed = [r for r in result.rows if r.status == "regressed"]
     out.print(f"{len(regressed)} of {len(result.rows)} rows regressed" if regressed else
               f"no regressions in {len(result.rows)} rows", highlight=False)
