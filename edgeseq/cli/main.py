@@ -325,10 +325,12 @@ def profile_cmd(
     json_out: args.JsonOut = None,
     stages: Annotated[bool, typer.Option(
         "--stages", help="Where the time goes: each top-level stage of the model (bank, highway, gru, ...) in ONNX "
-                         "Runtime's profiler and in PyTorch eager, with its share of the FLOPs (.onnx, this machine).")
+                         "Runtime's profiler (next to PyTorch eager here), with its share of the FLOPs; .onnx, on "
+                         "this machine's CPU or one ssh --device.")
     ] = False,
 ):
-    """Latency of ARTIFACT: p50/p90/p99, throughput, real-time factor, peak RSS; on several devices side by side."""
+    """Latency of ARTIFACT: p50/p90/p99, throughput, real-time factor, peak RSS; on several devices side by side;
+    per stage of the model with --stages."""
     from ..inputs import parse_shapes
 
     if stages:
