@@ -155,3 +155,30 @@ def test_matrix_on_a_gpu_has_eager_and_graph_rows_in_fp32_and_fp16(tmp_path):
     assert expected <= set(parity) and all(parity[r].passed for r in expected), parity
     latency = {x.runtime: x for x in report.latency if not x.artifact}
     assert all("CUDA events" in latency[r].note for r in expected)
+
+
+def test_gpu_session_summary_reads_a_real_run(tmp_path):
+    """bench/gpu_summary.py prints the GPU session's verdict last; here on the H200 run committed under
+    bench/results/ (the Triton kernel then: 0.418 ms, so the 0.4 ms target NOT MET), and one line, not a
+    traceback, for what a cut-short session did not write."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    shutil.copy(bench / "results" / "triton-gru-quick-nvidia-h200.json", tmp_path / "triton-gru-quick.json")
+    shutil.copy(bench / "results" / "gpu-nvidia-h200.json", tmp_path / "gpu-check.json")
+    run = [sys.executable, str(bench / "gpu_summary.py"), str(tmp_path)]
+    text = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    assert "GPU: NVIDIA H200" in text and "BiGRU H=128 fp16 dot-w16-nw4-b16: PASS, 1.48 us/step" in text
+    assert ("#5 target cbhg b1 T200 <= 0.4 ms: NOT MET by compiled-triton[dot-w16-nw4-b16] fp16 0.4178 ms"
+            in text)
+    assert "gpu_check best cbhg 1x200: torch-cuda-graph-fused-compiled fp16 0.441 ms" in text
+    met = subprocess.run(run + ["--target-ms", "0.45"], capture_output=True, text=True, check=True).stdout
+    assert "<= 0.45 ms: MET by compiled-triton" in met
+    (tmp_path / "gpu-check.json").unlink()
+    (tmp_path / "triton-gru-quick.json").write_text("{cut short")
+    cut = subprocess.run(run, capture_output=True, text=True, check=True)
+    assert "(no triton-gru-quick.json: JSONDecodeError)" in cut.stdout and "(no gpu-check.json" in cut.stdout
+    assert "Traceback" not in cut.stderr
