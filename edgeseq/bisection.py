@@ -48,8 +48,20 @@ class BisectResult:
     def first_divergent(self) -> LayerError | None:
         return next((layer for layer in self.layers if not layer.passed), None)
 
+    @property
+    def diverged_for_good(self) -> LayerError | None:
+        """The first layer of the run of failures that lasts to the model's end: where the error left tolerance
+        and never came back. With int8 the two differ: a quantized conv can leave the output's tolerance and the
+        error shrink again downstream, so the first divergent layer may be one the last release had too."""
+        if not self.layers or self.layers[-1].passed:
+            return None
+        i = len(self.layers) - 1
+        while i > 0 and not self.layers[i - 1].passed:
+            i -= 1
+        return self.layers[i]
+
     def to_dict(self) -> dict:
-        first = self.first_divergent
+        first, for_good = self.first_divergent, self.diverged_for_good
         return {
             "model": self.model,
             "artifact": self.artifact,
@@ -59,6 +71,7 @@ class BisectResult:
             "time": self.time,
             "source": self.source,
             "first_divergent": first.to_dict() if first else None,
+            "diverged_for_good": for_good.to_dict() if for_good else None,
             "layers": [layer.to_dict() for layer in self.layers],
             "skipped": list(self.skipped),
         }
@@ -77,8 +90,13 @@ def verdict(result: dict) -> str:
         return (f"no single layer left tolerance ({len(result.get('layers', []))} compared); the error builds up "
                 "across layers")
     where = "" if first["tensor"] == first["module"] else f" (tensor {first['tensor']})"
-    return (f"first divergent layer: {first['module']} ({first['kind']}): rel L2 {first['rel_l2']:.3g}, "
+    line = (f"first divergent layer: {first['module']} ({first['kind']}): rel L2 {first['rel_l2']:.3g}, "
             f"max abs {first['max_abs']:.3g}{where}")
+    for_good = result.get("diverged_for_good")
+    if for_good and for_good["module"] != first["module"]:
+        line += (f"; it came back within tolerance, and the error left it for good at {for_good['module']} "
+                 f"({for_good['kind']}): rel L2 {for_good['rel_l2']:.3g}")
+    return line
 
 
 def torch_module_outputs(module, feed: dict[str, np.ndarray], input_names: list[str]):

@@ -208,3 +208,23 @@ def test_a_format_bisection_cannot_read_gets_a_note_not_a_crash(tmp_path):
     off, none = _bisect_failure(par, edgeseq.get_model("cbhg-lite"), None, MatrixOptions(bisect=False), track,
                                 artifact=engine, label=str(engine))
     assert none == [] and off is par
+
+
+def test_diverged_for_good_is_where_the_error_never_came_back():
+    """int8: a quantized conv can leave the output's tolerance and the error shrink again downstream; the verdict
+    then also names where it left tolerance for good (here the layer after the last one that passed)."""
+    from edgeseq.bisection import BisectResult, LayerError, verdict
+
+    def layer(name, passed, rel):
+        return LayerError(name, "Conv1d", name, rel, rel, passed)
+
+    recovers = BisectResult("m", "a.onnx", "int8-static", (layer("bank.0", True, 1e-3), layer("bank.1", False, 2e-2),
+                            layer("proj", True, 1e-2), layer("highway", False, 2e-2), layer("gru", False, 3e-2)), ())
+    assert recovers.first_divergent.module == "bank.1" and recovers.diverged_for_good.module == "highway"
+    line = verdict(recovers.to_dict())
+    assert line.startswith("first divergent layer: bank.1") and "left it for good at highway (Conv1d)" in line
+    straight = BisectResult("m", "a.onnx", "fp32", (layer("a", True, 0), layer("b", False, 1), layer("c", False, 1)), ())
+    assert straight.diverged_for_good.module == "b" and "for good" not in verdict(straight.to_dict())
+    ends_well = BisectResult("m", "a.onnx", "fp32", (layer("a", False, 1), layer("b", True, 0)), ())
+    assert ends_well.diverged_for_good is None
+    assert BisectResult.from_dict(json.loads(json.dumps(recovers.to_dict()))).diverged_for_good.module == "highway"

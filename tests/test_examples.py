@@ -14,7 +14,7 @@ def run(script, *args, cwd):
 
 def test_every_example_has_a_test():
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == ["embed_in_app.py", "export_cbhg.py",
-                                                             "find_divergent_layer.py"]
+                                                             "find_divergent_layer.py", "release_gate.py"]
 
 
 def test_export_cbhg(tmp_path):
@@ -37,3 +37,17 @@ def test_find_divergent_layer_onnx_and_tflite(tmp_path):
         assert proc.returncode == 0, proc.stderr
         assert f"cbhg-lite.fp32.{fmt} against the fine-tuned checkpoint: FAIL" in proc.stdout
         assert "first divergent layer: bank.convs.3.conv.1 (Conv1d)" in proc.stdout
+
+
+def test_release_gate(tmp_path):
+    """Quantizing the MatMuls too makes the int8 row fail: the gate names it against the last release, and the
+    candidate's own bisection says where the error left tolerance for good (after the bank, whose int8 convs the
+    last release had too)."""
+    proc = run("release_gate.py", "--out", str(tmp_path / "builds"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "regressed onnx int8-static" in out and "parity now fails" in out
+    assert "same      onnx fp32" in out and "the gate fails this build: 1 row(s) regressed" in out
+    for_good = out.split("left it for good at ", 1)[1].split(" ", 1)[0]
+    assert not for_good.startswith("bank"), out
+    assert (tmp_path / "builds" / "last-release" / "report.json").is_file()
