@@ -181,12 +181,13 @@ def _model_of(runner: Runner, model) -> ModelSpec:
     return get_model(name)
 
 
-def resolve_tolerances(spec: ModelSpec, tolerances: Tolerances | dict[str, float] | None) -> Tolerances:
-    """The model's own tolerances, replaced as a whole (a Tolerances) or per precision ({precision: rel L2})."""
-    if isinstance(tolerances, Tolerances):
-        return tolerances
-    out = spec.tolerances
-    for name, rel_l2 in (tolerances or {}).items():
+def resolve_tolerances(spec: ModelSpec, tolerances: Tolerances | dict[str, float] | None,
+                       overrides: Iterable[tuple[str, float]] = ()) -> Tolerances:
+    """The model's own tolerances, replaced as a whole (a Tolerances) or per precision ({precision: rel L2}), then
+    per precision by `overrides` ((precision, rel L2) pairs: --tolerance on top of a recipe's)."""
+    out = tolerances if isinstance(tolerances, Tolerances) else spec.tolerances
+    pairs = list(tolerances.items()) if isinstance(tolerances, dict) else []
+    for name, rel_l2 in [*pairs, *overrides]:
         out = out.with_rel_l2(Precision.parse(name).value, float(rel_l2))
     return out
 

@@ -76,19 +76,28 @@ def time_locally(runner: "Runner", feed: dict[str, np.ndarray], *, warmup: int, 
                  budget_s: float | None) -> Timings:
     """Time runner.infer end to end in this process (host in, host out: what an app pays)."""
     runner.load()
-    for _ in range(warmup):
+
+    def call():
         runner.infer(feed)
-    runner.synchronize()
+        runner.synchronize()
+
+    return Timings.from_samples(host_times(call, warmup=warmup, iterations=iterations, budget_s=budget_s))
+
+
+def host_times(call: Callable[[], object], *, warmup: int, iterations: int, budget_s: float | None) -> list[float]:
+    """Wall time (ms) of each call() after `warmup` untimed ones; stops at `iterations` or once `budget_s` has
+    passed (at least one sample). The loop every host-clock timing here uses."""
+    for _ in range(warmup):
+        call()
     samples: list[float] = []
     deadline = time.perf_counter() + budget_s if budget_s else None
     while len(samples) < iterations:
         t0 = time.perf_counter()
-        runner.infer(feed)
-        runner.synchronize()
+        call()
         samples.append((time.perf_counter() - t0) * 1e3)
         if deadline is not None and time.perf_counter() > deadline:
             break
-    return Timings.from_samples(samples)
+    return samples
 
 
 def cuda_event_times(enqueue: Callable[[], object], *, stream=None, warmup: int, iterations: int,

@@ -142,10 +142,9 @@ def run_matrix(
             module.check_precision(prec)
             export_options(module, prec)
     spec = api.resolve_spec(model)
-    tolerances = options.tolerances or spec.tolerances
-    for name, rel_l2 in options.rel_l2:
-        tolerances = tolerances.with_rel_l2(Precision.parse(name).value, float(rel_l2))
-    options = dataclasses.replace(options, tolerances=tolerances)
+    # --tolerance (rel_l2) on top of the model's or the recipe's tolerances
+    options = dataclasses.replace(options, tolerances=api.resolve_tolerances(spec, options.tolerances,
+                                                                             options.rel_l2))
     if options.shapes and Format.TENSORRT not in fmts:
         raise InputError("--shapes sets a TensorRT optimization profile; it applies to --format tensorrt only")
     if Format.TENSORRT in fmts:  # a bad --shapes fails here, before anything is written

@@ -338,9 +338,7 @@ class OnnxRunner(Runner):
         """(ms per run, how they were taken) of run_with_iobinding with the feed bound on `device_type` ('cuda' in
         the matrix; the tests bind 'cpu', which makes the same calls on the CPU provider, and pass stand-in
         `events`)."""
-        import time
-
-        from ..latency import cuda_event_times
+        from ..latency import cuda_event_times, host_times
 
         ort = require("onnxruntime", EXTRA)
         binding = self._bind(feed, device_type)
@@ -352,16 +350,9 @@ class OnnxRunner(Runner):
                                        events=events)
             return samples, ("device time from CUDA events on the session's compute stream, inputs and outputs "
                              "bound on the GPU (IOBinding)")
-        for _ in range(warmup):
-            self.session.run_with_iobinding(binding, run_options)
-        samples: list[float] = []
-        deadline = time.perf_counter() + budget_s if budget_s else None
-        while len(samples) < iterations:
-            t0 = time.perf_counter()
-            self.session.run_with_iobinding(binding, run_options)  # returns once the provider's stream is done
-            samples.append((time.perf_counter() - t0) * 1e3)
-            if deadline is not None and time.perf_counter() > deadline:
-                break
+        # run_with_iobinding returns once the provider's stream is done: the host clock brackets the work
+        samples = host_times(lambda: self.session.run_with_iobinding(binding, run_options), warmup=warmup,
+                             iterations=iterations, budget_s=budget_s)
         return samples, (f"host clock around run_with_iobinding, inputs and outputs bound on {device_type} "
                          "(IOBinding; no torch with CUDA here to time with events)")
 
