@@ -157,6 +157,9 @@ def test_tolerance_override_gates_the_row_and_is_recorded(run_cli, tmp_path):
     assert not row["passed"]
     assert {o["tolerance"]["rel_l2"] for c in row["cases"] for o in c["outputs"]} == {1e-12}
     assert report["bisections"] and report["bisections"][0]["runtime"] == "onnxruntime-cpu"
+    # and the terminal says which layer, after the failing cases
+    assert "cbhg-lite.fp32.onnx on onnxruntime-cpu (bisected at batch=1 T=7" in proc.stderr
+    assert ": first divergent layer: " in proc.stderr or ": no single layer left tolerance" in proc.stderr
 
 
 def test_check_takes_the_same_tolerance_flag(run_cli, lite_onnx, tmp_path):
