@@ -56,3 +56,24 @@ def test_bad_profiles_name_the_file_and_key(tmp_path, text, message):
 def test_missing_profile_file(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         load_profile(tmp_path / "nope.toml")
+
+
+def test_profiles_load_without_tomllib(tmp_path):
+    """Python 3.10 (JetPack 6) has no tomllib: tomli reads the profiles, and bad TOML is still a one-line error."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [")
+    code = (
+        "import sys; sys.modules['tomllib'] = None\n"  # `import tomllib` now fails as on 3.10
+        "from edgeseq import tomlfile; from edgeseq.devices import get_profile, load_profile\n"
+        "from edgeseq.errors import InputError\n"
+        "assert tomlfile.tomllib.__name__ == 'tomli', tomlfile.tomllib\n"
+        "print(get_profile('pixel-8').threads)\n"
+        f"try:\n    load_profile({str(bad)!r})\nexcept InputError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    threads, error = done.stdout.splitlines()
+    assert threads == "4" and "not valid TOML" in error and str(bad) in error
