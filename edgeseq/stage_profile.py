@@ -85,6 +85,7 @@ def ort_stage_times(path: str | Path, feed, threads: int | None, stages: list[st
     one inter-op thread); see stage_times_from_trace. The trace is written to `workdir` (kept) or a temporary
     folder (removed)."""
     from ._lazy import require
+    from .formats.onnx import new_session
 
     ort = require("onnxruntime", "onnx")
     with tempfile.TemporaryDirectory(prefix="edgeseq-ort-profile-") as scratch:
@@ -95,7 +96,7 @@ def ort_stage_times(path: str | Path, feed, threads: int | None, stages: list[st
         options.log_severity_level = 3
         options.enable_profiling = True
         options.profile_file_prefix = str(folder / f"ort-profile-t{threads or 0}")
-        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        session = new_session(ort, str(path), options, ["CPUExecutionProvider"])
         for _ in range(warmup + iterations):
             session.run(None, feed)
         trace_path = session.end_profiling()

@@ -1,3 +1,5 @@
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -5,6 +7,17 @@ import sys
 import pytest
 
 import edgeseq
+
+COVERS_OUT = "EDGESEQ_COVERS_OUT"  # tests/test_support.py: where a collection run lists the (model, format) pairs
+
+
+def pytest_collection_finish(session):
+    """With EDGESEQ_COVERS_OUT set, write the (model, format) pairs that the selected tests are marked to cover."""
+    out = os.environ.get(COVERS_OUT)
+    if out:
+        pairs = sorted({tuple(m.args) for item in session.items for m in item.iter_markers("covers")})
+        with open(out, "w") as fh:
+            json.dump(pairs, fh)
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +53,7 @@ def run_cli():
 def assert_one_line_error(proc, code=2):
     assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr + proc.stdout
+    assert not proc.stdout.strip(), proc.stdout  # no library banner either (onnxruntime prints its EP Error there)
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("error:"), lines[0]

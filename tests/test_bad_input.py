@@ -13,6 +13,14 @@ class Payload:
         return (os.system, ("touch /tmp/edgeseq-bad-input-pwned",))
 
 
+def _relu_model() -> bytes:
+    import onnx.helper as h
+
+    graph = h.make_graph([h.make_node("Relu", ["x"], ["y"])], "g", [h.make_tensor_value_info("x", 1, [1, 4])],
+                         [h.make_tensor_value_info("y", 1, [1, 4])])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]).SerializeToString()
+
+
 def make(tmp_path, lite_path):
     """name -> (argv, expected text); files are created in tmp_path."""
     def file(name, data):
@@ -21,6 +29,7 @@ def make(tmp_path, lite_path):
         return str(path)
 
     truncated = open(lite_path, "rb").read()[:4000]
+    mangled = _relu_model().replace(b"Relu", b"Rel\xcc")  # onnxruntime's own error message is then undecodable
     evil = tmp_path / "evil.pt"
     evil.write_bytes(pickle.dumps({"w": Payload()}))
     (tmp_path / "adir.onnx").mkdir(exist_ok=True)
@@ -28,6 +37,7 @@ def make(tmp_path, lite_path):
         "garbage onnx": (["check", file("g.onnx", b"\x00garbage"), "--model", "cbhg"], "not an ONNX model"),
         "empty onnx": (["profile", file("e.onnx", b"")], "is empty"),
         "truncated onnx": (["profile", file("t.onnx", truncated)], "cannot load"),
+        "onnx with undecodable names": (["profile", file("u.onnx", mangled)], "not text"),
         "tflite not in this build": (["profile", file("m.tflite", b"TFL3garbage")], "tflite"),
         "garbage engine": (["profile", file("m.engine", b"garbage")], "tensorrt"),
         "unknown suffix": (["profile", file("m.bin", b"x")], "cannot tell the format"),
@@ -53,7 +63,7 @@ def make(tmp_path, lite_path):
     }
 
 
-CASES = ["garbage onnx", "empty onnx", "truncated onnx", "tflite not in this build", "garbage engine",
+CASES = ["garbage onnx", "empty onnx", "truncated onnx", "onnx with undecodable names", "tflite not in this build", "garbage engine",
          "unknown suffix", "directory", "missing file", "wrong --shape name", "wrong --shape dims",
          "bad --shape syntax", "T = 0", "unknown model", "unknown format", "unknown precision", "garbage checkpoint",
          "garbage safetensors", "pickle with code", "bad device profile", "unknown device", "bad recipe",

@@ -53,6 +53,20 @@ _PROVIDER_NAMES = {
 }
 
 
+def new_session(ort, model, options, providers):
+    """ort.InferenceSession without onnxruntime's "EP Error ... Falling back and retrying" banner, which it prints
+    to stdout when a session fails and it retries the same providers: the caller reports the error in one line."""
+    with redirect_stdout(io.StringIO()):
+        return ort.InferenceSession(model, sess_options=options, providers=providers)
+
+
+def load_error(exc: BaseException) -> str:
+    """The first line of why onnxruntime could not load a model (its message can itself be undecodable bytes)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "the file holds bytes that are not text where the model needs a name (corrupt or truncated?)"
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
 class OnnxExporter(str, Enum):
     TORCHSCRIPT = "torchscript"
     DYNAMO = "dynamo"
@@ -206,7 +220,7 @@ def _probe_dynamic_shapes(path: Path, spec) -> None:
     try:
         quiet = ort.SessionOptions()
         quiet.log_severity_level = 4
-        session = ort.InferenceSession(str(path), sess_options=quiet, providers=["CPUExecutionProvider"])
+        session = new_session(ort, str(path), quiet, ["CPUExecutionProvider"])
         outs = session.run(None, feed)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -282,10 +296,9 @@ class OnnxRunner(Runner):
         options.log_severity_level = 3
         self._stream, providers = _on_torch_stream(providers, self._device_id)
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+            self.session = new_session(ort, str(self.path), options, providers)
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ArtifactError(f"onnxruntime cannot load {str(self.path)!r}: {first[:300]}") from None
+            raise ArtifactError(f"onnxruntime cannot load {str(self.path)!r}: {load_error(exc)}") from None
         self.device = _PROVIDER_NAMES.get(self.session.get_providers()[0], self.session.get_providers()[0])
         inputs = tuple(
             TensorSpec(i.name, tuple(d if isinstance(d, int) else d for d in i.shape), _ORT_TYPES.get(i.type, i.type))
@@ -433,8 +446,7 @@ def intermediate_outputs(path: str | Path, feed: dict[str, np.ndarray], tensors:
     options = ort.SessionOptions()
     options.log_severity_level = 4
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every named tensor
-    session = ort.InferenceSession(model.SerializeToString(), sess_options=options,
-                                   providers=["CPUExecutionProvider"])
+    session = new_session(ort, model.SerializeToString(), options, ["CPUExecutionProvider"])
     names = list(dict.fromkeys(tensors.values()))
     values = dict(zip(names, session.run(names, feed)))
     return {module: values[tensor] for module, tensor in tensors.items()}

@@ -44,7 +44,18 @@ class DeviceError(Exception):
     """Reported to the host as one line; exit code 3."""
 
 
+def _ort_session(ort, path, options, providers):
+    """No "EP Error ... Falling back" banner from onnxruntime on stdout, which carries this runner's JSON."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return ort.InferenceSession(path, sess_options=options, providers=providers)
+
+
 def _first_line(exc):
+    if isinstance(exc, UnicodeDecodeError):  # onnxruntime's message quoted undecodable bytes from the file
+        return "the file holds bytes that are not text where the model needs a name (corrupt or truncated?)"
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     return (lines[0] if lines else type(exc).__name__)[:300]
 
@@ -77,7 +88,7 @@ class OrtModel(object):
         self._ort, self._path, self._threads = ort, path, threads
         self._providers = [p for p in wanted if p in have]
         try:
-            self.session = ort.InferenceSession(path, sess_options=self._options(), providers=self._providers)
+            self.session = _ort_session(ort, path, self._options(), self._providers)
         except Exception as exc:
             raise DeviceError("onnxruntime on the device cannot load the model: %s" % _first_line(exc))
         self.provider = self.session.get_providers()[0]
@@ -97,7 +108,7 @@ class OrtModel(object):
         options = self._options()
         options.enable_profiling = True
         options.profile_file_prefix = os.path.join(folder, "ort-profile")
-        session = self._ort.InferenceSession(self._path, sess_options=options, providers=self._providers)
+        session = _ort_session(self._ort, self._path, options, self._providers)
         for _ in range(warmup + iterations):
             session.run(None, feed)
         trace = session.end_profiling()
