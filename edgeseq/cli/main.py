@@ -147,10 +147,10 @@ def export_cmd(
         "--shapes", help="TensorRT optimization profile NAME=MIN:OPT:MAX, e.g. features=1x1x128:1x200x128:16x1000x128 "
         "(default: from the model).")] = None,
     calibration: Annotated[Optional[Path], typer.Option(
-        "--calibration", help="int8-static: directory of .npy input arrays to calibrate on (default: the model's "
-                              "real-speech calibration inputs).")] = None,
+        "--calibration", help="ONNX int8-static: directory of .npy input arrays to calibrate on (default: the "
+                              "model's real-speech calibration inputs).")] = None,
     quant: Annotated[Optional[List[str]], typer.Option(
-        "--quant", help="Change a quantization default, KEY=VALUE (repeatable): weight_type=uint8, per_channel=false, "
+        "--quant", help="Change an ONNX quantization default, KEY=VALUE (repeatable): weight_type=uint8, per_channel=false, "
                         "quant_format=qoperator, calibration_method=percentile, op_types=Conv,MatMul, "
                         "weight_only=GRU, gru=hoisted.")] = None,
     tolerance: args.ToleranceOverrides = None,
@@ -447,7 +447,8 @@ def diff_cmd(
     old: Annotated[Path, typer.Argument(help="The earlier report.json (or the folder holding it).")],
     new: Annotated[Path, typer.Argument(help="The later report.json (or the folder holding it).")],
     max_slowdown: Annotated[Optional[float], typer.Option(
-        "--max-slowdown", help="Fail when a row's p50 grew by more than this ratio, e.g. 1.2 (same machine only).")] = None,
+        "--max-slowdown", help="Fail when a row got more than this many times slower, e.g. 1.2: its p50 relative "
+                                "to PyTorch eager in the same report (same machine only).")] = None,
     max_error_growth: Annotated[Optional[float], typer.Option(
         "--max-error-growth", help="Fail when a passing row's worst rel L2 grew by more than this ratio.")] = None,
     json_out: args.JsonOut = None,

@@ -134,8 +134,8 @@ class TorchCudaGraphRunner(TorchRunner):
 
     compile="default" | "max-autotune-no-cudagraphs": the module (converted, on the GPU) is wrapped in
     torch.compile(mode=compile, dynamic=False) and compiled in the warm-up before each new shape's capture; inductor
-    fuses the small kernels around the BiGRU (cbhg fp16 1 x 200 on an H200: 0.42 ms vs 0.46 ms uncompiled with the
-    Triton GRU, which runs eagerly behind a graph break, see triton_gru.TritonBiGRU). `module` stays the uncompiled
+    fuses the small kernels around the BiGRU (cbhg fp16 1 x 200 on an H200: 0.42 ms vs 0.47 ms uncompiled with the
+    Triton GRU, bench/results/triton-gru-quick-nvidia-h200.log; which runs eagerly behind a graph break, see triton_gru.TritonBiGRU). `module` stays the uncompiled
     one, for inspection."""
 
     def __init__(self, spec: ModelSpec, *, compile: str | None = None, **kwargs):
