@@ -18,6 +18,7 @@ def test_models_lists_parameters_and_flops(run_cli):
     assert table.returncode == 0 and "cbhg-lite" in table.stdout and "@ 200" in table.stdout
 
 
+@pytest.mark.covers("cbhg-lite", "onnx")
 def test_export_runs_the_matrix_and_exits_0(run_cli, tmp_path):
     out = tmp_path / "out"
     proc = run_cli("export", "cbhg-lite", "--out", str(out), "--times", "1,7,50", "--batches", "1,3", "-n", "5")

@@ -18,6 +18,7 @@ def cbhg_onnx(tmp_path_factory):
     return edgeseq.export("cbhg", "onnx", out_dir=tmp_path_factory.mktemp("cbhg"))
 
 
+@pytest.mark.covers("cbhg", "onnx")
 def test_cbhg_passes_parity_at_every_length_and_batch(cbhg_onnx):
     """The spine's acceptance test: cbhg -> ONNX holds fp32 tolerance at T in {1..1000} x batch {1, 3}."""
     result = edgeseq.check(cbhg_onnx.path, "cbhg", times=SWEEP_T, batches=SWEEP_B)
@@ -27,7 +28,8 @@ def test_cbhg_passes_parity_at_every_length_and_batch(cbhg_onnx):
     assert result.worst.rel_l2 <= 1e-5 and result.worst.cosine > 0.99999
 
 
-@pytest.mark.parametrize("name", ["cbhg-postnet", "attention-cbhg", "seq-cnn"])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.covers(n, "onnx"))
+                                  for n in ("cbhg-postnet", "attention-cbhg", "seq-cnn")])
 def test_other_models_export_and_match(name, tmp_path):
     artifact = edgeseq.export(name, "onnx", out_dir=tmp_path)
     result = edgeseq.check(artifact.path, name, times=None if name == "seq-cnn" else (1, 7, 200), batches=(1, 3))

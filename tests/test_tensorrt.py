@@ -16,7 +16,7 @@ import edgeseq
 from edgeseq._lazy import available
 from edgeseq.enums import Format, Precision
 from edgeseq.errors import ArtifactError, ExportError, InputError, MissingExtraError, UnsupportedError
-from edgeseq.formats import detect_format, runner_for
+from edgeseq.formats import detect_format, runner_for, support_table
 from edgeseq.formats import tensorrt as trt_format
 from edgeseq.formats.tensorrt import EngineBuild, ShapeRange, TensorRTOptions
 
@@ -55,6 +55,18 @@ def test_our_exported_models_pass_preflight(lite_onnx):
     assert result.ops["GRU"] == 1 and result.ops["Conv"] >= 16 and result.opset == 17
     assert "all supported" in result.summary()
     assert json.loads(json.dumps(result.to_dict()))["ok"] is True
+
+
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.covers(m, "tensorrt")) for m in support_table()])
+def test_every_model_gets_a_tensorrt_artifact_that_matches(model, tmp_path):
+    """Without TensorRT the artifact is the TensorRT-ready ONNX, which must pass the preflight and parity (ONNX
+    Runtime runs it here); with TensorRT and a GPU, the engine itself is checked."""
+    art = edgeseq.export(model, "tensorrt", out_dir=tmp_path)
+    if art.path.endswith(".trt.onnx"):
+        plan = json.loads((tmp_path / f"{model}.fp32.trt-build.json").read_text())
+        assert plan["preflight"]["ok"] and plan["onnx_sha256"] == art.sha256, plan["preflight"]
+    result = edgeseq.check(art.path, model, times=None if model == "seq-cnn" else (1, 7, 200), batches=(1, 3))
+    assert result.passed, result.failures
 
 
 @pytest.mark.parametrize(

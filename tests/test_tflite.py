@@ -195,6 +195,7 @@ def test_user_module_with_bigru_runs_at_any_length(tmp_path):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.covers("cbhg-lite", "tflite")
 def test_cbhg_lite_passes_parity_at_every_length(lite_tflite):
     """The issue's acceptance: cbhg-lite -> .tflite holds fp32 tolerance at T in {1, 7, 50, 200, 1000} x {1, 3}."""
     result = edgeseq.check(lite_tflite.path, "cbhg-lite", times=SWEEP_T, batches=(1, 3))
@@ -213,6 +214,7 @@ def test_window_max_pool_matches_max_pool1d():
     assert not window_pool_ok(torch.nn.MaxPool1d(2, padding=1))
 
 
+@pytest.mark.covers("seq-cnn", "tflite")
 def test_fixed_length_classifier_keeps_a_dynamic_batch(tmp_path):
     """seq-cnn (fixed 32 frames, MaxPool1d(2), Flatten): litert-torch's max_pool1d lowering failed on the dynamic
     batch ("broadcast_in_dim shape must have every element be nonnegative"); WindowMaxPool converts."""

@@ -1,4 +1,5 @@
-"""The rest of the CBHG family through TFLite: attention (LayerNorm rewritten for a dynamic T) and the postnet."""
+"""The rest of the CBHG family through TFLite: attention (LayerNorm rewritten for a dynamic T), the postnet and cbhg
+(short sweeps; cbhg's full sweep and int8 are slow cases in test_tflite.py)."""
 
 import pytest
 import torch
@@ -19,7 +20,8 @@ def test_decomposed_layer_norm_matches_torch():
     torch.testing.assert_close(DecomposedLayerNorm(norm)(x), norm(x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("model", ["attention-cbhg", pytest.param("cbhg-postnet", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.covers(m, "tflite"))
+                                   for m in ("attention-cbhg", "cbhg-postnet", "cbhg")])
 def test_family_member_exports_to_tflite_and_runs_any_length(model, tmp_path):
     artifact = edgeseq.export(model, "tflite", out_dir=tmp_path)
     result = edgeseq.check(artifact.path, times=(1, 7, 50), batches=(1, 3))

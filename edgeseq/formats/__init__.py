@@ -25,6 +25,15 @@ def exportable_formats() -> list[Format]:
     return [f for f in _MODULES if f is not Format.TORCH]
 
 
+def support_table() -> dict[str, dict[Format, tuple]]:
+    """What edgeseq promises: every registered model exports to every format, at each format's precisions
+    (model -> format -> precisions). tests/test_support.py checks that the default test run exports and checks
+    each (model, format) pair, so a new model or format cannot land untested."""
+    from ..models import list_models
+
+    return {spec.name: {fmt: module_for(fmt).PRECISIONS for fmt in exportable_formats()} for spec in list_models()}
+
+
 # what each format's export + run needs importable (TensorRT: only onnx, for the preflighted ONNX and build plan;
 # an engine is built where tensorrt and a GPU are present too)
 _NEEDS = {Format.ONNX: ("onnx", "onnxruntime"), Format.TFLITE: ("litert_torch", "ai_edge_litert"),
