@@ -8,6 +8,9 @@ import pytest
 
 import edgeseq
 
+if not __import__("torch").cuda.is_available():  # Triton kernels run on its CPU interpreter here (test_triton_gru.py)
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 COVERS_OUT = "EDGESEQ_COVERS_OUT"  # tests/test_support.py: where a collection run lists the (model, format) pairs
 
 
