@@ -52,13 +52,20 @@ class BisectResult:
     def diverged_for_good(self) -> LayerError | None:
         """The first layer of the run of failures that lasts to the model's end: where the error left tolerance
         and never came back. With int8 the two differ: a quantized conv can leave the output's tolerance and the
-        error shrink again downstream, so the first divergent layer may be one the last release had too."""
-        if not self.layers or self.layers[-1].passed:
+        error shrink again downstream, so the first divergent layer may be one the last release had too. Layers that
+        finish inside the first divergent layer's top-level stage without enclosing it are left out of the judgement:
+        they may be parallel branches that never saw its error (the conv bank's other convs)."""
+        first = self.first_divergent
+        if first is None:
             return None
-        i = len(self.layers) - 1
-        while i > 0 and not self.layers[i - 1].passed:
+        start = self.layers.index(first)
+        downstream = [first] + [layer for layer in self.layers[start + 1:] if _sees(layer.module, first.module)]
+        if downstream[-1].passed:
+            return None
+        i = len(downstream) - 1
+        while i > 0 and not downstream[i - 1].passed:
             i -= 1
-        return self.layers[i]
+        return downstream[i]
 
     def to_dict(self) -> dict:
         first, for_good = self.first_divergent, self.diverged_for_good
@@ -81,6 +88,15 @@ class BisectResult:
         return cls(d["model"], d["artifact"], d["precision"], tuple(LayerError(**x) for x in d["layers"]),
                    tuple(d["skipped"]), d.get("runtime", ""), d.get("batch", 1), d.get("time", 0),
                    d.get("source", "speech"))
+
+
+def _sees(later: str, first: str) -> bool:
+    """Whether a module that finished after `first` surely computes on its output: one that encloses it, or one
+    outside its top-level stage (the stages run in sequence). Labels may carry a "(fused with ...)" suffix."""
+    later, first = later.split(" ")[0], first.split(" ")[0]
+    if first.startswith(later + ".") or later == first:
+        return True
+    return not later.startswith(first.split(".")[0] + ".")
 
 
 def verdict(result: dict) -> str:

@@ -228,3 +228,9 @@ def test_diverged_for_good_is_where_the_error_never_came_back():
     ends_well = BisectResult("m", "a.onnx", "fp32", (layer("a", False, 1), layer("b", True, 0)), ())
     assert ends_well.diverged_for_good is None
     assert BisectResult.from_dict(json.loads(json.dumps(recovers.to_dict()))).diverged_for_good.module == "highway"
+    # the bank's other convs finish after a corrupted bank.convs.0 and pass: they are parallel branches, not a
+    # recovery; the error never left (bank, the concatenation, fails and so does all that follows)
+    parallel = BisectResult("m", "a.onnx", "fp32", (
+        layer("bank.convs.0.conv", False, 0.5), layer("bank.convs.1.conv", True, 0), layer("bank.convs.0", False, 0.5),
+        layer("bank.convs.1", True, 0), layer("bank", False, 0.2), layer("proj", False, 0.1)), ())
+    assert parallel.diverged_for_good.module == "bank.convs.0.conv" and "for good" not in verdict(parallel.to_dict())
