@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
@@ -13,7 +15,7 @@ from .artifact import Artifact
 from .enums import Format, Precision
 from .errors import InputError, UnsupportedError
 from .models import ModelSpec, get_model
-from .parity import ParityCase, ParityResult, Tolerances, sweep
+from .parity import ParityCase, ParityResult, Tolerances, check_rel_l2, sweep
 from .latency import LatencyResult, measure
 from .runner import Runner
 
@@ -21,6 +23,62 @@ if TYPE_CHECKING:  # pragma: no cover
     from .devices import DeviceProfile
 
 SUFFIX = {Format.ONNX: ".onnx", Format.TFLITE: ".tflite", Format.TENSORRT: ".engine"}
+
+
+# ---- argument checks: the API's callers are programs, so a wrong type is an InputError too, never a TypeError ------
+
+def _int(value, what: str, *, minimum: int = 1, optional: bool = False) -> int | None:
+    """An integer >= minimum (numpy integers too; bool, float and str are refused)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, Integral) or isinstance(value, bool) or value < minimum:
+        raise InputError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _ints(value, what: str) -> tuple[int, ...] | None:
+    """None (the model's default), one integer, or an iterable of integers, each >= 1."""
+    if value is None:
+        return None
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        value = (value,)
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise InputError(f"{what} must be an integer or a list of integers >= 1, got {value!r}")
+    values = tuple(value)
+    if any(not isinstance(v, Integral) or isinstance(v, bool) or v < 1 for v in values):
+        raise InputError(f"{what} must be an integer or a list of integers >= 1, got {value!r}")
+    if not values:
+        raise InputError(f"{what} is empty; leave it out for the model's default")
+    return values
+
+
+def _texts(value, what: str) -> tuple[str, ...] | None:
+    """None, one string (one item, not its characters) or an iterable of strings."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Iterable) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{what} must be a string or a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _path(value, what: str) -> Path:
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise InputError(f"{what} must be a path (str or os.PathLike), got {value!r}")
+    return Path(value)
+
+
+def _out_dir(value) -> Path:
+    """The export folder: a path that is a folder or can become one (checked before any export work)."""
+    path = _path(value, "out_dir")
+    for existing in (path, *path.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                where = "" if existing == path else f" under {str(existing)!r}"
+                raise InputError(f"out_dir {str(path)!r} cannot be a folder: it is{where} a file")
+            break
+    return path
 
 
 def resolve_spec(
@@ -80,10 +138,13 @@ def export(
     fmt, precision = Format.parse(format), Precision.parse(precision)
     if fmt is Format.TORCH:
         raise UnsupportedError("torch is the reference, not an export format; choose onnx or tflite")
+    if max_time is not None and fmt is not Format.TFLITE:
+        raise InputError(f"max_time applies to TFLite exports (the longest T they serve); {fmt.value} serves any T")
+    out_dir = _out_dir(out_dir)
     spec = resolve_spec(model, example_inputs, input_names, output_names, dynamic_axes)
     module = formats.module_for(fmt)
     module.check_precision(precision)
-    out = Path(out_dir) / artifact_name(spec, fmt, precision)
+    out = out_dir / artifact_name(spec, fmt, precision)
     options = _options(module, opset, exporter, shapes, max_time, precision=precision, quant=quant,
                        calibration=calibration, calibration_data=calibration_data, parent=parent)
     return module.export(spec, out, precision=precision, options=options, weights=weights)
@@ -95,6 +156,10 @@ def _options(module, opset: int, exporter: str, shapes=None, max_time: int | Non
     from .formats import onnx as onnx_format
 
     kind_name = module.__name__.rpartition(".")[2]
+    opset = _int(opset, "opset")
+    max_time = _int(max_time, "max_time", optional=True)
+    if isinstance(shapes, str):
+        shapes = [shapes]  # one NAME=MIN:OPT:MAX, not its characters
     if shapes and kind_name != "tensorrt":
         raise InputError("--shapes sets a TensorRT optimization profile; it applies to --format tensorrt only")
     if kind_name != "onnx" and (quant or calibration is not None or calibration_data is not None):
@@ -122,6 +187,8 @@ def _options(module, opset: int, exporter: str, shapes=None, max_time: int | Non
         data = tuple(calibration_data) if calibration_data is not None else None
         if isinstance(parent, Artifact):
             parent = parent.path
+        if parent is not None:
+            parent = _path(parent, "parent")
         return module.OnnxOptions(opset=opset, exporter=kind, quant=config, calibration_data=data,
                                   parent=str(parent) if parent else None)
     return None
@@ -135,30 +202,49 @@ def load(path: str | Path | Artifact, *, device=None, threads: int | None = None
     return _open_runner(path, device=device, threads=threads)
 
 
-def _open_runner(path, *, device=None, threads: int | None = None, timing_only: bool = False) -> Runner:
+def _device_profile(device) -> "DeviceProfile | None":
+    """device= as a DeviceProfile (a profile name, a .toml path or a DeviceProfile), or None for a plain runner
+    device (cpu, cuda, tensorrt)."""
     from .devices import DeviceProfile, resolve_device
 
+    if device is None or isinstance(device, DeviceProfile):
+        return device
+    if not isinstance(device, (str, os.PathLike)):
+        raise InputError(f"device must be cpu, cuda, tensorrt, a device profile name or .toml path, or a "
+                         f"DeviceProfile; got {device!r}")
+    return resolve_device(str(device))
+
+
+def _open_runner(path, *, device=None, threads: int | None = None, timing_only: bool = False) -> Runner:
     if isinstance(path, Artifact):
         path = path.path
-    profile = device if isinstance(device, DeviceProfile) else resolve_device(device)
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise InputError(f"the artifact must be a path, an Artifact or a Runner, got {path!r}")
+    threads = _int(threads, "threads", optional=True)
+    profile = _device_profile(device)
     if profile is None:
-        return formats.runner_for(path, device=device, threads=threads)
+        return formats.runner_for(path, device=device and str(device), threads=threads)
     if profile.local:
+        profile.check_local(formats.detect_format(path))
         return formats.runner_for(path, device=profile.runner_device(), threads=threads or profile.threads)
     from .remote import runner_for
 
     return runner_for(path, profile, threads=threads, timing_only=timing_only)
 
 
-def parity_feeds(spec: ModelSpec, times: Iterable[int] | None, batches: Iterable[int] | None,
-                 sources: Iterable[str] | None):
-    times = tuple(times) if times else (spec.time_sweep if spec.has_dynamic_time else (spec.default_time,))
-    batches = tuple(batches) if batches else spec.batch_sweep
-    sources = tuple(sources) if sources else spec.sources
+def parity_feeds(spec: ModelSpec, times: Iterable[int] | int | None, batches: Iterable[int] | int | None,
+                 sources: Iterable[str] | str | None, *, max_time: int | None = None, max_batch: int | None = None):
+    """The sweep's (batch, T, source, feed) cases, all checked first; max_time / max_batch: what the artifact
+    serves (a TFLite artifact's export bounds), so a sweep past them is refused, not reported as failures."""
+    times = _ints(times, "times") or (spec.time_sweep if spec.has_dynamic_time else (spec.default_time,))
+    batches = _ints(batches, "batches") or spec.batch_sweep
+    sources = _texts(sources, "sources") or spec.sources
     if not spec.has_dynamic_time and set(times) != {spec.default_time}:
         raise InputError(f"{spec.name} has a fixed time axis of {spec.default_time}; it cannot be checked at {times}")
-    if any(t < 1 for t in times) or any(b < 1 for b in batches):
-        raise InputError(f"sequence lengths and batch sizes must be >= 1 (got T={times}, batch={batches})")
+    for limit, values, what, option in ((max_time, times, "T", "max_time"), (max_batch, batches, "batch", "max_batch")):
+        if limit is not None and max(values) > limit:
+            raise InputError(f"the artifact serves {what} up to {limit}; the sweep asks for {what}={max(values)} "
+                             f"(check smaller values, or re-export with a larger {option})")
     for source in sources:
         if source not in spec.sources:
             raise InputError(f"input source {source!r} is not available for {spec.name}; choose from {spec.sources}")
@@ -171,24 +257,46 @@ def parity_feeds(spec: ModelSpec, times: Iterable[int] | None, batches: Iterable
 
 
 def _model_of(runner: Runner, model) -> ModelSpec:
-    if model is not None:
-        return resolve_spec(model)
-    if getattr(runner, "spec", None) is not None:
+    """The artifact's model: `model` where given (needed for files without edgeseq metadata), else the artifact's
+    own; a `model` that contradicts the artifact's metadata is refused (its outputs could never match)."""
+    if getattr(runner, "spec", None) is not None and model is None:
         return runner.spec
     name = getattr(runner, "metadata", {}).get("edgeseq.model") if hasattr(runner, "metadata") else None
+    if model is not None:
+        spec = resolve_spec(model)
+        if name and name != spec.name:
+            raise InputError(f"the artifact is {name}, --model says {spec.name}")
+        return spec
     if not name:
         raise InputError("this artifact carries no edgeseq model name; say which model it is (--model NAME)")
     return get_model(name)
 
 
+def _limits(runner: Runner) -> dict[str, int | None]:
+    """The longest T and largest batch the artifact serves, where it declares them (TFLite exports do)."""
+    meta = getattr(runner, "metadata", {}) if hasattr(runner, "metadata") else {}
+    out = {}
+    for key in ("max_time", "max_batch"):
+        value = meta.get(f"edgeseq.{key}")
+        out[key] = int(value) if str(value or "").isdigit() else None
+    return out
+
+
 def resolve_tolerances(spec: ModelSpec, tolerances: Tolerances | dict[str, float] | None,
-                       overrides: Iterable[tuple[str, float]] = ()) -> Tolerances:
-    """The model's own tolerances, replaced as a whole (a Tolerances) or per precision ({precision: rel L2}), then
-    per precision by `overrides` ((precision, rel L2) pairs: --tolerance on top of a recipe's)."""
-    out = tolerances if isinstance(tolerances, Tolerances) else spec.tolerances
-    pairs = list(tolerances.items()) if isinstance(tolerances, dict) else []
+                       overrides: Iterable[tuple[str, float]] = (), *, device: dict[str, float] | None = None
+                       ) -> Tolerances:
+    """The model's own tolerances, then a device profile's [tolerances], then `tolerances` (a Tolerances replaces
+    everything under it; a dict {precision: rel L2} replaces those precisions), then `overrides` ((precision, rel
+    L2) pairs: --tolerance on top of a recipe's). Every value obeys parity.check_rel_l2, as on the CLI."""
+    if tolerances is not None and not isinstance(tolerances, (Tolerances, dict)):
+        raise InputError(f"tolerances must be a Tolerances or a dict {{precision: rel L2}}, not "
+                         f"{type(tolerances).__name__}")
+    explicit = isinstance(tolerances, Tolerances)
+    out = tolerances if explicit else spec.tolerances
+    pairs = [] if explicit else [*(device or {}).items(), *(tolerances or {}).items()]
     for name, rel_l2 in [*pairs, *overrides]:
-        out = out.with_rel_l2(Precision.parse(name).value, float(rel_l2))
+        precision = Precision.parse(name).value
+        out = out.with_rel_l2(precision, check_rel_l2(rel_l2, f"the {precision} tolerance"))
     return out
 
 
@@ -213,13 +321,19 @@ def check(
     from .formats.torch import reference as torch_reference
 
     owned = not isinstance(artifact, Runner)
-    runner = load(artifact, device=device, threads=threads) if owned else artifact
+    if not owned and (device is not None or threads is not None):
+        raise InputError("device= and threads= apply when check opens the artifact; this Runner is already open")
+    profile = _device_profile(device)
+    runner = _open_runner(artifact, device=profile or device, threads=threads) if owned else artifact
     try:
         runner.load()
         spec = _model_of(runner, model)
         meta = getattr(runner, "metadata", {}) if hasattr(runner, "metadata") else {}
         precision = Precision.parse(precision or meta.get("edgeseq.precision", "fp32"))
-        feeds = list(parity_feeds(spec, times, batches, sources))
+        if profile is not None:
+            profile.check_precision(runner.format, precision)
+        tolerances = resolve_tolerances(spec, tolerances, device=profile.tolerances if profile else None)
+        feeds = list(parity_feeds(spec, times, batches, sources, **_limits(runner)))
         runner.prefetch([feed for *_, feed in feeds])  # a remote runner: the whole sweep in one round trip
         ref = reference or torch_reference(spec, weights)
         notes = []
@@ -231,8 +345,7 @@ def check(
             if state_dict_sha256(ref.module) != expected_sha:
                 notes.append("the artifact was exported from other weights than the reference (weights sha256 differs)")
         label = artifact_label or str(getattr(runner, "path", ""))
-        return sweep(ref, runner, ((b, t, s, f) for b, t, s, f in feeds), resolve_tolerances(spec, tolerances),
-                     precision,
+        return sweep(ref, runner, ((b, t, s, f) for b, t, s, f in feeds), tolerances, precision,
                      model=spec.name, artifact=label, notes=tuple(notes), on_case=on_case)
     finally:
         if owned:
@@ -257,15 +370,24 @@ def profile(
     """Latency of any artifact; inputs come from the feed, the model's real-speech examples or --shape sizes."""
     from .inputs import feed_from_shapes
 
+    batch, time = _int(batch, "batch"), _int(time, "time", optional=True)
+    shapes = _shapes(shapes)
     owned = not isinstance(artifact, Runner)
-    runner = _open_runner(artifact, device=device, threads=threads, timing_only=True) if owned else artifact
+    if not owned and (device is not None or threads is not None):
+        raise InputError("device= and threads= apply when profile opens the artifact; this Runner is already open")
+    profile = _device_profile(device)
+    runner = _open_runner(artifact, device=profile or device, threads=threads, timing_only=True) if owned else artifact
     try:
         runner.load()
         meta = getattr(runner, "metadata", {}) if hasattr(runner, "metadata") else {}
+        if profile is not None and meta.get("edgeseq.precision"):
+            profile.check_precision(runner.format, Precision.parse(meta["edgeseq.precision"]))
         if feed is None and shapes:
             feed = feed_from_shapes(runner.inputs, shapes)
         if feed is None and (model is not None or meta.get("edgeseq.model")):
             spec = _model_of(runner, model)
+            if not spec.has_dynamic_time and time not in (None, spec.default_time):
+                raise InputError(f"{spec.name} has a fixed time axis of {spec.default_time}; it cannot run at T={time}")
             feed = spec.example_inputs(batch=batch, time=time if spec.has_dynamic_time else None)
         if feed is None:
             feed = feed_from_shapes(runner.inputs, {})
@@ -275,6 +397,22 @@ def profile(
     finally:
         if owned:
             runner.close()
+
+
+def _shapes(shapes) -> dict[str, tuple[int, ...]]:
+    """profile's shapes=: {name: dims}, or NAME=DxDxD strings (one string is one shape) as --shape takes them."""
+    from .inputs import parse_shapes
+
+    if shapes is None or isinstance(shapes, dict):
+        out = dict(shapes or {})
+        for name, dims in out.items():
+            if (not isinstance(name, str) or isinstance(dims, (str, bytes)) or not isinstance(dims, Iterable)
+                    or not all(isinstance(d, Integral) and not isinstance(d, bool) and d >= 1 for d in dims)):
+                raise InputError(f"shapes maps input names to dimensions >= 1, e.g. {{'features': (1, 200, 128)}}; "
+                                 f"got {name!r}: {dims!r}")
+            out[name] = tuple(int(d) for d in dims)
+        return out
+    return parse_shapes(list(_texts(shapes, "shapes")))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .artifact import Artifact
 from .enums import Format, Precision
 from .errors import UnsupportedError
 from .models import ModelSpec
@@ -150,7 +151,7 @@ def torch_module_outputs(module, feed: dict[str, np.ndarray], input_names: list[
 
 def bisect(
     artifact: str | Path,
-    spec: ModelSpec,
+    spec: "ModelSpec | str",
     *,
     weights=None,
     precision: str | Precision = Precision.FP32,
@@ -159,8 +160,11 @@ def bisect(
     time: int = 50,
     source: str = "speech",
 ) -> BisectResult:
+    from .api import resolve_spec
     from .formats import detect_format
 
+    spec = resolve_spec(spec)  # a registered name too, as check() takes
+    artifact = artifact.path if isinstance(artifact, Artifact) else artifact
     fmt = detect_format(artifact)
     if fmt not in (Format.ONNX, Format.TFLITE):
         raise UnsupportedError(f"layer bisection is not available for {fmt.value} artifacts (ONNX and TFLite only)")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .enums import Format, Precision, _Named
 from .errors import InputError, UnknownNameError
-from .tomlfile import check_table, positive_number, read_toml
+from .parity import check_rel_l2
+from .tomlfile import check_table, read_toml
 
 
 class Runtime(_Named):
@@ -37,6 +38,13 @@ class TransportKind(_Named):
     ADB = "adb"
 
 
+# edgeseq's runners on this machine, per runtime: the artifact formats they open and the delegates they honour
+_LOCAL_RUNNERS = {
+    Runtime.ONNXRUNTIME: ((Format.ONNX,), (Delegate.CPU, Delegate.CUDA, Delegate.GPU, Delegate.TENSORRT)),
+    Runtime.LITERT: ((Format.TFLITE,), (Delegate.CPU, Delegate.XNNPACK)),
+    Runtime.TENSORRT: ((Format.TENSORRT,), (Delegate.TENSORRT, Delegate.CUDA, Delegate.GPU)),
+    Runtime.TORCH: ((), (Delegate.CPU, Delegate.CUDA, Delegate.GPU)),
+}
 RUNTIME_FORMAT = {Runtime.ONNXRUNTIME: Format.ONNX, Runtime.LITERT: Format.TFLITE, Runtime.TENSORRT: Format.TENSORRT,
                   Runtime.TORCH: Format.TORCH}
 
@@ -80,6 +88,24 @@ class DeviceProfile:
     @property
     def local(self) -> bool:
         return self.transport.kind is TransportKind.LOCAL
+
+    def check_local(self, fmt: Format) -> None:
+        """Refuse an artifact this profile's runtime cannot open here, or a delegate edgeseq's local runner for
+        that runtime would not use: the run would otherwise go to another runtime or provider and say nothing."""
+        formats, delegates = _LOCAL_RUNNERS[self.runtime]
+        if fmt not in formats:
+            takes = f"which takes .{formats[0].value} files" if formats else "which runs PyTorch, not an artifact file"
+            raise InputError(f"device {self.name!r} runs {self.runtime.value}, {takes}; this artifact is {fmt.value}")
+        if self.delegate not in delegates:
+            raise InputError(f"device {self.name!r}: edgeseq runs {self.runtime.value} on this machine with "
+                             f"{', '.join(d.value for d in delegates)}, not the {self.delegate.value} delegate")
+
+    def check_precision(self, fmt: Format, precision: Precision) -> None:
+        """`precisions` are those the device runs: an artifact outside them is refused. A TensorRT device given an
+        ONNX builds its engine at its own precision, so that pairing is not judged by the ONNX's."""
+        if fmt is self.format and precision not in self.precisions:
+            raise InputError(f"device {self.name!r} runs {', '.join(p.value for p in self.precisions)}; "
+                             f"the artifact is {precision.value}")
 
     def runner_device(self) -> str:
         """What a local runner's `device=` gets: the delegate, in the runner's terms."""
@@ -134,7 +160,7 @@ def parse_profile(data: dict, source: str) -> DeviceProfile:
             Precision.parse(prec)
         except UnknownNameError as exc:
             raise InputError(f"{source} [tolerances]: {exc}") from None
-        tolerances[prec] = positive_number(value, f"{source} [tolerances]: {prec!r}")
+        tolerances[prec] = check_rel_l2(value, f"{source} [tolerances]: {prec!r}")
     transport = Transport(kind=kind, **{k: v for k, v in data["transport"].items() if k != "kind"})
     return DeviceProfile(name=data["name"], description=data.get("description", ""), runtime=runtime,
                          delegate=delegate, transport=transport, threads=threads, precisions=precisions,

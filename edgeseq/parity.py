@@ -17,14 +17,41 @@ if TYPE_CHECKING:  # pragma: no cover
 SNR_CAP_DB = 200.0  # an exact match has infinite SNR; JSON holds this cap instead
 
 
+MAX_REL_L2 = 10.0  # a relative L2 error of 10x the signal's norm checks nothing: a tolerance is below this
+
+
+def check_rel_l2(value, where: str = "rel_l2") -> float:
+    """The one rule for a relative L2 tolerance (API, CLI --tolerance, device profiles): a number, 0 < x < 10.
+    Zero, a negative, NaN or inf would fail every case or pass every one, so they are refused instead."""
+    from .errors import InputError
+
+    if not _is_number(value) or not 0 < float(value) < MAX_REL_L2:
+        raise InputError(f"{where} must be a positive number below {MAX_REL_L2:g} (a relative L2 error), "
+                         f"got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class Tolerance:
     rel_l2: float
     max_abs: float | None = None
     min_cosine: float | None = None
 
+    def __post_init__(self) -> None:
+        from .errors import InputError
+
+        object.__setattr__(self, "rel_l2", check_rel_l2(self.rel_l2, "Tolerance.rel_l2"))
+        if self.max_abs is not None and not (_is_number(self.max_abs) and 0 < self.max_abs < math.inf):
+            raise InputError(f"Tolerance.max_abs must be a positive finite number or None, got {self.max_abs!r}")
+        if self.min_cosine is not None and not (_is_number(self.min_cosine) and -1 <= self.min_cosine <= 1):
+            raise InputError(f"Tolerance.min_cosine must be a number in [-1, 1] or None, got {self.min_cosine!r}")
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

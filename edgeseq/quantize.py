@@ -162,7 +162,13 @@ def _parse_value(key: str, value: str, item: str):
         except ValueError:
             raise InputError(f"bad --quant {item!r}: {key} is an integer") from None
     if key in ("op_types", "weight_only"):
-        return tuple(v for v in value.replace(" ", "").split(",") if v)
+        names = tuple(v for v in value.replace(" ", "").split(",") if v)
+        keyword = {"op_types": "all", "weight_only": "none"}[key]
+        if names == (keyword,):
+            return ()  # op_types=all: every op the quantizer takes; weight_only=none: no weight-only storage
+        if not names:
+            raise InputError(f"bad --quant {item!r}: name op types (e.g. {key}=Conv,MatMul), or {key}={keyword}")
+        return names
     if key in _ENUM_FIELDS:
         return _ENUM_FIELDS[key].parse(value)
     return value
@@ -216,13 +222,34 @@ def resolve_config(fmt: Format | str, precision: Precision | str, quant=None) ->
     if isinstance(quant, QuantConfig):
         if quant.approach is not base.approach:
             raise InputError(f"a {quant.approach.value} QuantConfig was given for precision {base.approach.value}")
-        return quant
-    if isinstance(quant, dict):
+        config = quant
+    elif isinstance(quant, dict):
         parsed = {k: _parse_value(k, v, f"{k}={v}") if isinstance(v, str) else v for k, v in quant.items()}
-        return base.replace(**parsed)
-    if isinstance(quant, (list, tuple)):
-        return base.with_overrides(quant)
-    raise InputError(f"quant must be a QuantConfig, a dict or KEY=VALUE strings, not {type(quant).__name__}")
+        config = base.replace(**parsed)
+    elif isinstance(quant, (list, tuple, str)):
+        config = base.with_overrides([quant] if isinstance(quant, str) else quant)
+    else:
+        raise InputError(f"quant must be a QuantConfig, a dict or KEY=VALUE strings, not {type(quant).__name__}")
+    _check_op_names(Format.parse(fmt), config)
+    return config
+
+
+def _check_op_names(fmt: Format, config: QuantConfig) -> None:
+    """op_types / weight_only must name ops the format's quantizer acts on: an unknown or misspelt name would
+    otherwise quantize nothing and still report success."""
+    if fmt is not Format.ONNX or not config.is_int8:
+        return
+    from .formats.onnx import quantizable_op_types, weight_only_op_types
+
+    checks = (("op_types", f"the {config.approach.value} quantizer takes", quantizable_op_types),
+              ("weight_only", "weight-only int8 storage handles", weight_only_op_types))
+    for key, what, known_for in checks:
+        names = getattr(config, key)
+        known = known_for(config) if names else set()
+        unknown = [op for op in names if op not in known]
+        if unknown:
+            raise InputError(f"--quant {key}: {', '.join(map(repr, unknown))} is not an op type {what} "
+                             f"(known: {', '.join(sorted(known))})")
 
 
 # ---- calibration data -----------------------------------------------------------------------------------------------
@@ -261,11 +288,15 @@ def load_calibration_dir(path: str | Path, spec: "ModelSpec") -> list[dict[str, 
             raise InputError(f"calibration sample {sample!r} in {str(path)!r} lacks input(s) {missing}")
         feed = {}
         for name in names:
+            with open(by_name[name], "rb") as fh:
+                if fh.read(6) != b"\x93NUMPY":  # else numpy blames allow_pickle for any garbage
+                    raise InputError(f"calibration file {by_name[name].name!r} is not a readable .npy array: it "
+                                     "does not start with the .npy header (write it with numpy.save)")
             try:
                 array = np.load(by_name[name], allow_pickle=False)
             except (OSError, ValueError) as exc:
                 raise InputError(f"calibration file {by_name[name].name!r} is not a readable .npy array: "
-                                 f"{str(exc).splitlines()[0][:120]}") from None
+                                 f"{str(exc).splitlines()[0][:300]}") from None
             feed[name] = array
         feeds.append(check_calibration_feed(feed, spec, where=f"calibration file(s) for sample {sample!r}"))
     return feeds

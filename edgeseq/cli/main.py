@@ -74,7 +74,8 @@ def _version(value: bool):
 
 
 @app.callback()
-def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False):
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print edgeseq's version and exit.")] = False):
     """edgeseq command line."""
 
 
@@ -315,7 +316,7 @@ def profile_cmd(
     artifact: Annotated[Path, typer.Argument(help="Artifact file (.onnx, .tflite): ours or any other.")],
     shape: Annotated[Optional[List[str]], typer.Option("--shape", help="NAME=DxDxD for free dimensions, e.g. features=1x200x128.")] = None,
     model: args.Model = None,
-    batch: Annotated[int, typer.Option("--batch", min=1)] = 1,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size of the generated input (edgeseq models).")] = 1,
     time: Annotated[Optional[int], typer.Option("--time", min=1, help="T for edgeseq models (default: model's).")] = None,
     warmup: args.Warmup = 5,
     iterations: args.Iterations = 50,

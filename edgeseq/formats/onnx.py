@@ -470,6 +470,24 @@ _WEIGHT_SLOTS = {"MatMul": (1,), "Conv": (1,), "GRU": (1, 2), "LSTM": (1, 2), "R
 _RECURRENT = ("GRU", "LSTM", "RNN")
 
 
+def quantizable_op_types(config) -> set[str]:
+    """The op types this onnxruntime's quantizer takes for the config: quantize_dynamic's integer ops, or
+    quantize_static's QDQ / QOperator registry (GRU stays float in all three; see --quant gru=hoisted)."""
+    require("onnxruntime", EXTRA)
+    from onnxruntime.quantization import registry
+
+    from ..quantize import Approach, QuantFormat
+
+    if config.approach is Approach.INT8_DYNAMIC:
+        return set(registry.IntegerOpsRegistry)
+    return set(registry.QDQRegistry if config.quant_format is QuantFormat.QDQ else registry.QLinearOpsRegistry)
+
+
+def weight_only_op_types(config=None) -> set[str]:
+    """The op types whose constant weights store_weights_int8 knows how to store as int8."""
+    return set(_WEIGHT_SLOTS)
+
+
 def export_derived(spec, out_path: str | Path, *, precision, options: OnnxOptions = OnnxOptions(), weights=None):
     """fp16 / int8-dynamic / int8-static .onnx derived from the fp32 export; Artifact.parent is the fp32 sha256."""
     from ..quantize import Approach, calibration_feeds, resolve_config
@@ -558,7 +576,13 @@ def _derived_tool(config) -> str:
 def _check_parent(onnx, path: Path, spec) -> None:
     if not path.is_file():
         raise ArtifactError(f"parent model {str(path)!r} does not exist")
-    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError on a truncated or foreign file
+        raise ArtifactError(f"parent model {str(path)!r} is not a readable ONNX model: {_why(exc)}") from None
+    if not model.graph.node:
+        raise ArtifactError(f"parent model {str(path)!r} holds no graph (not an ONNX model, or empty)")
+    meta = {p.key: p.value for p in model.metadata_props}
     if meta.get("edgeseq.precision", "fp32") != "fp32":
         raise ExportError(f"parent model {str(path)!r} is {meta['edgeseq.precision']}; derive from an fp32 export")
     if meta.get("edgeseq.model", spec.name) != spec.name:

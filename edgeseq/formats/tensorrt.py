@@ -391,6 +391,10 @@ def preflight(model) -> PreflightResult:
             model = onnx.load(str(path), load_external_data=False)
         except Exception as exc:
             raise ArtifactError(f"cannot read {str(path)!r} as ONNX: {str(exc).splitlines()[0][:200]}") from None
+        if not model.graph.node:  # protobuf reads an empty file, or a few stray bytes, as an empty model
+            raise ArtifactError(f"{str(path)!r} is not an ONNX model: it holds no graph (no nodes)")
+    elif not model.graph.node:
+        raise ArtifactError("the ONNX model holds no graph (no nodes)")
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     issues: list[PreflightIssue] = []
     warnings: list[str] = []
@@ -470,7 +474,9 @@ def parse_profile(items: Iterable[str] | dict | None) -> dict[str, ShapeRange]:
     if not items:
         return {}
     if isinstance(items, dict):
-        return {k: v if isinstance(v, ShapeRange) else ShapeRange(*(tuple(s) for s in v)) for k, v in items.items()}
+        return {k: v if isinstance(v, ShapeRange) else _shape_range(k, v) for k, v in items.items()}
+    if isinstance(items, str):
+        items = [items]  # one NAME=MIN:OPT:MAX, not its characters
     out = {}
     for text in items:
         match = _SHAPES.match(str(text).strip())
@@ -480,6 +486,22 @@ def parse_profile(items: Iterable[str] | dict | None) -> dict[str, ShapeRange]:
         dims = [tuple(int(d) for d in g.split("x")) for g in match.groups()[1:]]
         out[match.group(1)] = ShapeRange(*dims)
     return out
+
+
+def _shape_range(name, value) -> ShapeRange:
+    """{name: (min, opt, max)} from the API: three shapes of integers, or one line saying what was expected."""
+    from numbers import Integral
+
+    try:
+        shapes = [tuple(shape) for shape in value]
+    except TypeError:  # an int where a shape was expected
+        shapes = []
+    ok = isinstance(name, str) and len(shapes) == 3 and all(
+        isinstance(d, Integral) and not isinstance(d, bool) for shape in shapes for d in shape)
+    if not ok:
+        raise InputError(f"shapes[{name!r}] must be three shapes (min, opt, max), e.g. "
+                         f"((1, 1, 128), (1, 200, 128), (16, 1000, 128)); got {value!r}")
+    return ShapeRange(*(tuple(int(d) for d in shape) for shape in shapes))
 
 
 def resolve_profile(spec, shapes: dict[str, ShapeRange] | None) -> dict[str, ShapeRange]:

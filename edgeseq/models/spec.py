@@ -88,19 +88,26 @@ class ModelSpec:
     def example_inputs(
         self, batch: int = 1, time: int | None = None, source: str = "speech", seed: int = 0
     ) -> dict[str, np.ndarray]:
-        time = time or self.default_time
+        from ..errors import InputError
+        from ..inputs import check_feed_size, random_array
+
+        time = self.default_time if time is None else time
+        for value, what in ((batch, "batch"), (time, "time")):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{what} must be an integer >= 1, got {value!r}")
         if source not in SOURCES:
-            raise ValueError(f"unknown input source {source!r}; choose one of {SOURCES}")
+            raise InputError(f"unknown input source {source!r}; choose one of {SOURCES}")
+        shapes = {t.name: (self.shape_for(t, batch, time), t.dtype) for t in self.inputs}
+        check_feed_size(shapes)
         feed = {}
         rng = np.random.default_rng(seed)
-        for k, t in enumerate(self.inputs):
-            shape = self.shape_for(t, batch, time)
+        for k, (name, (shape, dtype)) in enumerate(shapes.items()):
             if source == "speech" and self.speech_dim is not None and shape[-1] == self.speech_dim:
                 from .features import speech_features
 
-                feed[t.name] = speech_features(self.speech_dim, shape[1], batch=shape[0], offset=seed + k)
+                feed[name] = speech_features(self.speech_dim, shape[1], batch=shape[0], offset=seed + k)
             else:
-                feed[t.name] = rng.standard_normal(shape).astype(t.dtype)
+                feed[name] = random_array(rng, shape, dtype)
         return feed
 
     def calibration_inputs(self, n: int = 8, time: int | None = None) -> Iterator[dict[str, np.ndarray]]:

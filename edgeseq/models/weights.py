@@ -48,8 +48,12 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             f"{reason[:160]}); re-save it as safetensors or as a state dict"
         ) from None
     except Exception as exc:  # torch's unpickler raises IndexError, KeyError, ... on malformed files (found by fuzzing)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ArtifactError(f"weights file {str(path)!r} is not a readable torch checkpoint: {first[:200]}") from None
+        first = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:200]  # its first sentence, whole
+        # a KeyError's text is only the missing key (a bare number from the unpickler's memo): name the error too
+        detail = f"{type(exc).__name__} {first}".strip() if isinstance(exc, (KeyError, IndexError, EOFError)) \
+            else first or type(exc).__name__
+        raise ArtifactError(f"weights file {str(path)!r} is not a readable torch checkpoint (corrupt, truncated or "
+                            f"not written by torch.save; the unpickler said: {detail})") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
