@@ -41,9 +41,9 @@ PARITY_TIMES = (7, 200, 1000)
 # Op groups of the CBHG graph, by the module scope in the tensor names (the quantizer matches an op's output names
 # followed by ";").
 GROUPS = {
-    "conv bank": ("ConvBank_bank", "ALL_SUPPORTED"),
+    "conv bank": (r"ConvBank[A-Za-z0-9]*_bank", "ALL_SUPPORTED"),
     "max pool": ("ShiftMaxPool_pool", "ALL_SUPPORTED"),
-    "projections": ("Sequential_projections", "ALL_SUPPORTED"),
+    "projections": (r"[A-Za-z0-9]*_projections/", "ALL_SUPPORTED"),
     "residual add": (r"edgeseq\.models\.cbhg\.CBHG;[0-9]+;$", "ALL_SUPPORTED"),
     "linear before highway": ("Linear_pre_highway", "ALL_SUPPORTED"),
     "highway": ("Sequential_highway", "ALL_SUPPORTED"),
@@ -138,8 +138,9 @@ def bench_model(name: str, args, workdir: Path) -> dict:
     sensitivity = {}
     names = [d["name"] + ";" for d in tflite._interpreter_class()(model_path=fp32.path).get_tensor_details()]
     for group, (regex, op) in ({} if args.quick else GROUPS).items():
-        if not any(re.search(regex, n) for n in names):
-            continue  # e.g. cbhg has no linear before the highway (in_dim == highway_dim)
+        if not any(re.search(regex, n) for n in names):  # cbhg has no linear before the highway (in_dim == highway
+            print(f"  {name}: no tensor matches group {group!r} ({regex}); left out", file=sys.stderr)  # dim)
+            continue
         only = [(regex, op, "int8"), (LOOP, "ALL_SUPPORTED", "float")] + \
             ([(regex, op, "int8")] if regex == "LoopGRU" else [])
         row = {}
