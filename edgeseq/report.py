@@ -74,11 +74,67 @@ def load_report(path: str | Path) -> dict:
         raise ArtifactError(f"cannot read report {str(path)!r}: {exc}") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ArtifactError(f"{str(path)!r} is not an edgeseq report (schema {SCHEMA!r} expected)")
+    check_report(data, str(path))
     try:
         Report.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"report {str(path)!r} is malformed: {exc!r}") from None
     return data
+
+
+_NUMBER = (int, float)
+_OPTIONAL_NUMBER = (int, float, type(None))
+# what the tables, `edgeseq diff`, a recipe's [baseline] and manifest read from a report: checked on loading, so a
+# hand-edited or truncated report is one line naming the key, not a KeyError after a whole build
+_REPORT_KEYS = {"model": dict, "environment": dict, "passed": bool, "artifacts": list, "parity": list,
+                "latency": list}
+_ROW_KEYS = {
+    "artifacts": {"path": str, "format": str, "precision": str, "size_bytes": int, "sha256": str},
+    "parity": {"runtime": str, "artifact": str, "precision": str, "passed": bool, "cases": list,
+               "worst": (dict, type(None))},
+    "references": {"runtime": str, "artifact": str, "precision": str, "worst": (dict, type(None))},
+    "latency": {"runtime": str, "artifact": str, "precision": str, "p50_ms": _NUMBER, "p90_ms": _NUMBER,
+                "p99_ms": _NUMBER},
+}
+_WORST_KEYS = ("rel_l2", "max_abs", "cosine", "snr_db")
+
+
+def _kind(wanted: tuple) -> str:
+    names = {str: "a string", int: "an integer", bool: "true or false", list: "a list", dict: "an object",
+             type(None): "null"}
+    if float in wanted:
+        return " or ".join(["a number"] + [names[t] for t in wanted if t not in (int, float)])
+    return " or ".join(names[t] for t in wanted)
+
+
+def check_report(data, label: str) -> None:
+    """Raise a one-line ArtifactError naming the report and the key when `data` lacks what a report dict has."""
+    def need(table, key, want, where):
+        if key not in table:
+            raise ArtifactError(f"report {label!r}: {where}{key!r} is missing")
+        value = table[key]
+        wanted = want if isinstance(want, tuple) else (want,)
+        if not isinstance(value, wanted) or (isinstance(value, bool) and bool not in wanted):
+            raise ArtifactError(f"report {label!r}: {where}{key!r} must be {_kind(wanted)}, got "
+                                f"{json.dumps(value)[:40]}")
+        return value
+
+    if not isinstance(data, dict):
+        raise ArtifactError(f"report {label!r} must be a JSON object, got {type(data).__name__}")
+    for key, want in _REPORT_KEYS.items():
+        need(data, key, want, "")
+    need(data["model"], "name", str, "model.")
+    for section, keys in _ROW_KEYS.items():
+        rows = need(data, section, list, "") if section in data or section != "references" else []
+        for i, row in enumerate(rows):
+            where = f"{section}[{i}]."
+            if not isinstance(row, dict):
+                raise ArtifactError(f"report {label!r}: {section}[{i}] must be an object")
+            for key, want in keys.items():
+                need(row, key, want, where)
+            for key in _WORST_KEYS if isinstance(row.get("worst"), dict) else ():
+                if key in row["worst"]:
+                    need(row["worst"], key, _OPTIONAL_NUMBER, f"{where}worst.")
 
 
 # ---- rendering (from the JSON dict) -------------------------------------------------------------------------------
