@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..artifact import write_text_atomic
+from ..artifact import check_output_dir, check_output_file, write_text_atomic
 from ..errors import EdgeseqError, InputError
 from . import args
 from .progress import matrix_progress
@@ -188,6 +188,9 @@ def export_cmd(
                             calibration=str(calibration) if calibration is not None else None, bisect=bisect,
                             rel_l2=args.tolerance_overrides(tolerance))
     target = out_dir or Path("edgeseq-out") / model
+    check_output_dir(target, "--out")  # before the work, not after it
+    if junit:
+        check_output_file(junit, "--junit")
     with matrix_progress(err) as progress:
         report = run_matrix(model, format or ["onnx"], precisions, out_dir=target, weights=weights, options=options,
                             progress=progress)
@@ -281,6 +284,8 @@ def check_cmd(
     """Parity of ARTIFACT against the PyTorch original over a sequence-length x batch sweep."""
     from ..api import check
 
+    if json_out:
+        check_output_file(json_out, "--json")
     overrides = dict(args.tolerance_overrides(tolerance))
     result = check(artifact, model, weights=weights, times=args.int_list(times, "times"),
                    batches=args.int_list(batches, "batches"), device=device, threads=threads, tolerances=overrides)
@@ -333,6 +338,8 @@ def profile_cmd(
     per stage of the model with --stages."""
     from ..inputs import parse_shapes
 
+    if json_out:
+        check_output_file(json_out, "--json")
     if stages:
         if (device and len(device) > 1) or shape or budget is not None:
             raise InputError("--stages profiles an .onnx at the model's own input on one device (this machine's "
@@ -468,6 +475,9 @@ def diff_cmd(
     for path in (old_path, new_path):
         if not path.exists():
             raise InputError(f"{str(path)!r} does not exist")
+    for path, flag in ((json_out, "--json"), (md_out, "--md")):
+        if path:
+            check_output_file(path, flag)
     result = diff_reports(load_report(old_path), load_report(new_path), max_slowdown=max_slowdown,
                           max_error_growth=max_error_growth, old_label=str(old_path), new_label=str(new_path))
     data = result.to_dict()
@@ -500,6 +510,8 @@ def preflight_cmd(
     """Name the nodes of an ONNX model that TensorRT's ONNX parser would reject (no TensorRT needed); exit 1 if any."""
     from ..formats.tensorrt import preflight
 
+    if json_out:
+        check_output_file(json_out, "--json")
     result = preflight(onnx_file)
     data = result.to_dict()
     if json_out:
