@@ -60,6 +60,11 @@ def make(tmp_path, lite_path):
         "bad recipe": (["export", "--recipe", file("r.toml", b'name="r"\nmodel="cbhg"\nformats=["onnx"]\nout="/x"\n')],
                        "relative folder"),
         "recipe is not TOML": (["export", "--recipe", file("r2.toml", b"[[[")], "not valid TOML"),
+        "recipe with iterations = 0": (["export", "--recipe", file("r3.toml", b'name="r"\nmodel="cbhg-lite"\n'
+                                                                           b'formats=["onnx"]\n[latency]\n'
+                                                                           b'iterations=0\n')], "'iterations' must"),
+        "--json under a file": (["check", lite_path, "--json", file("plain.txt", b"x") + "/x.json"],
+                                "is a file, not a folder"),
     }
 
 
@@ -67,7 +72,7 @@ CASES = ["garbage onnx", "empty onnx", "truncated onnx", "onnx with undecodable 
          "unknown suffix", "directory", "missing file", "wrong --shape name", "wrong --shape dims",
          "bad --shape syntax", "T = 0", "unknown model", "unknown format", "unknown precision", "garbage checkpoint",
          "garbage safetensors", "pickle with code", "bad device profile", "unknown device", "bad recipe",
-         "recipe is not TOML"]
+         "recipe is not TOML", "recipe with iterations = 0", "--json under a file"]
 
 
 def test_table_is_complete(tmp_path, lite_onnx):

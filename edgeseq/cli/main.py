@@ -127,6 +127,7 @@ def devices_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
 @app.command("export")
 @_handled
 def export_cmd(
+    ctx: typer.Context,
     model: Annotated[Optional[str], typer.Argument(help="Registered model name, e.g. cbhg-lite.")] = None,
     recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="A recipe .toml or a shipped recipe name (android, jetson, server).")] = None,
     on_device: Annotated[bool, typer.Option("--on-device", help="With --recipe: time each budget on its ssh / adb device and gate on it.")] = False,
@@ -173,7 +174,14 @@ def export_cmd(
     if recipe is not None:
         if model is not None:
             raise InputError("give either MODEL or --recipe, not both")
-        _export_recipe(recipe, out_dir, junit, on_device)
+        given = {name for name in ctx.params if _given(ctx, name)}
+        for name, flag in _RECIPE_SETS.items():
+            if name in given:
+                raise InputError(f"{flag} cannot be combined with --recipe: the recipe sets it (edit the recipe, "
+                                 "or export a MODEL without --recipe)")
+        overrides = {name: ctx.params[name] for name in ("iterations", "warmup", "threads") if name in given}
+        _export_recipe(recipe, out_dir, junit, on_device, bisect=bisect, overrides=overrides,
+                       tolerances=dict(args.tolerance_overrides(tolerance)))
         return
     if model is None:
         raise InputError("give a MODEL (see `edgeseq models`) or --recipe FILE")
@@ -204,7 +212,25 @@ def export_cmd(
     raise typer.Exit(0 if report.passed else 1)
 
 
-def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None, on_device: bool = False) -> None:
+# export flags a recipe sets itself: given with --recipe they are refused rather than silently ignored. The others
+# apply on top of the recipe: --tolerance, -n / --warmup / --threads (its [latency]), --bisect / --no-bisect.
+_RECIPE_SETS = {"format": "--format / -f", "precision": "--precision / -p", "weights": "--weights",
+                "times": "--times", "batches": "--batches", "latency_time": "--latency-time", "opset": "--opset",
+                "exporter": "--exporter", "shapes": "--shapes", "calibration": "--calibration", "quant": "--quant"}
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user typed this option (not its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None, on_device: bool = False, *,
+                   bisect: bool = True, overrides: dict | None = None, tolerances: dict | None = None) -> None:
+    """overrides: iterations / warmup / threads given on the command line, replacing the recipe's [latency] ones;
+    tolerances: --tolerance, on top of the recipe's [tolerances]. The manifest records the values that ran."""
+    import dataclasses
+
     from ..junit import write_junit
     from ..recipe import builtin_recipe, load_recipe, run_recipe
     from ..report import print_table
@@ -213,9 +239,13 @@ def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None, 
     if not name_or_path.endswith(".toml") and builtin_recipe(name_or_path).is_file():
         path = builtin_recipe(name_or_path)
     recipe = load_recipe(path)
+    recipe = dataclasses.replace(recipe, **(overrides or {}), tolerances={**recipe.tolerances, **(tolerances or {})})
     root = out_dir or Path("edgeseq-out")
+    check_output_dir(root / recipe.out, "--out")  # before the work, not after it
+    if junit:
+        check_output_file(junit, "--junit")
     with matrix_progress(err) as progress:
-        manifest = run_recipe(recipe, root, progress=progress, on_device=on_device)
+        manifest = run_recipe(recipe, root, progress=progress, on_device=on_device, bisect=bisect)
     report = manifest.pop("report")
     print_table(report, out)
     _print_artifact_notes(report)
