@@ -115,7 +115,8 @@ def run_matrix(
     formats_ = [formats_] if isinstance(formats_, (str, Format)) else list(formats_)
     precisions = [precisions] if isinstance(precisions, (str, Precision)) else list(precisions)
     every_format = "all" in formats_
-    fmts = formats.installed_formats() if every_format else [Format.parse(f) for f in formats_]
+    # a repeated -f onnx is one export, not two rows of the same artifact
+    fmts = formats.installed_formats() if every_format else list(dict.fromkeys(Format.parse(f) for f in formats_))
     # "all" precisions: each format's own (TensorRT has no int8-dynamic); a precision named outright must be
     # supported by every format asked for
     every_precision = "all" in precisions
