@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .errors import OutputError
+
 
 @dataclass(frozen=True)
 class Artifact:
@@ -65,9 +67,12 @@ def sha256_file(path: str | Path) -> str:
 def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it into place only if the block succeeds."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(final.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".partial", dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(final.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".partial", dir=final.parent)
+    except OSError as exc:
+        raise _output_error(final, exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -75,7 +80,10 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; a finished artifact gets the usual permissions
     try:
         yield tmp_path
-        os.replace(tmp_path, final)
+        try:
+            os.replace(tmp_path, final)
+        except OSError as exc:
+            raise _output_error(final, exc) from None
     finally:
         for leftover in tmp_path.parent.glob(tmp_path.name + "*"):  # also side files a converter wrote (.data)
             leftover.unlink(missing_ok=True)
@@ -122,3 +130,58 @@ def remove_stale(folder: Path) -> list[Path]:
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def _output_error(path: Path, exc: OSError) -> OutputError:
+    return OutputError(f"cannot write {str(path)!r}: {exc.strerror or exc}")
+
+
+def check_output_file(path: str | Path, what: str) -> None:
+    """Fail now, in one line, when the file `path` could not be written: before the work, not after it."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{what} {str(path)!r} is a directory; give a file name")
+    _check_creatable(path.parent, what, path)
+
+
+def check_output_dir(path: str | Path, what: str) -> None:
+    """Fail now, in one line, when the folder `path` could not be created or written into."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {str(path)!r} exists and is not a directory")
+    _check_creatable(path, what, path)
+
+
+def _check_creatable(folder: Path, what: str, target: Path) -> None:
+    """The nearest existing folder above (or at) `folder` must be a folder we can create a file in: probed with a
+    real temporary file, since permission bits say nothing for root or for /proc and read-only mounts."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{what} {str(target)!r}: {str(existing)!r} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".edgeseq-probe-", dir=existing)
+    except OSError as exc:
+        raise OutputError(f"{what} {str(target)!r}: cannot write in {str(existing)!r} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def make_dirs(folder: Path) -> list[Path]:
+    """mkdir -p that returns the folders it created (outermost first), so a failed run can remove exactly those."""
+    missing = [p for p in [folder, *folder.parents] if not p.exists()][::-1]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _output_error(folder, exc) from None
+    return missing
+
+
+def remove_created(created: list[Path]) -> None:
+    """Undo make_dirs: remove the folders it created, innermost first, where they are still empty."""
+    for path in reversed(created):
+        try:
+            path.rmdir()
+        except OSError:
+            return  # not empty (someone else wrote there) or gone: leave it and everything above it

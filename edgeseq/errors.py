@@ -19,6 +19,10 @@ class ArtifactError(EdgeseqError):
     """A file that is missing, unreadable or not a model this runtime can load."""
 
 
+class OutputError(EdgeseqError):
+    """An output file or folder that cannot be written (a file in the way, no permission, a read-only place)."""
+
+
 class ExportError(EdgeseqError):
     """The converter failed or produced an artifact that breaks its contract (e.g. a fixed time axis)."""
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from . import api, formats
-from .artifact import STAGING_PREFIX, remove_stale, write_text_atomic
+from .artifact import STAGING_PREFIX, check_output_dir, make_dirs, remove_created, remove_stale, write_text_atomic
 from .enums import Format, Precision
 from .environment import fingerprint
 from .errors import EdgeseqError, InputError
@@ -70,6 +70,15 @@ class MatrixOptions:
     bisect: bool = True  # a failing row is bisected at its worst case: the report names the first divergent layer
     rel_l2: tuple[tuple[str, float], ...] = ()  # (precision, rel L2) replacing that precision's tolerance (--tolerance)
 
+    def __post_init__(self):
+        """Bad timing settings fail here, not after the exports (iterations=0 used to fail at the first timing)."""
+        for name, low in (("iterations", 1), ("warmup", 0), ("threads", 1), ("latency_time", 1)):
+            value = getattr(self, name)
+            if value is None and name in ("threads", "latency_time"):
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise InputError(f"MatrixOptions.{name} must be an integer >= {low}, got {value!r}")
+
 
 def _case_counter(track: _Tracker, label: str, total: int):
     """on_case callback: 'parity of X on Y: 7/20 cases (worst rel L2 so far 3e-07)' as the sweep goes."""
@@ -106,7 +115,8 @@ def run_matrix(
     formats_ = [formats_] if isinstance(formats_, (str, Format)) else list(formats_)
     precisions = [precisions] if isinstance(precisions, (str, Precision)) else list(precisions)
     every_format = "all" in formats_
-    fmts = formats.installed_formats() if every_format else [Format.parse(f) for f in formats_]
+    # a repeated -f onnx is one export, not two rows of the same artifact
+    fmts = formats.installed_formats() if every_format else list(dict.fromkeys(Format.parse(f) for f in formats_))
     # "all" precisions: each format's own (TensorRT has no int8-dynamic); a precision named outright must be
     # supported by every format asked for
     every_precision = "all" in precisions
@@ -155,8 +165,7 @@ def run_matrix(
 
         load_calibration_dir(options.calibration, spec)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"--out {str(out_dir)!r} exists and is not a directory")
+    check_output_dir(out_dir, "--out")
     feeds = list(api.parity_feeds(spec, options.times, options.batches, None))  # validates the sweep up front
     int8 = any(p in (Precision.INT8_DYNAMIC, Precision.INT8_STATIC) for fmt in fmts for p in precs_of(fmt))
     devices = {fmt: _runtime_devices(fmt) for fmt in fmts}
@@ -167,8 +176,7 @@ def run_matrix(
     reference = TorchRunner(spec, weights=weights, threads=options.threads).load()  # bad weights fail here
     latency_feed = spec.example_inputs(batch=1, time=options.latency_time if spec.has_dynamic_time else None)
 
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    created = make_dirs(out_dir)  # on failure these go again (a/ of out_dir=a/b too), when nothing else is in them
     remove_stale(out_dir)  # what a killed earlier run left behind
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir))
     finished = False
@@ -256,8 +264,8 @@ def run_matrix(
     finally:
         reference.close()
         shutil.rmtree(staging, ignore_errors=True)
-        if created and not finished and not any(out_dir.iterdir()):
-            out_dir.rmdir()
+        if not finished:
+            remove_created(created)
 
 
 def _bisect_failure(par, spec, weights, options: MatrixOptions, track: _Tracker, *, artifact: Path | None = None,

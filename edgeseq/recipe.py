@@ -80,8 +80,10 @@ class Recipe:
 
 
 def safe_relative(path: str, where: str) -> str:
-    """A folder inside the output root: no absolute paths, no '..', no drive letters."""
+    """A folder inside the output root ("." is the root itself): no absolute paths, no '..', no drive letters."""
     pure = PurePosixPath(path.replace("\\", "/"))
+    if not pure.parts:  # "." or "./": the output root itself
+        return "."
     if not path or pure.is_absolute() or ".." in pure.parts or ":" in pure.parts[0]:
         raise InputError(f"{where}: 'out' must be a relative folder inside the output root, got {path!r}")
     return str(pure)
@@ -101,6 +103,9 @@ def parse_recipe(data: dict, source: str) -> Recipe:
     parity, latency = data.get("parity", {}), data.get("latency", {})
     check_table(parity, _PARITY, f"{source} [parity]")
     check_table(latency, _LATENCY, f"{source} [latency]")
+    for key, low in (("time", 1), ("iterations", 1), ("warmup", 0), ("threads", 1)):
+        if key in latency and latency[key] < low:  # time = 0 used to mean "the default", threads = 0 a late crash
+            raise InputError(f"{source} [latency]: {key!r} must be >= {low}, got {latency[key]}")
     try:
         formats = tuple(Format.parse(f) for f in data["formats"])
         precisions = tuple(Precision.parse(p) for p in data.get("precisions", ["fp32"]))
@@ -129,6 +134,15 @@ def parse_recipe(data: dict, source: str) -> Recipe:
             fmt = Format.parse(raw.get("format", profiles[devices.index(raw["device"])].format.value)).value
         except UnknownNameError as exc:
             raise InputError(f"{where}: {exc}") from None
+        positive_number(raw[metrics[0]], f"{where}: {metrics[0]}")
+        # a budget on something the recipe does not build would never be measured: the gate would vanish
+        built = {p.value for p in precisions} | {Precision.FP32.value}  # fp32 is always built with the others
+        if precision not in built:
+            raise InputError(f"{where}: precision {precision!r} is not built by the recipe (precisions: "
+                             f"{sorted(built)})")
+        if fmt != Format.TORCH.value and fmt not in {f.value for f in formats}:
+            raise InputError(f"{where}: format {fmt!r} is not built by the recipe (formats: "
+                             f"{[f.value for f in formats]})")
         budgets.append(Budget(raw["device"], precision, fmt, metrics[0], float(raw[metrics[0]])))
     baseline = _baseline(data.get("baseline"), source)
     return Recipe(
@@ -294,9 +308,12 @@ def write_manifest(recipe: Recipe, report: dict, budgets: list[BudgetResult], ou
     return manifest
 
 
-def run_recipe(recipe: Recipe, out_root: str | Path, progress=lambda msg: None, *, on_device: bool = False) -> dict:
+def run_recipe(recipe: Recipe, out_root: str | Path, progress=lambda msg: None, *, on_device: bool = False,
+               bisect: bool = True) -> dict:
     """Build everything the recipe names into out_root/recipe.out; returns the manifest (also on disk). on_device:
-    also time each budget's artifact on its remote device (ssh / adb) and judge the budget by that."""
+    also time each budget's artifact on its remote device (ssh / adb) and judge the budget by that. bisect: name
+    the first divergent layer of a failing row (off: --no-bisect)."""
+    from .artifact import check_output_dir
     from .matrix import MatrixOptions, run_matrix
     from .models import get_model
 
@@ -305,9 +322,10 @@ def run_recipe(recipe: Recipe, out_root: str | Path, progress=lambda msg: None, 
     for precision, rel_l2 in recipe.tolerances.items():
         tolerances = tolerances.with_rel_l2(precision, rel_l2)
     out_dir = Path(out_root) / recipe.out
+    check_output_dir(out_dir, "--out")
     options = MatrixOptions(times=recipe.times, batches=recipe.batches, latency_time=recipe.latency_time,
                             threads=recipe.threads, warmup=recipe.warmup, iterations=recipe.iterations,
-                            tolerances=tolerances)
+                            tolerances=tolerances, bisect=bisect)
     report = run_matrix(spec, recipe.formats, recipe.precisions, out_dir=out_dir, weights=recipe.weights,
                         options=options, progress=progress).to_dict()
     budgets = check_budgets(recipe, report, on_device=on_device, progress=progress)

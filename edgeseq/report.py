@@ -74,11 +74,67 @@ def load_report(path: str | Path) -> dict:
         raise ArtifactError(f"cannot read report {str(path)!r}: {exc}") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ArtifactError(f"{str(path)!r} is not an edgeseq report (schema {SCHEMA!r} expected)")
+    check_report(data, str(path))
     try:
         Report.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"report {str(path)!r} is malformed: {exc!r}") from None
     return data
+
+
+_NUMBER = (int, float)
+_OPTIONAL_NUMBER = (int, float, type(None))
+# what the tables, `edgeseq diff`, a recipe's [baseline] and manifest read from a report: checked on loading, so a
+# hand-edited or truncated report is one line naming the key, not a KeyError after a whole build
+_REPORT_KEYS = {"model": dict, "environment": dict, "passed": bool, "artifacts": list, "parity": list,
+                "latency": list}
+_ROW_KEYS = {
+    "artifacts": {"path": str, "format": str, "precision": str, "size_bytes": int, "sha256": str},
+    "parity": {"runtime": str, "artifact": str, "precision": str, "passed": bool, "cases": list,
+               "worst": (dict, type(None))},
+    "references": {"runtime": str, "artifact": str, "precision": str, "worst": (dict, type(None))},
+    "latency": {"runtime": str, "artifact": str, "precision": str, "p50_ms": _NUMBER, "p90_ms": _NUMBER,
+                "p99_ms": _NUMBER},
+}
+_WORST_KEYS = ("rel_l2", "max_abs", "cosine", "snr_db")
+
+
+def _kind(wanted: tuple) -> str:
+    names = {str: "a string", int: "an integer", bool: "true or false", list: "a list", dict: "an object",
+             type(None): "null"}
+    if float in wanted:
+        return " or ".join(["a number"] + [names[t] for t in wanted if t not in (int, float)])
+    return " or ".join(names[t] for t in wanted)
+
+
+def check_report(data, label: str) -> None:
+    """Raise a one-line ArtifactError naming the report and the key when `data` lacks what a report dict has."""
+    def need(table, key, want, where):
+        if key not in table:
+            raise ArtifactError(f"report {label!r}: {where}{key!r} is missing")
+        value = table[key]
+        wanted = want if isinstance(want, tuple) else (want,)
+        if not isinstance(value, wanted) or (isinstance(value, bool) and bool not in wanted):
+            raise ArtifactError(f"report {label!r}: {where}{key!r} must be {_kind(wanted)}, got "
+                                f"{json.dumps(value)[:40]}")
+        return value
+
+    if not isinstance(data, dict):
+        raise ArtifactError(f"report {label!r} must be a JSON object, got {type(data).__name__}")
+    for key, want in _REPORT_KEYS.items():
+        need(data, key, want, "")
+    need(data["model"], "name", str, "model.")
+    for section, keys in _ROW_KEYS.items():
+        rows = need(data, section, list, "") if section in data or section != "references" else []
+        for i, row in enumerate(rows):
+            where = f"{section}[{i}]."
+            if not isinstance(row, dict):
+                raise ArtifactError(f"report {label!r}: {section}[{i}] must be an object")
+            for key, want in keys.items():
+                need(row, key, want, where)
+            for key in _WORST_KEYS if isinstance(row.get("worst"), dict) else ():
+                if key in row["worst"]:
+                    need(row["worst"], key, _OPTIONAL_NUMBER, f"{where}worst.")
 
 
 # ---- rendering (from the JSON dict) -------------------------------------------------------------------------------
@@ -275,26 +331,49 @@ TERMINAL_COLUMNS = ("format", "precision", "runtime", "parity", "rel L2 (worst)"
 
 def print_table(report: dict, console=None) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = console or Console()
-    table = Table(title=f"edgeseq: {report['model']['name']}", show_lines=False)
-    for col in TERMINAL_COLUMNS:
-        table.add_column(col, no_wrap=True, justify="left" if col in ("format", "precision", "runtime") else "right")
-    for row in matrix_rows(report):
-        style = "red" if row["parity"] == "FAIL" else None
-        table.add_row(*(row[c] for c in TERMINAL_COLUMNS), style=style)
-    console.print(table)
+    console.print(fitted_table(f"edgeseq: {report['model']['name']}", TERMINAL_COLUMNS, matrix_rows(report),
+                               console.width, text=("format", "precision", "runtime"),
+                               styles=["red" if row["parity"] == "FAIL" else None for row in matrix_rows(report)]))
     rows = quant_rows(report)
     if rows:
         columns = ("artifact", "runtime", "size x fp32", "p50 x fp32", "rel L2", "torch int8 rel L2", "still float")
-        quant = Table(title="quantized vs fp32 (same runtime)", show_lines=False)
-        for col in columns:
-            quant.add_column(col, no_wrap=col != "still float", justify="left" if col in ("artifact", "runtime",
-                                                                                          "still float") else "right")
-        for row in rows:
-            quant.add_row(*(row[c] for c in columns))
-        console.print(quant)
+        console.print(fitted_table("quantized vs fp32 (same runtime)", columns, rows, console.width,
+                                   text=("artifact", "runtime", "still float"), wrap=("still float",)))
+
+
+def fitted_table(title: str, columns, rows: list[dict], width: int, *, text=(), wrap=(), styles=None):
+    """A rich Table that never cuts a number (rich's own shrinking cut them to '1…' on an 80-column terminal).
+
+    When it fits, the usual boxed table. Narrower: a borderless one whose headers wrap at their spaces and whose text
+    cells (`text`: runtime and artifact names) fold, widest first, while every other column keeps its numbers whole.
+    `wrap`: text columns that wrap at spaces at any width (lists of op types)."""
+    from rich import box
+    from rich.table import Table
+
+    natural = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in columns}
+    gap = 3  # boxed: a border and two spaces of padding per column (and one more border at the end)
+    if sum(natural[c] for c in columns if c not in wrap) + gap * len(columns) + 1 <= width:
+        table = Table(title=title, show_lines=False)
+        for c in columns:
+            table.add_column(c, no_wrap=c not in wrap, justify="left" if c in text else "right")
+    else:
+        least = {c: 4 if c in text else max([len(w) for w in c.split()] + [len(r[c]) for r in rows])
+                 for c in columns}
+        widths = {c: natural[c] if c in text else least[c] for c in columns}
+        room = width - (len(columns) - 1)  # borderless: one space between columns
+        while sum(widths.values()) > room:
+            widest = max(text, key=lambda c: widths[c] - least[c])
+            if widths[widest] <= least[widest]:
+                break  # a terminal too narrow even for the numbers: rich has the last word
+            widths[widest] -= 1
+        table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=0)
+        for c in columns:
+            table.add_column(c, width=widths[c], overflow="fold", justify="left" if c in text else "right")
+    for i, row in enumerate(rows):
+        table.add_row(*(row[c] for c in columns), style=styles[i] if styles else None)
+    return table
 
 
 # ---- HTML with plots -------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import InputError
-from .report import matrix_entries
+from .report import check_report, matrix_entries
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,8 @@ def _machine(report: dict) -> tuple:
 def diff_reports(old: dict, new: dict, *, max_slowdown: float | None = None, max_error_growth: float | None = None,
                  old_label: str = "old", new_label: str = "new") -> ReportDiff:
     """Row-by-row comparison of two report dicts (load_report's), old first."""
+    check_report(old, old_label)  # a dict edited by hand (or by a script) is one line naming the key, not a KeyError
+    check_report(new, new_label)
     for name, value in (("--max-slowdown", max_slowdown), ("--max-error-growth", max_error_growth)):
         if value is not None and not value >= 1.0:
             raise InputError(f"{name} is a ratio >= 1 (1.2 = 20% worse), got {value}")

@@ -100,6 +100,12 @@ def make(tmp_path, lite_path):
                                             "corrupt, truncated or not written by torch.save"),
         "garbage .npy calibration": (["export", "cbhg-lite", "-p", "int8-static", "--calibration",
                                       str(tmp_path / "cal")], "does not start with the .npy header"),
+        # recipe-fixes
+        "recipe with iterations = 0": (["export", "--recipe", file("r3.toml", b'name="r"\nmodel="cbhg-lite"\n'
+                                                                           b'formats=["onnx"]\n[latency]\n'
+                                                                           b'iterations=0\n')], "'iterations' must"),
+        "--json under a file": (["check", lite_path, "--json", file("plain.txt", b"x") + "/x.json"],
+                                "is a file, not a folder"),
     }
 
 
@@ -112,7 +118,9 @@ CASES = ["garbage onnx", "empty onnx", "truncated onnx", "onnx with undecodable 
          "huge --time", "huge --shape", "--model contradicts the artifact", "device runtime cannot run the file",
          "device delegate not used here", "device lacks the precision", "preflight of an empty file",
          "preflight of stray bytes", "unknown --quant op type", "unknown --quant weight_only", "empty --quant op_types",
-         "checkpoint with a bare memo key", "garbage .npy calibration"]
+         "checkpoint with a bare memo key", "garbage .npy calibration",
+         # recipe-fixes
+         "recipe with iterations = 0", "--json under a file"]
 
 
 def test_table_is_complete(tmp_path, lite_onnx):

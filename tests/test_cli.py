@@ -172,3 +172,98 @@ def test_check_takes_the_same_tolerance_flag(run_cli, lite_onnx, tmp_path):
     data = json.loads((tmp_path / "c.json").read_text())
     assert {o["tolerance"]["rel_l2"] for c in data["cases"] for o in c["outputs"]} == {1e-12}
     assert "--tolerance takes" in assert_one_line_error(run_cli("check", lite_onnx.path, "--tolerance", "x=1"))
+
+
+def _output_cases(tmp_path, lite):
+    """(argv, expected) for output targets that cannot be written; a_file is a plain file, a_dir a folder."""
+    a_file, a_dir = tmp_path / "a_file", tmp_path / "a_dir"
+    a_file.write_text("x")
+    a_dir.mkdir()
+    report = str(tmp_path / "r.json")  # a report for diff: any JSON; the output check comes first
+    export = ["export", "cbhg-lite", "--times", "7", "--batches", "1", "-n", "2"]
+    return {
+        "export --out under a file": ([*export, "--out", f"{a_file}/sub"], "is a file, not a folder"),
+        "export --out in /proc": ([*export, "--out", "/proc/edgeseq-out"], "cannot write in '/proc'"),
+        "export --out a file": ([*export, "--out", str(a_file)], "exists and is not a directory"),
+        "export --junit under a file": ([*export, "--out", str(tmp_path / "o"), "--junit", f"{a_file}/j.xml"],
+                                        "--junit"),
+        "check --json under a file": (["check", lite, "--json", f"{a_file}/x.json"], "is a file, not a folder"),
+        "check --json a folder": (["check", lite, "--json", str(a_dir)], "is a directory"),
+        "profile --json under a file": (["profile", lite, "--json", f"{a_file}/x.json"], "is a file, not a folder"),
+        "preflight --json under a file": (["preflight", lite, "--json", f"{a_file}/x"], "is a file, not a folder"),
+        "diff --json under a file": (["diff", report, report, "--json", f"{a_file}/x"], "is a file, not a folder"),
+        "diff --md a folder": (["diff", report, report, "--md", str(a_dir)], "is a directory"),
+    }
+
+
+OUTPUT_CASES = ["export --out under a file", "export --out in /proc", "export --out a file",
+                "export --junit under a file", "check --json under a file", "check --json a folder",
+                "profile --json under a file", "preflight --json under a file", "diff --json under a file",
+                "diff --md a folder"]
+
+
+@pytest.mark.parametrize("case", OUTPUT_CASES)
+def test_unwritable_outputs_fail_first_in_one_line(run_cli, tmp_path, lite_onnx, case):
+    """They were internal errors (exit 3), often after all the work (check printed PASS, then FileExistsError)."""
+    (tmp_path / "r.json").write_text("{}")
+    argv, expected = _output_cases(tmp_path, lite_onnx.path)[case]
+    line = assert_one_line_error(run_cli(*argv))  # nothing on stdout: no PASS, no table before the error
+    assert expected in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_dir", "a_file", "r.json"]  # nothing else written
+
+
+def test_output_folder_checks_on_the_api(tmp_path):
+    """The same checks guard run_matrix, and a write that fails anyway is an OutputError (was NotADirectoryError)."""
+    import edgeseq
+    from edgeseq.artifact import write_text_atomic
+    from edgeseq.errors import OutputError
+
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        edgeseq.run_matrix("cbhg-lite", out_dir=tmp_path / "f" / "sub")
+    with pytest.raises(OutputError, match="cannot write"):
+        write_text_atomic(tmp_path / "f" / "x.json", "{}")
+
+
+def test_repeated_format_is_exported_once(tmp_path):
+    """-f onnx -f onnx used to export twice and list the artifact and its rows twice in report.json."""
+    import edgeseq
+    from edgeseq.matrix import MatrixOptions
+
+    report = edgeseq.run_matrix("cbhg-lite", ["onnx", "onnx"], ["fp32", "fp32"], out_dir=tmp_path,
+                                options=MatrixOptions(times=(7,), batches=(1,), iterations=2, warmup=0)).to_dict()
+    assert [a["format"] for a in report["artifacts"]] == ["onnx"]
+    assert [p["runtime"] for p in report["parity"]] == ["onnxruntime-cpu"]
+
+
+def test_table_keeps_numbers_whole_on_an_80_column_terminal(run_cli, tmp_path):
+    """The matrix table cut them to '1…' at 80 or 100 columns; now text columns fold and headers wrap instead."""
+    proc = run_cli("export", "cbhg-lite", "--out", str(tmp_path), "--times", "7", "--batches", "1", "-n", "2",
+                   columns="80")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    row = next(p for p in report["parity"] if p["runtime"] == "onnxruntime-cpu")
+    lat = next(x for x in report["latency"] if x["runtime"] == "onnxruntime-cpu")
+    table = [ln for ln in proc.stdout.splitlines() if not ln.startswith("wrote ")]  # a long path may run on
+    assert max(len(ln) for ln in table) <= 80 and "…" not in proc.stdout
+    assert f"{row['worst']['rel_l2']:.2e}" in proc.stdout and f"{lat['p50_ms']:.2f}" in proc.stdout
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_fitted_table_never_cuts_a_number(width):
+    import io
+
+    from rich.console import Console
+
+    from edgeseq.report import TERMINAL_COLUMNS, fitted_table
+
+    rows = [dict(zip(TERMINAL_COLUMNS, v)) for v in (
+        ["torch", "fp32", "torch-cpu", "reference", "-", "-", "127.55", "1.00", "-"],
+        ["onnx", "int8-dynamic", "onnxruntime-cpu", "PASS", "2.20e-07", "1.04e-07", "1234.03", "123.55", "12.90 MB"],
+        ["tflite", "int8-static", "litert-xnnpack", "FAIL", "nan", "1.04e-02", "1.03", "0.55", "900.0 kB"])]
+    console = Console(file=io.StringIO(), width=width)
+    console.print(fitted_table("t", TERMINAL_COLUMNS, rows, width, text=("format", "precision", "runtime")))
+    shown = console.file.getvalue()
+    assert "…" not in shown and max(len(ln) for ln in shown.splitlines()) <= width
+    for value in ("127.55", "2.20e-07", "1.04e-07", "1234.03", "123.55", "12.90 MB", "1.04e-02", "900.0 kB"):
+        assert value in shown, (value, shown)

@@ -4,7 +4,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from conftest import assert_one_line_error
 
-from edgeseq.errors import InputError
+from edgeseq.errors import ArtifactError, InputError
 from edgeseq.recipe import builtin_recipe, load_recipe
 
 BASE = '''name = "t"
@@ -45,6 +45,15 @@ def test_shipped_recipes_parse():
         ('[tolerances]\nfp16 = 0\n', "positive"),
         ('[baseline]\nmax_slowdown = 1.2\n', "needs 'report'"),
         ('[baseline]\nreport = "old/report.json"\n', "does not exist"),
+        ('[latency]\niterations = 0\n', "'iterations' must be >= 1"),
+        ('[latency]\nwarmup = -3\n', "'warmup' must be >= 0"),
+        ('[latency]\ntime = 0\n', "'time' must be >= 1"),  # was silently the model's default T
+        ('[latency]\nthreads = 0\n', "'threads' must be >= 1"),
+        ('[[budgets]]\ndevice = "local-cpu"\np50_ms = -5\n', "p50_ms must be a positive number"),
+        ('[[budgets]]\ndevice = "local-cpu"\nprecision = "int8-static"\np50_ms = 5\n',
+         "#1: precision 'int8-static' is not built by the recipe"),
+        ('[[budgets]]\ndevice = "local-cpu"\nformat = "tflite"\np50_ms = 5\n',
+         "#1: format 'tflite' is not built by the recipe"),
     ],
 )
 def test_bad_recipes_are_one_line_errors(tmp_path, extra, message):
@@ -117,3 +126,96 @@ def test_recipe_gates_on_a_baseline_report(run_cli, tmp_path):
     assert manifest["passed"] is False and manifest["baseline"]["regressed"] is True
     failure = ET.parse(junit).getroot().find(".//testcase[@classname='baseline']/failure")
     assert failure is not None and "onnxruntime-cpu cbhg-lite.fp32.onnx: worst rel L2 x" in failure.get("message")
+
+
+def test_out_dot_is_the_output_root(tmp_path):
+    """out = "." used to crash with IndexError in safe_relative."""
+    assert load_recipe(write(tmp_path, BASE + 'out = "."\n')).out == "."
+    assert load_recipe(write(tmp_path, BASE + 'out = "./"\n')).out == "."
+
+
+def test_budgets_on_what_the_recipe_builds_still_parse(tmp_path):
+    text = BASE.replace('formats = ["onnx"]', 'formats = ["onnx"]\nprecisions = ["int8-dynamic"]')
+    recipe = load_recipe(write(tmp_path, text + '[[budgets]]\ndevice = "local-cpu"\np50_ms = 5\n'  # fp32: always built
+                               '[[budgets]]\ndevice = "local-cpu"\nprecision = "int8-dynamic"\np90_ms = 9\n'))
+    assert [(b.precision, b.format) for b in recipe.budgets] == [("fp32", "onnx"), ("int8-dynamic", "onnx")]
+
+
+def _report(**changes):
+    """A minimal well-formed report dict (what check_report requires), with some keys changed or deleted."""
+    row = {"runtime": "torch-cpu", "artifact": "", "precision": "fp32", "p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0}
+    data = {"schema": "edgeseq.report/1", "model": {"name": "cbhg-lite"}, "environment": {}, "passed": True,
+            "artifacts": [], "parity": [], "latency": [row]}
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({"parity": None}, "'parity' is missing"),
+    ({"latency": [{"runtime": "torch-cpu", "artifact": "", "precision": "fp32", "p50_ms": "fast", "p90_ms": 1,
+                   "p99_ms": 1}]}, "latency[0].'p50_ms' must be a number, got \"fast\""),
+])
+def test_a_broken_baseline_fails_before_the_build(run_cli, tmp_path, changes, says):
+    """It used to pass the pre-build check, then crash with KeyError (exit 3) after the build, without a manifest."""
+    (tmp_path / "old.json").write_text(json.dumps(_report(**changes)))
+    recipe = write(tmp_path, BASE + '[baseline]\nreport = "old.json"\n')
+    with pytest.raises(ArtifactError, match="old.json") as info:
+        load_recipe(recipe)
+    assert says in str(info.value)
+    out = tmp_path / "out"
+    line = assert_one_line_error(run_cli("export", "--recipe", str(recipe), "--out", str(out)))
+    assert says in line and "old.json" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["-f", "onnx"], "--format / -f"),
+    (["--precision", "fp16"], "--precision / -p"),
+    (["--times", "7"], "--times"),
+    (["--latency-time", "20"], "--latency-time"),
+    (["--opset", "17"], "--opset"),  # even the default value, typed out, is refused: the recipe decides
+])
+def test_recipe_refuses_the_export_flags_it_sets(run_cli, tmp_path, flags, named):
+    """They used to be silently ignored: the recipe's values ran instead."""
+    out = tmp_path / "out"
+    line = assert_one_line_error(run_cli("export", "--recipe", str(write(tmp_path, BASE)), "--out", str(out), *flags))
+    assert line.startswith(f"error: {named} cannot be combined with --recipe: the recipe sets it")
+    assert not out.exists()
+
+
+def test_recipe_takes_tolerance_and_latency_flags_on_top(run_cli, tmp_path):
+    """--tolerance, -n / --warmup / --threads and --no-bisect apply on top of the recipe, and the manifest records
+    the values that ran (the recipe's were used before, silently)."""
+    recipe = write(tmp_path, BASE + '[parity]\ntimes = [7]\nbatches = [1]\n[latency]\niterations = 3\n'
+                   '[tolerances]\nfp16 = 1e-2\n')
+    out = tmp_path / "out"
+    proc = run_cli("export", "--recipe", str(recipe), "--out", str(out), "--tolerance", "fp32=1e-12", "-n", "2",
+                   "--warmup", "1", "--threads", "1", "--no-bisect")
+    assert proc.returncode == 1, proc.stderr  # fp32 rel L2 1e-12 is tighter than float reassociation
+    report = json.loads((out / "t" / "report.json").read_text())
+    row = next(p for p in report["parity"] if p["runtime"] == "onnxruntime-cpu")
+    assert {o["tolerance"]["rel_l2"] for c in row["cases"] for o in c["outputs"]} == {1e-12}
+    assert {x["iterations"] for x in report["latency"]} == {2} and {x["warmup"] for x in report["latency"]} == {1}
+    assert report["bisections"] == []
+    recorded = json.loads((out / "t" / "manifest.json").read_text())["recipe"]
+    assert recorded["iterations"] == 2 and recorded["threads"] == 1
+    assert recorded["tolerances"] == {"fp16": 1e-2, "fp32": 1e-12}
+
+
+def test_a_failed_run_removes_the_folders_it_created(tmp_path, monkeypatch):
+    """out_dir=a/b failing after the folders were made used to leave a/ (and a/b with iterations = 0)."""
+    import edgeseq
+    from edgeseq.matrix import MatrixOptions, api
+
+    with pytest.raises(InputError, match="iterations must be an integer >= 1"):
+        MatrixOptions(iterations=0)  # now caught before anything runs
+    (tmp_path / "keep").mkdir()
+
+    def broken(*a, **kw):
+        raise InputError("the timing loop broke")
+
+    monkeypatch.setattr(api, "profile", broken)
+    with pytest.raises(InputError, match="timing loop broke"):
+        edgeseq.run_matrix("cbhg-lite", out_dir=tmp_path / "keep" / "a" / "b",
+                           options=MatrixOptions(times=(7,), batches=(1,)))
+    assert [p.name for p in tmp_path.iterdir()] == ["keep"] and not any((tmp_path / "keep").iterdir())

@@ -6,7 +6,7 @@ import json
 import pytest
 
 import edgeseq
-from edgeseq.errors import InputError
+from edgeseq.errors import ArtifactError, InputError
 from edgeseq.matrix import MatrixOptions
 from edgeseq.report import load_report
 from edgeseq.report_diff import diff_reports, render_diff
@@ -126,3 +126,31 @@ def test_cli_diff(run_cli, base, tmp_path):
     assert "does not exist" in assert_one_line_error(run_cli("diff", str(base), str(tmp_path / "nope.json")))
     (tmp_path / "junk.json").write_text("{}")
     assert "not an edgeseq report" in assert_one_line_error(run_cli("diff", str(base), str(tmp_path / "junk.json")))
+
+
+def test_diff_of_dicts_that_are_not_reports_is_one_line():
+    """The API used to raise a raw KeyError('model')."""
+    with pytest.raises(ArtifactError, match="report 'old': 'model' is missing"):
+        diff_reports({}, {})
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda r: r.pop("parity"), "'parity' is missing"),
+    (lambda r: r["latency"][0].update(p50_ms="fast"), "latency[0].'p50_ms' must be a number"),
+    (lambda r: r["parity"][0].update(worst="bad"), "parity[0].'worst' must be an object or null"),
+    (lambda r: r["parity"][0]["worst"].update(rel_l2=[1]), "parity[0].worst.'rel_l2' must be a number or null"),
+    (lambda r: r["artifacts"].append(7), "artifacts[1] must be an object"),
+])
+def test_broken_reports_are_one_line_errors_naming_file_and_key(run_cli, base, tmp_path, edit, says):
+    """`edgeseq diff` on them was KeyError / TypeError, exit 3."""
+    broken = json.loads(base.read_text())
+    edit(broken)
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(broken))
+    with pytest.raises(ArtifactError) as info:
+        load_report(path)
+    assert says in str(info.value) and str(path) in str(info.value)
+    with pytest.raises(ArtifactError, match="report 'new'"):
+        diff_reports(load_report(base), broken)
+    line = assert_one_line_error(run_cli("diff", str(base), str(path)))
+    assert says in line and str(path) in line

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..artifact import write_text_atomic
+from ..artifact import check_output_dir, check_output_file, write_text_atomic
 from ..errors import EdgeseqError, InputError
 from . import args
 from .progress import matrix_progress
@@ -128,6 +128,7 @@ def devices_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
 @app.command("export")
 @_handled
 def export_cmd(
+    ctx: typer.Context,
     model: Annotated[Optional[str], typer.Argument(help="Registered model name, e.g. cbhg-lite.")] = None,
     recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="A recipe .toml or a shipped recipe name (android, jetson, server).")] = None,
     on_device: Annotated[bool, typer.Option("--on-device", help="With --recipe: time each budget on its ssh / adb device and gate on it.")] = False,
@@ -174,7 +175,14 @@ def export_cmd(
     if recipe is not None:
         if model is not None:
             raise InputError("give either MODEL or --recipe, not both")
-        _export_recipe(recipe, out_dir, junit, on_device)
+        given = {name for name in ctx.params if _given(ctx, name)}
+        for name, flag in _RECIPE_SETS.items():
+            if name in given:
+                raise InputError(f"{flag} cannot be combined with --recipe: the recipe sets it (edit the recipe, "
+                                 "or export a MODEL without --recipe)")
+        overrides = {name: ctx.params[name] for name in ("iterations", "warmup", "threads") if name in given}
+        _export_recipe(recipe, out_dir, junit, on_device, bisect=bisect, overrides=overrides,
+                       tolerances=dict(args.tolerance_overrides(tolerance)))
         return
     if model is None:
         raise InputError("give a MODEL (see `edgeseq models`) or --recipe FILE")
@@ -189,6 +197,9 @@ def export_cmd(
                             calibration=str(calibration) if calibration is not None else None, bisect=bisect,
                             rel_l2=args.tolerance_overrides(tolerance))
     target = out_dir or Path("edgeseq-out") / model
+    check_output_dir(target, "--out")  # before the work, not after it
+    if junit:
+        check_output_file(junit, "--junit")
     with matrix_progress(err) as progress:
         report = run_matrix(model, format or ["onnx"], precisions, out_dir=target, weights=weights, options=options,
                             progress=progress)
@@ -202,7 +213,25 @@ def export_cmd(
     raise typer.Exit(0 if report.passed else 1)
 
 
-def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None, on_device: bool = False) -> None:
+# export flags a recipe sets itself: given with --recipe they are refused rather than silently ignored. The others
+# apply on top of the recipe: --tolerance, -n / --warmup / --threads (its [latency]), --bisect / --no-bisect.
+_RECIPE_SETS = {"format": "--format / -f", "precision": "--precision / -p", "weights": "--weights",
+                "times": "--times", "batches": "--batches", "latency_time": "--latency-time", "opset": "--opset",
+                "exporter": "--exporter", "shapes": "--shapes", "calibration": "--calibration", "quant": "--quant"}
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user typed this option (not its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None, on_device: bool = False, *,
+                   bisect: bool = True, overrides: dict | None = None, tolerances: dict | None = None) -> None:
+    """overrides: iterations / warmup / threads given on the command line, replacing the recipe's [latency] ones;
+    tolerances: --tolerance, on top of the recipe's [tolerances]. The manifest records the values that ran."""
+    import dataclasses
+
     from ..junit import write_junit
     from ..recipe import builtin_recipe, load_recipe, run_recipe
     from ..report import print_table
@@ -211,9 +240,13 @@ def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None, 
     if not name_or_path.endswith(".toml") and builtin_recipe(name_or_path).is_file():
         path = builtin_recipe(name_or_path)
     recipe = load_recipe(path)
+    recipe = dataclasses.replace(recipe, **(overrides or {}), tolerances={**recipe.tolerances, **(tolerances or {})})
     root = out_dir or Path("edgeseq-out")
+    check_output_dir(root / recipe.out, "--out")  # before the work, not after it
+    if junit:
+        check_output_file(junit, "--junit")
     with matrix_progress(err) as progress:
-        manifest = run_recipe(recipe, root, progress=progress, on_device=on_device)
+        manifest = run_recipe(recipe, root, progress=progress, on_device=on_device, bisect=bisect)
     report = manifest.pop("report")
     print_table(report, out)
     _print_artifact_notes(report)
@@ -282,6 +315,8 @@ def check_cmd(
     """Parity of ARTIFACT against the PyTorch original over a sequence-length x batch sweep."""
     from ..api import check
 
+    if json_out:
+        check_output_file(json_out, "--json")
     overrides = dict(args.tolerance_overrides(tolerance))
     result = check(artifact, model, weights=weights, times=args.int_list(times, "times"),
                    batches=args.int_list(batches, "batches"), device=device, threads=threads, tolerances=overrides)
@@ -334,6 +369,8 @@ def profile_cmd(
     per stage of the model with --stages."""
     from ..inputs import parse_shapes
 
+    if json_out:
+        check_output_file(json_out, "--json")
     if stages:
         if (device and len(device) > 1) or shape or budget is not None:
             raise InputError("--stages profiles an .onnx at the model's own input on one device (this machine's "
@@ -469,6 +506,9 @@ def diff_cmd(
     for path in (old_path, new_path):
         if not path.exists():
             raise InputError(f"{str(path)!r} does not exist")
+    for path, flag in ((json_out, "--json"), (md_out, "--md")):
+        if path:
+            check_output_file(path, flag)
     result = diff_reports(load_report(old_path), load_report(new_path), max_slowdown=max_slowdown,
                           max_error_growth=max_error_growth, old_label=str(old_path), new_label=str(new_path))
     data = result.to_dict()
@@ -501,6 +541,8 @@ def preflight_cmd(
     """Name the nodes of an ONNX model that TensorRT's ONNX parser would reject (no TensorRT needed); exit 1 if any."""
     from ..formats.tensorrt import preflight
 
+    if json_out:
+        check_output_file(json_out, "--json")
     result = preflight(onnx_file)
     data = result.to_dict()
     if json_out:
