@@ -326,10 +326,25 @@ def _fake_trtexec(tmp_path) -> str:
     return str(wrapper)
 
 
+def _jetson_profile(sshd, tmp_path, trtexec: str) -> Path:
+    """A TensorRT device whose python keeps its temporary files in tmp_path/device-tmp (see _assert_nothing_left)."""
+    (tmp_path / "device-tmp").mkdir()
+    python = tmp_path / "python"
+    python.write_text(f"#!/bin/sh\nTMPDIR={tmp_path / 'device-tmp'} exec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    return sshd.profile("jetson-like", runtime="tensorrt", delegate="tensorrt", trtexec=trtexec,
+                        remote_dir=str(tmp_path / "jetson"), python=str(python))
+
+
+def _assert_nothing_left(tmp_path) -> None:
+    assert not list((tmp_path / "jetson" / "jobs").iterdir())  # the sessions cleaned up after themselves
+    left = [p.name for p in (tmp_path / "device-tmp").iterdir() if p.name != ".ses"]  # .ses: onnxruntime's import
+    assert not left  # and left no scratch folder in the device's temp
+
+
 def test_tensorrt_device_builds_once_and_checks_parity_here(sshd, trt_onnx, tmp_path):
     assert trt_onnx.path.endswith(".trt.onnx")
-    profile = sshd.profile("jetson-like", runtime="tensorrt", delegate="tensorrt", trtexec=_fake_trtexec(tmp_path),
-                           remote_dir=str(tmp_path / "jetson"))
+    profile = _jetson_profile(sshd, tmp_path, _fake_trtexec(tmp_path))
     result = edgeseq.check(trt_onnx.path, device=str(profile), times=(7, 50), batches=(1, 2))
     assert result.passed and len(result.cases) == 8  # 2 T x 2 batch x (speech, random)
     assert result.runtime == "tensorrt-tensorrt@jetson-like" and result.precision == "fp16"
@@ -344,24 +359,26 @@ def test_tensorrt_device_builds_once_and_checks_parity_here(sshd, trt_onnx, tmp_
     assert engines[0].stat().st_mtime_ns == stamp  # a second session reuses the cached engine
     assert timing.iterations == 9 and 0 < timing.min_ms <= timing.p50_ms <= timing.p99_ms
     assert timing.runtime == "tensorrt-tensorrt@jetson-like"
+    _assert_nothing_left(tmp_path)
 
 
 def test_tensorrt_device_without_trtexec_is_one_line(sshd, trt_onnx, tmp_path, run_cli):
-    profile = sshd.profile("jetson-like", runtime="tensorrt", delegate="tensorrt",
-                           trtexec=str(tmp_path / "no-such-trtexec"), remote_dir=str(tmp_path / "jetson"))
+    profile = _jetson_profile(sshd, tmp_path, str(tmp_path / "no-such-trtexec"))
     proc = run_cli("check", trt_onnx.path, "--device", str(profile))
     line = assert_one_line_error(proc)
     assert "trtexec was not found" in line and "[transport] trtexec" in line, line
+    _assert_nothing_left(tmp_path)
 
 
 def test_tensorrt_device_refuses_shapes_outside_the_profile(sshd, trt_onnx, tmp_path):
-    profile = sshd.profile("jetson-like", runtime="tensorrt", delegate="tensorrt", trtexec=_fake_trtexec(tmp_path),
-                           remote_dir=str(tmp_path / "jetson"))
+    profile = _jetson_profile(sshd, tmp_path, _fake_trtexec(tmp_path))
     with edgeseq.load(trt_onnx.path, device=str(profile)) as runner:
         x = np.zeros((1, 50, 128), np.float32)
         assert runner.infer({"features": x})[runner.output_names[0]].shape[:2] == (1, 50)
         with pytest.raises(edgeseq.errors.RuntimeFailure, match="outside the optimization profile"):
             runner.infer({"features": np.zeros((1, 5000, 128), np.float32)})
+        assert not list((tmp_path / "jetson" / "jobs").glob("*/edgeseq-trt-*"))  # each job removes its scratch
+    _assert_nothing_left(tmp_path)
 
 
 # ---- a recipe's budgets judged on the device itself ------------------------------------------------------------------
