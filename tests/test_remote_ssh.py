@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -211,12 +210,26 @@ def test_stages_are_profiled_by_the_devices_own_onnxruntime(sshd, lite_onnx, run
 # ---- failures are one line -----------------------------------------------------------------------------------------
 
 
+def _instead_of_sleeping(monkeypatch, sleep) -> None:
+    """The transports' retry loop (connection.with_retries) calls `sleep(delay)` between tries instead of waiting."""
+    from edgeseq.remote import connection, ssh
+
+    real = connection.with_retries
+
+    def with_retries(step, policy, **_):
+        return real(step, policy, sleep=sleep)
+
+    monkeypatch.setattr(connection, "with_retries", with_retries)  # Connection.attempt: each command, scp
+    monkeypatch.setattr(ssh, "with_retries", with_retries)  # SshConnection.open: the control master
+
+
 def test_dead_port_is_one_line_after_bounded_retries(sshd, lite_onnx, run_cli):
-    started = time.monotonic()
     proc = run_cli("profile", lite_onnx.path, "--device", str(sshd.profile(port=_free_port())))
     line = assert_one_line_error(proc)
-    assert "cannot reach the device" in line and "Connection refused" in line and "(3 tries over" in line
-    assert time.monotonic() - started < 15
+    assert "cannot reach the device" in line and "Connection refused" in line
+    tries = re.search(r"\((\d+) tries over ([\d.]+) s\)", line)
+    assert tries and int(tries[1]) == 3, line  # the default policy: 3 tries, then one line
+    assert float(tries[2]) >= 1.5, line  # with its backoff between them (0.5 s + 1 s)
 
 
 def _python_without_onnxruntime(tmp_path: Path) -> str:
@@ -258,16 +271,17 @@ def test_missing_python_on_the_device(sshd, lite_onnx):
         edgeseq.profile(lite_onnx.path, device=str(sshd.profile(python="/nonexistent/python3")), iterations=1)
 
 
-def test_wrong_key_and_wrong_host_key_fail_at_once(sshd, lite_onnx, tmp_path):
+def test_wrong_key_and_wrong_host_key_fail_at_once(sshd, lite_onnx, tmp_path, monkeypatch):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "stranger")], check=True)
-    started = time.monotonic()
+    slept = []
+    _instead_of_sleeping(monkeypatch, slept.append)
     with pytest.raises(DeviceError, match="ssh authentication failed .* Permission denied"):
         edgeseq.profile(lite_onnx.path, device=str(sshd.profile(key=str(tmp_path / "stranger"))), iterations=1)
     other = tmp_path / "known_hosts"
     other.write_text(f"[127.0.0.1]:{sshd.port} " + " ".join((tmp_path / "stranger.pub").read_text().split()[:2]))
     with pytest.raises(DeviceError, match="host key of 127.0.0.1 does not match"):
         edgeseq.profile(lite_onnx.path, device=str(sshd.profile(known_hosts=str(other))), iterations=1)
-    assert time.monotonic() - started < 5  # no retries for what retrying cannot fix
+    assert slept == []  # no retries for what retrying cannot fix
 
 
 def test_a_dropped_connection_mid_session_is_one_error(tmp_path, lite_onnx):
@@ -285,15 +299,22 @@ def test_a_dropped_connection_mid_session_is_one_error(tmp_path, lite_onnx):
         server.stop()
 
 
-def test_a_device_that_comes_up_during_the_retries(tmp_path, lite_onnx):
+def test_a_device_that_comes_up_during_the_retries(tmp_path, lite_onnx, monkeypatch):
+    """The first try is refused, the device comes up during the backoff that follows, the second try gets in."""
     server = Sshd(tmp_path)
-    timer = threading.Timer(0.3, server.start, kwargs={"wait": False})
-    timer.start()
+    slept = []
+
+    def device_boots(delay):
+        slept.append(delay)
+        if server.proc is None:
+            server.start()  # returns once it listens
+
+    _instead_of_sleeping(monkeypatch, device_boots)
     try:
         result = edgeseq.profile(lite_onnx.path, device=str(server.profile()), iterations=2, warmup=0, time=7)
         assert result.iterations == 2
+        assert slept == [0.5]  # one retry, after the policy's first delay
     finally:
-        timer.join()
         server.stop()
 
 
