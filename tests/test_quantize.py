@@ -290,8 +290,8 @@ def test_cli_int8_dynamic_builds_the_parent_too(run_cli, tmp_path):
 
 def test_cli_all_runs_the_whole_matrix(run_cli, tmp_path):
     out = tmp_path / "out"
-    proc = run_cli("export", "cbhg-lite", "-p", "all", "--out", str(out), "--times", "7,50", "--batches", "1,3",
-                   "-n", "3")
+    proc = run_cli("export", "cbhg-lite", "-p", "all", "--out", str(out), "--times", "7", "--batches", "1",
+                   "-n", "3")  # the whole matrix on one case: the derived artifacts' parity is tested on a sweep above
     assert proc.returncode == 0, proc.stderr + proc.stdout
     from edgeseq.report import load_report
 
