@@ -1,14 +1,23 @@
 """Bounded fuzzing of the file loaders (hypothesis): 0 crashes, 0 hangs; the committed corpus is replayed."""
 
+import tempfile
 from pathlib import Path
 
 import pytest
 from fuzz_targets import SEEDS, TARGETS, run_target
 from hypothesis import HealthCheck, given, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis import strategies as st
 
 CORPUS = Path(__file__).parent / "fuzz_corpus"
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+# derandomize: the same examples every run, so a red run reproduces (open-ended fuzzing: bench/fuzz_loaders.py)
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None,
+                derandomize=True)
+
+# Hypothesis writes ./.hypothesis even without a database (its cache of the test modules' constants, already while
+# pytest collects, before any fixture runs): a temporary folder instead, removed when the run ends.
+_HYPOTHESIS_HOME = tempfile.TemporaryDirectory(prefix="edgeseq-hypothesis-")
+set_hypothesis_home_dir(_HYPOTHESIS_HOME.name)
 
 
 def mutations(seed: bytes):
@@ -47,7 +56,7 @@ def test_mutated_text_inputs(name):
 
 
 def test_mutated_onnx(onnx_seed):
-    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(FAST, max_examples=40)
     @given(data=mutations(onnx_seed))
     def run(data):
         run_target("onnx", data)

@@ -17,8 +17,8 @@ import sys, edgeseq
 from edgeseq.matrix import MatrixOptions
 print("started", flush=True)
 # little work before the export (the reference is timed with the same iterations), a long sweep after it: the
-# staged artifact then sits in the staging folder for seconds even on a loaded machine
-edgeseq.run_matrix("cbhg", out_dir=sys.argv[1],
+# staged artifact then sits in the staging folder for a minute (cbhg-lite, 2 cores), seconds even on a fast machine
+edgeseq.run_matrix("cbhg-lite", out_dir=sys.argv[1],
                    options=MatrixOptions(times=(1000, 2000, 4000), batches=(3, 8), warmup=1, iterations=10))
 """
 
@@ -38,7 +38,7 @@ def test_kill_9_mid_export_leaves_nothing_and_the_next_run_is_clean(tmp_path):
         pytest.fail("the export never reached its staging folder")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (out / "cbhg.fp32.onnx").exists() and not (out / "report.json").exists()
+    assert not (out / "cbhg-lite.fp32.onnx").exists() and not (out / "report.json").exists()
     assert any(p.name.startswith(STAGING_PREFIX) for p in out.iterdir())  # the killed run's leftovers
     edgeseq.run_matrix("cbhg-lite", out_dir=out, options=edgeseq.MatrixOptions(times=(7,), batches=(1,),
                                                                                iterations=2))

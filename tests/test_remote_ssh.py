@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -211,12 +210,26 @@ def test_stages_are_profiled_by_the_devices_own_onnxruntime(sshd, lite_onnx, run
 # ---- failures are one line -----------------------------------------------------------------------------------------
 
 
+def _instead_of_sleeping(monkeypatch, sleep) -> None:
+    """The transports' retry loop (connection.with_retries) calls `sleep(delay)` between tries instead of waiting."""
+    from edgeseq.remote import connection, ssh
+
+    real = connection.with_retries
+
+    def with_retries(step, policy, **_):
+        return real(step, policy, sleep=sleep)
+
+    monkeypatch.setattr(connection, "with_retries", with_retries)  # Connection.attempt: each command, scp
+    monkeypatch.setattr(ssh, "with_retries", with_retries)  # SshConnection.open: the control master
+
+
 def test_dead_port_is_one_line_after_bounded_retries(sshd, lite_onnx, run_cli):
-    started = time.monotonic()
     proc = run_cli("profile", lite_onnx.path, "--device", str(sshd.profile(port=_free_port())))
     line = assert_one_line_error(proc)
-    assert "cannot reach the device" in line and "Connection refused" in line and "(3 tries over" in line
-    assert time.monotonic() - started < 15
+    assert "cannot reach the device" in line and "Connection refused" in line
+    tries = re.search(r"\((\d+) tries over ([\d.]+) s\)", line)
+    assert tries and int(tries[1]) == 3, line  # the default policy: 3 tries, then one line
+    assert float(tries[2]) >= 1.5, line  # with its backoff between them (0.5 s + 1 s)
 
 
 def _python_without_onnxruntime(tmp_path: Path) -> str:
@@ -258,16 +271,17 @@ def test_missing_python_on_the_device(sshd, lite_onnx):
         edgeseq.profile(lite_onnx.path, device=str(sshd.profile(python="/nonexistent/python3")), iterations=1)
 
 
-def test_wrong_key_and_wrong_host_key_fail_at_once(sshd, lite_onnx, tmp_path):
+def test_wrong_key_and_wrong_host_key_fail_at_once(sshd, lite_onnx, tmp_path, monkeypatch):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "stranger")], check=True)
-    started = time.monotonic()
+    slept = []
+    _instead_of_sleeping(monkeypatch, slept.append)
     with pytest.raises(DeviceError, match="ssh authentication failed .* Permission denied"):
         edgeseq.profile(lite_onnx.path, device=str(sshd.profile(key=str(tmp_path / "stranger"))), iterations=1)
     other = tmp_path / "known_hosts"
     other.write_text(f"[127.0.0.1]:{sshd.port} " + " ".join((tmp_path / "stranger.pub").read_text().split()[:2]))
     with pytest.raises(DeviceError, match="host key of 127.0.0.1 does not match"):
         edgeseq.profile(lite_onnx.path, device=str(sshd.profile(known_hosts=str(other))), iterations=1)
-    assert time.monotonic() - started < 5  # no retries for what retrying cannot fix
+    assert slept == []  # no retries for what retrying cannot fix
 
 
 def test_a_dropped_connection_mid_session_is_one_error(tmp_path, lite_onnx):
@@ -285,15 +299,22 @@ def test_a_dropped_connection_mid_session_is_one_error(tmp_path, lite_onnx):
         server.stop()
 
 
-def test_a_device_that_comes_up_during_the_retries(tmp_path, lite_onnx):
+def test_a_device_that_comes_up_during_the_retries(tmp_path, lite_onnx, monkeypatch):
+    """The first try is refused, the device comes up during the backoff that follows, the second try gets in."""
     server = Sshd(tmp_path)
-    timer = threading.Timer(0.3, server.start, kwargs={"wait": False})
-    timer.start()
+    slept = []
+
+    def device_boots(delay):
+        slept.append(delay)
+        if server.proc is None:
+            server.start()  # returns once it listens
+
+    _instead_of_sleeping(monkeypatch, device_boots)
     try:
         result = edgeseq.profile(lite_onnx.path, device=str(server.profile()), iterations=2, warmup=0, time=7)
         assert result.iterations == 2
+        assert slept == [0.5]  # one retry, after the policy's first delay
     finally:
-        timer.join()
         server.stop()
 
 
@@ -326,10 +347,25 @@ def _fake_trtexec(tmp_path) -> str:
     return str(wrapper)
 
 
+def _jetson_profile(sshd, tmp_path, trtexec: str) -> Path:
+    """A TensorRT device whose python keeps its temporary files in tmp_path/device-tmp (see _assert_nothing_left)."""
+    (tmp_path / "device-tmp").mkdir()
+    python = tmp_path / "python"
+    python.write_text(f"#!/bin/sh\nTMPDIR={tmp_path / 'device-tmp'} exec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    return sshd.profile("jetson-like", runtime="tensorrt", delegate="tensorrt", trtexec=trtexec,
+                        remote_dir=str(tmp_path / "jetson"), python=str(python))
+
+
+def _assert_nothing_left(tmp_path) -> None:
+    assert not list((tmp_path / "jetson" / "jobs").iterdir())  # the sessions cleaned up after themselves
+    left = [p.name for p in (tmp_path / "device-tmp").iterdir() if p.name != ".ses"]  # .ses: onnxruntime's import
+    assert not left  # and left no scratch folder in the device's temp
+
+
 def test_tensorrt_device_builds_once_and_checks_parity_here(sshd, trt_onnx, tmp_path):
     assert trt_onnx.path.endswith(".trt.onnx")
-    profile = sshd.profile("jetson-like", runtime="tensorrt", delegate="tensorrt", trtexec=_fake_trtexec(tmp_path),
-                           remote_dir=str(tmp_path / "jetson"))
+    profile = _jetson_profile(sshd, tmp_path, _fake_trtexec(tmp_path))
     result = edgeseq.check(trt_onnx.path, device=str(profile), times=(7, 50), batches=(1, 2))
     assert result.passed and len(result.cases) == 8  # 2 T x 2 batch x (speech, random)
     assert result.runtime == "tensorrt-tensorrt@jetson-like" and result.precision == "fp16"
@@ -344,24 +380,26 @@ def test_tensorrt_device_builds_once_and_checks_parity_here(sshd, trt_onnx, tmp_
     assert engines[0].stat().st_mtime_ns == stamp  # a second session reuses the cached engine
     assert timing.iterations == 9 and 0 < timing.min_ms <= timing.p50_ms <= timing.p99_ms
     assert timing.runtime == "tensorrt-tensorrt@jetson-like"
+    _assert_nothing_left(tmp_path)
 
 
 def test_tensorrt_device_without_trtexec_is_one_line(sshd, trt_onnx, tmp_path, run_cli):
-    profile = sshd.profile("jetson-like", runtime="tensorrt", delegate="tensorrt",
-                           trtexec=str(tmp_path / "no-such-trtexec"), remote_dir=str(tmp_path / "jetson"))
+    profile = _jetson_profile(sshd, tmp_path, str(tmp_path / "no-such-trtexec"))
     proc = run_cli("check", trt_onnx.path, "--device", str(profile))
     line = assert_one_line_error(proc)
     assert "trtexec was not found" in line and "[transport] trtexec" in line, line
+    _assert_nothing_left(tmp_path)
 
 
 def test_tensorrt_device_refuses_shapes_outside_the_profile(sshd, trt_onnx, tmp_path):
-    profile = sshd.profile("jetson-like", runtime="tensorrt", delegate="tensorrt", trtexec=_fake_trtexec(tmp_path),
-                           remote_dir=str(tmp_path / "jetson"))
+    profile = _jetson_profile(sshd, tmp_path, _fake_trtexec(tmp_path))
     with edgeseq.load(trt_onnx.path, device=str(profile)) as runner:
         x = np.zeros((1, 50, 128), np.float32)
         assert runner.infer({"features": x})[runner.output_names[0]].shape[:2] == (1, 50)
         with pytest.raises(edgeseq.errors.RuntimeFailure, match="outside the optimization profile"):
             runner.infer({"features": np.zeros((1, 5000, 128), np.float32)})
+        assert not list((tmp_path / "jetson" / "jobs").glob("*/edgeseq-trt-*"))  # each job removes its scratch
+    _assert_nothing_left(tmp_path)
 
 
 # ---- a recipe's budgets judged on the device itself ------------------------------------------------------------------

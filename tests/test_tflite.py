@@ -312,13 +312,16 @@ def test_cli_export_tflite(run_cli, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("precision", ["fp16", "int8-dynamic"])
-def test_quantized_cbhg_lite_within_tolerance(precision, tmp_path):
+@pytest.mark.parametrize("precision, max_ratio", [("fp16", 0.65), ("int8-dynamic", 0.5)])
+def test_quantized_cbhg_lite_within_tolerance(precision, max_ratio, tmp_path, lite_tflite):
+    """Smaller than the fp32 .tflite by what the precision buys (fp16 0.60x, int8-dynamic 0.43x in
+    bench/results/tflite-runtimes.json), and within tolerance while really off fp32."""
     art = edgeseq.export("cbhg-lite", "tflite", out_dir=tmp_path, precision=precision)
-    fp32_size = 977_000
-    assert art.size_bytes < fp32_size
+    assert art.size_bytes < max_ratio * lite_tflite.size_bytes, (art.size_bytes, lite_tflite.size_bytes)
     result = edgeseq.check(art.path, "cbhg-lite", times=(7, 200, 1000), batches=(1,))
+    assert result.precision == precision
     assert result.passed, result.failures
+    assert result.worst.rel_l2 > 1e-5  # really reduced precision, not the fp32 graph renamed
 
 
 def _compute_dtypes(path) -> set:

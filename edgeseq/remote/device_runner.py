@@ -16,6 +16,7 @@ Nothing here is imported by edgeseq on the host; the host reads this file as pac
 """
 
 import json
+import os
 import sys
 import time
 
@@ -103,8 +104,6 @@ class OrtModel(object):
     def node_trace(self, feed, warmup, iterations, folder):
         """onnxruntime's own profiler on a second session with the same options: the model_run and node
         kernel_time events (what the host maps to the model's stages), the trace file removed."""
-        import os
-
         options = self._options()
         options.enable_profiling = True
         options.profile_file_prefix = os.path.join(folder, "ort-profile")
@@ -243,9 +242,7 @@ class TrtexecModel(object):
     """
 
     def __init__(self, path, delegate, threads):
-        import os
         import subprocess
-        import tempfile
 
         self._subprocess, self._os = subprocess, os
         with open(path) as fh:
@@ -253,7 +250,8 @@ class TrtexecModel(object):
         self.trtexec = self.job.get("trtexec") or "trtexec"
         base = os.path.dirname(os.path.abspath(path))
         self.engine = os.path.join(base, self.job["engine"])
-        self.tmp = tempfile.mkdtemp(prefix="edgeseq-trt-")
+        self.workdir = None  # where the scratch folder goes: run() sets the job's own folder (None: system temp)
+        self.tmp = None  # the scratch folder (raw inputs, trtexec's JSON), made on first use, removed by close()
         if not os.path.exists(self.engine):
             onnx = os.path.join(base, self.job["onnx"])
             part = self.engine + ".part"
@@ -263,6 +261,20 @@ class TrtexecModel(object):
                 raise DeviceError("trtexec reported success but wrote no engine")
             os.replace(part, self.engine)
         self.version = "TensorRT " + self._read_version()
+
+    def _scratch(self, name):
+        if self.tmp is None:
+            import tempfile
+
+            self.tmp = tempfile.mkdtemp(prefix="edgeseq-trt-", dir=self.workdir)
+        return os.path.join(self.tmp, name)
+
+    def close(self):
+        if self.tmp is not None:
+            import shutil
+
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
 
     def _trtexec(self, args, what):
         try:
@@ -310,7 +322,7 @@ class TrtexecModel(object):
         numpy = _import_numpy()
         loads = []
         for spec in self.job["inputs"]:
-            path = self._os.path.join(self.tmp, "%s-%d.bin" % (tag, len(loads)))
+            path = self._scratch("%s-%d.bin" % (tag, len(loads)))
             numpy.ascontiguousarray(feed[spec["name"]], dtype=_TRT_DTYPES.get(spec["dtype"], "<f4")).tofile(path)
             loads.append("%s:%s" % (self._name(spec["name"]), path))
         return ["--loadEngine=" + self.engine, "--shapes=" + self._shapes({n: v.shape for n, v in feed.items()}),
@@ -318,7 +330,7 @@ class TrtexecModel(object):
 
     def infer(self, feed):
         numpy = _import_numpy()
-        out_json = self._os.path.join(self.tmp, "outputs.json")
+        out_json = self._scratch("outputs.json")
         self._trtexec(self._args(feed, "in") + ["--iterations=1", "--warmUp=0", "--duration=0",
                                                  "--exportOutput=" + out_json], "running inference")
         with open(out_json) as fh:
@@ -334,7 +346,7 @@ class TrtexecModel(object):
 
     def timed(self, feed, warmup, iterations):
         """Latency samples in ms from trtexec's own trace: one process, warm-up enqueues dropped."""
-        times = self._os.path.join(self.tmp, "times.json")
+        times = self._scratch("times.json")
         self._trtexec(self._args(feed, "time") + ["--iterations=%d" % (warmup + iterations), "--warmUp=0",
                                                    "--duration=0", "--avgRuns=1", "--exportTimes=" + times],
                       "timing")
@@ -414,6 +426,15 @@ def run(args):
     with open(job_path) as fh:
         job = json.load(fh)
     model = open_model(job["model"], job["runtime"], job["delegate"], job.get("threads"))
+    model.workdir = os.path.dirname(os.path.abspath(job["result"]))  # scratch files go in the job's own folder
+    try:
+        _run_job(numpy, job, model)
+    finally:
+        if hasattr(model, "close"):  # trtexec's scratch folder
+            model.close()
+
+
+def _run_job(numpy, job, model):
     feeds = _cases(numpy, job["feeds"])
     result = {"protocol": PROTOCOL, "describe": model.describe(), "versions": _versions(model), "cases": []}
     outputs = {}
@@ -439,8 +460,6 @@ def run(args):
     if nodes:
         if not hasattr(model, "node_trace"):
             raise DeviceError("per-stage timing reads onnxruntime's profiler; %s has none" % job["runtime"])
-        import os
-
         try:
             result["node_trace"] = model.node_trace(feeds[0], int(nodes["warmup"]), int(nodes["iterations"]),
                                                     os.path.dirname(job["result"]) or ".")
@@ -452,8 +471,6 @@ def run(args):
     numpy.savez(job["outputs"], **outputs)
     with open(job["result"] + ".part", "w") as fh:
         json.dump(result, fh)
-    import os
-
     os.replace(job["result"] + ".part", job["result"])
 
 
