@@ -82,7 +82,7 @@ class Tolerances:
 #   fp32          4.3e-7  (attention-cbhg)      -> 1e-5   (float reassociation only; kept tight on purpose)
 #   fp16          5.2e-4  (attention-cbhg)      -> 1e-3
 #   int8-dynamic  1.2e-2  (cbhg-postnet; cbhg-lite 9.5e-3, cbhg 5.6e-3)  -> 2.5e-2
-#   int8-static   6.4e-3  (attention-cbhg; cbhg-lite 5.8e-3, cbhg 5.1e-3) -> 1.5e-2
+#   int8-static   6.3e-3  (attention-cbhg; cbhg-lite 5.8e-3, cbhg 5.1e-3) -> 1.5e-2
 # PyTorch's own int8 (torch.ao dynamic, Linear + GRU) measures 1.5-2e-2 on cbhg / cbhg-lite: it would fail the int8
 # gates, which is why the matrix reports it as information, not as a check. Override per model (ModelSpec.tolerances)
 # or per output (Tolerances.per_output).

@@ -290,11 +290,11 @@ def _recipe(precision: Precision):
                                         algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
         return manager.get_quantization_recipe()
     # Static int8 on the convolution front end only; the rest stays float. bench/bench_tflite_int8.py quantizes one
-    # group of ops at a time: the conv bank, pool and projections cost 0.2-2.2e-3 each (diluted by the residual's
+    # group of ops at a time: the conv bank, pool and projections cost 0.2-1.9e-3 each (diluted by the residual's
     # float input), the residual add, the linear before the highway, the highway and the output's int8 round trip
-    # 1e-2 to 2.3e-2 each; all of them in int8 gave 2.1e-2 (cbhg-lite) / 2.9e-2 (cbhg), over the 1.5e-2 gate; this
-    # recipe 1.0e-3 / 2.7e-3, cbhg still at 0.84x fp32 latency. int16 activations pass too but XNNPACK has no int16
-    # kernels (4.5-15x slower). The recurrence stays float in every mode: an int8 hidden state re-quantized at each
+    # 1e-2 to 2.3e-2 each; all of them in int8 gave 2.1e-2 (cbhg-lite) / 3.0e-2 (cbhg), over the 1.5e-2 gate; this
+    # recipe 9.0e-4 / 2.2e-3, cbhg at 0.56x fp32 latency (bench/results/tflite-int8-static.json). int16 activations
+    # pass too but XNNPACK has no int16 kernels (18-25x slower). The recurrence stays float in every mode: an int8 hidden state re-quantized at each
     # step compounds over T, and the loop's subgraph inputs get no calibration statistics.
     manager = recipe_manager.RecipeManager()
     manager.add_static_config(regex=_INT8_STATIC_SCOPES, operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
