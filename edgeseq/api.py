@@ -71,13 +71,10 @@ def _path(value, what: str) -> Path:
 
 def _out_dir(value) -> Path:
     """The export folder: a path that is a folder or can become one (checked before any export work)."""
+    from .artifact import check_output_dir
+
     path = _path(value, "out_dir")
-    for existing in (path, *path.parents):
-        if existing.exists():
-            if not existing.is_dir():
-                where = "" if existing == path else f" under {str(existing)!r}"
-                raise InputError(f"out_dir {str(path)!r} cannot be a folder: it is{where} a file")
-            break
+    check_output_dir(path, "out_dir")
     return path
 
 

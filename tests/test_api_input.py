@@ -8,7 +8,7 @@ import pytest
 
 import edgeseq
 from edgeseq.cli.args import tolerance_overrides
-from edgeseq.errors import ArtifactError, InputError
+from edgeseq.errors import ArtifactError, InputError, OutputError
 from edgeseq.formats import tensorrt as trt_format
 from edgeseq.inputs import MAX_FEED_BYTES, feed_from_shapes
 from edgeseq.models import get_model
@@ -42,8 +42,8 @@ def _profile_toml(tmp_path, runtime="onnxruntime", delegate="cpu", extra=""):
 # ---- export ---------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(out_dir="FILE"), "is a file"),
-    (dict(out_dir="FILE/sub"), "is under"),
+    (dict(out_dir="FILE"), "exists and is not a directory"),  # OutputError, as for the CLI's --out
+    (dict(out_dir="FILE/sub"), "is a file, not a folder"),
     (dict(out_dir=None), "out_dir must be a path"),
     (dict(opset="x"), "opset must be an integer"),
     (dict(max_time=5), "max_time applies to TFLite"),
@@ -60,7 +60,7 @@ def test_export_refuses_bad_arguments_before_exporting(tmp_path, kwargs, message
     kwargs = {"out_dir": out, **kwargs}
     if isinstance(kwargs["out_dir"], str):
         kwargs["out_dir"] = kwargs["out_dir"].replace("FILE", str(afile))
-    with pytest.raises(InputError, match=message):
+    with pytest.raises((InputError, OutputError), match=message):
         edgeseq.export("cbhg-lite", **kwargs)
     assert not out.exists()
 
