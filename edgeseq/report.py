@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .artifact import Artifact, write_text_atomic
 from .bisection import BisectResult
-from .errors import ArtifactError
+from .errors import ArtifactError, EdgeseqError
 from .parity import ParityResult
 from .latency import LatencyResult
 from .quantize import QuantSummary
@@ -77,7 +77,9 @@ def load_report(path: str | Path) -> dict:
     check_report(data, str(path))
     try:
         Report.from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
+    except EdgeseqError as exc:  # e.g. a stored tolerance that makes no sense (parity.Tolerance)
+        raise ArtifactError(f"report {str(path)!r}: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ArtifactError(f"report {str(path)!r} is malformed: {exc!r}") from None
     return data
 
