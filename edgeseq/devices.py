@@ -101,8 +101,8 @@ class DeviceProfile:
                              f"{'cuda' if gpu else 'cpu'} rows and recipe budgets time), not a runtime for artifact "
                              f"files; to run an .onnx on {where} use {use}")
         if fmt not in formats:
-            takes = f"which takes .{formats[0].value} files" if formats else "which runs PyTorch, not an artifact file"
-            raise InputError(f"device {self.name!r} runs {self.runtime.value}, {takes}; this artifact is {fmt.value}")
+            raise InputError(f"device {self.name!r} runs {self.runtime.value}, which takes .{formats[0].value} files; "
+                             f"this artifact is {fmt.value}")
         if self.delegate not in delegates:
             raise InputError(f"device {self.name!r}: edgeseq runs {self.runtime.value} on this machine with "
                              f"{', '.join(d.value for d in delegates)}, not the {self.delegate.value} delegate")

@@ -176,7 +176,7 @@ def test_bisect_takes_a_model_name_like_check(lite_onnx):
 
 @pytest.mark.parametrize("runtime, delegate, extra, message", [
     ("litert", "xnnpack", "", "runs litert, which takes .tflite files; this artifact is onnx"),
-    ("torch", "cuda", "", "runs PyTorch, not an artifact file"),
+    ("torch", "cuda", "", "is PyTorch on this GPU .* not a runtime for artifact files; .* use --device cuda"),
     ("onnxruntime", "xnnpack", "", "not the xnnpack delegate"),
     ("onnxruntime", "cpu", 'precisions = ["int8-static"]', "runs int8-static; the artifact is fp32"),
 ])
