@@ -93,9 +93,16 @@ class DeviceProfile:
         """Refuse an artifact this profile's runtime cannot open here, or a delegate edgeseq's local runner for
         that runtime would not use: the run would otherwise go to another runtime or provider and say nothing."""
         formats, delegates = _LOCAL_RUNNERS[self.runtime]
+        if self.runtime is Runtime.TORCH:  # local-cuda: the PyTorch rows' device, not one for files
+            gpu = self.delegate is not Delegate.CPU
+            where, use = ("this GPU", "--device cuda (ONNX Runtime's CUDA provider)") if gpu else ("this CPU",
+                                                                                                  "--device cpu")
+            raise InputError(f"device {self.name!r} is PyTorch on {where} (what the matrix's torch-"
+                             f"{'cuda' if gpu else 'cpu'} rows and recipe budgets time), not a runtime for artifact "
+                             f"files; to run an .onnx on {where} use {use}")
         if fmt not in formats:
-            takes = f"which takes .{formats[0].value} files" if formats else "which runs PyTorch, not an artifact file"
-            raise InputError(f"device {self.name!r} runs {self.runtime.value}, {takes}; this artifact is {fmt.value}")
+            raise InputError(f"device {self.name!r} runs {self.runtime.value}, which takes .{formats[0].value} files; "
+                             f"this artifact is {fmt.value}")
         if self.delegate not in delegates:
             raise InputError(f"device {self.name!r}: edgeseq runs {self.runtime.value} on this machine with "
                              f"{', '.join(d.value for d in delegates)}, not the {self.delegate.value} delegate")

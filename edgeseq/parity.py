@@ -38,11 +38,16 @@ class Tolerance:
     min_cosine: float | None = None
 
     def __post_init__(self) -> None:
+        """Refuse only what makes no sense (NaN, a negative, rel_l2 <= 0). Loose values stay valid here: inf never
+        fails (bench/bench_quant.py measures with it), max_abs=0 is an exact match, and older reports may hold
+        rel_l2 >= 10. The strict rule for user input is check_rel_l2, applied where the user's numbers come in."""
         from .errors import InputError
 
-        object.__setattr__(self, "rel_l2", check_rel_l2(self.rel_l2, "Tolerance.rel_l2"))
-        if self.max_abs is not None and not (_is_number(self.max_abs) and 0 < self.max_abs < math.inf):
-            raise InputError(f"Tolerance.max_abs must be a positive finite number or None, got {self.max_abs!r}")
+        if not (_is_number(self.rel_l2) and self.rel_l2 > 0):
+            raise InputError(f"Tolerance.rel_l2 must be a positive number (inf: never fails), got {self.rel_l2!r}")
+        object.__setattr__(self, "rel_l2", float(self.rel_l2))
+        if self.max_abs is not None and not (_is_number(self.max_abs) and self.max_abs >= 0):
+            raise InputError(f"Tolerance.max_abs must be a number >= 0 or None, got {self.max_abs!r}")
         if self.min_cosine is not None and not (_is_number(self.min_cosine) and -1 <= self.min_cosine <= 1):
             raise InputError(f"Tolerance.min_cosine must be a number in [-1, 1] or None, got {self.min_cosine!r}")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .artifact import Artifact, write_text_atomic
 from .bisection import BisectResult
-from .errors import ArtifactError
+from .errors import ArtifactError, EdgeseqError
 from .parity import ParityResult
 from .latency import LatencyResult
 from .quantize import QuantSummary
@@ -77,7 +77,9 @@ def load_report(path: str | Path) -> dict:
     check_report(data, str(path))
     try:
         Report.from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
+    except EdgeseqError as exc:  # e.g. a stored tolerance that makes no sense (parity.Tolerance)
+        raise ArtifactError(f"report {str(path)!r}: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ArtifactError(f"report {str(path)!r} is malformed: {exc!r}") from None
     return data
 
@@ -343,36 +345,57 @@ def print_table(report: dict, console=None) -> None:
                                    text=("artifact", "runtime", "still float"), wrap=("still float",)))
 
 
-def fitted_table(title: str, columns, rows: list[dict], width: int, *, text=(), wrap=(), styles=None):
-    """A rich Table that never cuts a number (rich's own shrinking cut them to '1…' on an 80-column terminal).
+LOW_PRIORITY = ("cosine", "SNR dB", "size", "max abs", "torch int8 rel L2", "size x fp32")  # left out first
+
+
+def fitted_table(title: str, columns, rows: list[dict], width: int, *, text=(), wrap=(), styles=None,
+                 drop=LOW_PRIORITY):
+    """A rich Table that never cuts or splits a number (rich's own shrinking cut them to '1…', folding split them
+    into '10.9' over '6').
 
     When it fits, the usual boxed table. Narrower: a borderless one whose headers wrap at their spaces and whose text
-    cells (`text`: runtime and artifact names) fold, widest first, while every other column keeps its numbers whole.
-    `wrap`: text columns that wrap at spaces at any width (lists of op types)."""
+    cells (`text`: runtime and artifact names) fold, widest first, while every other column keeps its numbers whole
+    on one line. `wrap`: text columns that wrap at spaces at any width (lists of op types), never narrower than their
+    longest word. Still too narrow: the `drop` columns present leave, in that order, and a line under the table
+    names them. Narrower even than that, rich cuts numbers with '…' (never folds them)."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text
+
+    def longest_word(c):
+        return max(len(w) for cell in [c, *(r[c] for r in rows)] for w in cell.split() or [""])
 
     natural = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in columns}
+    least = {c: longest_word(c) if c in wrap else 4 if c in text else
+             max([len(w) for w in c.split()] + [len(r[c]) for r in rows]) for c in columns}
     gap = 3  # boxed: a border and two spaces of padding per column (and one more border at the end)
-    if sum(natural[c] for c in columns if c not in wrap) + gap * len(columns) + 1 <= width:
+    shown, hidden = list(columns), []
+    if sum(least[c] if c in wrap else natural[c] for c in columns) + gap * len(columns) + 1 <= width:
         table = Table(title=title, show_lines=False)
         for c in columns:
             table.add_column(c, no_wrap=c not in wrap, justify="left" if c in text else "right")
     else:
-        least = {c: 4 if c in text else max([len(w) for w in c.split()] + [len(r[c]) for r in rows])
-                 for c in columns}
-        widths = {c: natural[c] if c in text else least[c] for c in columns}
-        room = width - (len(columns) - 1)  # borderless: one space between columns
-        while sum(widths.values()) > room:
-            widest = max(text, key=lambda c: widths[c] - least[c])
+        for c in [c for c in drop if c in columns]:
+            if sum(least[c] for c in shown) + len(shown) - 1 <= width:  # borderless: one space between columns
+                break
+            shown.remove(c)
+            hidden.append(c)
+        flexible = [c for c in shown if c in text or c in wrap]
+        widths = {c: natural[c] if c in flexible else least[c] for c in shown}
+        room = width - (len(shown) - 1)
+        while flexible and sum(widths.values()) > room:
+            widest = max(flexible, key=lambda c: widths[c] - least[c])
             if widths[widest] <= least[widest]:
-                break  # a terminal too narrow even for the numbers: rich has the last word
+                break  # a terminal too narrow even for the numbers: rich cuts them ('…'), never folds them
             widths[widest] -= 1
-        table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=0)
-        for c in columns:
+        caption = f"(left out to fit {width} columns: {', '.join(hidden)})" if hidden else None
+        table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=0, caption=caption,
+                      caption_justify="left")
+        for c in shown:
             table.add_column(c, width=widths[c], overflow="fold", justify="left" if c in text else "right")
     for i, row in enumerate(rows):
-        table.add_row(*(row[c] for c in columns), style=styles[i] if styles else None)
+        cells = [row[c] if c in text or c in wrap else Text(row[c], no_wrap=True, overflow="ellipsis") for c in shown]
+        table.add_row(*cells, style=styles[i] if styles else None)
     return table
 
 

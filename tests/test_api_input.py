@@ -2,7 +2,9 @@
 AttributeError), before any expensive work, and never leaves a file behind."""
 
 import math
+from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
@@ -12,7 +14,7 @@ from edgeseq.errors import ArtifactError, InputError, OutputError
 from edgeseq.formats import tensorrt as trt_format
 from edgeseq.inputs import MAX_FEED_BYTES, feed_from_shapes
 from edgeseq.models import get_model
-from edgeseq.parity import Tolerance
+from edgeseq.parity import Tolerance, check_rel_l2, compare
 from edgeseq.quantize import resolve_config
 from edgeseq.tensors import TensorSpec
 
@@ -118,15 +120,35 @@ def test_one_int_and_one_string_are_one_item(lite_onnx):
     assert [(c.time, c.batch, c.source) for c in result.cases] == [(7, 1, "random")] and result.passed
 
 
-def test_tolerance_has_one_rule_for_the_api_the_cli_and_tolerance_itself():
+def test_tolerance_input_has_one_rule_for_the_api_and_the_cli():
     for bad in (-1, 0, math.inf, math.nan, 10, "1e-3", True):
-        with pytest.raises(InputError):
-            Tolerance(rel_l2=bad)
+        with pytest.raises(InputError, match="positive number below 10"):
+            check_rel_l2(bad)
     with pytest.raises(InputError, match="0 < REL_L2 < 10"):
         tolerance_overrides(["fp32=inf"])
-    assert Tolerance(rel_l2=1e-5).rel_l2 == 1e-5 and tolerance_overrides(["fp32=1e-4"]) == (("fp32", 1e-4),)
-    with pytest.raises(InputError, match="max_abs"):
-        Tolerance(rel_l2=1e-3, max_abs=-1)
+    assert tolerance_overrides(["fp32=1e-4"]) == (("fp32", 1e-4),)
+
+
+def test_tolerance_itself_refuses_only_nonsense():
+    for bad in (-1, 0, math.nan, "1e-3", True):
+        with pytest.raises(InputError, match="Tolerance.rel_l2"):
+            Tolerance(rel_l2=bad)
+    for bad in (-1, math.nan, "0"):
+        with pytest.raises(InputError, match="max_abs"):
+            Tolerance(rel_l2=1e-3, max_abs=bad)
+    # inf never fails (bench/bench_quant.py measures with it), 20 is what an older report may hold, max_abs=0 is an
+    # exact-match check: all valid for the dataclass, refused only as user input (check_rel_l2)
+    assert Tolerance(rel_l2=math.inf).rel_l2 == math.inf and Tolerance(rel_l2=20).rel_l2 == 20.0
+    assert compare("y", np.ones(4), np.full(4, 1e3, np.float32), Tolerance(rel_l2=math.inf)).passed
+    exact = Tolerance(rel_l2=1e-5, max_abs=0)
+    assert compare("y", np.ones(4), np.ones(4, np.float32), exact).passed
+    assert not compare("y", np.ones(4), np.full(4, 1 + 1e-7, np.float32), exact).passed
+
+
+def test_bench_quant_builds_its_measuring_tolerance():
+    import runpy
+    bench = runpy.run_path(str(Path(__file__).resolve().parents[1] / "bench" / "bench_quant.py"), run_name="bench")
+    assert bench["LOOSE"].rel_l2 == math.inf
 
 
 def test_model_that_contradicts_the_artifact_is_refused(lite_onnx, tmp_path):
@@ -154,7 +176,7 @@ def test_bisect_takes_a_model_name_like_check(lite_onnx):
 
 @pytest.mark.parametrize("runtime, delegate, extra, message", [
     ("litert", "xnnpack", "", "runs litert, which takes .tflite files; this artifact is onnx"),
-    ("torch", "cuda", "", "runs PyTorch, not an artifact file"),
+    ("torch", "cuda", "", "is PyTorch on this GPU .* not a runtime for artifact files; .* use --device cuda"),
     ("onnxruntime", "xnnpack", "", "not the xnnpack delegate"),
     ("onnxruntime", "cpu", 'precisions = ["int8-static"]', "runs int8-static; the artifact is fp32"),
 ])

@@ -77,3 +77,20 @@ def test_profiles_load_without_tomllib(tmp_path):
     assert done.returncode == 0, done.stderr
     threads, error = done.stdout.splitlines()
     assert threads == "4" and "not valid TOML" in error and str(bad) in error
+
+
+def test_local_cuda_says_it_is_pytorch_and_what_runs_a_file_on_the_gpu(run_cli, lite_onnx):
+    """local-cuda (runtime torch) times the matrix's PyTorch rows; given a file it used to say only that torch takes
+    no artifact file, not what to use instead."""
+    import edgeseq
+    from conftest import assert_one_line_error
+
+    with pytest.raises(InputError) as info:
+        get_profile("local-cuda").check_local(Format.ONNX)
+    message = str(info.value)
+    assert "'local-cuda' is PyTorch on this GPU" in message and "torch-cuda rows and recipe budgets" in message
+    assert message.endswith("to run an .onnx on this GPU use --device cuda (ONNX Runtime's CUDA provider)")
+    with pytest.raises(InputError, match="use --device cuda"):
+        edgeseq.check(lite_onnx.path, device="local-cuda")
+    line = assert_one_line_error(run_cli("check", lite_onnx.path, "--device", "local-cuda"))
+    assert "use --device cuda (ONNX Runtime's CUDA provider)" in line

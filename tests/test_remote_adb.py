@@ -6,6 +6,7 @@ README for where each capture comes from), or by running the shell command on th
 path (the "phone" is a local folder).
 """
 
+import json
 import math
 import re
 import shutil
@@ -233,3 +234,82 @@ def test_python_runner_over_adb_end_to_end(tmp_path, lite_onnx):
     assert re.fullmatch(rf"cd {tmp_path}/phone && {sys.executable} cache/runner-[0-9a-f]{{16}}\.py run "
                         r"jobs/[0-9a-f]{12}/job\.json", job), job
     assert not math.isnan(result.worst.rel_l2)
+
+
+# ---- the artifact's metadata is read here, from the file, not from the device ----------------------------------------
+
+
+def _tflite_with_metadata(path: Path, meta: dict[str, str]) -> Path:
+    """A minimal .tflite flatbuffer (schema v3 Model: version, buffers, metadata) holding edgeseq.* entries, as
+    formats.tflite.stamp writes them; only its metadata is ever read here."""
+    flatbuffers = pytest.importorskip("flatbuffers", reason="needs the tflite extra (flatbuffers)")
+    b = flatbuffers.Builder(0)
+
+    def table(slots):  # slots: [(index, kind, value)]
+        b.StartObject(3)
+        for index, kind, value in slots:
+            (b.PrependUOffsetTRelativeSlot if kind == "offset" else b.PrependUint32Slot)(index, value, 0)
+        return b.EndObject()
+
+    def vector(offsets):
+        b.StartVector(4, len(offsets), 4)
+        for off in reversed(offsets):
+            b.PrependUOffsetTRelative(off)
+        return b.EndVector()
+
+    data = [b.CreateByteVector(v.encode()) for v in meta.values()]
+    names = [b.CreateString(f"edgeseq.{k}") for k in meta]
+    buffers = vector([table([])] + [table([(0, "offset", d)]) for d in data])  # buffer 0 is the empty one
+    entries = vector([table([(0, "offset", n), (1, "uint32", i + 1)]) for i, n in enumerate(names)])
+    b.StartObject(8)
+    b.PrependUint32Slot(0, 3, 0)
+    b.PrependUOffsetTRelativeSlot(4, buffers, 0)
+    b.PrependUOffsetTRelativeSlot(6, entries, 0)
+    b.Finish(b.EndObject(), file_identifier=b"TFL3")
+    path.write_bytes(bytes(b.Output()))
+    return path
+
+
+class DescribingPhone:
+    """An adb stand-in for a phone running the python device runner on LiteRT: it describes the model as
+    device_runner.py does for a .tflite (no metadata) and records, never runs, anything else."""
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv, timeout):
+        self.calls.append(list(argv))
+        if "shell" in argv and " describe " in argv[-1]:
+            info = {"inputs": [{"name": "features", "shape": [None, None, 128], "dtype": "float32"}],
+                    "outputs": ["encoded"], "metadata": {}, "provider": "xnnpack"}
+            return Completed(tuple(argv), 0, json.dumps(info).encode(), b"")
+        return Completed(tuple(argv), 0, b"", b"")
+
+    def jobs(self):
+        return [c[-1] for c in self.calls if "shell" in c and " run " in c[-1]]
+
+
+def test_a_litert_device_gets_the_files_own_precision_and_limits(tmp_path):
+    """The device runner reports no metadata for a .tflite: an int8 file read as fp32 (wrong tolerance, refused by a
+    device without fp32), and its max_time went unchecked until the sweep reached the device."""
+    meta = {"model": "cbhg-lite", "precision": "int8-dynamic", "max_time": "500", "max_batch": "4"}
+    path = _tflite_with_metadata(tmp_path / "lite.int8-dynamic.tflite", meta)
+    toml = tmp_path / "int8-phone.toml"
+    toml.write_text('name = "int8-phone"\nruntime = "litert"\ndelegate = "xnnpack"\nprecisions = ["int8-dynamic"]\n'
+                    '[transport]\nkind = "adb"\npython = "python3"\nremote_dir = "/data/local/tmp/edgeseq"\n')
+    phone = DescribingPhone()
+    runner = RemoteRunner(path, load_profile(toml), AdbConnection(executor=phone, retry=NO_WAIT))
+    assert runner.metadata == {f"edgeseq.{k}": v for k, v in meta.items()} and not phone.calls  # no round trip
+    with runner, pytest.raises(InputError, match="the artifact serves T up to 500; the sweep asks for T=1000"):
+        edgeseq.check(runner, times=(1000,), batches=(1,))
+    assert phone.calls and not phone.jobs()  # refused before any job went to the device
+
+
+def test_a_remote_onnx_runner_reads_metadata_without_the_device(lite_onnx, tmp_path):
+    toml = tmp_path / "phone.toml"
+    toml.write_text('name = "termux-phone"\nruntime = "onnxruntime"\ndelegate = "cpu"\n[transport]\nkind = "adb"\n'
+                    'python = "python3"\nremote_dir = "/data/local/tmp/edgeseq"\n')
+    phone = DescribingPhone()
+    runner = RemoteRunner(lite_onnx.path, load_profile(toml), AdbConnection(executor=phone, retry=NO_WAIT))
+    meta = runner.metadata
+    assert meta["edgeseq.model"] == "cbhg-lite" and meta["edgeseq.precision"] == "fp32" and not phone.calls

@@ -1,11 +1,16 @@
+import io
 import json
+import re
+from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 import edgeseq
 from edgeseq.errors import ArtifactError
 from edgeseq.matrix import MatrixOptions
-from edgeseq.report import Report, load_report, matrix_rows, render_markdown
+from edgeseq.report import (TERMINAL_COLUMNS, Report, load_report, matrix_rows, print_table, quant_rows,
+                            render_markdown)
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +140,47 @@ def test_all_formats_follow_what_is_installed(monkeypatch, tmp_path):
     monkeypatch.setattr(formats, "installed_formats", lambda: [])
     with pytest.raises(InputError, match="no export format is installed"):
         edgeseq.run_matrix("cbhg-lite", "all", ["fp32"], out_dir=tmp_path / "none")
+
+
+REAL_REPORT = Path(__file__).resolve().parents[1] / "bench" / "results" / "gpu-h200-matrix-cbhg-lite.json"
+
+
+@pytest.fixture(scope="module")
+def quant_report(tmp_path_factory):
+    """A real report with a quantized table (its "still float" column lists op types)."""
+    out = tmp_path_factory.mktemp("quant")
+    edgeseq.run_matrix("cbhg-lite", ["onnx"], ["fp32", "int8-dynamic", "int8-static"], out_dir=out,
+                       options=MatrixOptions(times=(7,), batches=(1,), iterations=2, warmup=0))
+    return load_report(out / "report.json")
+
+
+def _printed(report, width):
+    console = Console(file=io.StringIO(), width=width)
+    print_table(report, console)
+    return console.file.getvalue()
+
+
+def _numbers_stay_whole(shown, rows, columns):
+    """Each row's numbers (the columns between the names and the op list) appear whole, side by side (spaces or a box border between), on one line."""
+    left_out = next((ln for ln in shown.splitlines() if ln.startswith("(left out to fit")), "")
+    for row in rows:
+        values = [row[c] for c in columns if c not in left_out]
+        assert re.search("[ │]+".join(map(re.escape, values)), shown), (values, shown)
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 120])
+def test_narrow_tables_never_split_or_cut_a_number(quant_report, width):
+    """Below ~66 columns numbers used to fold ('10.96' as '10.9' over '6'), and the boxed quantized table was chosen
+    where its "still float" column could not fit, which rich then cut to '…'."""
+    real = load_report(REAL_REPORT)
+    for report in (real, quant_report):
+        shown = _printed(report, width)
+        assert max(len(ln) for ln in shown.splitlines()) <= width and "…" not in shown, shown
+        _numbers_stay_whole(shown, matrix_rows(report), TERMINAL_COLUMNS[3:])
+    _numbers_stay_whole(shown, quant_rows(quant_report), ("size x fp32", "p50 x fp32", "rel L2", "torch int8 rel L2"))
+    for op in ("ConstantOfShape,", "Transpose"):  # op names wrap between words, never inside one
+        assert op in shown
+    if width >= 80:
+        assert "left out" not in shown and "10.96" in _printed(real, width)
+    else:  # too narrow for every column: the lowest-priority one goes, and a line says so
+        assert "(left out to fit 60 columns: size)" in _printed(real, width)

@@ -2,6 +2,7 @@
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 
@@ -154,3 +155,36 @@ def test_broken_reports_are_one_line_errors_naming_file_and_key(run_cli, base, t
         diff_reports(load_report(base), broken)
     line = assert_one_line_error(run_cli("diff", str(base), str(path)))
     assert says in line and str(path) in line
+
+
+REAL_REPORT = Path(__file__).resolve().parents[1] / "bench" / "results" / "gpu-h200-matrix-cbhg-lite.json"
+
+
+def _real_report_with_tolerance(tmp_path, **tolerance):
+    """The committed H200 matrix report, one case's stored tolerance edited."""
+    data = json.loads(REAL_REPORT.read_text())
+    data["parity"][0]["cases"][0]["outputs"][0]["tolerance"].update(tolerance)
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_older_reports_with_loose_stored_tolerances_stay_readable(run_cli, tmp_path):
+    """Reports written before the 0 < rel_l2 < 10 input rule may store rel_l2 >= 10: loading and diffing them works."""
+    path = _real_report_with_tolerance(tmp_path, rel_l2=20)
+    assert load_report(path)["parity"][0]["cases"][0]["outputs"][0]["tolerance"]["rel_l2"] == 20
+    proc = run_cli("diff", str(REAL_REPORT), str(path))
+    assert proc.returncode == 0 and "no regressions" in proc.stdout, (proc.stdout, proc.stderr)
+
+
+@pytest.mark.parametrize("tolerance, says", [
+    ({"rel_l2": -1}, "Tolerance.rel_l2 must be a positive number"),
+    ({"rel_l2": "tight"}, "Tolerance.rel_l2 must be a positive number"),
+    ({"max_abs": -0.5}, "Tolerance.max_abs must be a number >= 0"),
+])
+def test_a_stored_tolerance_that_makes_no_sense_names_the_file(run_cli, tmp_path, tolerance, says):
+    path = _real_report_with_tolerance(tmp_path, **tolerance)
+    with pytest.raises(ArtifactError, match=f"report {str(path)!r}: {says}"):
+        load_report(path)
+    line = assert_one_line_error(run_cli("diff", str(REAL_REPORT), str(path)))
+    assert str(path) in line and says in line

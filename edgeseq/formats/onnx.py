@@ -395,6 +395,17 @@ def _on_torch_stream(providers: list[str], device_id: int) -> tuple[object, list
     return stream, [(p, dict(options)) if p != "CPUExecutionProvider" else p for p in providers]
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The model's metadata (what OnnxRunner.metadata gives: edgeseq.model, .precision, ...), read with onnx alone:
+    no session, and the weights in external files are not loaded."""
+    onnx = require("onnx", EXTRA)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # OSError, protobuf's DecodeError on a truncated or foreign file
+        raise ArtifactError(f"{str(path)!r} is not a readable ONNX model: {_why(exc)}") from None
+    return {p.key: p.value for p in model.metadata_props}
+
+
 def runner(path, *, device=None, threads=None) -> OnnxRunner:
     return OnnxRunner(path, device=device, threads=threads)
 

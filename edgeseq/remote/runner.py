@@ -28,7 +28,7 @@ import numpy as np
 from ..artifact import sha256_file
 from ..devices import DeviceProfile
 from ..enums import Format
-from ..errors import DeviceError, InputError, RuntimeFailure, UnsupportedError
+from ..errors import DeviceError, InputError, MissingExtraError, RuntimeFailure, UnsupportedError
 from ..latency import Timings
 from ..runner import Runner
 from ..tensors import TensorSpec, validate_feed
@@ -54,6 +54,15 @@ def feed_digest(feed: dict[str, np.ndarray]) -> str:
         h.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
         h.update(value.tobytes())
     return h.hexdigest()
+
+
+def read_metadata(path: Path, fmt: Format) -> dict[str, str]:
+    """An artifact's edgeseq metadata read on this host with its format module's reader (no session, no device)."""
+    if fmt is Format.TFLITE:
+        from ..formats.tflite import read_metadata as reader
+    else:
+        from ..formats.onnx import read_metadata as reader
+    return reader(path)
 
 
 def remote_relative(remote_dir: str) -> str:
@@ -98,6 +107,7 @@ class RemoteRunner(Runner):
         self._script_name = ""
         self._artifact_name = ""
         self._model_name = ""  # what the device runner opens: the artifact, or a TensorRT build job naming it
+        self._metadata: dict[str, str] | None = None
 
     # ---- Runner ------------------------------------------------------------------------------------------------
     @property
@@ -106,8 +116,24 @@ class RemoteRunner(Runner):
 
     @property
     def metadata(self) -> dict[str, str]:
-        self.load()
-        return dict(self._info.get("metadata", {}))
+        """The artifact's edgeseq metadata (model, precision, max_time / max_batch), read from the file here by its
+        format's own reader: the device's runtimes do not all report it (LiteRT reports none), and check() needs it to
+        pick the tolerance and refuse a T past max_time before the sweep goes to the device. TensorRT: the build job's
+        (its engine's precision); a host without the reader's extra: what the device reports."""
+        if self._metadata is None:
+            self._metadata = self._local_metadata()
+        if self._metadata is None:
+            self.load()
+            self._metadata = dict(self._info.get("metadata", {}))
+        return dict(self._metadata)
+
+    def _local_metadata(self) -> dict[str, str] | None:
+        if self.profile.runtime.value == "tensorrt":
+            return None  # what runs is the engine: its build job (made here in load()) says its precision
+        try:
+            return read_metadata(self.path, self.format)
+        except MissingExtraError:
+            return None
 
     def describe(self) -> dict:
         d = super().describe()
