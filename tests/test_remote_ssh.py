@@ -340,10 +340,17 @@ def test_an_int8_tflite_on_a_litert_device_is_checked_as_int8(sshd, tmp_path):
     profile = tmp_path / "int8-device.toml"
     profile.write_text('precisions = ["int8-dynamic"]\n'
                        + sshd.profile("int8-device", runtime="litert", delegate="xnnpack").read_text())
-    # accepted by a device without fp32, judged as int8 (its cases do not pass yet: the device runner names the
-    # tensors by the signature (args_0), not by the names the file declares (features): a separate fix)
-    result = edgeseq.check(art.path, device=str(profile), times=(7,), batches=(1,))
+    # accepted by a device without fp32, judged as int8; LiteRT there knows the tensors by the signature's names
+    # (args_0, output_0): the feed and outputs are renamed to the file's declared names (features, encoded)
+    result = edgeseq.check(art.path, device=str(profile), times=(7, 50), batches=(1,))
     assert result.runtime == "litert-xnnpack@int8-device" and result.precision == "int8-dynamic"
+    assert result.passed, result.failures
+    with edgeseq.load(art.path) as local:
+        feed = edgeseq.get_model("cbhg-lite").example_inputs(batch=1, time=50)
+        with edgeseq.load(art.path, device=str(profile)) as remote:
+            assert [t.name for t in remote.inputs] == ["features"] and remote.output_names == local.output_names
+            np.testing.assert_allclose(remote.infer(feed)["encoded"], local.infer(feed)["encoded"], rtol=1e-5,
+                                       atol=1e-6)
     with pytest.raises(InputError, match="the artifact serves T up to 8192"):
         edgeseq.check(art.path, device=str(profile), times=(9000,), batches=(1,))
 

@@ -108,6 +108,8 @@ class RemoteRunner(Runner):
         self._artifact_name = ""
         self._model_name = ""  # what the device runner opens: the artifact, or a TensorRT build job naming it
         self._metadata: dict[str, str] | None = None
+        self._to_device: dict[str, str] = {}  # declared input name -> the device runtime's (LiteRT: args_0, ...)
+        self._from_device: dict[str, str] = {}  # the device runtime's output name -> declared
 
     # ---- Runner ------------------------------------------------------------------------------------------------
     @property
@@ -186,7 +188,28 @@ class RemoteRunner(Runner):
             raise
         self.device = _PROVIDERS.get(self._info.get("provider", ""), self._info.get("provider") or self.device)
         inputs = tuple(TensorSpec(i["name"], tuple(i["shape"]), i["dtype"]) for i in self._info["inputs"])
-        return inputs, tuple(self._info["outputs"])
+        return self._declared_names(inputs, tuple(self._info["outputs"]))
+
+    def _declared_names(self, inputs: tuple[TensorSpec, ...], outputs: tuple[str, ...]):
+        """The tensor names the artifact declares (edgeseq metadata), as the local runner uses them: LiteRT on the
+        device knows a .tflite's tensors by its signature's names (args_0, output_0), so feeds and outputs are
+        renamed on their way to and from the device."""
+        meta = self._metadata if self._metadata is not None else self._local_metadata()
+        meta = meta if meta is not None else self._info.get("metadata", {})
+        declared = {}
+        for key in ("inputs", "outputs"):
+            try:
+                value = json.loads(meta.get(f"edgeseq.{key}") or "null")
+                declared[key] = [d["name"] for d in value] if isinstance(value, list) else None
+            except (json.JSONDecodeError, TypeError, KeyError):
+                declared[key] = None
+        if declared["inputs"] and len(declared["inputs"]) == len(inputs):
+            self._to_device = {name: t.name for name, t in zip(declared["inputs"], inputs)}
+            inputs = tuple(TensorSpec(name, t.shape, t.dtype) for name, t in zip(declared["inputs"], inputs))
+        if declared["outputs"] and len(declared["outputs"]) == len(outputs):
+            self._from_device = dict(zip(outputs, declared["outputs"]))
+            outputs = tuple(declared["outputs"])
+        return inputs, outputs
 
     def _infer(self, feed):
         key = feed_digest(feed)
@@ -257,15 +280,15 @@ class RemoteRunner(Runner):
             outputs: dict[int, dict[str, np.ndarray]] = {}
             for key in data.files:
                 case, _, name = key.partition("/")
-                outputs.setdefault(int(case[4:]), {})[name] = data[key]
+                outputs.setdefault(int(case[4:]), {})[self._from_device.get(name, name)] = data[key]
         for i, (feed, case) in enumerate(zip(feeds, cases)):
             self._answers[feed_digest(feed)] = case["error"] or outputs.get(i, {})
 
     def _job(self, feeds: list[dict[str, np.ndarray]], *, infer: bool, timing: dict | None,
              node_profile: dict | None = None) -> dict:
         local = Path(self._local)
-        np.savez(local / "feeds.npz", **{f"case{i}/{name}": value for i, feed in enumerate(feeds)
-                                         for name, value in feed.items()})
+        np.savez(local / "feeds.npz", **{f"case{i}/{self._to_device.get(name, name)}": value
+                                         for i, feed in enumerate(feeds) for name, value in feed.items()})
         job = {
             "model": f"cache/{self._model_name}",
             "runtime": self.profile.runtime.value,
