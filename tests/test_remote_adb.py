@@ -313,3 +313,14 @@ def test_a_remote_onnx_runner_reads_metadata_without_the_device(lite_onnx, tmp_p
     runner = RemoteRunner(lite_onnx.path, load_profile(toml), AdbConnection(executor=phone, retry=NO_WAIT))
     meta = runner.metadata
     assert meta["edgeseq.model"] == "cbhg-lite" and meta["edgeseq.precision"] == "fp32" and not phone.calls
+
+
+def test_benchmark_model_gets_the_tensor_name_of_a_real_export(lite_tflite):
+    """An edgeseq .tflite declares `features`, but its tensor is `serving_default_args_0`: --input_layer must name the
+    tensor, or benchmark_model ignores the shape and times the model at its default one."""
+    phone = FakePhone()
+    runner = _benchmark_runner(lite_tflite.path, phone)
+    result = edgeseq.profile(runner, model="cbhg-lite", time=200, warmup=5, iterations=50)
+    assert [t.name for t in runner.inputs] == ["features"] and (result.batch, result.time) == (1, 200)
+    run = phone.shell_lines()[-1]
+    assert "--input_layer=serving_default_args_0 --input_layer_shape=1,200,128" in run, run

@@ -11,6 +11,7 @@ adb >= Android 7 returns the shell command's exit status (shell protocol v2), wh
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -105,6 +106,7 @@ class BenchmarkModelRunner(Runner):
                                         f"{where} benchmark_model")
         self.local_binary = local_binary if local_binary is not None else os.environ.get(BENCHMARK_ENV) or None
         self.graph = ""
+        self._raw: dict[str, str] = {}  # declared input name -> the tensor name benchmark_model's --input_layer wants
 
     @property
     def runtime(self) -> str:
@@ -138,7 +140,8 @@ class BenchmarkModelRunner(Runner):
         if "no-graph" in missing:
             self.connection.push([str(self.path)], self.remote_dir)
             self.connection.run(f"mv -f {self.remote_dir}/{self.path.name} {self.graph}", timeout=60)
-        return _local_inputs(self.path), ()
+        inputs, self._raw = _local_inputs(self.path)
+        return inputs, ()
 
     def _infer(self, feed):
         raise UnsupportedError(f"{self.profile.name}: benchmark_model times the model but returns no outputs; parity "
@@ -147,8 +150,8 @@ class BenchmarkModelRunner(Runner):
     def timed_runs(self, feed, *, warmup: int, iterations: int, budget_s: float | None) -> Timings:
         self.load()
         shapes = {name: tuple(int(d) for d in value.shape) for name, value in (feed or {}).items()}
-        if self._inputs:  # the interpreter's input order, which benchmark_model requires
-            shapes = {s.name: shapes[s.name] for s in self._inputs if s.name in shapes}
+        if self._inputs:  # the interpreter's input order and tensor names, which benchmark_model requires
+            shapes = {self._raw.get(s.name, s.name): shapes[s.name] for s in self._inputs if s.name in shapes}
         done = self.connection.run(self.commands(shapes or None, warmup=warmup, iterations=iterations,
                                                  budget_s=budget_s), timeout=self.timeout_s)
         text = done.out_text + done.err_text
@@ -166,18 +169,42 @@ class BenchmarkModelRunner(Runner):
         self.connection.close()
 
 
-def _local_inputs(path: Path) -> tuple[TensorSpec, ...]:
-    """The .tflite's inputs read here with a local LiteRT, when one is installed (for --shape and input order)."""
+def _local_inputs(path: Path) -> tuple[tuple[TensorSpec, ...], dict[str, str]]:
+    """The .tflite's inputs read here with a local LiteRT, when one is installed (for --shape and input order), named
+    as the file declares them (edgeseq metadata: `features`, what feeds use), with the tensor name benchmark_model's
+    --input_layer needs for each (`serving_default_args_0`): given `features` it would not fix T, and the phone would
+    time the model at its default shape instead."""
     for module in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite"):
         try:
             mod = __import__(module, fromlist=["Interpreter"])
         except ImportError:
             continue
         try:
-            details = mod.Interpreter(model_path=str(path)).get_input_details()
+            interpreter = mod.Interpreter(model_path=str(path))
+            details = interpreter.get_input_details()
         except Exception:  # an interpreter that cannot read it here may still run it there
-            return ()
-        return tuple(TensorSpec(d["name"], tuple(int(x) if int(x) >= 0 else None
-                                                 for x in d.get("shape_signature", d["shape"])),
-                                getattr(d["dtype"], "__name__", str(d["dtype"]))) for d in details)
-    return ()
+            return (), {}
+        raw = [d["name"] for d in details]
+        names = _declared_input_names(path, interpreter, details) or raw
+        specs = tuple(TensorSpec(name, tuple(int(x) if int(x) >= 0 else None
+                                             for x in d.get("shape_signature", d["shape"])),
+                                 getattr(d["dtype"], "__name__", str(d["dtype"]))) for name, d in zip(names, details))
+        return specs, dict(zip(names, raw))
+    return (), {}
+
+
+def _declared_input_names(path: Path, interpreter, details) -> list[str] | None:
+    """edgeseq's declared input names (in signature order) matched to the interpreter's inputs by tensor index."""
+    try:
+        from ..formats.tflite import read_metadata
+
+        declared = [d["name"] for d in json.loads(read_metadata(path).get("edgeseq.inputs") or "[]")]
+        signatures = interpreter.get_signature_list()
+        if len(signatures) != 1 or len(declared) != len(details):
+            return None
+        key = next(iter(signatures))
+        by_signature = interpreter.get_signature_runner(key).get_input_details()
+        index_to_name = {by_signature[n]["index"]: name for n, name in zip(signatures[key]["inputs"], declared)}
+        return [index_to_name[d["index"]] for d in details]
+    except Exception:  # no metadata, another signature layout: the raw names are all there is
+        return None
