@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
 from . import formats
+from ._checks import integer, integers, is_integer, texts
 from .artifact import Artifact
 from .enums import Format, Precision
 from .errors import InputError, UnsupportedError
@@ -26,42 +26,7 @@ SUFFIX = {Format.ONNX: ".onnx", Format.TFLITE: ".tflite", Format.TENSORRT: ".eng
 
 
 # ---- argument checks: the API's callers are programs, so a wrong type is an InputError too, never a TypeError ------
-
-def _int(value, what: str, *, minimum: int = 1, optional: bool = False) -> int | None:
-    """An integer >= minimum (numpy integers too; bool, float and str are refused)."""
-    if value is None and optional:
-        return None
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < minimum:
-        raise InputError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _ints(value, what: str) -> tuple[int, ...] | None:
-    """None (the model's default), one integer, or an iterable of integers, each >= 1."""
-    if value is None:
-        return None
-    if isinstance(value, Integral) and not isinstance(value, bool):
-        value = (value,)
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise InputError(f"{what} must be an integer or a list of integers >= 1, got {value!r}")
-    values = tuple(value)
-    if any(not isinstance(v, Integral) or isinstance(v, bool) or v < 1 for v in values):
-        raise InputError(f"{what} must be an integer or a list of integers >= 1, got {value!r}")
-    if not values:
-        raise InputError(f"{what} is empty; leave it out for the model's default")
-    return values
-
-
-def _texts(value, what: str) -> tuple[str, ...] | None:
-    """None, one string (one item, not its characters) or an iterable of strings."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return (value,)
-    if not isinstance(value, Iterable) or not all(isinstance(v, str) for v in value):
-        raise InputError(f"{what} must be a string or a list of strings, got {value!r}")
-    return tuple(value)
-
+# (the rules themselves live in _checks, shared with MatrixOptions, recipes and the runners)
 
 def _path(value, what: str) -> Path:
     if not isinstance(value, (str, os.PathLike)) or not str(value):
@@ -153,8 +118,8 @@ def _options(module, opset: int, exporter: str, shapes=None, max_time: int | Non
     from .formats import onnx as onnx_format
 
     kind_name = module.__name__.rpartition(".")[2]
-    opset = _int(opset, "opset")
-    max_time = _int(max_time, "max_time", optional=True)
+    opset = integer(opset, "opset")
+    max_time = integer(max_time, "max_time", optional=True)
     if isinstance(shapes, str):
         shapes = [shapes]  # one NAME=MIN:OPT:MAX, not its characters
     if shapes and kind_name != "tensorrt":
@@ -217,7 +182,7 @@ def _open_runner(path, *, device=None, threads: int | None = None, timing_only: 
         path = path.path
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise InputError(f"the artifact must be a path, an Artifact or a Runner, got {path!r}")
-    threads = _int(threads, "threads", optional=True)
+    threads = integer(threads, "threads", optional=True)
     profile = _device_profile(device)
     if profile is None:
         return formats.runner_for(path, device=device and str(device), threads=threads)
@@ -233,9 +198,9 @@ def parity_feeds(spec: ModelSpec, times: Iterable[int] | int | None, batches: It
                  sources: Iterable[str] | str | None, *, max_time: int | None = None, max_batch: int | None = None):
     """The sweep's (batch, T, source, feed) cases, all checked first; max_time / max_batch: what the artifact
     serves (a TFLite artifact's export bounds), so a sweep past them is refused, not reported as failures."""
-    times = _ints(times, "times") or (spec.time_sweep if spec.has_dynamic_time else (spec.default_time,))
-    batches = _ints(batches, "batches") or spec.batch_sweep
-    sources = _texts(sources, "sources") or spec.sources
+    times = integers(times, "times") or (spec.time_sweep if spec.has_dynamic_time else (spec.default_time,))
+    batches = integers(batches, "batches") or spec.batch_sweep
+    sources = texts(sources, "sources") or spec.sources
     if not spec.has_dynamic_time and set(times) != {spec.default_time}:
         raise InputError(f"{spec.name} has a fixed time axis of {spec.default_time}; it cannot be checked at {times}")
     for limit, values, what, option in ((max_time, times, "T", "max_time"), (max_batch, batches, "batch", "max_batch")):
@@ -367,7 +332,7 @@ def profile(
     """Latency of any artifact; inputs come from the feed, the model's real-speech examples or --shape sizes."""
     from .inputs import feed_from_shapes
 
-    batch, time = _int(batch, "batch"), _int(time, "time", optional=True)
+    batch, time = integer(batch, "batch"), integer(time, "time", optional=True)
     shapes = _shapes(shapes)
     owned = not isinstance(artifact, Runner)
     if not owned and (device is not None or threads is not None):
@@ -402,14 +367,14 @@ def _shapes(shapes) -> dict[str, tuple[int, ...]]:
 
     if shapes is None or isinstance(shapes, dict):
         out = dict(shapes or {})
-        for name, dims in out.items():
-            if (not isinstance(name, str) or isinstance(dims, (str, bytes)) or not isinstance(dims, Iterable)
-                    or not all(isinstance(d, Integral) and not isinstance(d, bool) and d >= 1 for d in dims)):
+        for name, given in out.items():
+            dims = tuple(given) if isinstance(given, Iterable) and not isinstance(given, (str, bytes)) else None
+            if not isinstance(name, str) or dims is None or not all(is_integer(d) and d >= 1 for d in dims):
                 raise InputError(f"shapes maps input names to dimensions >= 1, e.g. {{'features': (1, 200, 128)}}; "
-                                 f"got {name!r}: {dims!r}")
+                                 f"got {name!r}: {given!r}")
             out[name] = tuple(int(d) for d in dims)
         return out
-    return parse_shapes(list(_texts(shapes, "shapes")))
+    return parse_shapes(list(texts(shapes, "shapes")))
 
 
 @dataclass(frozen=True)

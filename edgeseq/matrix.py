@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from . import api, formats
+from ._checks import integer
 from .artifact import STAGING_PREFIX, check_output_dir, make_dirs, remove_created, remove_stale, write_text_atomic
 from .enums import Format, Precision
 from .environment import fingerprint
@@ -73,11 +74,8 @@ class MatrixOptions:
     def __post_init__(self):
         """Bad timing settings fail here, not after the exports (iterations=0 used to fail at the first timing)."""
         for name, low in (("iterations", 1), ("warmup", 0), ("threads", 1), ("latency_time", 1)):
-            value = getattr(self, name)
-            if value is None and name in ("threads", "latency_time"):
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise InputError(f"MatrixOptions.{name} must be an integer >= {low}, got {value!r}")
+            optional = name in ("threads", "latency_time")
+            object.__setattr__(self, name, integer(getattr(self, name), f"MatrixOptions.{name}", low, optional))
 
 
 def _case_counter(track: _Tracker, label: str, total: int):

@@ -15,7 +15,9 @@ from .artifact import write_text_atomic
 from .devices import get_profile
 from .enums import Format, Precision
 from .errors import InputError, UnknownNameError
-from .tomlfile import check_table, positive_number, read_toml
+from ._checks import integer, integers, positive_number
+from .parity import check_rel_l2
+from .tomlfile import check_table, read_toml
 
 _TOP = {"name": str, "description": str, "model": str, "formats": list, "precisions": list, "devices": list,
         "out": str, "weights": str, "parity": dict, "latency": dict, "tolerances": dict, "budgets": list,
@@ -89,12 +91,6 @@ def safe_relative(path: str, where: str) -> str:
     return str(pure)
 
 
-def _ints(values: list, where: str) -> tuple[int, ...]:
-    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
-        raise InputError(f"{where} must be a non-empty list of integers >= 1")
-    return tuple(values)
-
-
 def parse_recipe(data: dict, source: str) -> Recipe:
     check_table(data, _TOP, source)
     for key in ("name", "model", "formats"):
@@ -104,8 +100,8 @@ def parse_recipe(data: dict, source: str) -> Recipe:
     check_table(parity, _PARITY, f"{source} [parity]")
     check_table(latency, _LATENCY, f"{source} [latency]")
     for key, low in (("time", 1), ("iterations", 1), ("warmup", 0), ("threads", 1)):
-        if key in latency and latency[key] < low:  # time = 0 used to mean "the default", threads = 0 a late crash
-            raise InputError(f"{source} [latency]: {key!r} must be >= {low}, got {latency[key]}")
+        if key in latency:  # time = 0 used to mean "the default", threads = 0 a late crash
+            integer(latency[key], f"{source} [latency] {key}", minimum=low)
     try:
         formats = tuple(Format.parse(f) for f in data["formats"])
         precisions = tuple(Precision.parse(p) for p in data.get("precisions", ["fp32"]))
@@ -116,8 +112,8 @@ def parse_recipe(data: dict, source: str) -> Recipe:
                              if str(d).endswith(".toml") or "/" in str(d))
     except UnknownNameError as exc:
         raise InputError(f"{source}: {exc}") from None
-    for prec, value in tolerances.items():
-        positive_number(value, f"{source} [tolerances]: {prec!r}")
+    for prec, value in tolerances.items():  # the rule the API and --tolerance use: 0 < rel L2 < 10, finite
+        check_rel_l2(value, f"{source} [tolerances] {prec}")
     budgets = []
     for i, raw in enumerate(data.get("budgets", [])):
         where = f"{source} [[budgets]] #{i + 1}"
@@ -149,8 +145,8 @@ def parse_recipe(data: dict, source: str) -> Recipe:
         name=data["name"], description=data.get("description", ""), model=data["model"], formats=formats,
         precisions=precisions, devices=devices, out=safe_relative(data.get("out", data["name"]), source),
         weights=data.get("weights"),
-        times=_ints(parity["times"], f"{source} [parity] times") if "times" in parity else None,
-        batches=_ints(parity["batches"], f"{source} [parity] batches") if "batches" in parity else None,
+        times=integers(parity.get("times"), f"{source} [parity] times"),
+        batches=integers(parity.get("batches"), f"{source} [parity] batches"),
         latency_time=latency.get("time"), iterations=latency.get("iterations", 30), warmup=latency.get("warmup", 5),
         threads=latency.get("threads"), tolerances=tolerances, budgets=tuple(budgets), source=source,
         device_paths=device_paths, baseline=baseline)

@@ -103,7 +103,7 @@ def make(tmp_path, lite_path):
         # recipe-fixes
         "recipe with iterations = 0": (["export", "--recipe", file("r3.toml", b'name="r"\nmodel="cbhg-lite"\n'
                                                                            b'formats=["onnx"]\n[latency]\n'
-                                                                           b'iterations=0\n')], "'iterations' must"),
+                                                                           b'iterations=0\n')], "[latency] iterations must be an integer >= 1, got 0"),
         "--json under a file": (["check", lite_path, "--json", file("plain.txt", b"x") + "/x.json"],
                                 "is a file, not a folder"),
     }

@@ -45,11 +45,11 @@ def test_shipped_recipes_parse():
         ('[tolerances]\nfp16 = 0\n', "positive"),
         ('[baseline]\nmax_slowdown = 1.2\n', "needs 'report'"),
         ('[baseline]\nreport = "old/report.json"\n', "does not exist"),
-        ('[latency]\niterations = 0\n', "'iterations' must be >= 1"),
-        ('[latency]\nwarmup = -3\n', "'warmup' must be >= 0"),
-        ('[latency]\ntime = 0\n', "'time' must be >= 1"),  # was silently the model's default T
-        ('[latency]\nthreads = 0\n', "'threads' must be >= 1"),
-        ('[[budgets]]\ndevice = "local-cpu"\np50_ms = -5\n', "p50_ms must be a positive number"),
+        ('[latency]\niterations = 0\n', r"\[latency\] iterations must be an integer >= 1, got 0"),
+        ('[latency]\nwarmup = -3\n', r"\[latency\] warmup must be an integer >= 0, got -3"),
+        ('[latency]\ntime = 0\n', "time must be an integer >= 1"),  # was silently the model's default T
+        ('[latency]\nthreads = 0\n', "threads must be an integer >= 1"),
+        ('[[budgets]]\ndevice = "local-cpu"\np50_ms = -5\n', "p50_ms must be a positive finite number"),
         ('[[budgets]]\ndevice = "local-cpu"\nprecision = "int8-static"\np50_ms = 5\n',
          "#1: precision 'int8-static' is not built by the recipe"),
         ('[[budgets]]\ndevice = "local-cpu"\nformat = "tflite"\np50_ms = 5\n',
