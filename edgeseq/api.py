@@ -34,6 +34,11 @@ def _path(value, what: str) -> Path:
     return Path(value)
 
 
+def _weights(value) -> Path | None:
+    """weights=: None (the model's seeded weights) or a checkpoint path; anything else is refused before the work."""
+    return None if value is None else _path(value, "weights")
+
+
 def _out_dir(value) -> Path:
     """The export folder: a path that is a folder or can become one (checked before any export work)."""
     from .artifact import check_output_dir
@@ -103,6 +108,7 @@ def export(
     if max_time is not None and fmt is not Format.TFLITE:
         raise InputError(f"max_time applies to TFLite exports (the longest T they serve); {fmt.value} serves any T")
     out_dir = _out_dir(out_dir)
+    weights = _weights(weights)
     spec = resolve_spec(model, example_inputs, input_names, output_names, dynamic_axes)
     module = formats.module_for(fmt)
     module.check_precision(precision)
@@ -282,6 +288,7 @@ def check(
     tolerances: a Tolerances, or {precision: rel L2} replacing those precisions' tolerances in the model's own."""
     from .formats.torch import reference as torch_reference
 
+    weights = _weights(weights)
     owned = not isinstance(artifact, Runner)
     if not owned and (device is not None or threads is not None):
         raise InputError("device= and threads= apply when check opens the artifact; this Runner is already open")
@@ -391,18 +398,26 @@ class DeviceLatency:
                 "error": self.error, "exit_code": self.exit_code}
 
 
-def profile_many(artifact, devices: Sequence[str], **options) -> list[DeviceLatency]:
+def profile_many(artifact, devices: "str | DeviceProfile | Sequence[str | DeviceProfile]",
+                 **options) -> list[DeviceLatency]:
     """profile() on several devices at once: remote devices run concurrently; devices of this machine take turns
-    (so they do not time each other's load). One device failing does not stop the others."""
+    (so they do not time each other's load). One device failing does not stop the others. `devices`: one device
+    (a name, a .toml path or a DeviceProfile: one device, not the characters of its name) or a list of them."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from .devices import resolve_device
+    from .devices import DeviceProfile
     from .errors import EdgeseqError
 
+    if isinstance(devices, (str, os.PathLike, DeviceProfile)):
+        devices = [devices]
+    if not isinstance(devices, Iterable):
+        raise InputError(f"devices must be a device or a list of devices, got {devices!r}")
+    devices = list(devices)
     if not devices:
         raise InputError("profile_many needs at least one device")
-    resolved = [resolve_device(d) for d in devices]  # a bad name fails here, before anything runs
+    resolved = [_device_profile(d) for d in devices]  # a bad name or type fails here, before anything runs
+    devices = [d.name if isinstance(d, DeviceProfile) else str(d) for d in devices]
     local_turn = threading.Lock()
 
     def one(name: str, profile) -> DeviceLatency:

@@ -150,6 +150,7 @@ def run_matrix(
             module.check_precision(prec)
             export_options(module, prec)
     spec = api.resolve_spec(model)
+    weights = api._weights(weights)  # weights=5 is an InputError, not a TypeError in the middle of the run
     # --tolerance (rel_l2) on top of the model's or the recipe's tolerances
     options = dataclasses.replace(options, tolerances=api.resolve_tolerances(spec, options.tolerances,
                                                                              options.rel_l2))
