@@ -84,7 +84,7 @@ class Recipe:
 def safe_relative(path: str, where: str) -> str:
     """A folder inside the output root ("." is the root itself): no absolute paths, no '..', no drive letters."""
     pure = PurePosixPath(path.replace("\\", "/"))
-    if not pure.parts:  # "." or "./": the output root itself
+    if path and not pure.parts:  # "." or "./": the output root itself; "" is refused (a typo, not a choice)
         return "."
     if not path or pure.is_absolute() or ".." in pure.parts or ":" in pure.parts[0]:
         raise InputError(f"{where}: 'out' must be a relative folder inside the output root, got {path!r}")
@@ -132,7 +132,7 @@ def parse_recipe(data: dict, source: str) -> Recipe:
             raise InputError(f"{where}: {exc}") from None
         positive_number(raw[metrics[0]], f"{where}: {metrics[0]}")
         # a budget on something the recipe does not build would never be measured: the gate would vanish
-        built = {p.value for p in precisions} | {Precision.FP32.value}  # fp32 is always built with the others
+        built = _measured_precisions(fmt, precisions, profiles[devices.index(raw["device"])])
         if precision not in built:
             raise InputError(f"{where}: precision {precision!r} is not built by the recipe (precisions: "
                              f"{sorted(built)})")
@@ -150,6 +150,18 @@ def parse_recipe(data: dict, source: str) -> Recipe:
         latency_time=latency.get("time"), iterations=latency.get("iterations", 30), warmup=latency.get("warmup", 5),
         threads=latency.get("threads"), tolerances=tolerances, budgets=tuple(budgets), source=source,
         device_paths=device_paths, baseline=baseline)
+
+
+def _measured_precisions(fmt: str, precisions, profile) -> set[str]:
+    """The precisions the matrix times for `fmt` on `profile`: the recipe's own (fp32 is always built with them);
+    for torch, the reference rows: fp32, fp16 on a CUDA device, torch.ao int8-dynamic on the CPU when int8 is built."""
+    built = {p.value for p in precisions} | {Precision.FP32.value}
+    if fmt != Format.TORCH.value:
+        return built
+    cuda = profile.runner_device().startswith("cuda")
+    int8 = not cuda and bool(built & {Precision.INT8_DYNAMIC.value, Precision.INT8_STATIC.value})
+    return {Precision.FP32.value} | ({Precision.FP16.value} if cuda else set()) | (
+        {Precision.INT8_DYNAMIC.value} if int8 else set())
 
 
 def _baseline(raw: dict | None, source: str) -> Baseline | None:
@@ -222,10 +234,7 @@ def check_budgets(recipe: Recipe, report: dict, *, on_device: bool = False, prog
     results = []
     for budget in recipe.budgets:
         profile = recipe.device(budget.device)
-        runtime_prefix = {"onnx": "onnxruntime", "tflite": "litert", "tensorrt": "tensorrt", "torch": "torch"}[
-            budget.format]
-        # a TensorRT engine always runs as tensorrt-cuda, whichever delegate name the profile uses for it
-        runtime = "tensorrt-cuda" if budget.format == "tensorrt" else f"{runtime_prefix}-{profile.runner_device()}"
+        runtime = _runtime_of(budget, profile)
         match = [x for x in report["latency"] if x["runtime"] == runtime and x["precision"] == budget.precision
                  and (x["artifact"].endswith(f".{budget.precision}.{_suffix(budget.format)}") or not x["artifact"])]
         if not profile.local:
@@ -239,6 +248,18 @@ def check_budgets(recipe: Recipe, report: dict, *, on_device: bool = False, prog
         else:
             results.append(_verdict(budget, runtime, match[0][budget.metric]))
     return results
+
+
+def _runtime_of(budget: Budget, profile) -> str:
+    """The runtime name of the report's latency row for a budget (what the matrix's runners call themselves)."""
+    if budget.format == Format.TORCH.value:  # torch-cpu, torch-cuda-fp16, torch-cpu-int8: the TorchRunner's own
+        from .formats.torch import runtime_label
+
+        return runtime_label(profile.runner_device(), budget.precision)
+    if budget.format == Format.TENSORRT.value:  # an engine always runs as tensorrt-cuda, whatever the delegate
+        return "tensorrt-cuda"
+    runtime = {"onnx": "onnxruntime", "tflite": "litert"}[budget.format]
+    return f"{runtime}-{profile.runner_device()}"
 
 
 def _verdict(budget: Budget, runtime: str, value: float) -> "BudgetResult":
