@@ -106,7 +106,9 @@ def run_matrix(
     weights: str | Path | None = None,
     options: MatrixOptions = MatrixOptions(),
     progress: Progress = lambda msg: None,
+    out_label: str = "out_dir",
 ) -> Report:
+    """out_label: what an error about out_dir calls it ("out_dir" in the API, "--out" from the CLI)."""
     from .formats import torch as torch_format
     from .formats.torch import TorchRunner
 
@@ -156,6 +158,8 @@ def run_matrix(
                                                                              options.rel_l2))
     if options.shapes and Format.TENSORRT not in fmts:
         raise InputError("--shapes sets a TensorRT optimization profile; it applies to --format tensorrt only")
+    if options.max_time is not None and Format.TFLITE not in fmts:
+        raise InputError("max_time applies to TFLite exports (the longest T they serve); the matrix builds no TFLite")
     if Format.TENSORRT in fmts:  # a bad --shapes fails here, before anything is written
         trt = formats.module_for(Format.TENSORRT)
         trt.resolve_profile(spec, export_options(trt, Precision.FP32).shapes)
@@ -163,9 +167,14 @@ def run_matrix(
         from .quantize import load_calibration_dir
 
         load_calibration_dir(options.calibration, spec)
-    out_dir = Path(out_dir)
-    check_output_dir(out_dir, "--out")
-    feeds = list(api.parity_feeds(spec, options.times, options.batches, None))  # validates the sweep up front
+    out_dir = api._path(out_dir, out_label)
+    check_output_dir(out_dir, out_label)
+    # the sweep is checked up front, against what the TFLite artifacts will serve (not at their parity check)
+    limits = {}
+    if Format.TFLITE in fmts:
+        tflite = export_options(formats.module_for(Format.TFLITE), Precision.FP32)
+        limits = {"max_time": tflite.max_time, "max_batch": tflite.max_batch}
+    feeds = list(api.parity_feeds(spec, options.times, options.batches, None, **limits))
     int8 = any(p in (Precision.INT8_DYNAMIC, Precision.INT8_STATIC) for fmt in fmts for p in precs_of(fmt))
     devices = {fmt: _runtime_devices(fmt) for fmt in fmts}
     cuda = torch_format.cuda_runners(spec, weights) if torch_format.cuda_available() else []

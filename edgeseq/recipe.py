@@ -326,11 +326,12 @@ def write_manifest(recipe: Recipe, report: dict, budgets: list[BudgetResult], ou
 
 
 def run_recipe(recipe: Recipe, out_root: str | Path, progress=lambda msg: None, *, on_device: bool = False,
-               bisect: bool = True) -> dict:
+               bisect: bool = True, out_label: str = "out_root") -> dict:
     """Build everything the recipe names into out_root/recipe.out; returns the manifest (also on disk). on_device:
     also time each budget's artifact on its remote device (ssh / adb) and judge the budget by that. bisect: name
-    the first divergent layer of a failing row (off: --no-bisect)."""
-    from .artifact import check_output_dir
+    the first divergent layer of a failing row (off: --no-bisect). out_label: what an error about the output folder
+    calls it (run_matrix checks it before any work; "--out" from the CLI)."""
+    from .api import _path
     from .matrix import MatrixOptions, run_matrix
     from .models import get_model
 
@@ -338,13 +339,12 @@ def run_recipe(recipe: Recipe, out_root: str | Path, progress=lambda msg: None, 
     tolerances = spec.tolerances
     for precision, rel_l2 in recipe.tolerances.items():
         tolerances = tolerances.with_rel_l2(precision, rel_l2)
-    out_dir = Path(out_root) / recipe.out
-    check_output_dir(out_dir, "--out")
+    out_dir = _path(out_root, out_label) / recipe.out
     options = MatrixOptions(times=recipe.times, batches=recipe.batches, latency_time=recipe.latency_time,
                             threads=recipe.threads, warmup=recipe.warmup, iterations=recipe.iterations,
                             tolerances=tolerances, bisect=bisect)
     report = run_matrix(spec, recipe.formats, recipe.precisions, out_dir=out_dir, weights=recipe.weights,
-                        options=options, progress=progress).to_dict()
+                        options=options, progress=progress, out_label=out_label).to_dict()
     budgets = check_budgets(recipe, report, on_device=on_device, progress=progress)
     baseline = None
     if recipe.baseline is not None:
