@@ -233,7 +233,7 @@ def _model_of(runner: Runner, model) -> ModelSpec:
     if model is not None:
         spec = resolve_spec(model)
         if name and name != spec.name:
-            raise InputError(f"the artifact is {name}, --model says {spec.name}")
+            raise InputError(f"the artifact is {name}, but the model given is {spec.name}; leave it out or give {name}")
         return spec
     if not name:
         raise InputError("this artifact carries no edgeseq model name; say which model it is (--model NAME)")

@@ -130,7 +130,7 @@ def test_tolerance_has_one_rule_for_the_api_the_cli_and_tolerance_itself():
 
 
 def test_model_that_contradicts_the_artifact_is_refused(lite_onnx, tmp_path):
-    with pytest.raises(InputError, match="the artifact is cbhg-lite, --model says cbhg"):
+    with pytest.raises(InputError, match="the artifact is cbhg-lite, but the model given is cbhg; leave it out or give cbhg-lite"):
         edgeseq.check(lite_onnx, "cbhg", **FAST)
     bare = _copy_with_metadata(lite_onnx.path, tmp_path / "bare.onnx", model=None)
     with pytest.raises(InputError, match="--model NAME"):

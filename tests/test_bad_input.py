@@ -77,7 +77,7 @@ def make(tmp_path, lite_path):
         "huge --time": (["profile", lite_path, "--time", "100000000"], "47.7 GiB"),
         "huge --shape": (["profile", lite_path, "--shape", "features=1x99999999x128"], "47.7 GiB"),
         "--model contradicts the artifact": (["check", lite_path, "--model", "cbhg", "--times", "7"],
-                                             "the artifact is cbhg-lite, --model says cbhg"),
+                                             "the artifact is cbhg-lite, but the model given is cbhg"),
         "device runtime cannot run the file": (
             ["check", lite_path, "--device", file("lit.toml", profile.format("litert", "xnnpack", "").encode())],
             "takes .tflite files"),

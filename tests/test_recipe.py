@@ -153,7 +153,7 @@ def _report(**changes):
 @pytest.mark.parametrize("changes, says", [
     ({"parity": None}, "'parity' is missing"),
     ({"latency": [{"runtime": "torch-cpu", "artifact": "", "precision": "fp32", "p50_ms": "fast", "p90_ms": 1,
-                   "p99_ms": 1}]}, "latency[0].'p50_ms' must be a number, got \"fast\""),
+                   "p99_ms": 1}]}, "latency[0].p50_ms must be a number, got \"fast\""),
 ])
 def test_a_broken_baseline_fails_before_the_build(run_cli, tmp_path, changes, says):
     """It used to pass the pre-build check, then crash with KeyError (exit 3) after the build, without a manifest."""
@@ -179,7 +179,7 @@ def test_recipe_refuses_the_export_flags_it_sets(run_cli, tmp_path, flags, named
     """They used to be silently ignored: the recipe's values ran instead."""
     out = tmp_path / "out"
     line = assert_one_line_error(run_cli("export", "--recipe", str(write(tmp_path, BASE)), "--out", str(out), *flags))
-    assert line.startswith(f"error: {named} cannot be combined with --recipe: the recipe sets it")
+    assert line.startswith(f"error: {named} cannot be combined with --recipe; set it in the recipe")
     assert not out.exists()
 
 

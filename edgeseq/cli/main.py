@@ -178,8 +178,8 @@ def export_cmd(
         given = {name for name in ctx.params if _given(ctx, name)}
         for name, flag in _RECIPE_SETS.items():
             if name in given:
-                raise InputError(f"{flag} cannot be combined with --recipe: the recipe sets it (edit the recipe, "
-                                 "or export a MODEL without --recipe)")
+                raise InputError(f"{flag} cannot be combined with --recipe; set it in the recipe (or export a MODEL "
+                                 "without --recipe)")
         overrides = {name: ctx.params[name] for name in ("iterations", "warmup", "threads") if name in given}
         _export_recipe(recipe, out_dir, junit, on_device, bisect=bisect, overrides=overrides,
                        tolerances=dict(args.tolerance_overrides(tolerance)))
