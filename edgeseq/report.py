@@ -338,9 +338,10 @@ def print_table(report: dict, console=None) -> None:
     from rich.console import Console
 
     console = console or Console()
-    console.print(fitted_table(f"edgeseq: {report['model']['name']}", TERMINAL_COLUMNS, matrix_rows(report),
-                               console.width, text=("format", "precision", "runtime"),
-                               styles=["red" if row["parity"] == "FAIL" else None for row in matrix_rows(report)]))
+    matrix = matrix_rows(report)
+    console.print(fitted_table(f"edgeseq: {report['model']['name']}", TERMINAL_COLUMNS, matrix, console.width,
+                               text=("format", "precision", "runtime"),
+                               styles=["red" if row["parity"] == "FAIL" else None for row in matrix]))
     rows = quant_rows(report)
     if rows:
         columns = ("artifact", "runtime", "size x fp32", "p50 x fp32", "rel L2", "torch int8 rel L2", "still float")
