@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
 from . import formats
+from ._checks import integer, integers, is_integer, texts
 from .artifact import Artifact
 from .enums import Format, Precision
 from .errors import InputError, UnsupportedError
@@ -26,47 +26,17 @@ SUFFIX = {Format.ONNX: ".onnx", Format.TFLITE: ".tflite", Format.TENSORRT: ".eng
 
 
 # ---- argument checks: the API's callers are programs, so a wrong type is an InputError too, never a TypeError ------
-
-def _int(value, what: str, *, minimum: int = 1, optional: bool = False) -> int | None:
-    """An integer >= minimum (numpy integers too; bool, float and str are refused)."""
-    if value is None and optional:
-        return None
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < minimum:
-        raise InputError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _ints(value, what: str) -> tuple[int, ...] | None:
-    """None (the model's default), one integer, or an iterable of integers, each >= 1."""
-    if value is None:
-        return None
-    if isinstance(value, Integral) and not isinstance(value, bool):
-        value = (value,)
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise InputError(f"{what} must be an integer or a list of integers >= 1, got {value!r}")
-    values = tuple(value)
-    if any(not isinstance(v, Integral) or isinstance(v, bool) or v < 1 for v in values):
-        raise InputError(f"{what} must be an integer or a list of integers >= 1, got {value!r}")
-    if not values:
-        raise InputError(f"{what} is empty; leave it out for the model's default")
-    return values
-
-
-def _texts(value, what: str) -> tuple[str, ...] | None:
-    """None, one string (one item, not its characters) or an iterable of strings."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return (value,)
-    if not isinstance(value, Iterable) or not all(isinstance(v, str) for v in value):
-        raise InputError(f"{what} must be a string or a list of strings, got {value!r}")
-    return tuple(value)
-
+# (the rules themselves live in _checks, shared with MatrixOptions, recipes and the runners)
 
 def _path(value, what: str) -> Path:
     if not isinstance(value, (str, os.PathLike)) or not str(value):
         raise InputError(f"{what} must be a path (str or os.PathLike), got {value!r}")
     return Path(value)
+
+
+def _weights(value) -> Path | None:
+    """weights=: None (the model's seeded weights) or a checkpoint path; anything else is refused before the work."""
+    return None if value is None else _path(value, "weights")
 
 
 def _out_dir(value) -> Path:
@@ -138,6 +108,7 @@ def export(
     if max_time is not None and fmt is not Format.TFLITE:
         raise InputError(f"max_time applies to TFLite exports (the longest T they serve); {fmt.value} serves any T")
     out_dir = _out_dir(out_dir)
+    weights = _weights(weights)
     spec = resolve_spec(model, example_inputs, input_names, output_names, dynamic_axes)
     module = formats.module_for(fmt)
     module.check_precision(precision)
@@ -153,8 +124,8 @@ def _options(module, opset: int, exporter: str, shapes=None, max_time: int | Non
     from .formats import onnx as onnx_format
 
     kind_name = module.__name__.rpartition(".")[2]
-    opset = _int(opset, "opset")
-    max_time = _int(max_time, "max_time", optional=True)
+    opset = integer(opset, "opset")
+    max_time = integer(max_time, "max_time", optional=True)
     if isinstance(shapes, str):
         shapes = [shapes]  # one NAME=MIN:OPT:MAX, not its characters
     if shapes and kind_name != "tensorrt":
@@ -217,7 +188,7 @@ def _open_runner(path, *, device=None, threads: int | None = None, timing_only: 
         path = path.path
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise InputError(f"the artifact must be a path, an Artifact or a Runner, got {path!r}")
-    threads = _int(threads, "threads", optional=True)
+    threads = integer(threads, "threads", optional=True)
     profile = _device_profile(device)
     if profile is None:
         return formats.runner_for(path, device=device and str(device), threads=threads)
@@ -233,9 +204,9 @@ def parity_feeds(spec: ModelSpec, times: Iterable[int] | int | None, batches: It
                  sources: Iterable[str] | str | None, *, max_time: int | None = None, max_batch: int | None = None):
     """The sweep's (batch, T, source, feed) cases, all checked first; max_time / max_batch: what the artifact
     serves (a TFLite artifact's export bounds), so a sweep past them is refused, not reported as failures."""
-    times = _ints(times, "times") or (spec.time_sweep if spec.has_dynamic_time else (spec.default_time,))
-    batches = _ints(batches, "batches") or spec.batch_sweep
-    sources = _texts(sources, "sources") or spec.sources
+    times = integers(times, "times") or (spec.time_sweep if spec.has_dynamic_time else (spec.default_time,))
+    batches = integers(batches, "batches") or spec.batch_sweep
+    sources = texts(sources, "sources") or spec.sources
     if not spec.has_dynamic_time and set(times) != {spec.default_time}:
         raise InputError(f"{spec.name} has a fixed time axis of {spec.default_time}; it cannot be checked at {times}")
     for limit, values, what, option in ((max_time, times, "T", "max_time"), (max_batch, batches, "batch", "max_batch")):
@@ -262,7 +233,7 @@ def _model_of(runner: Runner, model) -> ModelSpec:
     if model is not None:
         spec = resolve_spec(model)
         if name and name != spec.name:
-            raise InputError(f"the artifact is {name}, --model says {spec.name}")
+            raise InputError(f"the artifact is {name}, but the model given is {spec.name}; leave it out or give {name}")
         return spec
     if not name:
         raise InputError("this artifact carries no edgeseq model name; say which model it is (--model NAME)")
@@ -317,6 +288,7 @@ def check(
     tolerances: a Tolerances, or {precision: rel L2} replacing those precisions' tolerances in the model's own."""
     from .formats.torch import reference as torch_reference
 
+    weights = _weights(weights)
     owned = not isinstance(artifact, Runner)
     if not owned and (device is not None or threads is not None):
         raise InputError("device= and threads= apply when check opens the artifact; this Runner is already open")
@@ -367,7 +339,7 @@ def profile(
     """Latency of any artifact; inputs come from the feed, the model's real-speech examples or --shape sizes."""
     from .inputs import feed_from_shapes
 
-    batch, time = _int(batch, "batch"), _int(time, "time", optional=True)
+    batch, time = integer(batch, "batch"), integer(time, "time", optional=True)
     shapes = _shapes(shapes)
     owned = not isinstance(artifact, Runner)
     if not owned and (device is not None or threads is not None):
@@ -402,14 +374,14 @@ def _shapes(shapes) -> dict[str, tuple[int, ...]]:
 
     if shapes is None or isinstance(shapes, dict):
         out = dict(shapes or {})
-        for name, dims in out.items():
-            if (not isinstance(name, str) or isinstance(dims, (str, bytes)) or not isinstance(dims, Iterable)
-                    or not all(isinstance(d, Integral) and not isinstance(d, bool) and d >= 1 for d in dims)):
+        for name, given in out.items():
+            dims = tuple(given) if isinstance(given, Iterable) and not isinstance(given, (str, bytes)) else None
+            if not isinstance(name, str) or dims is None or not all(is_integer(d) and d >= 1 for d in dims):
                 raise InputError(f"shapes maps input names to dimensions >= 1, e.g. {{'features': (1, 200, 128)}}; "
-                                 f"got {name!r}: {dims!r}")
+                                 f"got {name!r}: {given!r}")
             out[name] = tuple(int(d) for d in dims)
         return out
-    return parse_shapes(list(_texts(shapes, "shapes")))
+    return parse_shapes(list(texts(shapes, "shapes")))
 
 
 @dataclass(frozen=True)
@@ -426,18 +398,26 @@ class DeviceLatency:
                 "error": self.error, "exit_code": self.exit_code}
 
 
-def profile_many(artifact, devices: Sequence[str], **options) -> list[DeviceLatency]:
+def profile_many(artifact, devices: "str | DeviceProfile | Sequence[str | DeviceProfile]",
+                 **options) -> list[DeviceLatency]:
     """profile() on several devices at once: remote devices run concurrently; devices of this machine take turns
-    (so they do not time each other's load). One device failing does not stop the others."""
+    (so they do not time each other's load). One device failing does not stop the others. `devices`: one device
+    (a name, a .toml path or a DeviceProfile: one device, not the characters of its name) or a list of them."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from .devices import resolve_device
+    from .devices import DeviceProfile
     from .errors import EdgeseqError
 
+    if isinstance(devices, (str, os.PathLike, DeviceProfile)):
+        devices = [devices]
+    if not isinstance(devices, Iterable):
+        raise InputError(f"devices must be a device or a list of devices, got {devices!r}")
+    devices = list(devices)
     if not devices:
         raise InputError("profile_many needs at least one device")
-    resolved = [resolve_device(d) for d in devices]  # a bad name fails here, before anything runs
+    resolved = [_device_profile(d) for d in devices]  # a bad name or type fails here, before anything runs
+    devices = [d.name if isinstance(d, DeviceProfile) else str(d) for d in devices]
     local_turn = threading.Lock()
 
     def one(name: str, profile) -> DeviceLatency:

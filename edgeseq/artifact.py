@@ -157,6 +157,8 @@ def _check_creatable(folder: Path, what: str, target: Path) -> None:
     real temporary file, since permission bits say nothing for root or for /proc and read-only mounts."""
     existing = folder.absolute()
     while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # exists() follows links: mkdir would fail on it later, after the work
+            raise OutputError(f"{what} {str(target)!r}: {str(existing)!r} is a broken symlink")
         existing = existing.parent
     if not existing.is_dir():
         raise OutputError(f"{what} {str(target)!r}: {str(existing)!r} is a file, not a folder")

@@ -150,17 +150,11 @@ def measure(
 ) -> LatencyResult:
     """Time the runner (Runner.timed_runs: here for local runners, on the device for remote ones); stops at
     `iterations` or `budget_s`."""
-    from .errors import InputError
+    from ._checks import integer, positive_number
 
-    def whole(v) -> bool:
-        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-    if not (whole(iterations) and whole(warmup)) or iterations < 1 or warmup < 0:
-        raise InputError(f"iterations must be >= 1 and warmup >= 0 (got {iterations!r}, {warmup!r})")
-    if budget_s is not None and (isinstance(budget_s, bool) or not isinstance(budget_s, (int, float, np.number))
-                                 or not 0 < budget_s < float("inf")):
-        # a zero or negative budget would end timing after one run (or silently mean "no budget")
-        raise InputError(f"budget_s must be a positive number of seconds or None, got {budget_s!r}")
+    iterations, warmup = integer(iterations, "iterations"), integer(warmup, "warmup", minimum=0)
+    if budget_s is not None:  # a zero or negative budget would end timing after one run (or silently mean none)
+        budget_s = positive_number(budget_s, "budget_s")
     runner.load()
     timings = runner.timed_runs(feed, warmup=warmup, iterations=iterations, budget_s=budget_s)
     first = next(iter(feed.values()), None)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from . import api, formats
+from ._checks import integer
 from .artifact import STAGING_PREFIX, check_output_dir, make_dirs, remove_created, remove_stale, write_text_atomic
 from .enums import Format, Precision
 from .environment import fingerprint
@@ -73,11 +74,8 @@ class MatrixOptions:
     def __post_init__(self):
         """Bad timing settings fail here, not after the exports (iterations=0 used to fail at the first timing)."""
         for name, low in (("iterations", 1), ("warmup", 0), ("threads", 1), ("latency_time", 1)):
-            value = getattr(self, name)
-            if value is None and name in ("threads", "latency_time"):
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise InputError(f"MatrixOptions.{name} must be an integer >= {low}, got {value!r}")
+            optional = name in ("threads", "latency_time")
+            object.__setattr__(self, name, integer(getattr(self, name), f"MatrixOptions.{name}", low, optional))
 
 
 def _case_counter(track: _Tracker, label: str, total: int):
@@ -108,7 +106,9 @@ def run_matrix(
     weights: str | Path | None = None,
     options: MatrixOptions = MatrixOptions(),
     progress: Progress = lambda msg: None,
+    out_label: str = "out_dir",
 ) -> Report:
+    """out_label: what an error about out_dir calls it ("out_dir" in the API, "--out" from the CLI)."""
     from .formats import torch as torch_format
     from .formats.torch import TorchRunner
 
@@ -152,11 +152,14 @@ def run_matrix(
             module.check_precision(prec)
             export_options(module, prec)
     spec = api.resolve_spec(model)
+    weights = api._weights(weights)  # weights=5 is an InputError, not a TypeError in the middle of the run
     # --tolerance (rel_l2) on top of the model's or the recipe's tolerances
     options = dataclasses.replace(options, tolerances=api.resolve_tolerances(spec, options.tolerances,
                                                                              options.rel_l2))
     if options.shapes and Format.TENSORRT not in fmts:
         raise InputError("--shapes sets a TensorRT optimization profile; it applies to --format tensorrt only")
+    if options.max_time is not None and Format.TFLITE not in fmts:
+        raise InputError("max_time applies to TFLite exports (the longest T they serve); the matrix builds no TFLite")
     if Format.TENSORRT in fmts:  # a bad --shapes fails here, before anything is written
         trt = formats.module_for(Format.TENSORRT)
         trt.resolve_profile(spec, export_options(trt, Precision.FP32).shapes)
@@ -164,9 +167,14 @@ def run_matrix(
         from .quantize import load_calibration_dir
 
         load_calibration_dir(options.calibration, spec)
-    out_dir = Path(out_dir)
-    check_output_dir(out_dir, "--out")
-    feeds = list(api.parity_feeds(spec, options.times, options.batches, None))  # validates the sweep up front
+    out_dir = api._path(out_dir, out_label)
+    check_output_dir(out_dir, out_label)
+    # the sweep is checked up front, against what the TFLite artifacts will serve (not at their parity check)
+    limits = {}
+    if Format.TFLITE in fmts:
+        tflite = export_options(formats.module_for(Format.TFLITE), Precision.FP32)
+        limits = {"max_time": tflite.max_time, "max_batch": tflite.max_batch}
+    feeds = list(api.parity_feeds(spec, options.times, options.batches, None, **limits))
     int8 = any(p in (Precision.INT8_DYNAMIC, Precision.INT8_STATIC) for fmt in fmts for p in precs_of(fmt))
     devices = {fmt: _runtime_devices(fmt) for fmt in fmts}
     cuda = torch_format.cuda_runners(spec, weights) if torch_format.cuda_available() else []

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
+from ._checks import is_number as _is_number
+
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import Runner
 
@@ -53,10 +55,6 @@ class Tolerance:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

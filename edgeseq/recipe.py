@@ -15,7 +15,9 @@ from .artifact import write_text_atomic
 from .devices import get_profile
 from .enums import Format, Precision
 from .errors import InputError, UnknownNameError
-from .tomlfile import check_table, positive_number, read_toml
+from ._checks import integer, integers, positive_number
+from .parity import check_rel_l2
+from .tomlfile import check_table, read_toml
 
 _TOP = {"name": str, "description": str, "model": str, "formats": list, "precisions": list, "devices": list,
         "out": str, "weights": str, "parity": dict, "latency": dict, "tolerances": dict, "budgets": list,
@@ -82,17 +84,11 @@ class Recipe:
 def safe_relative(path: str, where: str) -> str:
     """A folder inside the output root ("." is the root itself): no absolute paths, no '..', no drive letters."""
     pure = PurePosixPath(path.replace("\\", "/"))
-    if not pure.parts:  # "." or "./": the output root itself
+    if path and not pure.parts:  # "." or "./": the output root itself; "" is refused (a typo, not a choice)
         return "."
     if not path or pure.is_absolute() or ".." in pure.parts or ":" in pure.parts[0]:
         raise InputError(f"{where}: 'out' must be a relative folder inside the output root, got {path!r}")
     return str(pure)
-
-
-def _ints(values: list, where: str) -> tuple[int, ...]:
-    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
-        raise InputError(f"{where} must be a non-empty list of integers >= 1")
-    return tuple(values)
 
 
 def parse_recipe(data: dict, source: str) -> Recipe:
@@ -104,8 +100,8 @@ def parse_recipe(data: dict, source: str) -> Recipe:
     check_table(parity, _PARITY, f"{source} [parity]")
     check_table(latency, _LATENCY, f"{source} [latency]")
     for key, low in (("time", 1), ("iterations", 1), ("warmup", 0), ("threads", 1)):
-        if key in latency and latency[key] < low:  # time = 0 used to mean "the default", threads = 0 a late crash
-            raise InputError(f"{source} [latency]: {key!r} must be >= {low}, got {latency[key]}")
+        if key in latency:  # time = 0 used to mean "the default", threads = 0 a late crash
+            integer(latency[key], f"{source} [latency] {key}", minimum=low)
     try:
         formats = tuple(Format.parse(f) for f in data["formats"])
         precisions = tuple(Precision.parse(p) for p in data.get("precisions", ["fp32"]))
@@ -116,8 +112,8 @@ def parse_recipe(data: dict, source: str) -> Recipe:
                              if str(d).endswith(".toml") or "/" in str(d))
     except UnknownNameError as exc:
         raise InputError(f"{source}: {exc}") from None
-    for prec, value in tolerances.items():
-        positive_number(value, f"{source} [tolerances]: {prec!r}")
+    for prec, value in tolerances.items():  # the rule the API and --tolerance use: 0 < rel L2 < 10, finite
+        check_rel_l2(value, f"{source} [tolerances] {prec}")
     budgets = []
     for i, raw in enumerate(data.get("budgets", [])):
         where = f"{source} [[budgets]] #{i + 1}"
@@ -136,7 +132,7 @@ def parse_recipe(data: dict, source: str) -> Recipe:
             raise InputError(f"{where}: {exc}") from None
         positive_number(raw[metrics[0]], f"{where}: {metrics[0]}")
         # a budget on something the recipe does not build would never be measured: the gate would vanish
-        built = {p.value for p in precisions} | {Precision.FP32.value}  # fp32 is always built with the others
+        built = _measured_precisions(fmt, precisions, profiles[devices.index(raw["device"])])
         if precision not in built:
             raise InputError(f"{where}: precision {precision!r} is not built by the recipe (precisions: "
                              f"{sorted(built)})")
@@ -149,11 +145,23 @@ def parse_recipe(data: dict, source: str) -> Recipe:
         name=data["name"], description=data.get("description", ""), model=data["model"], formats=formats,
         precisions=precisions, devices=devices, out=safe_relative(data.get("out", data["name"]), source),
         weights=data.get("weights"),
-        times=_ints(parity["times"], f"{source} [parity] times") if "times" in parity else None,
-        batches=_ints(parity["batches"], f"{source} [parity] batches") if "batches" in parity else None,
+        times=integers(parity.get("times"), f"{source} [parity] times"),
+        batches=integers(parity.get("batches"), f"{source} [parity] batches"),
         latency_time=latency.get("time"), iterations=latency.get("iterations", 30), warmup=latency.get("warmup", 5),
         threads=latency.get("threads"), tolerances=tolerances, budgets=tuple(budgets), source=source,
         device_paths=device_paths, baseline=baseline)
+
+
+def _measured_precisions(fmt: str, precisions, profile) -> set[str]:
+    """The precisions the matrix times for `fmt` on `profile`: the recipe's own (fp32 is always built with them);
+    for torch, the reference rows: fp32, fp16 on a CUDA device, torch.ao int8-dynamic on the CPU when int8 is built."""
+    built = {p.value for p in precisions} | {Precision.FP32.value}
+    if fmt != Format.TORCH.value:
+        return built
+    cuda = profile.runner_device().startswith("cuda")
+    int8 = not cuda and bool(built & {Precision.INT8_DYNAMIC.value, Precision.INT8_STATIC.value})
+    return {Precision.FP32.value} | ({Precision.FP16.value} if cuda else set()) | (
+        {Precision.INT8_DYNAMIC.value} if int8 else set())
 
 
 def _baseline(raw: dict | None, source: str) -> Baseline | None:
@@ -226,10 +234,7 @@ def check_budgets(recipe: Recipe, report: dict, *, on_device: bool = False, prog
     results = []
     for budget in recipe.budgets:
         profile = recipe.device(budget.device)
-        runtime_prefix = {"onnx": "onnxruntime", "tflite": "litert", "tensorrt": "tensorrt", "torch": "torch"}[
-            budget.format]
-        # a TensorRT engine always runs as tensorrt-cuda, whichever delegate name the profile uses for it
-        runtime = "tensorrt-cuda" if budget.format == "tensorrt" else f"{runtime_prefix}-{profile.runner_device()}"
+        runtime = _runtime_of(budget, profile)
         match = [x for x in report["latency"] if x["runtime"] == runtime and x["precision"] == budget.precision
                  and (x["artifact"].endswith(f".{budget.precision}.{_suffix(budget.format)}") or not x["artifact"])]
         if not profile.local:
@@ -243,6 +248,18 @@ def check_budgets(recipe: Recipe, report: dict, *, on_device: bool = False, prog
         else:
             results.append(_verdict(budget, runtime, match[0][budget.metric]))
     return results
+
+
+def _runtime_of(budget: Budget, profile) -> str:
+    """The runtime name of the report's latency row for a budget (what the matrix's runners call themselves)."""
+    if budget.format == Format.TORCH.value:  # torch-cpu, torch-cuda-fp16, torch-cpu-int8: the TorchRunner's own
+        from .formats.torch import runtime_label
+
+        return runtime_label(profile.runner_device(), budget.precision)
+    if budget.format == Format.TENSORRT.value:  # an engine always runs as tensorrt-cuda, whatever the delegate
+        return "tensorrt-cuda"
+    runtime = {"onnx": "onnxruntime", "tflite": "litert"}[budget.format]
+    return f"{runtime}-{profile.runner_device()}"
 
 
 def _verdict(budget: Budget, runtime: str, value: float) -> "BudgetResult":
@@ -309,11 +326,12 @@ def write_manifest(recipe: Recipe, report: dict, budgets: list[BudgetResult], ou
 
 
 def run_recipe(recipe: Recipe, out_root: str | Path, progress=lambda msg: None, *, on_device: bool = False,
-               bisect: bool = True) -> dict:
+               bisect: bool = True, out_label: str = "out_root") -> dict:
     """Build everything the recipe names into out_root/recipe.out; returns the manifest (also on disk). on_device:
     also time each budget's artifact on its remote device (ssh / adb) and judge the budget by that. bisect: name
-    the first divergent layer of a failing row (off: --no-bisect)."""
-    from .artifact import check_output_dir
+    the first divergent layer of a failing row (off: --no-bisect). out_label: what an error about the output folder
+    calls it (run_matrix checks it before any work; "--out" from the CLI)."""
+    from .api import _path
     from .matrix import MatrixOptions, run_matrix
     from .models import get_model
 
@@ -321,13 +339,12 @@ def run_recipe(recipe: Recipe, out_root: str | Path, progress=lambda msg: None, 
     tolerances = spec.tolerances
     for precision, rel_l2 in recipe.tolerances.items():
         tolerances = tolerances.with_rel_l2(precision, rel_l2)
-    out_dir = Path(out_root) / recipe.out
-    check_output_dir(out_dir, "--out")
+    out_dir = _path(out_root, out_label) / recipe.out
     options = MatrixOptions(times=recipe.times, batches=recipe.batches, latency_time=recipe.latency_time,
                             threads=recipe.threads, warmup=recipe.warmup, iterations=recipe.iterations,
                             tolerances=tolerances, bisect=bisect)
     report = run_matrix(spec, recipe.formats, recipe.precisions, out_dir=out_dir, weights=recipe.weights,
-                        options=options, progress=progress).to_dict()
+                        options=options, progress=progress, out_label=out_label).to_dict()
     budgets = check_budgets(recipe, report, on_device=on_device, progress=progress)
     baseline = None
     if recipe.baseline is not None:

@@ -109,15 +109,20 @@ def _kind(wanted: tuple) -> str:
     return " or ".join(names[t] for t in wanted)
 
 
+def _key(where: str, key: str) -> str:
+    """A top-level key quoted ('model'), a nested one as its path (parity[0].passed), never a mix."""
+    return f"{where}{key}" if where else repr(key)
+
+
 def check_report(data, label: str) -> None:
     """Raise a one-line ArtifactError naming the report and the key when `data` lacks what a report dict has."""
     def need(table, key, want, where):
         if key not in table:
-            raise ArtifactError(f"report {label!r}: {where}{key!r} is missing")
+            raise ArtifactError(f"report {label!r}: {_key(where, key)} is missing")
         value = table[key]
         wanted = want if isinstance(want, tuple) else (want,)
         if not isinstance(value, wanted) or (isinstance(value, bool) and bool not in wanted):
-            raise ArtifactError(f"report {label!r}: {where}{key!r} must be {_kind(wanted)}, got "
+            raise ArtifactError(f"report {label!r}: {_key(where, key)} must be {_kind(wanted)}, got "
                                 f"{json.dumps(value)[:40]}")
         return value
 
@@ -335,9 +340,10 @@ def print_table(report: dict, console=None) -> None:
     from rich.console import Console
 
     console = console or Console()
-    console.print(fitted_table(f"edgeseq: {report['model']['name']}", TERMINAL_COLUMNS, matrix_rows(report),
-                               console.width, text=("format", "precision", "runtime"),
-                               styles=["red" if row["parity"] == "FAIL" else None for row in matrix_rows(report)]))
+    matrix = matrix_rows(report)
+    console.print(fitted_table(f"edgeseq: {report['model']['name']}", TERMINAL_COLUMNS, matrix, console.width,
+                               text=("format", "precision", "runtime"),
+                               styles=["red" if row["parity"] == "FAIL" else None for row in matrix]))
     rows = quant_rows(report)
     if rows:
         columns = ("artifact", "runtime", "size x fp32", "p50 x fp32", "rel L2", "torch int8 rel L2", "still float")

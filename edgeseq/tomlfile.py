@@ -32,11 +32,5 @@ def check_table(table: dict, schema: dict, where: str) -> None:
             raise InputError(f"{where}: {key!r} must be {kind}, got {type(value).__name__}")
 
 
-def positive_number(value, where: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        raise InputError(f"{where} must be a positive number")
-    return float(value)
-
-
 def _types(want) -> tuple:
     return want if isinstance(want, tuple) else (want,)

@@ -77,7 +77,7 @@ def make(tmp_path, lite_path):
         "huge --time": (["profile", lite_path, "--time", "100000000"], "47.7 GiB"),
         "huge --shape": (["profile", lite_path, "--shape", "features=1x99999999x128"], "47.7 GiB"),
         "--model contradicts the artifact": (["check", lite_path, "--model", "cbhg", "--times", "7"],
-                                             "the artifact is cbhg-lite, --model says cbhg"),
+                                             "the artifact is cbhg-lite, but the model given is cbhg"),
         "device runtime cannot run the file": (
             ["check", lite_path, "--device", file("lit.toml", profile.format("litert", "xnnpack", "").encode())],
             "takes .tflite files"),
@@ -103,7 +103,7 @@ def make(tmp_path, lite_path):
         # recipe-fixes
         "recipe with iterations = 0": (["export", "--recipe", file("r3.toml", b'name="r"\nmodel="cbhg-lite"\n'
                                                                            b'formats=["onnx"]\n[latency]\n'
-                                                                           b'iterations=0\n')], "'iterations' must"),
+                                                                           b'iterations=0\n')], "[latency] iterations must be an integer >= 1, got 0"),
         "--json under a file": (["check", lite_path, "--json", file("plain.txt", b"x") + "/x.json"],
                                 "is a file, not a folder"),
     }

@@ -72,7 +72,7 @@ def test_profile_prints_latency(run_cli, lite_onnx, tmp_path):
         (["export", "seq-cnn", "--times", "7"], "fixed time axis"),
         (["export", "cbhg-lite", "--tolerance", "fp33=1e-3"], "--tolerance takes PRECISION=REL_L2"),
         (["export", "cbhg-lite", "--tolerance", "fp16"], "--tolerance takes PRECISION=REL_L2"),
-        (["export", "cbhg-lite", "--tolerance", "fp16=-1"], "0 < REL_L2 < 10"),
+        (["export", "cbhg-lite", "--tolerance", "fp16=-1"], "--tolerance 'fp16=-1' must be a positive number below 10"),
     ],
 )
 def test_bad_export_input_is_one_line_and_writes_nothing(run_cli, tmp_path, argv, message):

@@ -45,11 +45,11 @@ def test_shipped_recipes_parse():
         ('[tolerances]\nfp16 = 0\n', "positive"),
         ('[baseline]\nmax_slowdown = 1.2\n', "needs 'report'"),
         ('[baseline]\nreport = "old/report.json"\n', "does not exist"),
-        ('[latency]\niterations = 0\n', "'iterations' must be >= 1"),
-        ('[latency]\nwarmup = -3\n', "'warmup' must be >= 0"),
-        ('[latency]\ntime = 0\n', "'time' must be >= 1"),  # was silently the model's default T
-        ('[latency]\nthreads = 0\n', "'threads' must be >= 1"),
-        ('[[budgets]]\ndevice = "local-cpu"\np50_ms = -5\n', "p50_ms must be a positive number"),
+        ('[latency]\niterations = 0\n', r"\[latency\] iterations must be an integer >= 1, got 0"),
+        ('[latency]\nwarmup = -3\n', r"\[latency\] warmup must be an integer >= 0, got -3"),
+        ('[latency]\ntime = 0\n', "time must be an integer >= 1"),  # was silently the model's default T
+        ('[latency]\nthreads = 0\n', "threads must be an integer >= 1"),
+        ('[[budgets]]\ndevice = "local-cpu"\np50_ms = -5\n', "p50_ms must be a positive finite number"),
         ('[[budgets]]\ndevice = "local-cpu"\nprecision = "int8-static"\np50_ms = 5\n',
          "#1: precision 'int8-static' is not built by the recipe"),
         ('[[budgets]]\ndevice = "local-cpu"\nformat = "tflite"\np50_ms = 5\n',
@@ -153,7 +153,7 @@ def _report(**changes):
 @pytest.mark.parametrize("changes, says", [
     ({"parity": None}, "'parity' is missing"),
     ({"latency": [{"runtime": "torch-cpu", "artifact": "", "precision": "fp32", "p50_ms": "fast", "p90_ms": 1,
-                   "p99_ms": 1}]}, "latency[0].'p50_ms' must be a number, got \"fast\""),
+                   "p99_ms": 1}]}, "latency[0].p50_ms must be a number, got \"fast\""),
 ])
 def test_a_broken_baseline_fails_before_the_build(run_cli, tmp_path, changes, says):
     """It used to pass the pre-build check, then crash with KeyError (exit 3) after the build, without a manifest."""
@@ -179,7 +179,7 @@ def test_recipe_refuses_the_export_flags_it_sets(run_cli, tmp_path, flags, named
     """They used to be silently ignored: the recipe's values ran instead."""
     out = tmp_path / "out"
     line = assert_one_line_error(run_cli("export", "--recipe", str(write(tmp_path, BASE)), "--out", str(out), *flags))
-    assert line.startswith(f"error: {named} cannot be combined with --recipe: the recipe sets it")
+    assert line.startswith(f"error: {named} cannot be combined with --recipe; set it in the recipe")
     assert not out.exists()
 
 

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..artifact import check_output_dir, check_output_file, write_text_atomic
+from ..artifact import check_output_file, write_text_atomic
 from ..errors import EdgeseqError, InputError
 from . import args
 from .progress import matrix_progress
@@ -178,8 +178,8 @@ def export_cmd(
         given = {name for name in ctx.params if _given(ctx, name)}
         for name, flag in _RECIPE_SETS.items():
             if name in given:
-                raise InputError(f"{flag} cannot be combined with --recipe: the recipe sets it (edit the recipe, "
-                                 "or export a MODEL without --recipe)")
+                raise InputError(f"{flag} cannot be combined with --recipe; set it in the recipe (or export a MODEL "
+                                 "without --recipe)")
         overrides = {name: ctx.params[name] for name in ("iterations", "warmup", "threads") if name in given}
         _export_recipe(recipe, out_dir, junit, on_device, bisect=bisect, overrides=overrides,
                        tolerances=dict(args.tolerance_overrides(tolerance)))
@@ -197,12 +197,11 @@ def export_cmd(
                             calibration=str(calibration) if calibration is not None else None, bisect=bisect,
                             rel_l2=args.tolerance_overrides(tolerance))
     target = out_dir or Path("edgeseq-out") / model
-    check_output_dir(target, "--out")  # before the work, not after it
     if junit:
         check_output_file(junit, "--junit")
     with matrix_progress(err) as progress:
         report = run_matrix(model, format or ["onnx"], precisions, out_dir=target, weights=weights, options=options,
-                            progress=progress)
+                            progress=progress, out_label="--out")  # checks --out before any work
     data = report.to_dict()
     print_table(data, out)
     _print_artifact_notes(data)
@@ -242,11 +241,11 @@ def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None, 
     recipe = load_recipe(path)
     recipe = dataclasses.replace(recipe, **(overrides or {}), tolerances={**recipe.tolerances, **(tolerances or {})})
     root = out_dir or Path("edgeseq-out")
-    check_output_dir(root / recipe.out, "--out")  # before the work, not after it
     if junit:
         check_output_file(junit, "--junit")
     with matrix_progress(err) as progress:
-        manifest = run_recipe(recipe, root, progress=progress, on_device=on_device, bisect=bisect)
+        manifest = run_recipe(recipe, root, progress=progress, on_device=on_device, bisect=bisect,
+                              out_label="--out")  # checks --out before any work
     report = manifest.pop("report")
     print_table(report, out)
     _print_artifact_notes(report)

@@ -490,14 +490,14 @@ def parse_profile(items: Iterable[str] | dict | None) -> dict[str, ShapeRange]:
 
 def _shape_range(name, value) -> ShapeRange:
     """{name: (min, opt, max)} from the API: three shapes of integers, or one line saying what was expected."""
-    from numbers import Integral
+    from .._checks import is_integer
 
     try:
         shapes = [tuple(shape) for shape in value]
     except TypeError:  # an int where a shape was expected
         shapes = []
     ok = isinstance(name, str) and len(shapes) == 3 and all(
-        isinstance(d, Integral) and not isinstance(d, bool) for shape in shapes for d in shape)
+        is_integer(d) for shape in shapes for d in shape)
     if not ok:
         raise InputError(f"shapes[{name!r}] must be three shapes (min, opt, max), e.g. "
                          f"((1, 1, 128), (1, 200, 128), (16, 1000, 128)); got {value!r}")

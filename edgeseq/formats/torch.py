@@ -11,6 +11,14 @@ from ..models.spec import ModelSpec
 from ..runner import Runner
 
 
+def runtime_label(device: str, precision: Precision | str) -> str:
+    """The runtime name of a TorchRunner's report rows (torch-cpu, torch-cuda-fp16, torch-cpu-int8); recipe budgets
+    match rows by it."""
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    suffix = {Precision.FP16: "-fp16", Precision.INT8_DYNAMIC: "-int8"}.get(Precision.parse(precision), "")
+    return f"torch-{kind}{suffix}"
+
+
 def cuda_available() -> bool:
     return torch.cuda.is_available()
 
@@ -55,9 +63,7 @@ class TorchRunner(Runner):
 
     @property
     def runtime(self) -> str:
-        kind = "cuda" if self.device.startswith("cuda") else "cpu"
-        suffix = {Precision.FP16: "-fp16", Precision.INT8_DYNAMIC: "-int8"}.get(self.precision, "")
-        return f"torch-{kind}{suffix}"
+        return runtime_label(self.device, self.precision)
 
     def _load(self):
         module = self._module if self._module is not None else self.spec.build(self._weights)

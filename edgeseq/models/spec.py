@@ -88,13 +88,12 @@ class ModelSpec:
     def example_inputs(
         self, batch: int = 1, time: int | None = None, source: str = "speech", seed: int = 0
     ) -> dict[str, np.ndarray]:
+        from .._checks import integer
         from ..errors import InputError
         from ..inputs import check_feed_size, random_array
 
-        time = self.default_time if time is None else time
-        for value, what in ((batch, "batch"), (time, "time")):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise InputError(f"{what} must be an integer >= 1, got {value!r}")
+        batch = integer(batch, "batch")
+        time = integer(self.default_time if time is None else time, "time")
         if source not in SOURCES:
             raise InputError(f"unknown input source {source!r}; choose one of {SOURCES}")
         shapes = {t.name: (self.shape_for(t, batch, time), t.dtype) for t in self.inputs}

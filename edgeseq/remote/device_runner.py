@@ -73,7 +73,7 @@ def _import_numpy():
 
 
 class OrtModel(object):
-    def __init__(self, path, delegate, threads):
+    def __init__(self, path, delegate, threads, workdir=None):  # workdir: unused, no scratch files
         try:
             import onnxruntime as ort
         except ImportError:
@@ -159,7 +159,7 @@ def _litert_interpreter():
 class LiteRtModel(object):
     """A .tflite through its single signature when it has one (names as exported), else the raw interpreter."""
 
-    def __init__(self, path, delegate, threads):
+    def __init__(self, path, delegate, threads, workdir=None):  # workdir: unused, no scratch files
         interpreter_cls, self.version = _litert_interpreter()
         if delegate not in ("cpu", "xnnpack"):
             raise DeviceError("the python runner drives LiteRT on the CPU (XNNPACK); delegate %r needs "
@@ -241,7 +241,7 @@ class TrtexecModel(object):
     times the GPU work (h2d + compute + d2h) of each enqueue, the latency trtexec itself reports.
     """
 
-    def __init__(self, path, delegate, threads):
+    def __init__(self, path, delegate, threads, workdir=None):
         import subprocess
 
         self._subprocess, self._os = subprocess, os
@@ -250,7 +250,7 @@ class TrtexecModel(object):
         self.trtexec = self.job.get("trtexec") or "trtexec"
         base = os.path.dirname(os.path.abspath(path))
         self.engine = os.path.join(base, self.job["engine"])
-        self.workdir = None  # where the scratch folder goes: run() sets the job's own folder (None: system temp)
+        self.workdir = workdir  # where the scratch folder goes: run() gives the job's own folder (None: system temp)
         self.tmp = None  # the scratch folder (raw inputs, trtexec's JSON), made on first use, removed by close()
         if not os.path.exists(self.engine):
             onnx = os.path.join(base, self.job["onnx"])
@@ -358,11 +358,12 @@ class TrtexecModel(object):
 RUNTIMES = {"onnxruntime": OrtModel, "litert": LiteRtModel, "tensorrt": TrtexecModel}
 
 
-def open_model(path, runtime, delegate, threads):
+def open_model(path, runtime, delegate, threads, workdir=None):
+    """workdir: where a runtime that needs scratch files (trtexec's raw inputs and JSON) makes its folder."""
     cls = RUNTIMES.get(runtime)
     if cls is None:
         raise DeviceError("the python runner cannot drive runtime %r (it drives %s)" % (runtime, ", ".join(RUNTIMES)))
-    return cls(path, delegate, threads)
+    return cls(path, delegate, threads, workdir)
 
 
 # ---- verbs ----------------------------------------------------------------------------------------------------------
@@ -425,8 +426,9 @@ def run(args):
     numpy = _import_numpy()
     with open(job_path) as fh:
         job = json.load(fh)
-    model = open_model(job["model"], job["runtime"], job["delegate"], job.get("threads"))
-    model.workdir = os.path.dirname(os.path.abspath(job["result"]))  # scratch files go in the job's own folder
+    # scratch files go in the job's own folder
+    model = open_model(job["model"], job["runtime"], job["delegate"], job.get("threads"),
+                       os.path.dirname(os.path.abspath(job["result"])))
     try:
         _run_job(numpy, job, model)
     finally:
