@@ -355,6 +355,54 @@ def test_an_int8_tflite_on_a_litert_device_is_checked_as_int8(sshd, tmp_path):
         edgeseq.check(art.path, device=str(profile), times=(9000,), batches=(1,))
 
 
+_OLD_TFLITE_RUNTIME = """
+import runpy, sys, types
+import ai_edge_litert.interpreter as real
+sys.modules["ai_edge_litert.interpreter"] = None  # the device runner's first choice is not installed here
+
+
+class OldSignatureRunner(object):  # an older tflite_runtime's: no get_input_details / get_output_details
+    def __init__(self, runner):
+        self._inputs, self._outputs, self._runner = runner._inputs, runner._outputs, runner
+
+    def __call__(self, **feed):
+        return self._runner(**feed)
+
+
+class Interpreter(real.Interpreter):
+    def get_signature_runner(self, signature_key=None):
+        return OldSignatureRunner(real.Interpreter.get_signature_runner(self, signature_key))
+
+
+package, module = types.ModuleType("tflite_runtime"), types.ModuleType("tflite_runtime.interpreter")
+package.__version__, package.interpreter, module.Interpreter = "2.9.0", module, Interpreter
+sys.modules.update({"tflite_runtime": package, "tflite_runtime.interpreter": module})
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_device_with_an_older_tflite_runtime(sshd, lite_tflite, tmp_path):
+    """device_runner falls back to tflite_runtime; an older one's SignatureRunner has no get_input_details, and the
+    signature's input (args_0) was looked up among the tensors' names (serving_default_args_0): the device described
+    an input of shape () and dtype None, and every check ended in 'internal error: TypeError: data type 'None''."""
+    pytest.importorskip("ai_edge_litert", reason="needs the tflite extra: pip install 'edgeseq[tflite]'")
+    launcher = tmp_path / "old_tflite_runtime.py"
+    launcher.write_text(_OLD_TFLITE_RUNTIME)
+    python = tmp_path / "python"
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} {launcher} \"$@\"\n")
+    python.chmod(0o755)
+    profile = str(sshd.profile("old-litert", runtime="litert", delegate="xnnpack", python=str(python)))
+    feed = edgeseq.get_model("cbhg-lite").example_inputs(batch=2, time=20)
+    with edgeseq.load(lite_tflite.path, device=profile) as remote, edgeseq.load(lite_tflite.path) as local:
+        assert [(t.name, t.shape, t.dtype) for t in remote.inputs] == [("features", (None, None, 128), "float32")]
+        assert remote.describe()["versions"]["runtime"] == "tflite_runtime 2.9.0"
+        np.testing.assert_allclose(remote.infer(feed)["encoded"], local.infer(feed)["encoded"], rtol=1e-5,
+                                   atol=1e-6)
+    result = edgeseq.check(lite_tflite.path, device=profile, times=(7, 20), batches=(1,))
+    assert result.passed and result.runtime == "litert-xnnpack@old-litert", result.failures
+
+
 # ---- TensorRT devices (Jetson): the engine is built on the device by trtexec ---------------------------------------
 
 

@@ -166,11 +166,11 @@ class LiteRtModel(object):
                               "benchmark_model" % delegate)
         try:
             self.interpreter = interpreter_cls(model_path=path, num_threads=threads or None)
-            signatures = self.interpreter.get_signature_list() if hasattr(self.interpreter, "get_signature_list") \
-                else {}
-            self.signature = None
+            signatures = self.interpreter.get_signature_list() if hasattr(self.interpreter, "get_signature_runner") \
+                else {}  # an old tflite_runtime without signatures: the raw tensors (the host renames by position)
+            self.signature = self._signature_key = None
             if len(signatures) == 1:
-                key = next(iter(signatures))
+                key = self._signature_key = next(iter(signatures))
                 self.signature = self.interpreter.get_signature_runner(key)
                 self._names = (list(signatures[key]["inputs"]), list(signatures[key]["outputs"]))
             else:
@@ -184,10 +184,29 @@ class LiteRtModel(object):
         if self.signature is not None and hasattr(self.signature, "get_input_details"):
             details = self.signature.get_input_details()
             return [dict(details[name], name=name) for name in self._names[0]]
-        if self.signature is not None:
-            by_name = dict((d["name"], d) for d in self.interpreter.get_input_details())
-            return [dict(by_name.get(name, {"shape": [], "dtype": None}), name=name) for name in self._names[0]]
+        if self.signature is not None:  # an older tflite_runtime: its SignatureRunner has no get_input_details
+            return [dict(d, name=name) for name, d in zip(self._names[0], self._signature_tensors())]
         return self.interpreter.get_input_details()
+
+    def _signature_tensors(self):
+        """The interpreter's input details for the signature's inputs, in the signature's order. The tensors are
+        not named as the signature's inputs (serving_default_args_0 for args_0): they are found by tensor index
+        (the runner's own name -> index map, which older SignatureRunners keep), else by the converter's
+        '<signature key>_<name>' naming, else by position."""
+        details = self.interpreter.get_input_details()
+        names, key = self._names[0], self._signature_key
+        indices = getattr(self.signature, "_inputs", None)
+        if isinstance(indices, dict) and all(n in indices for n in names):
+            by_index = dict((d["index"], d) for d in details)
+            if all(indices[n] in by_index for n in names):
+                return [by_index[indices[n]] for n in names]
+        by_name = dict((d["name"].split(":")[0], d) for d in details)
+        if all(("%s_%s" % (key, n)) in by_name for n in names):
+            return [by_name["%s_%s" % (key, n)] for n in names]
+        if len(details) == len(names):
+            return details
+        raise DeviceError("LiteRT on the device cannot match the signature's inputs (%s) to the model's tensors (%s)"
+                          % (", ".join(names), ", ".join(d["name"] for d in details)))
 
     def describe(self):
         def spec(d):
