@@ -8,6 +8,7 @@ path (the "phone" is a local folder).
 
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -324,3 +325,62 @@ def test_benchmark_model_gets_the_tensor_name_of_a_real_export(lite_tflite):
     assert [t.name for t in runner.inputs] == ["features"] and (result.batch, result.time) == (1, 200)
     run = phone.shell_lines()[-1]
     assert "--input_layer=serving_default_args_0 --input_layer_shape=1,200,128" in run, run
+
+
+# ---- `adb` itself on PATH: edgeseq's own subprocess path, with this machine as the phone ----------------------------
+
+_FAKE_ADB = '''#!{python}
+"""adb: shell runs `sh -c` in / (adb's exit status, protocol v2), push / pull copy files."""
+import os, shutil, subprocess, sys
+args = sys.argv[1:]
+if args[:1] == ["-s"]:
+    args = args[2:]
+verb, rest = args[0], args[1:]
+if verb == "shell":
+    sys.exit(subprocess.run(["sh", "-c", " ".join(rest)], cwd="/").returncode)
+*sources, dest = rest
+for src in sources:
+    if not os.path.exists(src):
+        sys.stderr.write("adb: error: failed to stat '%s': No such file or directory\\n" % src)
+        sys.exit(1)
+    shutil.copy(src, os.path.join(dest, os.path.basename(src)) if os.path.isdir(dest) else dest)
+'''
+
+
+def _phone_on_path(tmp_path: Path, monkeypatch, precisions=("fp32",)) -> Path:
+    """A fake `adb` first on PATH and a LiteRT phone profile whose benchmark_model (in the phone's folder) logs its
+    arguments to bm-args.log there and prints a captured run."""
+    bin_dir, phone = tmp_path / "bin", tmp_path / "phone"
+    bin_dir.mkdir()
+    phone.mkdir()
+    adb = bin_dir / "adb"
+    adb.write_text(_FAKE_ADB.format(python=sys.executable))
+    adb.chmod(0o755)
+    bm = phone / "benchmark_model"
+    bm.write_text(f'#!/bin/sh\necho "$@" >> {phone}/bm-args.log\ncat {FIXTURES / "litert_xnnpack_percentiles.txt"}\n')
+    bm.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    toml = tmp_path / "phone.toml"
+    toml.write_text(f'name = "phone"\nruntime = "litert"\ndelegate = "xnnpack"\nthreads = 4\n'
+                    f'precisions = {json.dumps(list(precisions))}\n[transport]\nkind = "adb"\n'
+                    f'remote_dir = "{phone}"\n')
+    return toml
+
+
+def test_profile_on_a_phone_knows_the_model_from_the_file(lite_tflite, tmp_path, monkeypatch, run_cli):
+    """benchmark_model's runner had no metadata: without -m, `edgeseq profile X.tflite --device pixel-8` stopped at
+    'input features has free dimensions; pass --shape' (and a recipe's phone budget failed on it); with -m, an fp16
+    file was reported as fp32 and a device's precisions were never checked."""
+    toml = _phone_on_path(tmp_path, monkeypatch)
+    result = edgeseq.profile(lite_tflite.path, device=str(toml), time=200, batch=2, warmup=1, iterations=3)
+    assert (result.batch, result.time, result.precision) == (2, 200, "fp32")
+    assert result.runtime == "litert-xnnpack@phone"
+    args = (tmp_path / "phone" / "bm-args.log").read_text()
+    assert "--input_layer=serving_default_args_0 --input_layer_shape=2,200,128" in args, args
+    proc = run_cli("profile", lite_tflite.path, "--device", str(toml), "--time", "50", "-n", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "litert-xnnpack@phone batch=1 T=50" in proc.stdout, proc.stdout
+    fp16_only = tmp_path / "fp16-phone.toml"
+    fp16_only.write_text(toml.read_text().replace('["fp32"]', '["fp16"]'))
+    with pytest.raises(InputError, match="device 'phone' runs fp16; the artifact is fp32"):
+        edgeseq.profile(lite_tflite.path, device=str(fp16_only), iterations=3)

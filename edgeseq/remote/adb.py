@@ -19,7 +19,7 @@ from typing import Sequence
 from ..artifact import sha256_file
 from ..devices import DeviceProfile
 from ..enums import Format
-from ..errors import DeviceError, InputError, UnsupportedError
+from ..errors import DeviceError, InputError, MissingExtraError, UnsupportedError
 from ..latency import Timings
 from ..runner import Runner
 from ..tensors import TensorSpec
@@ -107,10 +107,24 @@ class BenchmarkModelRunner(Runner):
         self.local_binary = local_binary if local_binary is not None else os.environ.get(BENCHMARK_ENV) or None
         self.graph = ""
         self._raw: dict[str, str] = {}  # declared input name -> the tensor name benchmark_model's --input_layer wants
+        self._metadata: dict[str, str] | None = None
 
     @property
     def runtime(self) -> str:
         return f"litert-{self.device}@{self.profile.name}"
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The .tflite's edgeseq metadata, read here from the file (benchmark_model reports none): profile() needs
+        it to know the model (its input at the asked batch and T), the precision and the device's precisions."""
+        if self._metadata is None:
+            try:
+                from ..formats.tflite import read_metadata
+
+                self._metadata = read_metadata(self.path)
+            except MissingExtraError:
+                self._metadata = {}
+        return dict(self._metadata)
 
     def commands(self, feed_shapes: dict[str, tuple[int, ...]] | None, *, warmup: int, iterations: int,
                  budget_s: float | None) -> str:
