@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import edgeseq
@@ -119,23 +120,23 @@ def _benchmark_runner(tflite, phone, **kw):
     return BenchmarkModelRunner(tflite, pixel, AdbConnection(executor=phone, retry=NO_WAIT), **kw)
 
 
-def test_profile_on_a_phone_through_benchmark_model(tflite):
+def test_profile_on_a_phone_through_benchmark_model(lite_tflite):
     phone = FakePhone()
-    runner = _benchmark_runner(tflite, phone)
+    runner = _benchmark_runner(lite_tflite.path, phone)
     result = edgeseq.profile(runner, model="cbhg-lite", time=200, warmup=5, iterations=50)
     graph = f"/data/local/tmp/edgeseq/{runner.graph.rsplit('/', 1)[1]}"
-    assert phone.calls[1] == ["adb", "push", str(tflite), "/data/local/tmp/edgeseq/"]
+    assert phone.calls[1] == ["adb", "push", str(lite_tflite.path), "/data/local/tmp/edgeseq/"]
     run = phone.shell_lines()[-1]
     assert run == (f"/data/local/tmp/edgeseq/benchmark_model --graph={graph} --num_threads=4 --use_xnnpack=true "
-                   "--warmup_runs=5 --warmup_min_secs=0 --num_runs=50 --min_secs=0 --input_layer=features "
-                   "--input_layer_shape=1,200,128 2>&1")
+                   "--warmup_runs=5 --warmup_min_secs=0 --num_runs=50 --min_secs=0 "
+                   "--input_layer=serving_default_args_0 --input_layer_shape=1,200,128 2>&1")
     assert result.runtime == "litert-xnnpack@pixel-8" and result.threads == 4
     assert (result.batch, result.time) == (1, 200)
     assert (result.p50_ms, result.p90_ms, result.p99_ms) == pytest.approx((899.281, 904.305, 906.121))
     assert result.iterations == 50 and result.peak_rss_mb == pytest.approx(150.141)
     assert "benchmark_model" in result.note and "upper bounds" in result.note
     with pytest.raises(edgeseq.errors.UnsupportedError, match="no outputs; parity on the phone"):
-        runner.infer({})
+        runner.infer({"features": np.zeros((1, 7, 128), np.float32)})
 
 
 def test_missing_benchmark_binary_says_how_to_get_it(tflite, tmp_path, monkeypatch):
@@ -154,8 +155,8 @@ def test_missing_benchmark_binary_says_how_to_get_it(tflite, tmp_path, monkeypat
                                       "/data/local/tmp/edgeseq/benchmark_model")
 
 
-def test_a_failed_benchmark_is_one_error(tflite):
-    runner = _benchmark_runner(tflite, FakePhone(output="failed_prepare.txt"))
+def test_a_failed_benchmark_is_one_error(lite_tflite):
+    runner = _benchmark_runner(lite_tflite.path, FakePhone(output="failed_prepare.txt"))
     with pytest.raises(DeviceError, match=r"adb \(the only device\): benchmark_model did not finish: .*EXPAND_DIMS"):
         edgeseq.profile(runner, model="cbhg-lite", iterations=3)
 
@@ -384,3 +385,21 @@ def test_profile_on_a_phone_knows_the_model_from_the_file(lite_tflite, tmp_path,
     fp16_only.write_text(toml.read_text().replace('["fp32"]', '["fp16"]'))
     with pytest.raises(InputError, match="device 'phone' runs fp16; the artifact is fp32"):
         edgeseq.profile(lite_tflite.path, device=str(fp16_only), iterations=3)
+
+
+def test_benchmark_model_never_times_at_a_shape_it_was_not_given(tflite, lite_tflite, monkeypatch):
+    """Without the .tflite's tensor names (no LiteRT here, or one that cannot read the file), --input_layer got the
+    declared name, which benchmark_model ignores (or none at all): the phone timed the model at its default shape,
+    and the row said batch=1 T=1, or the asked batch and T. Both are one-line errors now, before the phone runs."""
+    phone = FakePhone()
+    with pytest.raises(edgeseq.errors.UnsupportedError, match=r"LiteRT here cannot read cbhg-lite\.fp32\.tflite, "
+                                                               r"so the names of its input tensors are unknown"):
+        edgeseq.profile(_benchmark_runner(tflite, phone), model="cbhg-lite", time=200, iterations=3)
+    assert not [line for line in phone.shell_lines() if "--graph=" in line]
+    for module in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite"):
+        monkeypatch.setitem(sys.modules, module, None)  # none of them importable
+    phone = FakePhone()
+    with pytest.raises(edgeseq.errors.MissingExtraError, match=r"no LiteRT is installed; install it with: pip "
+                                                                r"install 'edgeseq\[tflite\]'"):
+        edgeseq.profile(_benchmark_runner(lite_tflite.path, phone), time=200, iterations=3)
+    assert not [line for line in phone.shell_lines() if "--graph=" in line]

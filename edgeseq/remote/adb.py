@@ -166,6 +166,10 @@ class BenchmarkModelRunner(Runner):
         shapes = {name: tuple(int(d) for d in value.shape) for name, value in (feed or {}).items()}
         if self._inputs:  # the interpreter's input order and tensor names, which benchmark_model requires
             shapes = {self._raw.get(s.name, s.name): shapes[s.name] for s in self._inputs if s.name in shapes}
+        elif shapes:  # given a name that is no tensor of the graph, benchmark_model ignores the shape
+            raise UnsupportedError(f"LiteRT here cannot read {self.path.name}, so the names of its input tensors are "
+                                   "unknown and benchmark_model would time it at its default shape, not the one "
+                                   f"asked ({', '.join(shapes)})")
         done = self.connection.run(self.commands(shapes or None, warmup=warmup, iterations=iterations,
                                                  budget_s=budget_s), timeout=self.timeout_s)
         text = done.out_text + done.err_text
@@ -184,7 +188,7 @@ class BenchmarkModelRunner(Runner):
 
 
 def _local_inputs(path: Path) -> tuple[tuple[TensorSpec, ...], dict[str, str]]:
-    """The .tflite's inputs read here with a local LiteRT, when one is installed (for --shape and input order), named
+    """The .tflite's inputs read here with a local LiteRT (the tflite extra; none is a MissingExtraError), named
     as the file declares them (edgeseq metadata: `features`, what feeds use), with the tensor name benchmark_model's
     --input_layer needs for each (`serving_default_args_0`): given `features` it would not fix T, and the phone would
     time the model at its default shape instead."""
@@ -204,7 +208,9 @@ def _local_inputs(path: Path) -> tuple[tuple[TensorSpec, ...], dict[str, str]]:
                                              for x in d.get("shape_signature", d["shape"])),
                                  getattr(d["dtype"], "__name__", str(d["dtype"]))) for name, d in zip(names, details))
         return specs, dict(zip(names, raw))
-    return (), {}
+    raise MissingExtraError(f"timing {path.name} with benchmark_model reads its input tensors here first (the names "
+                            "--input_layer takes, and its free dimensions): no LiteRT is installed; install it with: "
+                            "pip install 'edgeseq[tflite]'")
 
 
 def _declared_input_names(path: Path, interpreter, details) -> list[str] | None:
