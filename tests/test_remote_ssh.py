@@ -505,3 +505,13 @@ def test_recipe_budgets_on_the_device(sshd, tmp_path, run_cli):
 
 def test_on_device_without_a_recipe_is_one_line(run_cli):
     assert_one_line_error(run_cli("export", "cbhg-lite", "--on-device"))
+
+
+def test_check_refuses_a_second_device(sshd, lite_onnx, run_cli):
+    """`check --device A --device B` checked on B alone and said nothing about A."""
+    proc = run_cli("check", lite_onnx.path, "--device", str(sshd.profile()), "--device", "cpu", "--times", "7",
+                   "--batches", "1")
+    line = assert_one_line_error(proc)
+    assert "check runs on one --device (got 2:" in line and "edgeseq profile" in line, line
+    proc = run_cli("check", lite_onnx.path, "--device", str(sshd.profile()), "--times", "7", "--batches", "1")
+    assert proc.returncode == 0 and "onnxruntime-cpu@loopback" in proc.stdout, proc.stderr

@@ -14,6 +14,10 @@ Device = Annotated[
     Optional[str],
     typer.Option("--device", help="cpu | cuda | tensorrt, a profile name (edgeseq devices) or a profile .toml."),
 ]
+OneDevice = Annotated[  # a list, so that a repeated --device is refused instead of the last one winning
+    Optional[List[str]],
+    typer.Option("--device", help="cpu | cuda | tensorrt, a profile name (edgeseq devices) or a profile .toml."),
+]
 Devices = Annotated[
     Optional[List[str]],
     typer.Option("--device", help="cpu | cuda | tensorrt, a profile name (edgeseq devices) or a profile .toml; "

@@ -305,7 +305,7 @@ def check_cmd(
     weights: args.Weights = None,
     times: args.Times = None,
     batches: args.Batches = None,
-    device: args.Device = None,
+    device: args.OneDevice = None,
     threads: args.Threads = None,
     json_out: args.JsonOut = None,
     bisect: Annotated[bool, typer.Option("--bisect", help="On failure, name the first PyTorch module that diverged.")] = False,
@@ -314,6 +314,10 @@ def check_cmd(
     """Parity of ARTIFACT against the PyTorch original over a sequence-length x batch sweep."""
     from ..api import check
 
+    if device and len(device) > 1:  # a plain option would keep the last one and check there alone, saying nothing
+        raise InputError(f"check runs on one --device (got {len(device)}: {', '.join(device)}); run it once per "
+                         "device, or time several side by side with `edgeseq profile`")
+    device = device[0] if device else None
     if json_out:
         check_output_file(json_out, "--json")
     overrides = dict(args.tolerance_overrides(tolerance))
