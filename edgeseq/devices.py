@@ -49,6 +49,9 @@ RUNTIME_FORMAT = {Runtime.ONNXRUNTIME: Format.ONNX, Runtime.LITERT: Format.TFLIT
                   Runtime.TORCH: Format.TORCH}
 
 
+ADB_REMOTE_DIR = "/data/local/tmp/edgeseq"
+
+
 @dataclass(frozen=True)
 class Transport:
     kind: TransportKind
@@ -168,7 +171,10 @@ def parse_profile(data: dict, source: str) -> DeviceProfile:
         except UnknownNameError as exc:
             raise InputError(f"{source} [tolerances]: {exc}") from None
         tolerances[prec] = check_rel_l2(value, f"{source} [tolerances]: {prec!r}")
-    transport = Transport(kind=kind, **{k: v for k, v in data["transport"].items() if k != "kind"})
+    fields = {k: v for k, v in data["transport"].items() if k != "kind"}
+    if kind is TransportKind.ADB:  # Android's /tmp is not there for a shell user; /data/local/tmp is
+        fields.setdefault("remote_dir", ADB_REMOTE_DIR)
+    transport = Transport(kind=kind, **fields)
     return DeviceProfile(name=data["name"], description=data.get("description", ""), runtime=runtime,
                          delegate=delegate, transport=transport, threads=threads, precisions=precisions,
                          tolerances=tolerances, source=source)

@@ -94,3 +94,11 @@ def test_local_cuda_says_it_is_pytorch_and_what_runs_a_file_on_the_gpu(run_cli, 
         edgeseq.check(lite_onnx.path, device="local-cuda")
     line = assert_one_line_error(run_cli("check", lite_onnx.path, "--device", "local-cuda"))
     assert "use --device cuda (ONNX Runtime's CUDA provider)" in line
+
+
+def test_an_adb_profile_without_remote_dir_uses_android_s_writable_folder(tmp_path):
+    path = tmp_path / "phone.toml"
+    path.write_text('name = "phone"\nruntime = "litert"\ndelegate = "xnnpack"\n[transport]\nkind = "adb"\n')
+    assert load_profile(path).transport.remote_dir == "/data/local/tmp/edgeseq"  # Android has no /tmp for adb shell
+    path.write_text('name = "box"\nruntime = "onnxruntime"\ndelegate = "cpu"\n[transport]\nkind = "ssh"\nhost = "h"\n')
+    assert load_profile(path).transport.remote_dir == "/tmp/edgeseq"
