@@ -192,6 +192,7 @@ def matrix_entries(report: dict) -> list[dict]:
             "worst": (par or ref or {}).get("worst") or {},
             "p50_ms": lat["p50_ms"] if lat else None,
             "p90_ms": lat["p90_ms"] if lat else None,
+            "min_ms": lat.get("min_ms") if lat else None,
             "x_eager": base["p50_ms"] / lat["p50_ms"] if (base and lat and lat["p50_ms"]) else None,
             "size_bytes": art["size_bytes"] if art else None,
         })
@@ -200,7 +201,7 @@ def matrix_entries(report: dict) -> list[dict]:
         if art["path"] not in ran:
             entries.append({"format": art["format"], "precision": art["precision"], "runtime": "(none here)",
                             "artifact": art["path"], "parity": "not run", "worst": {}, "p50_ms": None,
-                            "p90_ms": None, "x_eager": None, "size_bytes": art["size_bytes"]})
+                            "p90_ms": None, "min_ms": None, "x_eager": None, "size_bytes": art["size_bytes"]})
     return entries
 
 
