@@ -21,7 +21,7 @@ from .enums import Format, Precision
 from .environment import fingerprint
 from .errors import EdgeseqError, InputError
 from .parity import Tolerances
-from .report import Report, render_markdown, write_html
+from .report import Report, html_available, render_markdown, write_html
 
 @dataclasses.dataclass(frozen=True)
 class ProgressEvent:
@@ -263,10 +263,11 @@ def run_matrix(
                         quantization=quant_summaries(artifacts, parity, latency, references))
         for staged_file in sorted(staging.iterdir()):  # artifacts and their companions (plans, sidecars, caches)
             staged_file.replace(out_dir / staged_file.name)
-        track.say("writing report.json, report.md and report.html")
+        track.say("writing report.json, report.md" + (" and report.html" if html_available() else ""))
         report.save(out_dir / "report.json")
         write_text_atomic(out_dir / "report.md", render_markdown(report.to_dict()))
-        write_html(report.to_dict(), out_dir / "report.html")
+        if not write_html(report.to_dict(), out_dir / "report.html"):
+            (out_dir / "report.html").unlink(missing_ok=True)  # an earlier run's would not match this report.json
         finished = True
         return report
     finally:

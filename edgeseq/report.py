@@ -526,11 +526,19 @@ figure{{display:inline-block;margin:1em}} .PASSED{{color:#070}} .FAILED{{color:#
 """
 
 
+def html_available() -> bool:
+    """report.html needs matplotlib (the `report` extra) for its plots."""
+    from importlib.util import find_spec
+
+    try:
+        return find_spec("matplotlib") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def write_html(report: dict, path: str | Path) -> bool:
     """report.html beside the JSON; False (and no file) when matplotlib is not installed."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
+    if not html_available():
         return False
     write_text_atomic(path, render_html(report))
     return True

@@ -184,3 +184,22 @@ def test_narrow_tables_never_split_or_cut_a_number(quant_report, width):
         assert "left out" not in shown and "10.96" in _printed(real, width)
     else:  # too narrow for every column: the lowest-priority one goes, and a line says so
         assert "(left out to fit 60 columns: size)" in _printed(real, width)
+
+
+def test_without_matplotlib_no_report_html_is_claimed_or_left_stale(tmp_path, monkeypatch):
+    """report.html needs the report extra: without it the run says what it wrote, and an earlier run's report.html
+    (which would describe another report.json) is removed."""
+    import edgeseq.matrix as matrix
+    import edgeseq.report as report
+
+    monkeypatch.setattr(report, "html_available", lambda: False)
+    monkeypatch.setattr(matrix, "html_available", lambda: False)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.html").write_text("from an earlier run")
+    said = []
+    edgeseq.run_matrix("cbhg-lite", ["onnx"], out_dir=out, options=MatrixOptions(times=(7,), batches=(1,),
+                                                                                 iterations=2, warmup=0),
+                       progress=lambda e: said.append(str(e)))
+    assert (out / "report.json").is_file() and (out / "report.md").is_file() and not (out / "report.html").exists()
+    assert "writing report.json, report.md" in said and not any("report.html" in s for s in said)

@@ -208,7 +208,9 @@ def export_cmd(
     _print_failures(data)
     if junit:
         write_junit(data, junit)
-    out.print(f"wrote {target / 'report.json'}, report.md and report.html", highlight=False)
+    html = " and report.html" if (target / "report.html").is_file() else \
+        " (report.html needs matplotlib: pip install 'edgeseq[report]')"
+    out.print(f"wrote {target / 'report.json'}, report.md{html}", highlight=False)
     raise typer.Exit(0 if report.passed else 1)
 
 
