@@ -33,3 +33,11 @@ def test_every_model_format_pair_is_exercised_by_the_default_run(tmp_path):
     wanted = {(model, fmt.value) for model, formats in support_table().items() for fmt in formats}
     assert not wanted - covered, f"no default-run test exports and checks: {sorted(wanted - covered)}"
     assert not covered - wanted, f"marked pairs that the support table does not list: {sorted(covered - wanted)}"
+
+
+def test_formats_left_out_of_all_are_named_with_their_extra(monkeypatch):
+    import edgeseq.formats as formats
+
+    assert formats.formats_not_installed() == {}  # the test environment has every extra
+    monkeypatch.setattr(formats, "installed_formats", lambda: [Format.ONNX, Format.TENSORRT])
+    assert formats.formats_not_installed() == {Format.TFLITE: "pip install 'edgeseq[tflite]'"}

@@ -206,6 +206,11 @@ def export_cmd(
     print_table(data, out)
     _print_artifact_notes(data)
     _print_failures(data)
+    if "all" in (format or []):
+        from ..formats import formats_not_installed
+
+        for fmt, how in formats_not_installed().items():
+            out.print(f"-f all left out {fmt.value}: not installed here ({how})", highlight=False)
     if junit:
         write_junit(data, junit)
     html = " and report.html" if (target / "report.html").is_file() else \

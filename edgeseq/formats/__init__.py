@@ -54,6 +54,15 @@ def installed_formats() -> list[Format]:
     return [fmt for fmt, needs in _NEEDS.items() if all(present(n) for n in needs)]
 
 
+_EXTRAS = {Format.ONNX: "onnx", Format.TFLITE: "tflite", Format.TENSORRT: "onnx"}
+
+
+def formats_not_installed() -> dict[Format, str]:
+    """Exportable formats `-f all` leaves out here, each with the pip extra that brings it."""
+    have = installed_formats()
+    return {fmt: f"pip install 'edgeseq[{_EXTRAS[fmt]}]'" for fmt in exportable_formats() if fmt not in have}
+
+
 def detect_format(path: str | Path) -> Format:
     """The format of an artifact file, from its suffix, checked against its first bytes where that is cheap."""
     path = Path(path)
