@@ -39,15 +39,15 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--artifact", help="an exported .onnx; default: export cbhg-lite to a temp folder")
     args = parser.parse_args()
-    path = args.artifact or edgeseq.export("cbhg-lite", "onnx", out_dir=tempfile.mkdtemp()).path
-
-    pipeline = SpeechEncoderPipeline(path)
-    try:
-        for name in fixture_names():
-            labels = pipeline(load_waveform(name))
-            print(f"{name}: {len(labels)} frames, labels {np.bincount(labels, minlength=4).tolist()}")
-    finally:
-        pipeline.close()
+    with tempfile.TemporaryDirectory(prefix="edgeseq-example-") as scratch:  # removed when the example ends
+        path = args.artifact or edgeseq.export("cbhg-lite", "onnx", out_dir=scratch).path
+        pipeline = SpeechEncoderPipeline(path)
+        try:
+            for name in fixture_names():
+                labels = pipeline(load_waveform(name))
+                print(f"{name}: {len(labels)} frames, labels {np.bincount(labels, minlength=4).tolist()}")
+        finally:
+            pipeline.close()
     return 0
 
 

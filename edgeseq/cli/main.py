@@ -96,7 +96,7 @@ def models_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON 
         table.add_column(col, no_wrap=True)
     for r in rows:
         shape = lambda t: f"{t['name']}[{'x'.join(map(str, t['shape']))}]"  # noqa: E731
-        table.add_row(r["name"], f"{r['parameters']:,}", f"{r['flops_at_default_time'] / 1e9:.3f} @ {r['default_time']}",
+        table.add_row(r["name"], f"{r['parameters']:,}", f"{r['flops_at_default_time'] / 1e9:.3g} @ {r['default_time']}",
                       ", ".join(map(shape, r["inputs"])), ", ".join(map(shape, r["outputs"])))
     out.print(table)
 

@@ -451,7 +451,7 @@ def _interpreter() -> tuple[str, type]:
     except ImportError:
         raise MissingExtraError(
             "neither ai-edge-litert nor tflite-runtime is installed; install it with: "
-            f"pip install 'edgeseq[{EXTRA}]' (or only the runtime: pip install ai-edge-litert)"
+            f"pip install 'edgeseq[{EXTRA}]' (to run .tflite files only, not export them: pip install ai-edge-litert)"
         ) from None
 
 
