@@ -229,6 +229,23 @@ def latency_notes(report: dict) -> list[str]:
             + f": {x['note']}" for x in report["latency"] if x.get("note")]
 
 
+UNSTABLE_P90_OVER_P50 = 2.0
+
+
+def unstable_notes(report: dict) -> list[str]:
+    """Rows whose own spread says the machine was busy while they were timed: a p90 several times the p50. Eager is
+    the usual one, and every 'x torch eager' ratio is against it, so the table says so instead of looking exact."""
+    out = []
+    for x in report["latency"]:
+        if x["p50_ms"] and x["p90_ms"] > UNSTABLE_P90_OVER_P50 * x["p50_ms"]:
+            what = x["runtime"] + (f" on {Path(x['artifact']).name}" if x["artifact"] else "")
+            also = "; every 'x torch eager' ratio is against it" if not x["artifact"] and x["runtime"] == "torch-cpu" \
+                else ""
+            out.append(f"unstable timing: {what} had p90 {x['p90_ms']:.2f} ms, {x['p90_ms'] / x['p50_ms']:.1f}x its "
+                       f"p50 {x['p50_ms']:.2f} ms (a busy machine?){also}; rerun on a quieter machine or with -t 1")
+    return out
+
+
 def bisection_lines(report: dict) -> list[str]:
     """One line per bisected failure: where it ran, the case, and the first module that left tolerance."""
     from .bisection import verdict
@@ -260,7 +277,7 @@ def render_markdown(report: dict) -> str:
     lines.append("| " + " | ".join(COLUMNS) + " |")
     lines.append("|" + "|".join("---" for _ in COLUMNS) + "|")
     lines += ["| " + " | ".join(r[c] for c in COLUMNS) + " |" for r in rows]
-    notes = latency_notes(report)
+    notes = latency_notes(report) + unstable_notes(report)
     if notes:
         lines += [""] + [f"- {note}" for note in notes]
     for par in report["parity"]:
@@ -345,6 +362,8 @@ def print_table(report: dict, console=None) -> None:
     console.print(fitted_table(f"edgeseq: {report['model']['name']}", TERMINAL_COLUMNS, matrix, console.width,
                                text=("format", "precision", "runtime"),
                                styles=["red" if row["parity"] == "FAIL" else None for row in matrix]))
+    for note in unstable_notes(report):
+        console.print(note, style="yellow", highlight=False)
     rows = quant_rows(report)
     if rows:
         columns = ("artifact", "runtime", "size x fp32", "p50 x fp32", "rel L2", "torch int8 rel L2", "still float")
