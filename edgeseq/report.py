@@ -236,7 +236,7 @@ def unstable_notes(report: dict) -> list[str]:
     """Rows whose own spread says the machine was busy while they were timed: a p90 several times the p50. Eager is
     the usual one, and every 'x torch eager' ratio is against it, so the table says so instead of looking exact."""
     out = []
-    for x in report["latency"]:
+    for x in report.get("latency", ()):
         if x["p50_ms"] and x["p90_ms"] > UNSTABLE_P90_OVER_P50 * x["p50_ms"]:
             what = x["runtime"] + (f" on {Path(x['artifact']).name}" if x["artifact"] else "")
             also = "; every 'x torch eager' ratio is against it" if not x["artifact"] and x["runtime"] == "torch-cpu" \
