@@ -85,6 +85,11 @@ def detect_format(path: str | Path) -> Format:
     return fmt
 
 
+def read_metadata(path: str | Path, fmt: Format | None = None) -> dict[str, str]:
+    """An artifact's edgeseq metadata, read on this host by its format module (no session, no device)."""
+    return module_for(fmt or detect_format(path)).read_metadata(path)
+
+
 def runner_for(path: str | Path, *, device: str | None = None, threads: int | None = None):
     fmt = detect_format(path)
     return module_for(fmt).runner(path, device=device, threads=threads)

@@ -585,6 +585,16 @@ def runner(path, *, device=None, threads=None) -> TfliteRunner:
     return TfliteRunner(path, device=device, threads=threads)
 
 
+def declared_names(meta: dict, key: str) -> list[str] | None:
+    """The tensor names edgeseq stamped under `key` (edgeseq.inputs / edgeseq.outputs), in signature order; None
+    where there are none or they are unreadable (then the runtime's own names are all there is)."""
+    try:
+        value = _declared(meta, key, Path("?"))
+    except ArtifactError:
+        return None
+    return [d["name"] for d in value] if value else None
+
+
 def _declared(meta: dict, key: str, path: Path) -> list[dict] | None:
     """The tensor list edgeseq stamped into the metadata, validated: a corrupted entry is an ArtifactError, not a
     crash (found by fuzzing)."""

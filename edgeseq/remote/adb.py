@@ -11,7 +11,6 @@ adb >= Android 7 returns the shell command's exit status (shell protocol v2), wh
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -119,9 +118,9 @@ class BenchmarkModelRunner(Runner):
         it to know the model (its input at the asked batch and T), the precision and the device's precisions."""
         if self._metadata is None:
             try:
-                from ..formats.tflite import read_metadata
+                from ..formats import read_metadata
 
-                self._metadata = read_metadata(self.path)
+                self._metadata = read_metadata(self.path, Format.TFLITE)
             except MissingExtraError:
                 self._metadata = {}
         return dict(self._metadata)
@@ -154,7 +153,7 @@ class BenchmarkModelRunner(Runner):
         if "no-graph" in missing:
             self.connection.push([str(self.path)], self.remote_dir)
             self.connection.run(f"mv -f {self.remote_dir}/{self.path.name} {self.graph}", timeout=60)
-        inputs, self._raw = _local_inputs(self.path)
+        inputs, self._raw = _local_inputs(self.path, self.metadata)
         return inputs, ()
 
     def _infer(self, feed):
@@ -187,7 +186,7 @@ class BenchmarkModelRunner(Runner):
         self.connection.close()
 
 
-def _local_inputs(path: Path) -> tuple[tuple[TensorSpec, ...], dict[str, str]]:
+def _local_inputs(path: Path, meta: dict[str, str]) -> tuple[tuple[TensorSpec, ...], dict[str, str]]:
     """The .tflite's inputs read here with a local LiteRT (the tflite extra; none is a MissingExtraError), named
     as the file declares them (edgeseq metadata: `features`, what feeds use), with the tensor name benchmark_model's
     --input_layer needs for each (`serving_default_args_0`): given `features` it would not fix T, and the phone would
@@ -203,7 +202,7 @@ def _local_inputs(path: Path) -> tuple[tuple[TensorSpec, ...], dict[str, str]]:
         except Exception:  # an interpreter that cannot read it here may still run it there
             return (), {}
         raw = [d["name"] for d in details]
-        names = _declared_input_names(path, interpreter, details) or raw
+        names = _declared_input_names(meta, interpreter, details) or raw
         specs = tuple(TensorSpec(name, tuple(int(x) if int(x) >= 0 else None
                                              for x in d.get("shape_signature", d["shape"])),
                                  getattr(d["dtype"], "__name__", str(d["dtype"]))) for name, d in zip(names, details))
@@ -213,12 +212,12 @@ def _local_inputs(path: Path) -> tuple[tuple[TensorSpec, ...], dict[str, str]]:
                             "pip install 'edgeseq[tflite]'")
 
 
-def _declared_input_names(path: Path, interpreter, details) -> list[str] | None:
+def _declared_input_names(meta: dict[str, str], interpreter, details) -> list[str] | None:
     """edgeseq's declared input names (in signature order) matched to the interpreter's inputs by tensor index."""
-    try:
-        from ..formats.tflite import read_metadata
+    from ..formats.tflite import declared_names
 
-        declared = [d["name"] for d in json.loads(read_metadata(path).get("edgeseq.inputs") or "[]")]
+    declared = declared_names(meta, "edgeseq.inputs") or []
+    try:
         signatures = interpreter.get_signature_list()
         if len(signatures) != 1 or len(declared) != len(details):
             return None

@@ -56,15 +56,6 @@ def feed_digest(feed: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def read_metadata(path: Path, fmt: Format) -> dict[str, str]:
-    """An artifact's edgeseq metadata read on this host with its format module's reader (no session, no device)."""
-    if fmt is Format.TFLITE:
-        from ..formats.tflite import read_metadata as reader
-    else:
-        from ..formats.onnx import read_metadata as reader
-    return reader(path)
-
-
 def remote_relative(remote_dir: str) -> str:
     """'~/x' -> 'x': commands over ssh start in the home directory, and no quoting then needs a tilde expanded."""
     if remote_dir == "~":
@@ -133,6 +124,8 @@ class RemoteRunner(Runner):
         if self.profile.runtime.value == "tensorrt":
             return None  # what runs is the engine: its build job (made here in load()) says its precision
         try:
+            from ..formats import read_metadata
+
             return read_metadata(self.path, self.format)
         except MissingExtraError:
             return None
@@ -196,13 +189,9 @@ class RemoteRunner(Runner):
         renamed on their way to and from the device."""
         meta = self._metadata if self._metadata is not None else self._local_metadata()
         meta = meta if meta is not None else self._info.get("metadata", {})
-        declared = {}
-        for key in ("inputs", "outputs"):
-            try:
-                value = json.loads(meta.get(f"edgeseq.{key}") or "null")
-                declared[key] = [d["name"] for d in value] if isinstance(value, list) else None
-            except (json.JSONDecodeError, TypeError, KeyError):
-                declared[key] = None
+        from ..formats.tflite import declared_names
+
+        declared = {key: declared_names(meta, f"edgeseq.{key}") for key in ("inputs", "outputs")}
         if declared["inputs"] and len(declared["inputs"]) == len(inputs):
             self._to_device = {name: t.name for name, t in zip(declared["inputs"], inputs)}
             inputs = tuple(TensorSpec(name, t.shape, t.dtype) for name, t in zip(declared["inputs"], inputs))
