@@ -6,15 +6,16 @@ Every CUDA runtime available is compared with the PyTorch fp32 original run on t
 at batch 1 and 16 and T = 200 and 1000. Latency is device time from CUDA events after warm-up (inputs already on
 the GPU), plus the end-to-end time an app pays (host -> GPU -> host). The table is printed last. With triton
 importable, the fused graphs also run with the BiGRU as one persistent Triton kernel (`-triton` rows, the default
-config per dtype and hidden size), and with gru="auto" at batch 1, T=200 only (`-auto` rows: Triton where it
-measured faster than cuDNN; that run is the same as one of the other two, so one shape keeps the run short).
-The `BiGRU kernel` column says which ran: cudnn or triton[<config>]. Last, `-compiled` rows: the fused model with
-gru="auto" in TorchCudaGraphRunner(compile="default") (torch.compile, the Triton GRU behind a graph break, compiled
-in the warm-up before each capture), fp16 at 1 x 200 and 16 x 1000, fp32 at 1 x 200; they start only while
---compile-budget-s allows. `-cuda` rows run the BiGRU as the hand-written CUDA kernel (edgeseq/models/cuda_gru.cu,
-compiled by NVRTC; BiGRU kernel `cuda-rows-s4`), in the fused graph at every shape and compiled around at 1 x 200;
-like the compiled rows, a `-cuda` row that fails is reported and the run goes on. `first call` is the first infer
-at a shape (compile + capture). The best passing row per model and shape is printed at the end ("best: ...").
+config per dtype and hidden size). `-cuda` rows run it as the hand-written CUDA kernel (edgeseq/models/cuda_gru.cu,
+compiled by NVRTC, which CUDA builds of torch carry; BiGRU kernel `cuda-rows-s2`), at every shape. `-auto` rows
+(gru="auto", batch 1, T=200 only: the run is the same as one of the others, so one shape keeps it short) check
+AutoBiGRU's pick: the CUDA kernel where it runs, else Triton where it measured faster than cuDNN, else cuDNN. The
+`BiGRU kernel` column says which ran: cudnn, triton[<config>] or cuda-rows-s<split>. Last, `-compiled` rows: the
+fused model with gru="auto" in TorchCudaGraphRunner(compile="default") (torch.compile, the GRU behind a graph
+break, compiled in the warm-up before each capture), fp16 at 1 x 200 and 16 x 1000, fp32 at 1 x 200; they start
+only while --compile-budget-s allows. A `-compiled` or `-cuda` row that fails is reported and the run goes on.
+`first call` is the first infer at a shape (compile + capture). The best passing row per model and shape is
+printed at the end ("best: ...").
 """
 
 from __future__ import annotations
@@ -50,14 +51,14 @@ AUTO_SHAPES = ((1, 200),)
 COMPILED_SHAPES = {"fp16": ((1, 200), (16, 1000)), "fp32": ((1, 200),)}
 
 
-def compiled_runner(spec, precision: str, gru: str = "auto") -> TorchCudaGraphRunner:
+def compiled_runner(spec, precision: str) -> TorchCudaGraphRunner:
     """The fastest measured path: fused, gru="auto", torch.compile(mode="default") in the runner's warm-up. Dynamo's
     cache is cleared first: every runner compiles the same CBHG.forward, and its recompile limit (8) would
     otherwise end in an error after a few models and shapes."""
     import torch._dynamo
 
     torch._dynamo.reset()
-    module = fuse_for_inference(spec.build(), gru=gru)
+    module = fuse_for_inference(spec.build(), gru="auto")
     return TorchCudaGraphRunner(spec, module=module, precision=precision, compile="default")
 
 
@@ -93,19 +94,16 @@ def runtimes(spec):
              lambda: TorchCudaGraphRunner(spec, module=fuse_for_inference(spec.build(), gru="auto"),
                                           precision="fp16"), AUTO_SHAPES),
         ]
-    # fp32 runs cuDNN's GRU at hidden 128 under "auto": compiled around it, a graph break as well
-    out += [("torch-cuda-graph-fused-compiled", p, lambda p=p: compiled_runner(spec, p), COMPILED_SHAPES[p])
-            for p in ("fp16", "fp32")]
-    # the hand-written CUDA kernel (needs NVRTC, which CUDA builds of torch carry), plain and compiled around it
+    # the hand-written CUDA kernel (needs NVRTC, which CUDA builds of torch carry)
     out += [("torch-cuda-graph-fused-cuda", p, lambda p=p: cuda_kernel_runner(spec, p)) for p in ("fp32", "fp16")]
-    out += [("torch-cuda-graph-fused-compiled-cuda", p,
-             lambda p=p: compiled_runner(spec, p, gru="cuda"), AUTO_SHAPES)
+    # compiled around whichever GRU "auto" picks (a graph break at it)
+    out += [("torch-cuda-graph-fused-compiled", p, lambda p=p: compiled_runner(spec, p), COMPILED_SHAPES[p])
             for p in ("fp16", "fp32")]
     return out
 
 
 def gru_kernel(runner) -> str:
-    """Which kernel ran the BiGRU in the last call: 'cudnn' or 'triton[<config label>]'."""
+    """Which kernel ran the BiGRU in the last call: 'cudnn', 'triton[<config label>]' or 'cuda-rows-s<split>'."""
     gru = runner.module.gru
     if isinstance(gru, AutoBiGRU):
         return gru.choice or "-"

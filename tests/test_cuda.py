@@ -34,6 +34,36 @@ def test_compile_option_is_plumbed_into_the_runtime_label(monkeypatch, mode):
     assert runner.runtime == ("torch-cuda-graph-compiled-fp16" if mode else "torch-cuda-graph-fp16")
 
 
+def test_fused_graph_runner_rewrites_cbhg_models_and_names_its_gru_kernel(monkeypatch):
+    """fuse=True: construction and the model rewrite only (no GPU here): the fused CBHG with the auto GRU, its
+    runtime label, and the latency note naming the kernel that ran."""
+    from edgeseq.models.triton_gru import AutoBiGRU
+
+    monkeypatch.setattr("edgeseq.formats.torch.cuda_available", lambda: True)
+    spec = edgeseq.get_model("cbhg")
+    runner = TorchCudaGraphRunner(spec, precision="fp16", fuse=True)
+    assert runner.runtime == "torch-cuda-graph-fused-auto-fp16"
+    assert TorchCudaGraphRunner(spec, fuse=True, compile="default").runtime == "torch-cuda-graph-fused-auto-compiled"
+    module = runner._build()
+    assert isinstance(module.gru, AutoBiGRU) and type(module.bank).__name__ == "FoldedConv"  # the merged bank
+    runner.module = module
+    assert runner._kernel_note() == ""  # nothing ran yet
+    module.gru.choice = "cuda-rows-s2"
+    assert runner._kernel_note() == "; BiGRU kernel cuda-rows-s2"
+    with pytest.raises(UnsupportedError, match="fuse=True rewrites CBHG-family models; seq-cnn builds a SeqCNN"):
+        TorchCudaGraphRunner(edgeseq.get_model("seq-cnn"), fuse=True)._build()
+
+
+def test_cuda_runners_add_the_fused_graph_for_cbhg_models_only(monkeypatch):
+    from edgeseq.formats.torch import cuda_runners
+
+    monkeypatch.setattr("edgeseq.formats.torch.cuda_available", lambda: True)
+    plain = ["torch-cuda", "torch-cuda-fp16", "torch-cuda-graph", "torch-cuda-graph-fp16"]
+    fused = ["torch-cuda-graph-fused-auto", "torch-cuda-graph-fused-auto-fp16"]
+    assert [r.runtime for r in cuda_runners(edgeseq.get_model("cbhg"))] == plain + fused
+    assert [r.runtime for r in cuda_runners(edgeseq.get_model("seq-cnn"))] == plain
+
+
 def test_compile_failure_is_one_line_naming_torch_compile(monkeypatch):
     """Whatever torch.compile raises in the warm-up becomes one RuntimeFailure line (here on the CPU: the runner's
     compile step alone, the GPU calls stubbed)."""
@@ -84,14 +114,11 @@ def test_device_timing_uses_events():
 
 @pytest.mark.gpu
 @needs_cuda
-def test_compiled_graph_runner_with_triton_gru_passes_fp16_parity_and_replays():
-    """The fastest measured path (compile_probe c-compile-break): fused, Triton GRU behind a graph break, compiled
-    in the warm-up, captured in a CUDA graph and replayed."""
-    from edgeseq._lazy import available
+def test_compiled_graph_runner_with_auto_gru_passes_fp16_parity_and_replays():
+    """The fastest measured path (gpu-nvidia-h200.json, cbhg 1 x 200): fused, the auto GRU (the CUDA kernel) behind a
+    graph break, compiled in the warm-up, captured in a CUDA graph and replayed."""
     from edgeseq.models.fuse import fuse_for_inference
 
-    if not available("triton"):
-        pytest.skip("needs triton (pip install 'edgeseq[triton]')")
     import torch._dynamo
 
     torch._dynamo.reset()
@@ -105,7 +132,7 @@ def test_compiled_graph_runner_with_triton_gru_passes_fp16_parity_and_replays():
         first = runner.infer(feed)["encoded"]
         np.testing.assert_array_equal(runner.infer(feed)["encoded"], first)  # a replay of the same graph
         assert len(runner._graphs) == 1 and runner.runtime == "torch-cuda-graph-compiled-fp16"
-        assert runner.module.gru.choice.startswith("triton") and runner._fn is not runner.module
+        assert runner.module.gru.choice == "cuda-rows-s2" and runner._fn is not runner.module
 
 
 def test_matrix_gives_every_cuda_runtime_a_parity_and_a_latency_row(monkeypatch, tmp_path):
@@ -147,14 +174,16 @@ def test_matrix_gives_every_cuda_runtime_a_parity_and_a_latency_row(monkeypatch,
 
 @pytest.mark.gpu
 @needs_cuda
-def test_matrix_on_a_gpu_has_eager_and_graph_rows_in_fp32_and_fp16(tmp_path):
+def test_matrix_on_a_gpu_has_eager_graph_and_fused_rows_in_fp32_and_fp16(tmp_path):
     report = edgeseq.run_matrix("cbhg-lite", out_dir=tmp_path, options=edgeseq.MatrixOptions(
         times=(7, 200), batches=(1, 3), iterations=5))
-    expected = {"torch-cuda", "torch-cuda-fp16", "torch-cuda-graph", "torch-cuda-graph-fp16"}
+    expected = {"torch-cuda", "torch-cuda-fp16", "torch-cuda-graph", "torch-cuda-graph-fp16",
+                "torch-cuda-graph-fused-auto", "torch-cuda-graph-fused-auto-fp16"}
     parity = {p.runtime: p for p in report.parity if not p.artifact}
     assert expected <= set(parity) and all(parity[r].passed for r in expected), parity
     latency = {x.runtime: x for x in report.latency if not x.artifact}
     assert all("CUDA events" in latency[r].note for r in expected)
+    assert latency["torch-cuda-graph-fused-auto-fp16"].note.endswith("; BiGRU kernel cuda-rows-s2")
 
 
 def test_gpu_session_summary_reads_a_real_run(tmp_path):

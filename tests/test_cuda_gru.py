@@ -360,7 +360,7 @@ def test_hidden_sizes_outside_the_kernel_are_refused(hidden):
 def test_splits_other_than_2_or_4_are_refused():
     with pytest.raises(UnsupportedError, match="2 or 4"):
         GruKernelConfig(kind="cuda", split=8)
-    with pytest.raises(UnsupportedError, match="4 or 2 threads, not 3"):
+    with pytest.raises(UnsupportedError, match="2 or 4 threads, not 3"):
         cuda_gru.compile_kernel(64, torch.float32, "90", split=3)
     assert GruKernelConfig(kind="cuda", split=2).label == "cuda-rows-s2"
 
@@ -370,7 +370,7 @@ def test_cpu_tensors_are_refused_with_one_line():
     gi, w_hh_t, b_hh = _operands(gru, torch.randn(1, 4, 24))
     with pytest.raises(UnsupportedError, match="CUDA tensors"):
         bigru_recurrence(gi, w_hh_t, b_hh, CUDA_CONFIG)
-    assert CUDA_CONFIG.label == "cuda-rows-s4"
+    assert CUDA_CONFIG.label == "cuda-rows-s2"  # the default split: 2 measured faster than 4
 
 
 def test_fuse_with_gru_cuda_runs_the_module_on_the_cuda_kernel():

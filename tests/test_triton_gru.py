@@ -19,7 +19,9 @@ from edgeseq.errors import InputError, UnknownNameError, UnsupportedError
 from edgeseq.formats.torch import TorchCudaGraphRunner, TorchRunner
 from edgeseq.models.fuse import fuse_for_inference
 from edgeseq.models.cbhg import BiGRU
-from edgeseq.models.triton_gru import (AutoBiGRU, GruKernelConfig, TritonBiGRU, bigru_recurrence, default_config,
+from edgeseq.models import triton_gru
+from edgeseq.models.triton_gru import (CUDA_KERNEL, AutoBiGRU, GruKernelConfig, TritonBiGRU, bigru_recurrence,
+                                       cuda_kernel_beats_cudnn, default_config,
                                         transposed_hh, triton_beats_cudnn)
 
 HAVE_TRITON = available("triton")
@@ -221,7 +223,7 @@ def test_torch_compile_of_auto_gru_breaks_the_graph_and_records_its_choice_on_cp
     with torch.inference_mode():
         got, want = compiled(x), module.rnn(torch.tanh(x))[0].sum(-1)
     assert sum(counters["graph_break"].values()) >= 1
-    expected = "triton" if module.picks_triton(x.dtype, x.device) else "torch"
+    expected = module.kernel_for(x.dtype, x.device)
     assert module.choice.startswith(expected) and torch.allclose(got, want, atol=1e-5)
 
 
@@ -285,17 +287,52 @@ def test_auto_gru_on_cpu_runs_nn_gru_and_records_it(monkeypatch):
     assert {k for k in fused.gru.state_dict() if k.startswith("rnn.")} == set(model.gru.state_dict())  # same keys
 
 
-def test_auto_rule_never_picks_triton_where_it_cannot_run():
-    auto = AutoBiGRU(_gru(128, seed=0))
-    assert not auto.picks_triton(torch.float32, torch.device("cuda"))  # fp32 at 128: cuDNN measured faster
+def test_auto_rule_on_cuda_without_nvrtc_picks_triton_only_where_it_beat_cudnn(monkeypatch):
+    monkeypatch.setattr(triton_gru, "_have_nvrtc", lambda: False)
+    cuda = torch.device("cuda")
+    assert AutoBiGRU(_gru(128, seed=0)).kernel_for(torch.float32, cuda) == "torch"  # fp32 at 128: cuDNN faster
     assert not triton_beats_cudnn(torch.float16, 256)  # over the kernel's on-chip limit
     assert not triton_beats_cudnn(torch.bfloat16, 64)  # not measured
+    triton = "triton" if HAVE_TRITON else "torch"
+    assert AutoBiGRU(_gru(128, seed=0)).kernel_for(torch.float16, cuda) == triton
+    assert AutoBiGRU(_gru(64, seed=0)).kernel_for(torch.float32, cuda) == triton
 
 
-@needs_triton
-def test_auto_rule_picks_triton_on_cuda_for_fp16_and_small_fp32():
-    assert AutoBiGRU(_gru(128, seed=0)).picks_triton(torch.float16, torch.device("cuda"))
-    assert AutoBiGRU(_gru(64, seed=0)).picks_triton(torch.float32, torch.device("cuda"))
+def test_auto_rule_puts_the_cuda_kernel_first_on_cuda_where_nvrtc_loads(monkeypatch):
+    monkeypatch.setattr(triton_gru, "_have_nvrtc", lambda: True)
+    monkeypatch.setattr(triton_gru, "_have_triton", lambda: True)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    auto = AutoBiGRU(_gru(128, seed=0))
+    assert auto.kernel_for(torch.float32, cuda) == auto.kernel_for(torch.float16, cuda) == "cuda"
+    assert auto.kernel_for(torch.bfloat16, cuda) == "torch"  # runs, but neither kernel was measured in bf16
+    assert auto.kernel_for(torch.float32, cpu) == "torch"  # not a CUDA tensor: never the CUDA kernel
+    assert AutoBiGRU(_gru(40, seed=0)).kernel_for(torch.float16, cuda) == "triton"  # not a multiple of 16
+    assert not cuda_kernel_beats_cudnn(torch.float32, 256) and cuda_kernel_beats_cudnn(torch.float16, 16)
+    auto.cuda_error = "NVRTC could not compile the CUDA GRU kernel for sm_50"
+    assert auto.kernel_for(torch.float16, cuda) == "triton"  # after a failure: the next kernel in the order
+
+
+def test_auto_gru_falls_back_once_with_a_warning_when_the_cuda_kernel_cannot_run(monkeypatch):
+    """The CUDA kernel refused at its first call (here: NVRTC cannot compile it): one warning naming why, the call
+    still answers (nn.GRU on this CPU), and the kernel is not tried again."""
+    from edgeseq.errors import RuntimeFailure
+
+    auto = AutoBiGRU(_gru(32, seed=3))
+    tries = []
+
+    def refuse(x, config):
+        tries.append(config)
+        raise RuntimeFailure("NVRTC could not compile the CUDA GRU kernel for sm_50: error")
+
+    monkeypatch.setattr(auto.triton, "run", refuse)
+    monkeypatch.setattr(auto, "kernel_for", lambda dtype, device: "torch" if auto.cuda_error else "cuda")
+    x = torch.randn(2, 5, auto.input_size)
+    with pytest.warns(RuntimeWarning, match="cannot run here .*sm_50.*falling back"), torch.no_grad():
+        got = auto(x)
+    with torch.no_grad():
+        torch.testing.assert_close(got, auto.rnn(x)[0], rtol=0, atol=0)
+        auto(x)
+    assert tries == [CUDA_KERNEL] and auto.choice == "torch" and "sm_50" in auto.cuda_error
 
 
 def test_default_configs_are_valid_and_keep_fp32_weights_in_fp32():
@@ -332,10 +369,8 @@ def test_cuda_fused_cbhg_with_triton_gru_matches_the_original(name, precision, g
     runner = TorchRunner(spec, module=fused, device="cuda", precision=precision)
     result = edgeseq.check(runner, spec, precision=precision, times=(1, 7, 200), batches=(1, 3))
     assert result.passed, result.failures
-    if gru == "auto":
-        dtype = torch.float16 if precision == "fp16" else torch.float32
-        expected = "triton" if triton_beats_cudnn(dtype, fused.cfg.gru_hidden) else "cudnn"
-        assert fused.gru.choice.startswith(expected)
+    if gru == "auto":  # hidden 128 and 64, fp32 and fp16: the CUDA kernel (a CUDA build of torch has NVRTC)
+        assert fused.gru.choice == CUDA_KERNEL.label == "cuda-rows-s2" and fused.gru.cuda_error is None
 
 
 @pytest.mark.gpu

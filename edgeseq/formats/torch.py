@@ -65,8 +65,11 @@ class TorchRunner(Runner):
     def runtime(self) -> str:
         return runtime_label(self.device, self.precision)
 
+    def _build(self) -> nn.Module:
+        return self._module if self._module is not None else self.spec.build(self._weights)
+
     def _load(self):
-        module = self._module if self._module is not None else self.spec.build(self._weights)
+        module = self._build()
         if self.precision is Precision.INT8_DYNAMIC:
             module = int8_reference(module)
         self.module = module.to(self.device, self._dtype).eval()
@@ -115,7 +118,12 @@ class TorchRunner(Runner):
 
         device = self.device_times_ms(feed, warmup=warmup, iterations=iterations, budget_s=budget_s)
         e2e = time_locally(self, feed, warmup=1, iterations=max(5, len(device) // 5), budget_s=budget_s)
-        return device_timings(device, e2e, "device time from CUDA events, inputs already on the GPU")
+        return device_timings(device, e2e, "device time from CUDA events, inputs already on the GPU"
+                              + self._kernel_note())
+
+    def _kernel_note(self) -> str:
+        """What a latency note adds about the kernels that ran ('' here; see TorchCudaGraphRunner)."""
+        return ""
 
     def synchronize(self) -> None:
         if self.device.startswith("cuda"):
@@ -138,13 +146,19 @@ class TorchCudaGraphRunner(TorchRunner):
     """Captures the forward pass once per input shape in a CUDA graph and replays it: one launch instead of
     thousands, which is what a launch-bound BiGRU at batch 1 needs. Shapes are fixed per capture.
 
+    fuse=True (CBHG-family models): the model is first rewritten by `models.fuse.fuse_for_inference(gru="auto")`
+    (batch norms folded, the bank merged into one conv, the BiGRU as one persistent kernel: the CUDA kernel where it
+    runs), the fastest path the matrix runs that keeps parity with the original (cbhg fp16 1 x 200 on an H200: 0.30
+    ms vs 0.80 ms unfused, bench/results/gpu-nvidia-h200.json). Runtime label
+    `torch-cuda-graph-fused-auto[-fp16]`; its latency note names the BiGRU kernel that ran.
+
     compile="default" | "max-autotune-no-cudagraphs": the module (converted, on the GPU) is wrapped in
     torch.compile(mode=compile, dynamic=False) and compiled in the warm-up before each new shape's capture; inductor
     fuses the small kernels around the BiGRU (cbhg fp16 1 x 200 on an H200: 0.42 ms vs 0.47 ms uncompiled with the
     Triton GRU, bench/results/triton-gru-quick-nvidia-h200.log; which runs eagerly behind a graph break, see triton_gru.TritonBiGRU). `module` stays the uncompiled
     one, for inspection."""
 
-    def __init__(self, spec: ModelSpec, *, compile: str | None = None, **kwargs):
+    def __init__(self, spec: ModelSpec, *, compile: str | None = None, fuse: bool = False, **kwargs):
         kwargs.setdefault("device", "cuda")
         if compile is not None and compile not in COMPILE_MODES:
             raise UnsupportedError(f"compile={compile!r}: the CUDA graph runner takes torch.compile modes "
@@ -152,13 +166,29 @@ class TorchCudaGraphRunner(TorchRunner):
         super().__init__(spec, **kwargs)
         if not self.device.startswith("cuda"):
             raise UnsupportedError("CUDA graphs need device 'cuda'")
-        self.compile_mode = compile
+        self.compile_mode, self.fuse = compile, fuse
         self._graphs: dict[tuple, tuple] = {}
 
     @property
     def runtime(self) -> str:
-        return ("torch-cuda-graph" + ("-compiled" if self.compile_mode else "")
+        return ("torch-cuda-graph" + ("-fused-auto" if self.fuse else "") + ("-compiled" if self.compile_mode else "")
                 + ("-fp16" if self.precision is Precision.FP16 else ""))
+
+    def _build(self) -> nn.Module:
+        module = super()._build()
+        if not self.fuse:
+            return module
+        from ..models.cbhg import CBHG
+        from ..models.fuse import fuse_for_inference
+
+        if not isinstance(module, CBHG):
+            raise UnsupportedError(f"fuse=True rewrites CBHG-family models; {self.spec.name} builds a "
+                                   f"{type(module).__name__}")
+        return fuse_for_inference(module, gru="auto")
+
+    def _kernel_note(self) -> str:
+        choice = getattr(getattr(self.module, "gru", None), "choice", None) if self.fuse else None
+        return f"; BiGRU kernel {choice}" if choice else ""
 
     def _load(self):
         loaded = super()._load()
@@ -221,10 +251,17 @@ class TorchCudaGraphRunner(TorchRunner):
 
 
 def cuda_runners(spec: ModelSpec, weights=None) -> list[TorchRunner]:
-    """The PyTorch CUDA runtimes of the matrix (issue #5), unloaded: eager fp32 and fp16, and the same captured in
-    CUDA graphs (one capture per input shape, replayed). The fused / Triton / compiled paths are measured by
-    bench/gpu_check.py; the matrix keeps to the model as written."""
-    return [TorchRunner(spec, weights=weights, device="cuda"),
-            TorchRunner(spec, weights=weights, device="cuda", precision=Precision.FP16),
-            TorchCudaGraphRunner(spec, weights=weights),
-            TorchCudaGraphRunner(spec, weights=weights, precision=Precision.FP16)]
+    """The PyTorch CUDA runtimes of the matrix (issue #5), unloaded: eager fp32 and fp16, the same captured in CUDA
+    graphs (one capture per input shape, replayed), and for CBHG-family models the fused graph with the fastest
+    BiGRU kernel (`TorchCudaGraphRunner(fuse=True)`). torch.compile around it (faster still at batch 1, but a
+    compile per input shape) and the other kernels are measured by bench/gpu_check.py."""
+    from ..models.cbhg import CBHG
+
+    runners = [TorchRunner(spec, weights=weights, device="cuda"),
+               TorchRunner(spec, weights=weights, device="cuda", precision=Precision.FP16),
+               TorchCudaGraphRunner(spec, weights=weights),
+               TorchCudaGraphRunner(spec, weights=weights, precision=Precision.FP16)]
+    if isinstance(spec.build(), CBHG):  # seeded weights: only the class is asked
+        runners += [TorchCudaGraphRunner(spec, weights=weights, fuse=True),
+                    TorchCudaGraphRunner(spec, weights=weights, fuse=True, precision=Precision.FP16)]
+    return runners

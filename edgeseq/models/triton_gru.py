@@ -1,20 +1,22 @@
-"""A bidirectional GRU as ONE persistent Triton kernel launch, for latency-bound CUDA inference (issue #5).
+"""A bidirectional GRU as ONE persistent kernel launch, for latency-bound CUDA inference (issue #5).
 
 The BiGRU's T dependent steps are most of a fused CBHG's time in a CUDA graph. Here the input projection of all
-T frames is one matmul (cuBLAS), and the whole recurrence of both directions is one kernel (`triton_gru_kernels`)
-that keeps W_hh and h on chip. cuDNN's GRU at hidden <= 192 is a persistent kernel too (PyTorch picks
-CUDNN_RNN_ALGO_PERSIST_STATIC_SMALL_H), so the gain is per-step latency, not launches: on an H200 this kernel
-beats it in fp16 and at hidden 64, not in fp32 at hidden 128 (bench/results/triton-gru-probe-nvidia-h200.json);
-`AutoBiGRU` encodes that.
+T frames is one matmul (cuBLAS), and the whole recurrence of both directions is one kernel that keeps W_hh and h
+on chip: a Triton kernel (`triton_gru_kernels`) or the hand-written CUDA one (`cuda_gru`, GruKernelConfig(kind=
+"cuda")). cuDNN's GRU at hidden <= 192 is a persistent kernel too (PyTorch picks CUDNN_RNN_ALGO_PERSIST_STATIC_
+SMALL_H), so the gain is per-step latency, not launches. On an H200 the CUDA kernel ran 2.4-3.5x cuDNN in fp32 and
+fp16 at hidden 64 and 128; the Triton kernels beat cuDNN only in fp16 and at hidden 64
+(bench/results/triton-gru-quick-nvidia-h200.json, triton-gru-probe-nvidia-h200.json). `AutoBiGRU` encodes that.
 
-triton is imported only when a kernel is launched, so this module imports anywhere; it runs on CUDA tensors, or
-on CPU tensors under Triton's interpreter (TRITON_INTERPRET=1, for tests without a GPU).
+triton is imported only when a Triton kernel is launched, so this module imports anywhere; they run on CUDA
+tensors, or on CPU tensors under Triton's interpreter (TRITON_INTERPRET=1, for tests without a GPU).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +24,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._lazy import available, require
-from ..errors import InputError, UnsupportedError
+from ..errors import InputError, MissingExtraError, RuntimeFailure, UnsupportedError
+from .cuda_gru import MAX_HIDDEN as CUDA_MAX_HIDDEN
 from .cuda_gru import SPLITS as CUDA_SPLITS
 
 MAX_HIDDEN = 128  # 3 x 128 x 128 weights stay on chip (registers / shared memory); larger ones would spill
@@ -38,7 +41,7 @@ class GruKernelConfig:
     cores; block_b >= 16); 'dotT': the same tile transposed, gh^T = W_hh h^T with W_hh as the dot's A operand
     (loaded once; only h^T changes per step), for half-precision weights; 'cuda': not Triton but the hand-written
     CUDA kernel of `cuda_gru` (one block per direction and batch row, W_hh in fp32 registers; hidden a multiple of
-    16 up to 128; `split` threads per hidden unit, 4 or 2; num_warps, w_dtype and block_b do not apply). w_dtype is the dtype W_hh is held in on chip
+    16 up to 128; `split` threads per hidden unit, 2 or 4; num_warps, w_dtype and block_b do not apply). w_dtype is the dtype W_hh is held in on chip
     ('auto': the weights' own dtype); f32_precision is tl.dot's mode when W is held in fp32."""
 
     kind: str = "vec"
@@ -47,7 +50,7 @@ class GruKernelConfig:
     block_b: int = 16
     f32_precision: str = "tf32x3"
     num_stages: int = 1
-    split: int = 4
+    split: int = CUDA_SPLITS[0]
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -98,6 +101,18 @@ def triton_beats_cudnn(dtype: torch.dtype, hidden: int) -> bool:
     if hidden > MAX_HIDDEN:
         return False
     return dtype == torch.float16 or (dtype == torch.float32 and hidden <= 64)
+
+
+CUDA_KERNEL = GruKernelConfig(kind="cuda")  # what AutoBiGRU runs where `cuda_kernel_beats_cudnn`
+
+
+def cuda_kernel_beats_cudnn(dtype: torch.dtype, hidden: int) -> bool:
+    """Where the hand-written CUDA kernel measured faster than cuDNN's nn.GRU on an H200: fp32 and fp16 at hidden 64
+    and 128, batch 1 (2.4-3.5x, bench/results/triton-gru-quick-nvidia-h200.json), and inside the fused cbhg,
+    cbhg-lite and attention-cbhg at batch 1 and 16, T 200 and 1000, where the BiGRU alone took 0.16-0.51x of
+    cuDNN's time (all 24 model x shape x dtype cases, gpu-nvidia-h200.json). Its shapes: hidden a multiple of 16 up
+    to 128. bf16 runs but was not measured."""
+    return dtype in (torch.float32, torch.float16) and hidden % 16 == 0 and 16 <= hidden <= CUDA_MAX_HIDDEN
 
 
 def _interpreting() -> bool:
@@ -220,12 +235,16 @@ class TritonBiGRU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.compile_graph_break and torch.compiler.is_compiling():
             return _EAGER_CALL[0](self, x)
+        return self.run(x, self.config)
+
+    def run(self, x: torch.Tensor, config: GruKernelConfig | None) -> torch.Tensor:
+        """forward with `config` (None: `default_config` for x) in place of the module's own."""
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             raise InputError(f"TritonBiGRU expects [batch, time, {self.input_size}], got {tuple(x.shape)}")
         gi = F.linear(x, self.w_ih, self.b_ih)  # both directions' input projections, all frames: one matmul
         if torch.compiler.is_compiling():  # traced by torch.compile: the recurrence as an opaque custom op
-            return torch.ops.edgeseq.bigru_recurrence(gi, self.w_hh_t, self.b_hh, _config_key(self.config))
-        config = self.config or default_config(x.dtype, self.hidden_size, x.shape[0])
+            return torch.ops.edgeseq.bigru_recurrence(gi, self.w_hh_t, self.b_hh, _config_key(config))
+        config = config or default_config(x.dtype, self.hidden_size, x.shape[0])
         self.last_config = config  # what ran, for benchmark tables
         return bigru_recurrence(gi, self.w_hh_t, self.b_hh, config)
 
@@ -287,11 +306,15 @@ def _have_triton() -> bool:
 
 
 class AutoBiGRU(nn.Module):
-    """A BiGRU that runs each call on whichever kernel the probe measured faster for the input's dtype and device:
-    the Triton kernel where `triton_beats_cudnn`, torch's nn.GRU (cuDNN) elsewhere, on CPU, or without triton.
-    The dtype is only known at call time (runners convert the module after fusing), so the pick happens there;
-    `choice` records the last one ('cudnn', 'torch' on CPU, or 'triton[<config label>]'). Under torch.compile it
-    runs eagerly behind a graph break (`compile_graph_break`, as TritonBiGRU), so `choice` stays current."""
+    """A BiGRU that runs each call on whichever kernel measured fastest for the input's dtype and device: on CUDA
+    the hand-written CUDA kernel where `cuda_kernel_beats_cudnn` (NVRTC compiles it; a CUDA build of torch carries
+    NVRTC), else the Triton kernel where `triton_beats_cudnn`, else torch's nn.GRU (cuDNN); on CPU nn.GRU (Triton
+    under its interpreter, for tests). The dtype is only known at call time (runners convert the module after
+    fusing), so the pick happens there; `choice` records the last one ('cuda-rows-s2', 'triton[<config label>]',
+    'cudnn', or 'torch' on CPU). If the CUDA kernel cannot be built here (no NVRTC, a GPU it does not compile for),
+    the first call warns once with the reason (kept in `cuda_error`) and the next kernel in that order runs from
+    then on. Under torch.compile it runs eagerly behind a graph break (`compile_graph_break`, as TritonBiGRU), so
+    `choice` stays current."""
 
     compile_graph_break = True
 
@@ -301,12 +324,18 @@ class AutoBiGRU(nn.Module):
         self.rnn = gru  # same name as in cbhg.BiGRU: its state dict keys (gru.rnn.*) stay
         self.triton = TritonBiGRU(gru, config)
         self.choice: str | None = None
+        self.cuda_error: str | None = None
         _eager_call()
 
-    def picks_triton(self, dtype: torch.dtype, device: torch.device) -> bool:
-        """The rule forward applies; on CPU only under Triton's interpreter (tests)."""
+    def kernel_for(self, dtype: torch.dtype, device: torch.device) -> str:
+        """The rule forward applies: 'cuda', 'triton' or 'torch' (nn.GRU)."""
+        if (device.type == "cuda" and self.cuda_error is None and cuda_kernel_beats_cudnn(dtype, self.hidden_size)
+                and _have_nvrtc()):
+            return "cuda"
         on_device = device.type == "cuda" or (device.type == "cpu" and _interpreting())
-        return on_device and triton_beats_cudnn(dtype, self.hidden_size) and _have_triton()
+        if on_device and triton_beats_cudnn(dtype, self.hidden_size) and _have_triton():
+            return "triton"
+        return "torch"
 
     def __setstate__(self, state) -> None:
         super().__setstate__(state)
@@ -315,7 +344,19 @@ class AutoBiGRU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.compile_graph_break and torch.compiler.is_compiling():
             return _EAGER_CALL[0](self, x)
-        if self.picks_triton(x.dtype, x.device):
+        kernel = self.kernel_for(x.dtype, x.device)
+        if kernel == "cuda":
+            try:
+                y = self.triton.run(x, CUDA_KERNEL)
+            except (MissingExtraError, RuntimeFailure) as exc:  # NVRTC or the driver refused it: fall back, once
+                self.cuda_error = str(exc)
+                warnings.warn(f"the CUDA GRU kernel cannot run here ({exc}); falling back to the next fastest "
+                              f"kernel", RuntimeWarning, stacklevel=2)
+                kernel = self.kernel_for(x.dtype, x.device)
+            else:
+                self.choice = CUDA_KERNEL.label
+                return y
+        if kernel == "triton":
             y = self.triton(x)
             if not torch.compiler.is_compiling():  # compiled: the custom op ran, no last_config to read
                 self.choice = f"triton[{self.triton.last_config.label}]"
@@ -324,5 +365,16 @@ class AutoBiGRU(nn.Module):
         return self.rnn(x)[0]
 
 
-__all__ = ["AutoBiGRU", "GruKernelConfig", "TritonBiGRU", "bigru_recurrence", "default_config", "recurrence_op",
-           "transposed_hh", "triton_beats_cudnn"]
+@functools.lru_cache(maxsize=1)
+def _have_nvrtc() -> bool:
+    from .cuda_gru import nvrtc
+
+    try:
+        nvrtc()
+    except MissingExtraError:
+        return False
+    return True
+
+
+__all__ = ["CUDA_KERNEL", "AutoBiGRU", "GruKernelConfig", "TritonBiGRU", "bigru_recurrence", "cuda_kernel_beats_cudnn",
+           "default_config", "recurrence_op", "transposed_hh", "triton_beats_cudnn"]
