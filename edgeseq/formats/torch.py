@@ -148,14 +148,15 @@ class TorchCudaGraphRunner(TorchRunner):
 
     fuse=True (CBHG-family models): the model is first rewritten by `models.fuse.fuse_for_inference(gru="auto")`
     (batch norms folded, the bank merged into one conv, the BiGRU as one persistent kernel: the CUDA kernel where it
-    runs), the fastest path the matrix runs that keeps parity with the original (cbhg fp16 1 x 200 on an H200: 0.30
-    ms vs 0.80 ms unfused, bench/results/gpu-nvidia-h200.json). Runtime label
+    runs), the fastest path the matrix runs that keeps parity with the original (cbhg fp16 1 x 200 on an H200: 0.28
+    ms vs 0.82 ms unfused, bench/results/gpu-nvidia-h200.json). Runtime label
     `torch-cuda-graph-fused-auto[-fp16]`; its latency note names the BiGRU kernel that ran.
 
     compile="default" | "max-autotune-no-cudagraphs": the module (converted, on the GPU) is wrapped in
     torch.compile(mode=compile, dynamic=False) and compiled in the warm-up before each new shape's capture; inductor
-    fuses the small kernels around the BiGRU (cbhg fp16 1 x 200 on an H200: 0.42 ms vs 0.47 ms uncompiled with the
-    Triton GRU, bench/results/triton-gru-quick-nvidia-h200.log; which runs eagerly behind a graph break, see triton_gru.TritonBiGRU). `module` stays the uncompiled
+    fuses the small kernels around the BiGRU (cbhg fp16 1 x 200 on an H200, fused with the CUDA GRU kernel: 0.237 ms
+    vs 0.283 ms uncompiled, bench/results/triton-gru-quick-nvidia-h200.log; the GRU runs eagerly behind a graph
+    break, see triton_gru.TritonBiGRU). `module` stays the uncompiled
     one, for inspection."""
 
     def __init__(self, spec: ModelSpec, *, compile: str | None = None, fuse: bool = False, **kwargs):

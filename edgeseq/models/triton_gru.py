@@ -109,7 +109,7 @@ CUDA_KERNEL = GruKernelConfig(kind="cuda")  # what AutoBiGRU runs where `cuda_ke
 def cuda_kernel_beats_cudnn(dtype: torch.dtype, hidden: int) -> bool:
     """Where the hand-written CUDA kernel measured faster than cuDNN's nn.GRU on an H200: fp32 and fp16 at hidden 64
     and 128, batch 1 (2.4-3.5x, bench/results/triton-gru-quick-nvidia-h200.json), and inside the fused cbhg,
-    cbhg-lite and attention-cbhg at batch 1 and 16, T 200 and 1000, where the BiGRU alone took 0.16-0.51x of
+    cbhg-lite and attention-cbhg at batch 1 and 16, T 200 and 1000, where the BiGRU alone took 0.13-0.41x of
     cuDNN's time (all 24 model x shape x dtype cases, gpu-nvidia-h200.json). Its shapes: hidden a multiple of 16 up
     to 128. bf16 runs but was not measured."""
     return dtype in (torch.float32, torch.float16) and hidden % 16 == 0 and 16 <= hidden <= CUDA_MAX_HIDDEN
