@@ -36,8 +36,8 @@ import torch
 from ..errors import InputError, MissingExtraError, RuntimeFailure, UnsupportedError
 
 KERNEL_NAME = "edgeseq_bigru_rows"
-SPLITS = (2, 4)  # threads per hidden unit (cuda_gru.cu's EDGESEQ_SPLIT); the first is the default: 2 ran 0.52 us
-# per step at hidden 128 on an H200, 4 ran 0.64 (bench/results/triton-gru-quick-nvidia-h200.json)
+SPLITS = (2, 4)  # threads per hidden unit (cuda_gru.cu's EDGESEQ_SPLIT); the first is the default: 2 ran 0.53 us
+# per step at hidden 128 on an H200, 4 ran 0.65 (bench/results/triton-gru-quick-nvidia-h200.json)
 MAX_HIDDEN = 128
 IO_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 _NVRTC_ENV = "EDGESEQ_NVRTC"
