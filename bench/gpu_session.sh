@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One prepared run on a lent GPU machine (issue #5), from the source tree, within one device-tool call:
-#   1. the GPU tests of the persistent GRU kernels (the CUDA kernel's first run on a GPU is its parity check),
+#   1. the GPU tests of the persistent GRU kernels (the CUDA kernel's parity on a GPU) and the CUDA matrix rows,
 #   2. bench/triton_gru_probe.py --quick: the BiGRU alone, cuDNN vs Triton vs the CUDA kernel, then fused cbhg,
 #   3. bench/gpu_check.py: the CUDA matrix with every runtime, ending in one `best:` line per model and shape,
 #   4. `edgeseq export cbhg` itself: the report (report.json) with its PyTorch CUDA rows,
