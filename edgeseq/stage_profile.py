@@ -19,6 +19,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ._checks import integer
 from .errors import InputError, UnsupportedError
 
 OTHER = "other"
@@ -242,13 +243,10 @@ def profile_stages(artifact: str | Path, model=None, *, weights=None, batch: int
         raise UnsupportedError(f"per-stage timing reads ONNX Runtime's profiler, so it takes .onnx artifacts, not "
                                f"{fmt.value}; for TFLite on a phone, LiteRT's benchmark_model has "
                                "--enable_op_profiling=true")
-    if iterations < 1 or warmup < 0:
-        raise InputError(f"iterations must be >= 1 and warmup >= 0 (got {iterations}, {warmup})")
-    from .api import _model_of, load
+    iterations, warmup = integer(iterations, "iterations"), integer(warmup, "warmup", minimum=0)
+    from .api import _device_profile, _model_of, load
 
-    from .devices import resolve_device
-
-    profile = device if device is None or not isinstance(device, str) else resolve_device(device)
+    profile = _device_profile(device)
     here = profile is None and device in (None, "cpu") or (
         profile is not None and profile.local and profile.runner_device() == "cpu")
     remote = None

@@ -55,6 +55,24 @@ def test_stages_need_onnx_and_a_model(tmp_path):
         profile_stages(tmp_path / "nope.onnx")
 
 
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"iterations": "3"}, "iterations must be an integer >= 1, got '3'"),
+    ({"warmup": -1}, "warmup must be an integer >= 0, got -1"),
+    ({"device": 3}, "device must be cpu, cuda, tensorrt, a device profile name or .toml path"),
+])
+def test_stage_arguments_are_checked_by_the_api_rules(lite_onnx, kwargs, message):
+    """The same rules (and one-line errors) as profile() and measure(), not a TypeError from a comparison."""
+    with pytest.raises(InputError, match=message):
+        profile_stages(lite_onnx.path, **kwargs)
+
+
+def test_a_profile_path_given_as_a_path_object_is_read_as_a_profile(lite_onnx, tmp_path):
+    from pathlib import Path
+
+    with pytest.raises(InputError, match="nope.toml' does not exist or is not a file"):
+        profile_stages(lite_onnx.path, device=Path(tmp_path / "nope.toml"))
+
+
 def test_cli_profile_stages(run_cli, lite_onnx, tmp_path):
     proc = run_cli("profile", lite_onnx.path, "--stages", "--time", "50", "-n", "3", "--warmup", "1",
                    "--json", str(tmp_path / "s.json"))
