@@ -63,6 +63,20 @@ def test_cli_check_bisect(run_cli, lite_onnx, tmp_path):
         "bank.convs.5.conv")
 
 
+def test_cli_check_bisect_judges_layers_by_the_device_profiles_tolerance(run_cli, lite_onnx, tmp_path):
+    """A profile's [tolerances] is what the check failed against, so it is what the bisection judges layers by: a
+    good artifact held to 1e-9 fails, and the layer that first exceeds 1e-9 is named (at the model's own 1e-5 no
+    layer would be)."""
+    profile = tmp_path / "strict.toml"
+    profile.write_text('name = "strict"\nruntime = "onnxruntime"\ndelegate = "cpu"\n[transport]\nkind = "local"\n'
+                       '[tolerances]\nfp32 = 1e-9\n')
+    proc = run_cli("check", lite_onnx.path, "--model", "cbhg-lite", "--times", "20", "--device", str(profile),
+                   "--bisect", "--json", str(tmp_path / "r.json"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "first divergent layer:" in proc.stdout
+    assert json.loads((tmp_path / "r.json").read_text())["bisect"]["first_divergent"]["rel_l2"] > 1e-9
+
+
 def test_bisect_other_formats_is_clear(tmp_path):
     path = tmp_path / "m.engine"
     path.write_bytes(b"not an engine" * 4)

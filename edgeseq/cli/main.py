@@ -340,14 +340,15 @@ def check_cmd(
         out.print(f"note: {note}", highlight=False)
     _print_failures({"parity": [data]})
     if bisect and not result.passed:
-        from ..api import resolve_tolerances
+        from ..api import _device_profile, resolve_tolerances
         from ..bisection import bisect as run_bisect
         from ..bisection import verdict
         from ..models import get_model
 
         spec = get_model(result.model)
-        found = run_bisect(artifact, spec, weights=weights, precision=result.precision,
-                           tolerances=resolve_tolerances(spec, overrides))
+        profile = _device_profile(device)  # the limits the check used: a profile's [tolerances] under --tolerance
+        tolerances = resolve_tolerances(spec, overrides, device=profile.tolerances if profile else None)
+        found = run_bisect(artifact, spec, weights=weights, precision=result.precision, tolerances=tolerances)
         data["bisect"] = found.to_dict()
         out.print(verdict(data["bisect"]), highlight=False, markup=False)
     if json_out:
