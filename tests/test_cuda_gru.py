@@ -37,15 +37,7 @@ needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ (C
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none here)")
 
 
-def _have_nvrtc() -> bool:
-    try:
-        cuda_gru.nvrtc()
-    except edgeseq.errors.MissingExtraError:
-        return False
-    return True
-
-
-needs_nvrtc = pytest.mark.skipif(not _have_nvrtc(),
+needs_nvrtc = pytest.mark.skipif(not cuda_gru.nvrtc_available(),
                                  reason="needs NVRTC (libnvrtc): pip install 'edgeseq[cuda]' or a CUDA build of torch")
 
 

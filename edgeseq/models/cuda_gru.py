@@ -53,8 +53,13 @@ def check_split(split: int) -> None:
                                f"threads, not {split}")
 
 
+def runs_hidden(hidden: int) -> bool:
+    """The hidden sizes the kernel is built for: multiples of 16 up to MAX_HIDDEN (W_hh lives in registers)."""
+    return hidden % 16 == 0 and 16 <= hidden <= MAX_HIDDEN
+
+
 def check_hidden(hidden: int) -> None:
-    if hidden % 16 or not 16 <= hidden <= MAX_HIDDEN:
+    if not runs_hidden(hidden):
         raise UnsupportedError(f"the CUDA GRU kernel runs hidden sizes that are multiples of 16 up to {MAX_HIDDEN} "
                                f"(its weights live in registers), not {hidden}; use the Triton or cuDNN kernel")
 
@@ -121,6 +126,14 @@ def nvrtc() -> ctypes.CDLL:
         return lib
     raise MissingExtraError("NVRTC (libnvrtc) was not found; CUDA builds of PyTorch carry it, or install it with: "
                             f"pip install 'edgeseq[cuda]' (or point {_NVRTC_ENV} at libnvrtc.so)")
+
+
+def nvrtc_available() -> bool:
+    try:
+        nvrtc()
+    except MissingExtraError:
+        return False
+    return True
 
 
 def nvrtc_version() -> str:
@@ -308,5 +321,5 @@ def launch_rows(driver: _Driver, kernel: CompiledKernel, device: int, stream: in
     driver.launch(func, device, (2, gi.shape[0]), kernel.threads, stream, args)
 
 
-__all__ = ["SPLITS", "CompiledKernel", "compile_kernel", "launch_rows", "nvrtc", "nvrtc_version", "ptxas_usage",
+__all__ = ["SPLITS", "CompiledKernel", "compile_kernel", "launch_rows", "nvrtc", "nvrtc_available", "nvrtc_version", "ptxas_usage",
            "rows_recurrence", "source", "threads_per_block"]

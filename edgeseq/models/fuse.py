@@ -88,9 +88,9 @@ def fuse_for_inference(module: CBHG, gru: GruKernel | str = GruKernel.TORCH, gru
 
             fused.gru = TritonBiGRU(module.gru.rnn, gru_config)
         elif gru is GruKernel.CUDA:
-            from .triton_gru import GruKernelConfig, TritonBiGRU
+            from .triton_gru import CUDA_KERNEL, TritonBiGRU
 
-            fused.gru = TritonBiGRU(module.gru.rnn, gru_config or GruKernelConfig(kind="cuda"))
+            fused.gru = TritonBiGRU(module.gru.rnn, gru_config or CUDA_KERNEL)
         elif gru is GruKernel.AUTO:
             from .triton_gru import AutoBiGRU
 

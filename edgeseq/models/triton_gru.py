@@ -24,9 +24,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._lazy import available, require
-from ..errors import InputError, MissingExtraError, RuntimeFailure, UnsupportedError
-from .cuda_gru import MAX_HIDDEN as CUDA_MAX_HIDDEN
+from ..errors import InputError, RuntimeFailure, UnsupportedError
 from .cuda_gru import SPLITS as CUDA_SPLITS
+from .cuda_gru import nvrtc_available, runs_hidden
 
 MAX_HIDDEN = 128  # 3 x 128 x 128 weights stay on chip (registers / shared memory); larger ones would spill
 KINDS = ("vec", "dot", "dotT", "cuda")
@@ -112,7 +112,7 @@ def cuda_kernel_beats_cudnn(dtype: torch.dtype, hidden: int) -> bool:
     cbhg-lite and attention-cbhg at batch 1 and 16, T 200 and 1000, where the BiGRU alone took 0.13-0.41x of
     cuDNN's time (all 24 model x shape x dtype cases, gpu-nvidia-h200.json). Its shapes: hidden a multiple of 16 up
     to 128. bf16 runs but was not measured."""
-    return dtype in (torch.float32, torch.float16) and hidden % 16 == 0 and 16 <= hidden <= CUDA_MAX_HIDDEN
+    return dtype in (torch.float32, torch.float16) and runs_hidden(hidden)
 
 
 def _interpreting() -> bool:
@@ -311,9 +311,9 @@ class AutoBiGRU(nn.Module):
     NVRTC), else the Triton kernel where `triton_beats_cudnn`, else torch's nn.GRU (cuDNN); on CPU nn.GRU (Triton
     under its interpreter, for tests). The dtype is only known at call time (runners convert the module after
     fusing), so the pick happens there; `choice` records the last one ('cuda-rows-s2', 'triton[<config label>]',
-    'cudnn', or 'torch' on CPU). If the CUDA kernel cannot be built here (no NVRTC, a GPU it does not compile for),
-    the first call warns once with the reason (kept in `cuda_error`) and the next kernel in that order runs from
-    then on. Under torch.compile it runs eagerly behind a graph break (`compile_graph_break`, as TritonBiGRU), so
+    'cudnn', or 'torch' on CPU). Without NVRTC the CUDA kernel is never picked; if NVRTC or the driver refuses it
+    (a GPU it does not compile for), the first call warns once with the reason (kept in `cuda_error`) and the next
+    kernel in that order runs from then on. Under torch.compile it runs eagerly behind a graph break (`compile_graph_break`, as TritonBiGRU), so
     `choice` stays current."""
 
     compile_graph_break = True
@@ -348,7 +348,7 @@ class AutoBiGRU(nn.Module):
         if kernel == "cuda":
             try:
                 y = self.triton.run(x, CUDA_KERNEL)
-            except (MissingExtraError, RuntimeFailure) as exc:  # NVRTC or the driver refused it: fall back, once
+            except RuntimeFailure as exc:  # NVRTC or the driver refused it: fall back, once
                 self.cuda_error = str(exc)
                 warnings.warn(f"the CUDA GRU kernel cannot run here ({exc}); falling back to the next fastest "
                               f"kernel", RuntimeWarning, stacklevel=2)
@@ -367,13 +367,7 @@ class AutoBiGRU(nn.Module):
 
 @functools.lru_cache(maxsize=1)
 def _have_nvrtc() -> bool:
-    from .cuda_gru import nvrtc
-
-    try:
-        nvrtc()
-    except MissingExtraError:
-        return False
-    return True
+    return nvrtc_available()
 
 
 __all__ = ["CUDA_KERNEL", "AutoBiGRU", "GruKernelConfig", "TritonBiGRU", "bigru_recurrence", "cuda_kernel_beats_cudnn",
