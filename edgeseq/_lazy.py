@@ -20,6 +20,16 @@ def require(module: str, extra: str, *, quiet: bool = False) -> ModuleType:
         ) from None
 
 
+def installed(module: str) -> bool:
+    """Whether the module can be found, without importing it (some SDKs take seconds to import)."""
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def available(module: str) -> bool:
     try:
         importlib.import_module(module)

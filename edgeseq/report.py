@@ -547,12 +547,9 @@ figure{{display:inline-block;margin:1em}} .PASSED{{color:#070}} .FAILED{{color:#
 
 def html_available() -> bool:
     """report.html needs matplotlib (the `report` extra) for its plots."""
-    from importlib.util import find_spec
+    from ._lazy import installed
 
-    try:
-        return find_spec("matplotlib") is not None
-    except (ImportError, ValueError):
-        return False
+    return installed("matplotlib")
 
 
 def write_html(report: dict, path: str | Path) -> bool:

@@ -43,15 +43,9 @@ _NEEDS = {Format.ONNX: ("onnx", "onnxruntime"), Format.TFLITE: ("litert_torch", 
 def installed_formats() -> list[Format]:
     """The formats this environment can export and check (`-f all`): found by module spec, without importing the
     SDKs (litert-torch alone takes seconds to import)."""
-    from importlib.util import find_spec
+    from .._lazy import installed
 
-    def present(name: str) -> bool:
-        try:
-            return find_spec(name) is not None
-        except (ImportError, ValueError):
-            return False
-
-    return [fmt for fmt, needs in _NEEDS.items() if all(present(n) for n in needs)]
+    return [fmt for fmt, needs in _NEEDS.items() if all(installed(n) for n in needs)]
 
 
 _EXTRAS = {Format.ONNX: "onnx", Format.TFLITE: "tflite", Format.TENSORRT: "onnx"}

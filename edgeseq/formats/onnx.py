@@ -61,7 +61,8 @@ def new_session(ort, model, options, providers):
 
 
 def load_error(exc: BaseException) -> str:
-    """The first line of why onnxruntime could not load a model (its message can itself be undecodable bytes)."""
+    """The first line of an onnxruntime error, loading or running a model (its message can itself be undecodable
+    bytes)."""
     if isinstance(exc, UnicodeDecodeError):
         return "the file holds bytes that are not text where the model needs a name (corrupt or truncated?)"
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
@@ -223,10 +224,9 @@ def _probe_dynamic_shapes(path: Path, spec) -> None:
         session = new_session(ort, str(path), quiet, ["CPUExecutionProvider"])
         outs = session.run(None, feed)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ExportError(
             f"the exported graph does not run at batch={batch} T={PROBE_TIME}: a dynamic axis was specialized "
-            f"during export ({first[:200]})"
+            f"during export ({load_error(exc)[:200]})"
         ) from None
     for out_spec, out in zip(spec.outputs, outs):
         want = spec.shape_for(out_spec, batch, PROBE_TIME)
@@ -315,8 +315,7 @@ class OnnxRunner(Runner):
         try:
             outs = self.session.run(None, feed)
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise RuntimeFailure(f"onnxruntime failed on {self.path.name}: {first[:300]}") from None
+            raise RuntimeFailure(f"onnxruntime failed on {self.path.name}: {load_error(exc)}") from None
         return dict(zip(self._outputs, (np.asarray(o) for o in outs)))
 
     def timed_runs(self, feed, *, warmup: int, iterations: int, budget_s: float | None):

@@ -771,9 +771,9 @@ def _remove(path: Path) -> None:
 
 
 def _onnx_metadata(path: Path) -> dict[str, str]:
-    onnx = require("onnx", "onnx")
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
+    from .onnx import read_metadata
+
+    return read_metadata(path)
 
 
 def _onnx_opset(path: Path) -> int | None:

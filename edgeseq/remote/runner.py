@@ -187,8 +187,9 @@ class RemoteRunner(Runner):
         """The tensor names the artifact declares (edgeseq metadata), as the local runner uses them: LiteRT on the
         device knows a .tflite's tensors by its signature's names (args_0, output_0), so feeds and outputs are
         renamed on their way to and from the device."""
-        meta = self._metadata if self._metadata is not None else self._local_metadata()
-        meta = meta if meta is not None else self._info.get("metadata", {})
+        if self._metadata is None:
+            self._metadata = self._local_metadata()
+        meta = self._metadata if self._metadata is not None else self._info.get("metadata", {})
         from ..formats.tflite import declared_names
 
         declared = {key: declared_names(meta, f"edgeseq.{key}") for key in ("inputs", "outputs")}
