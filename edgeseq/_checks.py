@@ -63,6 +63,13 @@ def positive_number(value, what: str, finite: bool = True) -> float:
     return float(value)
 
 
+def ratio(value, what: str) -> float:
+    """A worsening limit (report diff, a recipe's baseline): a finite number >= 1, where 1.2 = 20% worse."""
+    if not is_number(value) or not 1 <= value < math.inf:
+        raise InputError(f"{what} is a ratio >= 1 (1.2 = 20% worse), got {value!r}")
+    return float(value)
+
+
 def _items(value, what: str, kind: str) -> tuple:
     """The iterable read once into a tuple (a generator checked first and then used would be empty)."""
     if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):

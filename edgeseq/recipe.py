@@ -15,7 +15,7 @@ from .artifact import write_text_atomic
 from .devices import get_profile
 from .enums import Format, Precision
 from .errors import InputError, UnknownNameError
-from ._checks import integer, integers, positive_number
+from ._checks import integer, integers, positive_number, ratio
 from .parity import check_rel_l2
 from .tomlfile import check_table, read_toml
 
@@ -185,10 +185,7 @@ def _baseline(raw: dict | None, source: str) -> Baseline | None:
     limits = {}
     for key in ("max_slowdown", "max_error_growth"):
         if key in raw:
-            positive_number(raw[key], f"{where} {key}")
-            if raw[key] < 1:
-                raise InputError(f"{where}: {key} is a ratio >= 1 (1.2 = 20% worse), got {raw[key]}")
-            limits[key] = float(raw[key])
+            limits[key] = ratio(raw[key], f"{where}: {key}")
     return Baseline(str(path), **limits)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ._checks import ratio
 from .errors import InputError
 from .report import check_report, matrix_entries
 
@@ -81,8 +82,8 @@ def diff_reports(old: dict, new: dict, *, max_slowdown: float | None = None, max
     check_report(old, old_label)  # a dict edited by hand (or by a script) is one line naming the key, not a KeyError
     check_report(new, new_label)
     for name, value in (("--max-slowdown", max_slowdown), ("--max-error-growth", max_error_growth)):
-        if value is not None and not value >= 1.0:
-            raise InputError(f"{name} is a ratio >= 1 (1.2 = 20% worse), got {value}")
+        if value is not None:
+            ratio(value, name)
     old_model, new_model = old["model"]["name"], new["model"]["name"]
     if old_model != new_model:
         raise InputError(f"the reports are of different models ({old_model!r} and {new_model!r})")

@@ -46,6 +46,20 @@ def test_positive_number_refuses_nan_and_inf():
     assert _checks.positive_number(math.inf, "x", finite=False) == math.inf
 
 
+@pytest.mark.parametrize("value", [0.8, math.nan, math.inf, "1.2", True])
+def test_a_worsening_ratio_is_one_rule_for_diff_and_recipe_baselines(value):
+    """diff_reports let NaN (never fails) and inf through and raised a TypeError on a string; a recipe's baseline
+    refused them. Now both use _checks.ratio."""
+    from pathlib import Path
+
+    base_report = edgeseq.load_report(Path(__file__).parents[1] / "bench" / "results" / "gpu-h200-matrix-cbhg-lite.json")
+    with pytest.raises(InputError, match="--max-slowdown is a ratio >= 1"):
+        edgeseq.diff_reports(base_report, base_report, max_slowdown=value)
+    with pytest.raises(InputError, match="is a ratio >= 1"):
+        _checks.ratio(value, "baseline max_error_growth")
+    assert _checks.ratio(1.2, "x") == 1.2 and _checks.ratio(np.float32(1.0), "x") == 1.0
+
+
 def test_matrix_options_take_numpy_integers_like_the_api():
     """MatrixOptions checked isinstance(int): np.int64(3) iterations was refused while api.profile took it."""
     options = edgeseq.MatrixOptions(iterations=np.int64(3), threads=np.int32(2))
