@@ -63,7 +63,7 @@ class MatrixOptions:
     iterations: int = 30
     opset: int = 17
     exporter: str = "torchscript"
-    tolerances: Tolerances | None = None  # None: the model's own
+    tolerances: Tolerances | dict[str, float] | None = None  # None: the model's own; a dict: on top of them
     shapes: tuple[str, ...] | None = None  # TensorRT optimization profile overrides, NAME=MIN:OPT:MAX
     max_time: int | None = None  # TFLite: the longest sequence the artifact serves (None: the format's default)
     quant: tuple[str, ...] = ()  # KEY=VALUE changes to the format's QuantConfig defaults, for every fp16 / int8 export
