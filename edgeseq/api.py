@@ -39,12 +39,13 @@ def _weights(value) -> Path | None:
     return None if value is None else _path(value, "weights")
 
 
-def _out_dir(value) -> Path:
-    """The export folder: a path that is a folder or can become one (checked before any export work)."""
+def _out_dir(value, what: str = "out_dir") -> Path:
+    """The export folder: a path that is a folder or can become one (checked before any export work); `what` is
+    what an error calls it ("--out" from the CLI)."""
     from .artifact import check_output_dir
 
-    path = _path(value, "out_dir")
-    check_output_dir(path, "out_dir")
+    path = _path(value, what)
+    check_output_dir(path, what)
     return path
 
 

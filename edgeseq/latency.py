@@ -86,7 +86,8 @@ def time_locally(runner: "Runner", feed: dict[str, np.ndarray], *, warmup: int, 
 
 def host_times(call: Callable[[], object], *, warmup: int, iterations: int, budget_s: float | None) -> list[float]:
     """Wall time (ms) of each call() after `warmup` untimed ones; stops at `iterations` or once `budget_s` has
-    passed (at least one sample). The loop every host-clock timing here uses."""
+    passed (at least one sample). The loop every whole-call host timing here uses (per-stage eager timing,
+    stage_profile, times inside the call with hooks)."""
     for _ in range(warmup):
         call()
     samples: list[float] = []

@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 from . import api, formats
 from ._checks import integer
-from .artifact import STAGING_PREFIX, check_output_dir, make_dirs, remove_created, remove_stale, write_text_atomic
+from .artifact import STAGING_PREFIX, make_dirs, remove_created, remove_stale, write_text_atomic
 from .enums import Format, Precision
 from .environment import fingerprint
 from .errors import EdgeseqError, InputError
@@ -167,8 +167,7 @@ def run_matrix(
         from .quantize import load_calibration_dir
 
         load_calibration_dir(options.calibration, spec)
-    out_dir = api._path(out_dir, out_label)
-    check_output_dir(out_dir, out_label)
+    out_dir = api._out_dir(out_dir, out_label)
     # the sweep is checked up front, against what the TFLite artifacts will serve (not at their parity check)
     limits = {}
     if Format.TFLITE in fmts:
