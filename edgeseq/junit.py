@@ -7,6 +7,7 @@ from xml.etree import ElementTree as ET
 
 from .artifact import write_text_atomic
 from .bisection import verdict
+from .report_diff import regression_lines
 
 
 def render_junit(report: dict, budgets: list[dict] | None = None, baseline: dict | None = None) -> str:
@@ -39,10 +40,9 @@ def render_junit(report: dict, budgets: list[dict] | None = None, baseline: dict
     if baseline is not None:
         case = ET.SubElement(suite, "testcase", classname="baseline",
                              name=f"against {Path(baseline['old']).parent.name or baseline['old']}")
-        regressed = [r for r in baseline["rows"] if r["status"] == "regressed"]
-        if regressed:
+        lines = regression_lines(baseline)
+        if lines:
             failures += 1
-            lines = [f"{r['runtime']} {r['artifact'] or 'torch'}: {'; '.join(r['reasons'])}" for r in regressed]
             failure = ET.SubElement(case, "failure", message=lines[0])
             failure.text = "\n".join(lines)
     suite.set("tests", str(len(suite)))

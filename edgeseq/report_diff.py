@@ -169,6 +169,13 @@ def render_diff(diff: dict) -> list[list[str]]:
     return out
 
 
+def regression_lines(diff: dict) -> list[str]:
+    """One line per regressed row of a ReportDiff's dict ('onnxruntime-cpu cbhg.fp32.onnx: p50 1.4x ...'): what
+    a recipe build prints and its JUnit failure holds."""
+    return [f"{r['runtime']} {r['artifact'] or 'torch'}: {'; '.join(r['reasons'])}"
+            for r in diff["rows"] if r["status"] == "regressed"]
+
+
 def render_diff_markdown(diff: dict) -> str:
     """The same table as Markdown, for a pull-request comment or a CI summary."""
     header, *rows = render_diff(diff)

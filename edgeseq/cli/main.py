@@ -264,10 +264,11 @@ def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None, 
                                                      highlight=False)
     baseline = manifest.get("baseline")
     if baseline is not None:
-        regressed = [r for r in baseline["rows"] if r["status"] == "regressed"]
-        for r in regressed:
-            err.print(f"regressed against {baseline['old']}: {r['runtime']} {r['artifact'] or 'torch'}: "
-                      f"{'; '.join(r['reasons'])}", highlight=False, soft_wrap=True, markup=False)
+        from ..report_diff import regression_lines
+
+        regressed = regression_lines(baseline)
+        for line in regressed:
+            err.print(f"regressed against {baseline['old']}: {line}", highlight=False, soft_wrap=True, markup=False)
         if not regressed:
             out.print(f"baseline {baseline['old']}: no regressions in {len(baseline['rows'])} rows", highlight=False,
                       markup=False)
