@@ -73,7 +73,8 @@ def _import_numpy():
 
 
 class OrtModel(object):
-    def __init__(self, path, delegate, threads, workdir=None):  # workdir: unused, no scratch files
+    def __init__(self, path, delegate, threads, workdir=None):  # workdir: where node_trace's profile file goes
+        self.workdir = workdir or "."
         try:
             import onnxruntime as ort
         except ImportError:
@@ -101,12 +102,12 @@ class OrtModel(object):
         options.log_severity_level = 3
         return options
 
-    def node_trace(self, feed, warmup, iterations, folder):
+    def node_trace(self, feed, warmup, iterations):
         """onnxruntime's own profiler on a second session with the same options: the model_run and node
         kernel_time events (what the host maps to the model's stages), the trace file removed."""
         options = self._options()
         options.enable_profiling = True
-        options.profile_file_prefix = os.path.join(folder, "ort-profile")
+        options.profile_file_prefix = os.path.join(self.workdir, "ort-profile")
         session = _ort_session(self._ort, self._path, options, self._providers)
         for _ in range(warmup + iterations):
             session.run(None, feed)
@@ -482,10 +483,7 @@ def _run_job(numpy, job, model):
         if not hasattr(model, "node_trace"):
             raise DeviceError("per-stage timing reads onnxruntime's profiler; %s has none" % job["runtime"])
         try:
-            result["node_trace"] = model.node_trace(feeds[0], int(nodes["warmup"]), int(nodes["iterations"]),
-                                                    os.path.dirname(job["result"]) or ".")
-        except DeviceError:
-            raise
+            result["node_trace"] = model.node_trace(feeds[0], int(nodes["warmup"]), int(nodes["iterations"]))
         except Exception as exc:
             raise DeviceError("onnxruntime failed on the device while profiling: %s" % _first_line(exc))
     result["peak_rss_mb"] = _peak_rss_mb()
