@@ -86,15 +86,12 @@ def ort_stage_times(path: str | Path, feed, threads: int | None, stages: list[st
     one inter-op thread); see stage_times_from_trace. The trace is written to `workdir` (kept) or a temporary
     folder (removed)."""
     from ._lazy import require
-    from .formats.onnx import new_session
+    from .formats.onnx import new_session, session_options
 
     ort = require("onnxruntime", "onnx")
     with tempfile.TemporaryDirectory(prefix="edgeseq-ort-profile-") as scratch:
         folder = Path(workdir) if workdir is not None else Path(scratch)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or 0
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options = session_options(ort, threads)
         options.enable_profiling = True
         options.profile_file_prefix = str(folder / f"ort-profile-t{threads or 0}")
         session = new_session(ort, str(path), options, ["CPUExecutionProvider"])

@@ -60,6 +60,16 @@ def new_session(ort, model, options, providers):
         return ort.InferenceSession(model, sess_options=options, providers=providers)
 
 
+def session_options(ort, threads: int | None):
+    """The runner's session options: `threads` intra-op threads (None: onnxruntime's default), one inter-op thread
+    (the graph is a chain), warnings and up. The stage profiler builds its session from these too."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or 0
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return options
+
+
 def load_error(exc: BaseException) -> str:
     """The first line of an onnxruntime error, loading or running a model (its message can itself be undecodable
     bytes)."""
@@ -290,10 +300,7 @@ class OnnxRunner(Runner):
         providers = providers_for(self._requested)
         if not self.path.is_file():
             raise ArtifactError(f"{str(self.path)!r} does not exist or is not a file")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads or 0
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options = session_options(ort, self.threads)
         self._stream, providers = _on_torch_stream(providers, self._device_id)
         try:
             self.session = new_session(ort, str(self.path), options, providers)
