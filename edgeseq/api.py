@@ -184,6 +184,19 @@ def _device_profile(device) -> "DeviceProfile | None":
     return resolve_device(str(device))
 
 
+def _runner_for(artifact, device, threads, what: str, timing_only: bool = False
+                ) -> "tuple[Runner, bool, DeviceProfile | None]":
+    """(runner, owned, device profile) for check / profile: an open Runner as given (owned False: the caller keeps
+    it, and device= / threads= cannot apply), else the artifact opened here on `device`."""
+    if isinstance(artifact, Runner):
+        if device is not None or threads is not None:
+            raise InputError(f"device= and threads= apply when {what} opens the artifact; this Runner is already "
+                             "open")
+        return artifact, False, None
+    profile = _device_profile(device)
+    return _open_runner(artifact, device=profile or device, threads=threads, timing_only=timing_only), True, profile
+
+
 def _open_runner(path, *, device=None, threads: int | None = None, timing_only: bool = False) -> Runner:
     if isinstance(path, Artifact):
         path = path.path
@@ -290,11 +303,7 @@ def check(
     from .formats.torch import reference as torch_reference
 
     weights = _weights(weights)
-    owned = not isinstance(artifact, Runner)
-    if not owned and (device is not None or threads is not None):
-        raise InputError("device= and threads= apply when check opens the artifact; this Runner is already open")
-    profile = _device_profile(device)
-    runner = _open_runner(artifact, device=profile or device, threads=threads) if owned else artifact
+    runner, owned, profile = _runner_for(artifact, device, threads, "check")
     try:
         runner.load()
         spec = _model_of(runner, model)
@@ -342,11 +351,7 @@ def profile(
 
     batch, time = integer(batch, "batch"), integer(time, "time", optional=True)
     shapes = _shapes(shapes)
-    owned = not isinstance(artifact, Runner)
-    if not owned and (device is not None or threads is not None):
-        raise InputError("device= and threads= apply when profile opens the artifact; this Runner is already open")
-    profile = _device_profile(device)
-    runner = _open_runner(artifact, device=profile or device, threads=threads, timing_only=True) if owned else artifact
+    runner, owned, profile = _runner_for(artifact, device, threads, "profile", timing_only=True)
     try:
         runner.load()
         meta = getattr(runner, "metadata", {}) if hasattr(runner, "metadata") else {}
