@@ -38,12 +38,12 @@ class TransportKind(_Named):
     ADB = "adb"
 
 
-# edgeseq's runners on this machine, per runtime: the artifact formats they open and the delegates they honour
-_LOCAL_RUNNERS = {
-    Runtime.ONNXRUNTIME: ((Format.ONNX,), (Delegate.CPU, Delegate.CUDA, Delegate.GPU, Delegate.TENSORRT)),
-    Runtime.LITERT: ((Format.TFLITE,), (Delegate.CPU, Delegate.XNNPACK)),
-    Runtime.TENSORRT: ((Format.TENSORRT,), (Delegate.TENSORRT, Delegate.CUDA, Delegate.GPU)),
-    Runtime.TORCH: ((), (Delegate.CPU, Delegate.CUDA, Delegate.GPU)),
+# edgeseq's runners on this machine, per runtime: the delegates they honour (the format each opens: RUNTIME_FORMAT)
+_LOCAL_DELEGATES = {
+    Runtime.ONNXRUNTIME: (Delegate.CPU, Delegate.CUDA, Delegate.GPU, Delegate.TENSORRT),
+    Runtime.LITERT: (Delegate.CPU, Delegate.XNNPACK),
+    Runtime.TENSORRT: (Delegate.TENSORRT, Delegate.CUDA, Delegate.GPU),
+    Runtime.TORCH: (Delegate.CPU, Delegate.CUDA, Delegate.GPU),
 }
 RUNTIME_FORMAT = {Runtime.ONNXRUNTIME: Format.ONNX, Runtime.LITERT: Format.TFLITE, Runtime.TENSORRT: Format.TENSORRT,
                   Runtime.TORCH: Format.TORCH}
@@ -95,7 +95,7 @@ class DeviceProfile:
     def check_local(self, fmt: Format) -> None:
         """Refuse an artifact this profile's runtime cannot open here, or a delegate edgeseq's local runner for
         that runtime would not use: the run would otherwise go to another runtime or provider and say nothing."""
-        formats, delegates = _LOCAL_RUNNERS[self.runtime]
+        delegates = _LOCAL_DELEGATES[self.runtime]
         if self.runtime is Runtime.TORCH:  # local-cuda: the PyTorch rows' device, not one for files
             gpu = self.delegate is not Delegate.CPU
             where, use = ("this GPU", "--device cuda (ONNX Runtime's CUDA provider)") if gpu else ("this CPU",
@@ -103,8 +103,9 @@ class DeviceProfile:
             raise InputError(f"device {self.name!r} is PyTorch on {where} (what the matrix's torch-"
                              f"{'cuda' if gpu else 'cpu'} rows and recipe budgets time), not a runtime for artifact "
                              f"files; to run an .onnx on {where} use {use}")
-        if fmt not in formats:
-            raise InputError(f"device {self.name!r} runs {self.runtime.value}, which takes .{formats[0].value} files; "
+        if fmt is not RUNTIME_FORMAT[self.runtime]:
+            raise InputError(f"device {self.name!r} runs {self.runtime.value}, which takes "
+                             f".{RUNTIME_FORMAT[self.runtime].value} files; "
                              f"this artifact is {fmt.value}")
         if self.delegate not in delegates:
             raise InputError(f"device {self.name!r}: edgeseq runs {self.runtime.value} on this machine with "
