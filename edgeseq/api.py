@@ -16,6 +16,7 @@ from .enums import Format, Precision
 from .errors import InputError, UnsupportedError
 from .models import ModelSpec, get_model
 from .parity import ParityCase, ParityResult, Tolerances, check_rel_l2, sweep
+from .quantize import int8_cpu_note
 from .latency import LatencyResult, measure
 from .runner import Runner
 
@@ -323,9 +324,12 @@ def check(
             ref.load()
             if state_dict_sha256(ref.module) != expected_sha:
                 notes.append("the artifact was exported from other weights than the reference (weights sha256 differs)")
+        cpu = runner.cpu()
+        if precision in (Precision.INT8_DYNAMIC, Precision.INT8_STATIC) and runner.device == "cpu":
+            notes += [n for n in (int8_cpu_note(meta, cpu),) if n]
         label = artifact_label or str(getattr(runner, "path", ""))
         return sweep(ref, runner, ((b, t, s, f) for b, t, s, f in feeds), tolerances, precision,
-                     model=spec.name, artifact=label, notes=tuple(notes), on_case=on_case)
+                     model=spec.name, artifact=label, notes=tuple(notes), on_case=on_case, cpu=cpu)
     finally:
         if owned:
             runner.close()

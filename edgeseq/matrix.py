@@ -16,9 +16,9 @@ from typing import Callable, Iterable
 
 from . import api, formats
 from ._checks import integer
-from .artifact import STAGING_PREFIX, make_dirs, remove_created, remove_stale, write_text_atomic
+from .artifact import STAGING_PREFIX, make_dirs, remove_created, remove_stale, sha256_file, write_text_atomic
 from .enums import Format, Precision
-from .environment import fingerprint
+from .environment import cpu_info, fingerprint
 from .errors import EdgeseqError, InputError
 from .parity import Tolerances
 from .report import Report, html_available, render_markdown, write_html
@@ -249,6 +249,10 @@ def run_matrix(
                         parity[-1], found = _bisect_failure(parity[-1], spec, weights, options, track,
                                                             artifact=staged, label=str(final))
                         bisections += found
+                        if _record_validation(module, staged, parity[-1]):
+                            artifact = dataclasses.replace(artifact, sha256=sha256_file(staged),
+                                                           size_bytes=staged.stat().st_size)
+                            artifacts[-1] = dataclasses.replace(artifact, path=str(final))
                         track.advance()
                         track.say(f"latency of {staged.name} on {runner.runtime}")
                         result = api.profile(runner, feed=latency_feed, warmup=options.warmup,
@@ -274,6 +278,25 @@ def run_matrix(
         shutil.rmtree(staging, ignore_errors=True)
         if not finished:
             remove_created(created)
+
+
+def _record_validation(module, path: Path, par) -> bool:
+    """Stamp an int8 artifact whose parity passed on this host's CPU with where it passed (int8 kernel family, CPU,
+    runtime, worst rel L2): int8 parity holds per CPU family, so the file itself says which one it was proven on.
+    False when nothing was written (not int8, not passed, not this host's CPU, or a format without metadata)."""
+    import json
+
+    from .quantize import VALIDATED_ON_KEY
+
+    update = getattr(module, "update_metadata", None)
+    int8 = par.precision in (Precision.INT8_DYNAMIC.value, Precision.INT8_STATIC.value)
+    if update is None or not int8 or not par.passed or not par.cpu or par.cpu != cpu_info():
+        return False
+    worst = par.worst
+    update(path, {VALIDATED_ON_KEY: json.dumps({
+        "int8_isa": par.cpu["int8_isa"], "cpu": par.cpu["model"], "runtime": par.runtime,
+        "rel_l2": worst.rel_l2, "tolerance": worst.tolerance.rel_l2, "cases": len(par.cases)}, sort_keys=True)})
+    return True
 
 
 def _bisect_failure(par, spec, weights, options: MatrixOptions, track: _Tracker, *, artifact: Path | None = None,

@@ -187,6 +187,7 @@ class ParityResult:
     artifact: str
     cases: tuple[ParityCase, ...]
     notes: tuple[str, ...] = ()
+    cpu: dict = field(default_factory=dict)  # environment.cpu_info of the CPU the candidate ran on ({}: unknown)
 
     @property
     def passed(self) -> bool:
@@ -219,13 +220,15 @@ class ParityResult:
             "passed": self.passed,
             "worst": worst.to_dict() if worst else None,
             "notes": list(self.notes),
+            "cpu": dict(self.cpu),
             "cases": [c.to_dict() for c in self.cases],
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "ParityResult":
         cases = tuple(ParityCase.from_dict(c) for c in d["cases"])
-        return cls(d["model"], d["runtime"], d["precision"], d["artifact"], cases, tuple(d.get("notes", ())))
+        return cls(d["model"], d["runtime"], d["precision"], d["artifact"], cases, tuple(d.get("notes", ())),
+                   dict(d.get("cpu") or {}))
 
 
 def sweep(
@@ -239,6 +242,7 @@ def sweep(
     artifact: str,
     notes: tuple[str, ...] = (),
     on_case: Callable[[ParityCase], None] | None = None,
+    cpu: dict | None = None,
 ) -> ParityResult:
     """Run both runners on each (batch, time, source, feed) and compare every output by name."""
     from .errors import EdgeseqError
@@ -263,4 +267,4 @@ def sweep(
         cases.append(case)
         if on_case:
             on_case(case)
-    return ParityResult(model, candidate.runtime, str(precision), artifact, tuple(cases), notes)
+    return ParityResult(model, candidate.runtime, str(precision), artifact, tuple(cases), notes, dict(cpu or {}))

@@ -68,6 +68,7 @@ class QuantConfig:
     weight_type: QuantDtype = QuantDtype.INT8
     activation_type: QuantDtype = QuantDtype.UINT8
     per_channel: bool = True
+    reduce_range: bool = False  # 7-bit weights: what x86 u8s8 kernels without VNNI need to never saturate
     quant_format: QuantFormat = QuantFormat.QDQ
     calibration_method: CalibrationMethod = CalibrationMethod.MINMAX
     calibration: str = SPEC_CALIBRATION  # "spec", "user" or the directory of .npy files it came from
@@ -129,6 +130,8 @@ class QuantConfig:
         if self.approach is Approach.INT8_STATIC:
             parts += [f"a:{self.activation_type.value}"]
         parts += ["per-channel" if self.per_channel else "per-tensor"]
+        if self.reduce_range:
+            parts += ["reduce-range"]
         if self.approach is Approach.INT8_STATIC:
             parts += [self.calibration_method.value]
         parts += ["+".join(self.op_types) if self.op_types else "all-ops"]
@@ -150,7 +153,7 @@ _ENUM_FIELDS = {
 
 
 def _parse_value(key: str, value: str, item: str):
-    if key in ("per_channel",):
+    if key in ("per_channel", "reduce_range"):
         if value.lower() in ("1", "true", "yes", "on"):
             return True
         if value.lower() in ("0", "false", "no", "off"):
@@ -174,20 +177,25 @@ def _parse_value(key: str, value: str, item: str):
     return value
 
 
-# ---- defaults per format, chosen by measurement (bench/bench_quant.py -> bench/results/quant-sweep.json) ------------
+# ---- defaults per format, chosen by measurement ---------------------------------------------------------------------
 #
-# ONNX Runtime CPU (AMD EPYC with AVX-512 VNNI, ORT 1.32), cbhg and cbhg-lite, T in {7, 50, 200, 1000}:
-# - dynamic: signed int8 weights make ORT's ConvInteger 3.6-8x slower than fp32; unsigned ones run at 0.75x (cbhg)
-#   with the same error, so uint8. Per-channel buys nothing there.
-# - static: int8 weights 0.35x fp32 latency, uint8 0.61x (VNNI). Quantizing only the convs keeps rel L2 at 1-3e-3;
-#   letting the quantizer also take the highway MatMuls / Adds / Muls after the residual costs 5-10x more error
-#   (1.3-2.2e-2, past the 1e-2 target) and no speed. The MatMul and GRU weights are then stored int8 (weight-only)
-#   for the size target, +2-4e-3 of error.
+# ONNX Runtime CPU, cbhg and cbhg-lite, T in {7, 50, 200, 1000} (bench/bench_quant.py -> quant-sweep.json on AVX-512
+# VNNI; bench/bench_int8_cpus.py -> int8-cpus-<machine>-<isa>.json on each CPU family; docs/quantization.md):
+# - every CPU: x86 without VNNI (AVX2) multiplies u8 activations by 8-bit s8 weights with vpmaddubsw, whose 16-bit
+#   sums saturate (cbhg-lite rel L2 3.4e-2 there, 5e-3 on VNNI). 7-bit weights (reduce_range) cannot saturate and
+#   keep ORT's u8s8 kernels (VNNI's too) on every CPU: the fastest safe choice measured on AVX2 (cbhg 0.56x fp32,
+#   u8u8 0.77x) at the same error (5.3e-3). So the defaults hold wherever the file runs;
+#   `--quant reduce_range=false` (8-bit weights) is the variant for VNNI / AMX / ARM CPUs only (formats.onnx.
+#   int8_safe_isas says which, and the artifact's metadata records it).
+# - dynamic: signed int8 weights make ORT's ConvInteger 3-8x slower than fp32 (and saturate on AVX2); unsigned ones
+#   run at 0.75-0.9x with the same error, so uint8 (u8u8: safe on every CPU). Per-channel buys nothing there.
+# - static: quantizing only the convs keeps rel L2 at 1-3e-3 on VNNI; letting the quantizer also take the highway
+#   MatMuls / Adds / Muls after the residual costs 5-10x more error and no speed. The MatMul and GRU weights are then
+#   stored int8 (weight-only) for the size target, +2-4e-3 of error.
 # - QDQ and QOperator give the same numbers; QDQ is what ORT recommends and other runtimes (TensorRT) read.
 # - quantize_static's own Entropy calibrator equals MinMax (128 bins for 128 quantized bins); with 2048 bins
 #   (edgeseq's setting) it clips tails the GRU needs: 1.6x the error. Percentile ~ MinMax. MinMax it is.
-# - the hoisted GRU input projection makes every int8 variant slower and less accurate on ORT (see the README).
-# Other CPUs (AVX2 without VNNI, ARM) may want other defaults: rerun the sweep there.
+# - the hoisted GRU input projection makes every int8 variant slower and less accurate on ORT (see docs).
 _DEFAULTS: dict[tuple[Format, Approach], QuantConfig] = {
     (Format.ONNX, Approach.FP16): QuantConfig(Approach.FP16),
     (Format.ONNX, Approach.INT8_DYNAMIC): QuantConfig(
@@ -195,8 +203,8 @@ _DEFAULTS: dict[tuple[Format, Approach], QuantConfig] = {
     ),
     (Format.ONNX, Approach.INT8_STATIC): QuantConfig(
         Approach.INT8_STATIC, weight_type=QuantDtype.INT8, activation_type=QuantDtype.UINT8, per_channel=True,
-        quant_format=QuantFormat.QDQ, calibration_method=CalibrationMethod.MINMAX, op_types=("Conv",),
-        weight_only=("MatMul", "GRU"),
+        reduce_range=True, quant_format=QuantFormat.QDQ, calibration_method=CalibrationMethod.MINMAX,
+        op_types=("Conv",), weight_only=("MatMul", "GRU"),
     ),
     # TensorRT parses explicit Q/DQ with signed, symmetric int8 only (zero point 0), and folds its own weights
     (Format.TENSORRT, Approach.INT8_STATIC): QuantConfig(
@@ -250,6 +258,26 @@ def _check_op_names(fmt: Format, config: QuantConfig) -> None:
         if unknown:
             raise InputError(f"--quant {key}: {', '.join(map(repr, unknown))} is not an op type {what} "
                              f"(known: {', '.join(sorted(known))})")
+
+
+# ---- which CPUs an int8 artifact holds on ---------------------------------------------------------------------------
+
+EVERY_CPU = "any"
+INT8_CPUS_KEY = "edgeseq.int8_cpus"  # artifact metadata: int8 kernel families its integer kernels are exact on
+QUANTIZED_ON_KEY = "edgeseq.quantized_on"  # artifact metadata: the int8 kernel family of the CPU that calibrated it
+VALIDATED_ON_KEY = "edgeseq.validated_on"  # artifact metadata: JSON of where its parity passed (matrix, host CPU)
+
+
+def int8_cpu_note(meta: dict, cpu: dict) -> str:
+    """A parity note when an int8 artifact runs on a CPU its format says its integer kernels can saturate on:
+    the same file passes where it was built and fails here, and the row should say why."""
+    safe = [s for s in str(meta.get(INT8_CPUS_KEY, "")).split(",") if s]
+    isa = cpu.get("int8_isa")
+    if not safe or not isa or EVERY_CPU in safe or isa in safe:
+        return ""
+    return (f"int8 kernels: this artifact is exact on {', '.join(safe)} CPUs; this one is {isa}, where its 8-bit "
+            f"signed weights can saturate the integer products (re-export with the default settings, safe on "
+            f"every CPU)")
 
 
 # ---- calibration data -----------------------------------------------------------------------------------------------

@@ -82,6 +82,12 @@ class Runner(abc.ABC):
     def runtime(self) -> str:
         """Name of the runtime + device as shown in reports, e.g. 'onnxruntime-cpu'."""
 
+    def cpu(self) -> dict:
+        """The CPU this runner computes on (environment.cpu_info): the host's here; a device runner's own."""
+        from .environment import cpu_info
+
+        return cpu_info()
+
     def describe(self) -> dict:
         return {"runtime": self.runtime, "format": self.format.value, "device": self.device, "threads": self.threads}
 

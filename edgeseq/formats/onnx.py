@@ -412,6 +412,18 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
+def update_metadata(path: str | Path, items: dict[str, str]) -> None:
+    """Add or replace metadata entries in place, atomically (the matrix records where an int8 artifact passed)."""
+    onnx = require("onnx", EXTRA)
+    model = onnx.load(str(path))
+    meta = {**{p.key: p.value for p in model.metadata_props}, **items}
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    with atomic_path(path) as staged:
+        onnx.save(model, str(staged))
+
+
 def runner(path, *, device=None, threads=None) -> OnnxRunner:
     return OnnxRunner(path, device=device, threads=threads)
 
@@ -487,6 +499,23 @@ _WEIGHT_SLOTS = {"MatMul": (1,), "Conv": (1,), "GRU": (1, 2), "LSTM": (1, 2), "R
 _RECURRENT = ("GRU", "LSTM", "RNN")
 
 
+# int8 kernel families (edgeseq.environment.int8_isa) whose u8s8 / s8s8 integer products cannot saturate: VNNI and
+# AMX accumulate in 32 bits, ARM's kernels widen before they multiply. x86 AVX2 (and older) runs u8s8 through
+# vpmaddubsw, whose pairwise 16-bit sums overflow for large weights times large activations.
+_WIDE_INT8_ISAS = ("x86-avx512-vnni", "x86-avx-vnni", "x86-amx", "arm64-neon", "arm64-dotprod", "arm64-i8mm")
+
+
+def int8_safe_isas(config) -> tuple[str, ...]:
+    """The CPUs on which ONNX Runtime runs this config's integer kernels exactly: (EVERY_CPU,) or a tuple of
+    int8 kernel families. Signed int8 weights at 8 bits (u8s8, and s8s8 which x86 runs as u8s8) saturate without
+    VNNI; uint8 weights (u8u8) or 7-bit weights (reduce_range) never do."""
+    from ..quantize import EVERY_CPU, QuantDtype
+
+    if not config.is_int8 or config.weight_type is QuantDtype.UINT8 or config.reduce_range:
+        return (EVERY_CPU,)
+    return _WIDE_INT8_ISAS
+
+
 def quantizable_op_types(config) -> set[str]:
     """The op types this onnxruntime's quantizer takes for the config: quantize_dynamic's integer ops, or
     quantize_static's QDQ / QOperator registry (GRU stays float in all three; see --quant gru=hoisted)."""
@@ -537,6 +566,12 @@ def export_derived(spec, out_path: str | Path, *, precision, options: OnnxOption
         census = op_census(model)
         meta = {**parent_meta, "edgeseq.precision": precision.value, "edgeseq.parent_sha256": parent_sha,
                 "edgeseq.quant": json.dumps(config.to_dict(), sort_keys=True)}
+        if config.is_int8:
+            from ..environment import int8_isa
+            from ..quantize import INT8_CPUS_KEY, QUANTIZED_ON_KEY
+
+            census["int8_cpus"] = list(int8_safe_isas(config))
+            meta.update({INT8_CPUS_KEY: ",".join(census["int8_cpus"]), QUANTIZED_ON_KEY: int8_isa()})
         del model.metadata_props[:]
         for key, value in meta.items():
             model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
@@ -670,13 +705,14 @@ def _to_int8(onnx, parent_path: Path, tmp: Path, config, feeds):
                 op_types = op_types + ["MatMul"]
             if config.approach is Approach.INT8_DYNAMIC:
                 quantize_dynamic(str(pre), str(out), op_types_to_quantize=op_types, per_channel=config.per_channel,
-                                 weight_type=qtype[config.weight_type], nodes_to_quantize=nodes,
-                                 extra_options={"MatMulConstBOnly": True})
+                                 reduce_range=config.reduce_range, weight_type=qtype[config.weight_type],
+                                 nodes_to_quantize=nodes, extra_options={"MatMulConstBOnly": True})
             else:
                 cache = _calibrate(str(pre), tmp, config, feeds, op_types)
                 fmt = OrtFormat.QDQ if config.quant_format is QuantFormat.QDQ else OrtFormat.QOperator
                 quantize_static(str(pre), str(out), None, quant_format=fmt, op_types_to_quantize=op_types,
-                                per_channel=config.per_channel, activation_type=qtype[config.activation_type],
+                                per_channel=config.per_channel, reduce_range=config.reduce_range,
+                                activation_type=qtype[config.activation_type],
                                 weight_type=qtype[config.weight_type], calibrate_method=_ort_method(config),
                                 nodes_to_quantize=nodes, calibration_cache_path=str(cache),
                                 # signed int8 activations are made symmetric (zero point 0): what TensorRT reads

@@ -370,6 +370,14 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return read_metadata_bytes(Path(path).read_bytes())
 
 
+def update_metadata(path: str | Path, items: dict[str, str]) -> None:
+    """Add or replace `edgeseq.*` entries in place, atomically, keeping the others."""
+    content = Path(path).read_bytes()
+    updated = stamp(content, {**read_metadata_bytes(content), **items})
+    with atomic_path(path) as staged:
+        staged.write_bytes(updated)
+
+
 def read_metadata_bytes(data: bytes) -> dict[str, str]:
     """The `edgeseq.*` metadata entries, read with the flatbuffers package alone (no LiteRT schema module), so a
     runner on tflite_runtime (which ships no schema) reads them too. Anything unreadable gives {}."""

@@ -112,6 +112,10 @@ class BenchmarkModelRunner(Runner):
     def runtime(self) -> str:
         return f"litert-{self.device}@{self.profile.name}"
 
+    def cpu(self) -> dict:
+        """Unknown: benchmark_model reports timings only, and the phone's CPU is not this host's."""
+        return {}
+
     @property
     def metadata(self) -> dict[str, str]:
         """The .tflite's edgeseq metadata, read here from the file (benchmark_model reports none): profile() needs

@@ -403,12 +403,34 @@ def _versions(model):
     return {"python": sys.version.split()[0], "numpy": numpy.__version__, "runtime": model.version}
 
 
+def _cpu():
+    """The device's CPU as /proc/cpuinfo names it (model, flags / ARM Features) and its machine: int8 parity is a
+    property of the CPU that runs the kernels, so the host records it on every row measured here."""
+    import platform
+
+    model, flags = "", []
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if not model and key in ("model name", "Model", "Hardware", "CPU part"):
+                    model = value.strip()
+                if not flags and key in ("flags", "Features"):
+                    flags = value.split()
+    except OSError:
+        pass
+    return {"model": model or platform.processor() or platform.machine(), "machine": platform.machine(),
+            "flags": flags}
+
+
 def describe(args):
     model_path, runtime, delegate, threads = args
     _import_numpy()
     model = open_model(model_path, runtime, delegate, int(threads) or None)
     out = model.describe()
     out["versions"] = _versions(model)
+    out["cpu"] = _cpu()
     out["protocol"] = PROTOCOL
     print(json.dumps(out))
 

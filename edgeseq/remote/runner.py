@@ -130,6 +130,17 @@ class RemoteRunner(Runner):
         except MissingExtraError:
             return None
 
+    def cpu(self) -> dict:
+        """The device's CPU, as its agent read it while loading (empty from an agent too old to say)."""
+        from ..environment import cpu_info
+
+        self.load()
+        got = self._info.get("cpu")
+        if not isinstance(got, dict):
+            return {}
+        return cpu_info(str(got.get("model", "")) or "unknown", list(got.get("flags") or ()),
+                        str(got.get("machine", "")) or "unknown")
+
     def describe(self) -> dict:
         d = super().describe()
         d.update(device_profile=self.profile.name, where=self.connection.label,
