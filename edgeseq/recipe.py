@@ -298,13 +298,18 @@ def write_manifest(recipe: Recipe, report: dict, budgets: list[BudgetResult], ou
     """manifest.json: what an app build consumes (artifacts, checksums, sizes, I/O specs, versions, verdicts)."""
     artifacts = []
     for a in report["artifacts"]:
-        checks = [p["passed"] for p in report["parity"] if p["artifact"] == a["path"]]
+        rows = [p for p in report["parity"] if p["artifact"] == a["path"]]
+        checks = [p["passed"] for p in rows]
         artifacts.append({
             "file": Path(a["path"]).name, "format": a["format"], "precision": a["precision"], "sha256": a["sha256"],
             "size_bytes": a["size_bytes"], "inputs": a["inputs"], "outputs": a["outputs"], "opset": a["opset"],
             "weights_sha256": a["weights_sha256"],
             # None: nothing here ran it (e.g. a TensorRT plan without an engine), so no parity is claimed
             "parity_passed": all(checks) if checks else None,
+            # int8 parity holds per CPU: where each check ran, and (int8 ONNX) the CPUs its kernels are exact on
+            "checked_on": [{"runtime": p["runtime"], "passed": p["passed"], "cpu": (p.get("cpu") or {}).get("model"),
+                            "int8_isa": (p.get("cpu") or {}).get("int8_isa")} for p in rows],
+            "int8_cpus": (a.get("quantization") or {}).get("int8_cpus"),
             "notes": list(a.get("notes", [])),
         })
     manifest = {

@@ -258,6 +258,11 @@ def bisection_lines(report: dict) -> list[str]:
     return out
 
 
+def _isa(env: dict) -> str:
+    """', int8 kernels x86-avx2' for the environment line (reports written before it was recorded: nothing)."""
+    return f", int8 kernels {env['int8_isa']}" if env.get("int8_isa") else ""
+
+
 def render_markdown(report: dict) -> str:
     model, env = report["model"], report["environment"]
     lat = report["latency"][0] if report["latency"] else None
@@ -266,7 +271,7 @@ def render_markdown(report: dict) -> str:
         "",
         f"{'PASSED' if report['passed'] else 'FAILED'} - {model.get('parameters', '?'):,} parameters, "
         f"{model.get('flops_at_default_time', 0) / 1e9:.3f} GFLOP at T={model.get('default_time')}; "
-        f"{env['cpu']} ({env['cpu_count']} cores), python {env['python']}, "
+        f"{env['cpu']} ({env['cpu_count']} cores{_isa(env)}), python {env['python']}, "
         + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
         "",
     ]
@@ -284,9 +289,11 @@ def render_markdown(report: dict) -> str:
         cases = par["cases"]
         shapes = sorted({(c["batch"], c["time"]) for c in cases})
         where = f"`{Path(par['artifact']).name}`" if par["artifact"] else "the PyTorch model"
+        cpu = par.get("cpu") or {}
+        on_cpu = f", CPU {cpu.get('model', '?')} ({cpu.get('int8_isa', '?')})" if cpu else ""
         lines += ["", f"**{par['runtime']}** on {where}: {len(cases)} cases "
                   f"(batch x T: {', '.join(f'{b}x{t}' for b, t in shapes)}; inputs: "
-                  f"{', '.join(sorted({c['source'] for c in cases}))})"]
+                  f"{', '.join(sorted({c['source'] for c in cases}))}{on_cpu})"]
         failures = [c for c in cases if not c["passed"]]
         for c in failures[:10]:
             why = c["error"] or "; ".join(f"{o['output']}: {o['reason']}" for o in c["outputs"] if not o["passed"])
@@ -534,7 +541,7 @@ def render_html(report: dict) -> str:
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} tr.fail td{{background:#fdd}}
 figure{{display:inline-block;margin:1em}} .PASSED{{color:#070}} .FAILED{{color:#b00}}</style></head><body>
 <h1>edgeseq report: {html.escape(report['model']['name'])} <span class="{status}">{status}</span></h1>
-<p>{html.escape(env['cpu'])} ({env['cpu_count']} cores), python {html.escape(env['python'])},
+<p>{html.escape(env['cpu'])} ({env['cpu_count']} cores{html.escape(_isa(env))}), python {html.escape(env['python'])},
 {html.escape(', '.join(f'{k} {v}' for k, v in env['packages'].items()))}; created {html.escape(report['created'])}</p>
 <table><tr>{head}</tr>{body}</table>
 {'<ul>' + ''.join(f'<li>{html.escape(n)}</li>' for n in latency_notes(report)) + '</ul>' if latency_notes(report) else ''}

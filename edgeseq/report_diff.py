@@ -76,6 +76,22 @@ def _machine(report: dict) -> tuple:
     return env.get("machine"), env.get("cpu"), env.get("cpu_count"), env.get("gpu"), env.get("threads")
 
 
+def _int8_isa(report: dict) -> str | None:
+    """The report's CPU int8 kernel family (reports written before it was recorded: from their CPU flags)."""
+    from .environment import int8_isa
+
+    env = report.get("environment", {})
+    if env.get("int8_isa"):
+        return env["int8_isa"]
+    if "cpu_flags" in env and env.get("machine"):
+        return int8_isa(env["cpu_flags"], env["machine"])
+    return None
+
+
+def _has_int8(*reports: dict) -> bool:
+    return any(str(a.get("precision", "")).startswith("int8") for r in reports for a in r.get("artifacts", ()))
+
+
 def diff_reports(old: dict, new: dict, *, max_slowdown: float | None = None, max_error_growth: float | None = None,
                  old_label: str = "old", new_label: str = "new") -> ReportDiff:
     """Row-by-row comparison of two report dicts (load_report's), old first."""
@@ -90,6 +106,10 @@ def diff_reports(old: dict, new: dict, *, max_slowdown: float | None = None, max
     comparable = _machine(old) == _machine(new)
     notes = [] if comparable else [
         "the reports come from different machines or thread settings: latency is shown, not judged"]
+    isas = _int8_isa(old), _int8_isa(new)
+    if None not in isas and isas[0] != isas[1] and _has_int8(old, new):
+        notes.append(f"the reports come from CPUs with different int8 kernels ({isas[0]} and {isas[1]}): int8 "
+                     "parity is a property of artifact + runtime + CPU, so int8 rows may differ for that reason alone")
     before = {_key(e): e for e in matrix_entries(old)}
     after = {_key(e): e for e in matrix_entries(new)}
     rows = []

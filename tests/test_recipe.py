@@ -81,6 +81,10 @@ def test_recipe_builds_folder_manifest_and_junit(run_cli, tmp_path):
     art = manifest["artifacts"][0]
     assert art["file"] == "cbhg-lite.fp32.onnx" and art["parity_passed"] and len(art["sha256"]) == 64
     assert art["inputs"][0]["shape"] == ["batch", "time", 128]
+    from edgeseq.environment import int8_isa
+
+    assert manifest["environment"]["int8_isa"] == int8_isa()  # int8 parity holds per CPU: the manifest says which
+    assert [(c["runtime"], c["int8_isa"]) for c in art["checked_on"]] == [("onnxruntime-cpu", int8_isa())]
     suite = ET.parse(junit).getroot()
     assert suite.get("tests") == "3" and suite.get("failures") == "1"
     assert "p50_ms" in suite.find(".//failure").get("message")

@@ -162,6 +162,7 @@ def test_check_over_ssh_matches_local_in_one_round_trip(sshd, lite_onnx):
     assert [(c.batch, c.time, c.source, c.passed) for c in remote.cases] == \
         [(c.batch, c.time, c.source, c.passed) for c in local.cases]
     assert abs(remote.worst.rel_l2 - local.worst.rel_l2) < 1e-6
+    assert remote.cpu == local.cpu and remote.cpu["int8_isa"]  # the device's agent read its own /proc/cpuinfo
     assert not list((sshd.root / "device" / "jobs").iterdir())  # the session cleaned up after itself
     cached = sorted(p.name for p in (sshd.root / "device" / "cache").iterdir())
     assert any(n.endswith("-cbhg-lite.fp32.onnx") for n in cached) and any(n.startswith("runner-") for n in cached)

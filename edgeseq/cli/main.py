@@ -287,8 +287,9 @@ def _print_artifact_notes(report: dict) -> None:
             out.print(f"note: {Path(art['path']).name}: {note}", highlight=False, markup=False)
 
 
-def _print_failures(report: dict) -> None:
-    """Each failing case, then (export / recipe) the first divergent layer of each failing row."""
+def _print_failures(report: dict, notes: bool = True) -> None:
+    """Each failing case, the notes that explain a row (bisection, int8 kernels on this CPU), then (export / recipe)
+    the first divergent layer of each failing row. notes=False: the caller printed every note already."""
     from ..report import bisection_lines
 
     for par in report["parity"]:
@@ -298,8 +299,8 @@ def _print_failures(report: dict) -> None:
             why = case["error"] or "; ".join(f"{o['output']}: {o['reason']}" for o in case["outputs"] if not o["passed"])
             err.print(f"FAIL {par['runtime']} batch={case['batch']} T={case['time']} {case['source']}: {why}",
                       highlight=False, soft_wrap=True, markup=False)
-        for note in par.get("notes", []):
-            if note.startswith("layer bisection"):
+        for note in par.get("notes", []) if notes else ():
+            if note.startswith(("layer bisection", "int8 kernels")):
                 err.print(f"note: {par['runtime']}: {note}", highlight=False, soft_wrap=True, markup=False)
     for line in bisection_lines(report):
         err.print(line.replace("`", ""), highlight=False, soft_wrap=True, markup=False)
@@ -337,9 +338,13 @@ def check_cmd(
     out.print(f"{status} {result.model} on {result.runtime} ({result.precision}): {len(result.cases)} cases, worst rel L2 "
               f"{worst.get('rel_l2', float('nan')):.3g}, max abs {worst.get('max_abs', float('nan')):.3g}, "
               f"cosine {worst.get('cosine', float('nan')):.7f}", highlight=False)
+    if result.precision.startswith("int8") and result.cpu:
+        out.print(f"int8 parity holds per CPU: measured on {result.cpu['model']} ({result.cpu['int8_isa']} int8 "
+                  "kernels); run `edgeseq check` on the target (or --device) to prove it there", highlight=False,
+                  markup=False)
     for note in result.notes:
-        out.print(f"note: {note}", highlight=False)
-    _print_failures({"parity": [data]})
+        out.print(f"note: {note}", highlight=False, markup=False)
+    _print_failures({"parity": [data]}, notes=False)
     if bisect and not result.passed:
         from ..api import _device_profile, resolve_tolerances
         from ..bisection import bisect as run_bisect
