@@ -13,7 +13,7 @@ from . import formats
 from ._checks import integer, integers, is_integer, texts
 from .artifact import Artifact
 from .enums import Format, Precision
-from .errors import InputError, UnsupportedError
+from .errors import InputError, UnknownNameError, UnsupportedError
 from .models import ModelSpec, get_model
 from .parity import ParityCase, ParityResult, Tolerances, check_rel_l2, sweep
 from .quantize import int8_cpu_note
@@ -239,12 +239,16 @@ def parity_feeds(spec: ModelSpec, times: Iterable[int] | int | None, batches: It
                 seed += 1
 
 
+def meta_of(runner: Runner) -> dict[str, str]:
+    return getattr(runner, "metadata", {}) if hasattr(runner, "metadata") else {}
+
+
 def _model_of(runner: Runner, model) -> ModelSpec:
     """The artifact's model: `model` where given (needed for files without edgeseq metadata), else the artifact's
     own; a `model` that contradicts the artifact's metadata is refused (its outputs could never match)."""
     if getattr(runner, "spec", None) is not None and model is None:
         return runner.spec
-    name = getattr(runner, "metadata", {}).get("edgeseq.model") if hasattr(runner, "metadata") else None
+    name = meta_of(runner).get("edgeseq.model")
     if model is not None:
         spec = resolve_spec(model)
         if name and name != spec.name:
@@ -252,7 +256,20 @@ def _model_of(runner: Runner, model) -> ModelSpec:
         return spec
     if not name:
         raise InputError("this artifact carries no edgeseq model name; say which model it is (--model NAME)")
-    return get_model(name)
+    source = meta_of(runner).get("edgeseq.source")
+    if source:  # a user model: its factory, where the export recorded it
+        try:
+            spec = get_model(source)
+        except InputError as exc:
+            raise InputError(f"the artifact is user model {name!r} from {source}, which does not load here ({exc}); "
+                             "give its factory with --model FILE.py:FACTORY") from None
+        if spec.name == name:
+            return spec
+    try:
+        return get_model(name)
+    except UnknownNameError:
+        raise InputError(f"the artifact is model {name!r}, which is not registered here: give its factory with "
+                         "--model FILE.py:FACTORY (API: model=ModelSpec)") from None
 
 
 def _limits(runner: Runner) -> dict[str, int | None]:

@@ -134,8 +134,8 @@ def torch_module_outputs(module, feed: dict[str, np.ndarray], input_names: list[
 
         def hook(m, inp, out, name=name):
             out = out[0] if isinstance(out, (tuple, list)) else out
-            if isinstance(out, torch.Tensor):
-                outputs[name] = out.detach().float().cpu().numpy()
+            if isinstance(out, torch.Tensor):  # a copy: an in-place op later (x += r, ReLU(inplace)) would change a view
+                outputs[name] = out.detach().float().cpu().numpy().copy()
                 kinds[name] = type(m).__name__
 
         hooks.append(sub.register_forward_hook(hook))

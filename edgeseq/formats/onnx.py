@@ -200,6 +200,7 @@ def _stamp(onnx, model, spec, weights_sha: str, options: OnnxOptions, precision:
         "edgeseq.precision": precision.value,
         "edgeseq.exporter": options.exporter.value,
         "edgeseq.dynamic_axes": json.dumps(spec.dynamic_axes, sort_keys=True),
+        **({"edgeseq.source": spec.source} if spec.source else {}),
     }
     del model.metadata_props[:]
     for key, value in meta.items():

@@ -2,7 +2,8 @@
 
 1. nn.GRU -> LoopGRU: a GRU whose recurrence is one opaque op.
 2. SamePool (max-pool width 2, stride 1, padding 1, cropped) -> ShiftMaxPool: max(x[t], x[t+1]) written with a
-   shifted copy; torch.export specializes T through max_pool1d's padded output-size arithmetic.
+   shifted copy; torch.export specializes T through max_pool1d's padded output-size arithmetic. Any other
+   nn.MaxPool1d(k, stride=1, padding=p) -> SlidingMaxPool, the same idea for any window (public CBHG code).
 3. nn.MaxPool1d(k) with stride k (non-overlapping windows) -> WindowMaxPool: a reshape to [..., T // k, k] and a max
    over the last axis; litert-torch's lowering of max_pool1d fails on a dynamic batch ("broadcast_in_dim shape must
    have every element be nonnegative").
@@ -109,6 +110,9 @@ class LoopGRU(nn.Module):
             self.register_buffer(f"w_hh_{layer}", w_hh.clone())
             self.register_buffer(f"b_hh_{layer}", b_hh.unsqueeze(1))
 
+    def flatten_parameters(self) -> None:
+        """nn.GRU's cuDNN weight-layout call, which public CBHG code makes in forward(): nothing to do here."""
+
     def forward(self, x: torch.Tensor, hx: Optional[torch.Tensor] = None):
         if x.dim() != 3:
             raise ValueError("LoopGRU takes batched 3-D input")
@@ -140,6 +144,34 @@ class ShiftMaxPool(nn.Module):
         # append-then-crop keeps the shifted copy's length symbolic: x[..., 1:] alone makes torch.export guard on
         # T - 1, and F.pad / max_pool1d specialize T or fail to lower with a dynamic T
         return torch.maximum(x, torch.cat([x, x[..., -1:]], dim=-1)[..., 1:])
+
+
+class SlidingMaxPool(nn.Module):
+    """nn.MaxPool1d(k, stride=1, padding=p) (dilation 1) as the max of k shifted copies of the -inf padded input:
+    the same values, and no max_pool1d output-size arithmetic for torch.export to specialize T through (the pool
+    + crop `[:, :, :T]` of public CBHG code). Each shifted copy is appended-then-cropped so its length stays the
+    padded length, then the result is cut to T + 2p - k + 1."""
+
+    def __init__(self, pool: nn.MaxPool1d):
+        super().__init__()
+        if not sliding_pool_ok(pool):
+            raise ValueError("SlidingMaxPool needs MaxPool1d(k, stride=1, padding=p) with dilation 1")
+        self.k, self.p = _single(pool.kernel_size), _single(pool.padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p:
+            edge = torch.full_like(x[..., :1], float("-inf")).expand(*x.shape[:-1], self.p)
+            x = torch.cat([edge, x, edge], dim=-1)
+        out = x
+        for j in range(1, self.k):
+            out = torch.maximum(out, torch.cat([x, x[..., -j:]], dim=-1)[..., j:])
+        return out[..., : x.shape[-1] - self.k + 1] if self.k > 1 else out
+
+
+def sliding_pool_ok(pool: nn.MaxPool1d) -> bool:
+    k, p = _single(pool.kernel_size), _single(pool.padding)
+    return (_single(pool.stride or k) == 1 and _single(pool.dilation) == 1 and p <= k // 2
+            and not pool.return_indices)
 
 
 class WindowMaxPool(nn.Module):
@@ -356,6 +388,7 @@ def rewrite_for_export(module: nn.Module) -> tuple[nn.Module, int]:
     module, n_grus = replace_grus(module)
     module, _ = _swap(module, SamePool, lambda _: ShiftMaxPool())
     module, _ = _swap(module, nn.MaxPool1d, WindowMaxPool, where=window_pool_ok)
+    module, _ = _swap(module, nn.MaxPool1d, SlidingMaxPool, where=sliding_pool_ok)
     with torch.no_grad():
         _fold_conv_bn(module)
         _conv_stack_2d(module)

@@ -131,6 +131,7 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Tfl
             "outputs": json.dumps([t.to_dict() for t in spec.outputs]),
             "max_time": str(options.max_time),
             "max_batch": str(options.max_batch),
+            **({"source": spec.source} if spec.source else {}),
         }
         # stamp first: the quantizer writes large constants by offset, which a flatbuffer re-pack would drop;
         # it carries the metadata table over

@@ -7,6 +7,7 @@ from ..tensors import TensorSpec
 from .spec import BATCH, TIME, ModelSpec
 
 _REGISTRY: dict[str, ModelSpec] = {}
+_FACTORIES: dict[str, ModelSpec] = {}  # FILE.py:FACTORY -> its spec, loaded once per process
 
 
 def register(spec: ModelSpec) -> ModelSpec:
@@ -15,13 +16,22 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 
 def get_model(name: "str | ModelSpec") -> ModelSpec:
+    """A registered name, a ModelSpec, or a user's factory (FILE.py:FACTORY, package.module:FACTORY)."""
     if isinstance(name, ModelSpec):
         return name
+    from .user import is_factory_ref, load_factory, normalize_ref
+
+    if is_factory_ref(name):
+        key = normalize_ref(name)
+        if key not in _FACTORIES:
+            _FACTORIES[key] = load_factory(name)
+        return _FACTORIES[key]
     _register_builtins()
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownNameError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))}") from None
+        raise UnknownNameError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))} (or your own: "
+                               "FILE.py:FACTORY)") from None
 
 
 def list_models() -> list[ModelSpec]:

@@ -33,6 +33,10 @@ class ModelSpec:
     tolerances: Tolerances = field(default_factory=lambda: DEFAULT_TOLERANCES)
     config: dict = field(default_factory=dict)
     prebuilt: nn.Module | None = None  # set for specs wrapped around a user's module
+    value_ranges: dict = field(default_factory=dict)  # integer input -> (low, high), inclusive: token ids, ...
+    lengths: tuple[str, ...] = ()  # integer inputs holding each row's valid length along the time axis
+    frames_per_second: float | None = None  # the time axis' frame rate, for a real-time factor (None: no RTF)
+    source: str = ""  # the FILE.py:FACTORY / package.module:FACTORY a user model was loaded from
 
     # ---- shape facts -------------------------------------------------------------------------------------------
     @property
@@ -105,6 +109,12 @@ class ModelSpec:
                 from .features import speech_features
 
                 feed[name] = speech_features(self.speech_dim, shape[1], batch=shape[0], offset=seed + k)
+            elif name in self.lengths:  # the longest row fills the time axis; the others are shorter, sorted down
+                rest = rng.integers(1, time + 1, size=shape[0] - 1) if shape[0] > 1 else np.zeros(0, np.int64)
+                feed[name] = np.concatenate([[time], np.sort(rest)[::-1]]).astype(dtype)
+            elif name in self.value_ranges:
+                low, high = self.value_ranges[name]
+                feed[name] = rng.integers(low, high + 1, size=shape).astype(dtype)
             else:
                 feed[name] = random_array(rng, shape, dtype)
         return feed
@@ -143,6 +153,7 @@ class ModelSpec:
             "default_time": self.default_time,
             "flops_at_default_time": self.flops(),
             "config": self.config,
+            **({"source": self.source} if self.source else {}),
         }
 
     # ---- user modules ------------------------------------------------------------------------------------------
@@ -155,52 +166,19 @@ class ModelSpec:
         output_names: list[str] | None = None,
         dynamic_axes: dict[str, dict[int, str]] | None = None,
         name: str | None = None,
+        **declared,
     ) -> "ModelSpec":
-        """Wrap any nn.Module so it flows through the same export / parity path as the registered models."""
-        if isinstance(example_inputs, dict):
-            input_names = input_names or list(example_inputs)
-            arrays = [np.asarray(_to_numpy(example_inputs[n])) for n in input_names]
-        else:
-            if isinstance(example_inputs, (torch.Tensor, np.ndarray)):
-                example_inputs = (example_inputs,)
-            arrays = [np.asarray(_to_numpy(x)) for x in example_inputs]
-            input_names = input_names or [f"input_{i}" for i in range(len(arrays))]
-        if len(input_names) != len(arrays):
-            raise ValueError(f"{len(input_names)} input names for {len(arrays)} example inputs")
-        module = module.eval()
-        with torch.inference_mode():
-            outs = module(*[torch.from_numpy(a) for a in arrays])
-        outs = outs if isinstance(outs, (tuple, list)) else (outs,)
-        output_names = output_names or [f"output_{i}" for i in range(len(outs))]
-        dynamic_axes = dynamic_axes or {}
+        """Wrap any nn.Module so it flows through the same export / parity path as the registered models.
 
-        def declare(nm: str, shape: tuple[int, ...], dtype: str) -> TensorSpec:
-            named = {int(k): v for k, v in dynamic_axes.get(nm, {}).items()}
-            return TensorSpec(nm, tuple(named.get(i, d) for i, d in enumerate(shape)), dtype)
+        dynamic_axes: {tensor: {axis: name}}, names of your choosing (the first input's axis 0 is the batch, its
+        first other dynamic axis the time axis); output axes left out are found by running the module twice.
+        Keywords: value_ranges {input: (low, high)} for integer inputs (token ids), lengths (inputs holding each
+        row's valid length; a 1-D integer input whose example values end at T is taken as one), time_sweep and
+        batch_sweep (default: T = 1..1000 and batch 1, 3 where those axes are dynamic), frames_per_second (for
+        the real-time factor). Generated inputs (sweeps, probes, calibration) obey the declared ranges."""
+        from .user import spec_from_module
 
-        inputs = tuple(declare(n, a.shape, str(a.dtype)) for n, a in zip(input_names, arrays))
-        outputs = tuple(declare(n, tuple(o.shape), str(o.dtype).replace("torch.", "")) for n, o in zip(output_names, outs))
-        first = inputs[0].shape if inputs else ()
-        batch = arrays[0].shape[0] if first and first[0] == BATCH else 1
-        time = arrays[0].shape[1] if len(first) > 1 and first[1] == TIME else 1
-        spec = cls(
-            name=name or type(module).__name__,
-            description=f"user module {type(module).__name__}",
-            factory=lambda: module,
-            inputs=inputs,
-            outputs=outputs,
-            default_time=time,
-            time_sweep=(time,),
-            batch_sweep=(batch,),
-            prebuilt=module,
-        )
-        axis_sizes = {d: a.shape[i] for t, a in zip(inputs, arrays) for i, d in enumerate(t.shape) if isinstance(d, str)}
-        object.__setattr__(spec, "_axis_sizes", axis_sizes)
-        return spec
-
-
-def _to_numpy(x) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        return spec_from_module(module, example_inputs, input_names, output_names, dynamic_axes, name, **declared)
 
 
 def _randomize_norm_stats(module: nn.Module) -> None:
