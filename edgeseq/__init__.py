@@ -18,6 +18,8 @@ _API = {
     "bisect": "edgeseq.bisection",
     "diff_reports": "edgeseq.report_diff",
     "run_matrix": "edgeseq.matrix",
+    "load_recipe": "edgeseq.recipe",
+    "run_recipe": "edgeseq.recipe",
     "MatrixOptions": "edgeseq.matrix",
     "get_model": "edgeseq.models",
     "list_models": "edgeseq.models",

@@ -13,7 +13,7 @@ from . import formats
 from ._checks import integer, integers, is_integer, texts
 from .artifact import Artifact
 from .enums import Format, Precision
-from .errors import InputError, UnknownNameError, UnsupportedError
+from .errors import EdgeseqError, InputError, UnknownNameError, UnsupportedError
 from .models import ModelSpec, get_model
 from .parity import ParityCase, ParityResult, Tolerances, check_rel_l2, sweep
 from .quantize import int8_cpu_note
@@ -272,6 +272,14 @@ def _model_of(runner: Runner, model) -> ModelSpec:
                          "--model FILE.py:FACTORY (API: model=ModelSpec)") from None
 
 
+def _frame_rate(runner: Runner, model) -> float | None:
+    """The model's frame rate for the real-time factor; None (no RTF) where the model declares none or is unknown."""
+    try:
+        return _model_of(runner, model).frames_per_second
+    except EdgeseqError:
+        return None
+
+
 def _limits(runner: Runner) -> dict[str, int | None]:
     """The longest T and largest batch the artifact serves, where it declares them (TFLite exports do)."""
     meta = getattr(runner, "metadata", {}) if hasattr(runner, "metadata") else {}
@@ -389,7 +397,8 @@ def profile(
             feed = feed_from_shapes(runner.inputs, {})
         label = artifact_label if artifact_label is not None else str(getattr(runner, "path", ""))
         return measure(runner, feed, warmup=warmup, iterations=iterations, budget_s=budget_s, artifact=label,
-                       precision=meta.get("edgeseq.precision", "fp32"))
+                       precision=meta.get("edgeseq.precision", "fp32"),
+                       frames_per_second=_frame_rate(runner, model))
     finally:
         if owned:
             runner.close()

@@ -33,7 +33,7 @@ class LatencyResult:
     min_ms: float
     std_ms: float
     frames_per_s: float
-    rtf: float  # < 1 is faster than real time
+    rtf: float | None  # < 1 is faster than real time; None: the model declares no frame rate
     peak_rss_mb: float  # process-wide peak, as the OS reports it (on the device, for remote runners)
     artifact_bytes: int | None = None
     note: str = ""  # how the numbers were obtained when it is not edgeseq's own loop (e.g. benchmark_model)
@@ -136,6 +136,19 @@ def device_timings(device_ms: list[float], e2e: Timings, how: str) -> Timings:
     return Timings.from_samples(device_ms, note=f"{how}; end to end with host copies p50 {e2e.p50_ms:.3f} ms")
 
 
+def own_peak_rss_mb() -> float:
+    """This process's peak resident memory: VmHWM, which exec resets, where Linux has it; ru_maxrss elsewhere, which
+    Linux carries across exec (a Python parent holding 2 GB made a 300 MB child read 1.9 GB)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def measure(
     runner: "Runner",
     feed: dict[str, np.ndarray],
@@ -148,6 +161,7 @@ def measure(
     batch: int | None = None,
     time_axis: int | None = None,
     artifact_bytes: int | None = None,
+    frames_per_second: float | None = FRAMES_PER_SECOND,
 ) -> LatencyResult:
     """Time the runner (Runner.timed_runs: here for local runners, on the device for remote ones); stops at
     `iterations` or `budget_s`."""
@@ -169,7 +183,7 @@ def measure(
         size = os.path.getsize(artifact)
     peak = timings.peak_rss_mb
     if peak is None:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        peak = own_peak_rss_mb()
     return LatencyResult(
         runtime=runner.runtime,
         artifact=artifact,
@@ -186,7 +200,7 @@ def measure(
         min_ms=timings.min_ms,
         std_ms=timings.std_ms,
         frames_per_s=batch * time_axis / (mean / 1e3),
-        rtf=(mean / 1e3) / (time_axis / FRAMES_PER_SECOND),
+        rtf=(mean / 1e3) / (time_axis / frames_per_second) if frames_per_second else None,
         peak_rss_mb=peak,
         artifact_bytes=size,
         note=timings.note,

@@ -91,6 +91,20 @@ def safe_relative(path: str, where: str) -> str:
     return str(pure)
 
 
+def _model_ref(model, source: str) -> str:
+    """A registered name as is; a factory's relative FILE.py is relative to the recipe's own folder, so a recipe
+    checked in beside the model code runs from anywhere."""
+    from .models.user import is_factory_ref
+
+    if not isinstance(model, str) or not is_factory_ref(model):
+        return model
+    target, _, attr = model.rpartition(":")
+    beside = Path(source).parent / target
+    if target.endswith(".py") and not Path(target).is_absolute() and beside.is_file():
+        return f"{beside.resolve()}:{attr}"
+    return model
+
+
 def parse_recipe(data: dict, source: str) -> Recipe:
     check_table(data, _TOP, source)
     for key in ("name", "model", "formats"):
@@ -142,7 +156,8 @@ def parse_recipe(data: dict, source: str) -> Recipe:
         budgets.append(Budget(raw["device"], precision, fmt, metrics[0], float(raw[metrics[0]])))
     baseline = _baseline(data.get("baseline"), source)
     return Recipe(
-        name=data["name"], description=data.get("description", ""), model=data["model"], formats=formats,
+        name=data["name"], description=data.get("description", ""), model=_model_ref(data["model"], source),
+        formats=formats,
         precisions=precisions, devices=devices, out=safe_relative(data.get("out", data["name"]), source),
         weights=data.get("weights"),
         times=integers(parity.get("times"), f"{source} [parity] times"),

@@ -32,6 +32,17 @@ def test_export_cbhg(tmp_path):
     assert (tmp_path / "o" / "cbhg-lite.fp32.onnx").exists()
 
 
+def test_bring_your_own_model(tmp_path):
+    proc = run("bring_your_own_model.py", "--out", str(tmp_path / "byo"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "my-cbhg: inputs [('mel', ('batch', 'time', 40))], outputs [('encoded', ('batch', 'time', 64))]" in out
+    assert "check PASS: 10 cases (T = [1, 7, 50, 200, 1000])" in out  # the full sweep by default
+    assert "recipe: my-cbhg.fp32.onnx parity PASS" in out and "recipe: my-cbhg.int8-dynamic.onnx parity PASS" in out
+    manifest = tmp_path / "byo" / "builds" / "my-cbhg-server" / "manifest.json"
+    assert '"model": "my-cbhg"' in manifest.read_text()
+
+
 def test_embed_in_app(tmp_path, lite_onnx):
     proc = run("embed_in_app.py", "--artifact", lite_onnx.path, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

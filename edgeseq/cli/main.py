@@ -410,7 +410,8 @@ def profile_cmd(
     out.print(
         f"{result.runtime} batch={result.batch} T={result.time}: p50 {result.p50_ms:.3f} ms, p90 {result.p90_ms:.3f} ms, "
         f"p99 {result.p99_ms:.3f} ms, mean {result.mean_ms:.3f} ms over {result.iterations} runs; "
-        f"{result.frames_per_s:,.0f} frames/s, RTF {result.rtf:.4f}, peak RSS {result.peak_rss_mb:.0f} MB",
+        f"{result.frames_per_s:,.0f} frames/s, " + (f"RTF {result.rtf:.4f}, " if result.rtf is not None else "")
+        + f"peak RSS {result.peak_rss_mb:.0f} MB",
         highlight=False,
     )
     if result.note:
@@ -462,7 +463,7 @@ _SIDE_BY_SIDE = (
     ("mean ms", lambda r: f"{r.mean_ms:.3f}"),
     ("runs", lambda r: str(r.iterations)),
     ("frames/s", lambda r: f"{r.frames_per_s:,.0f}"),
-    ("RTF", lambda r: f"{r.rtf:.4f}"),
+    ("RTF", lambda r: f"{r.rtf:.4f}" if r.rtf is not None else "-"),
     ("peak RSS MB", lambda r: f"{r.peak_rss_mb:.0f}"),
 )
 

@@ -51,6 +51,7 @@ def _cbhg_spec(name: str, description: str, cfg, speech_dim: int | None = None) 
         outputs=(TensorSpec("encoded" if cfg.out_dim is None else "spectrogram", (BATCH, TIME, out_dim)),),
         speech_dim=cfg.in_dim if speech_dim is None else speech_dim,
         config=cfg.to_dict(),
+        frames_per_second=80.0,  # 12.5 ms hop, the Tacotron front ends' frame rate
     )
 
 

@@ -228,7 +228,7 @@ def load_factory(ref: str) -> ModelSpec:
     if factory is None:
         raise InputError(f"model {ref!r}: {target} has no {attr!r}")
     if not callable(factory):
-        raise InputError(f"model {ref!r}: {attr!r} is a {type(factory).__name__}, not a function")
+        raise InputError(f"model {ref!r}: {attr!r} is not a function ({type(factory).__name__})")
     try:
         made = factory()
     except Exception as exc:

@@ -390,6 +390,13 @@ def open_model(path, runtime, delegate, threads, workdir=None):
 
 
 def _peak_rss_mb():
+    try:  # VmHWM: reset at exec, unlike ru_maxrss, which a shell or sshd parent's peak would inflate
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
 

@@ -1,0 +1,221 @@
+"""A user's own CBHG, written as public TTS projects write it (tests/fixtures/public_cbhg.py), through declaration,
+FILE.py:FACTORY loading, ONNX and TFLite export, check (API and CLI, finding the factory from the artifact),
+profile and bisection."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+import edgeseq
+from edgeseq.errors import InputError
+
+from conftest import assert_one_line_error
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "public_cbhg.py"
+COQUI, CHANNELS_FIRST = f"{FIXTURES}:coqui_style", f"{FIXTURES}:channels_first"
+SWEEP = dict(times=(1, 7, 200, 1000), batches=(1, 3))
+
+
+class Residual(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv1d(4, 4, 3, padding=1)
+
+    def forward(self, x, lengths):
+        y = self.conv(x)
+        y += x  # in place, on the conv's own output
+        return y.transpose(1, 2) * (lengths[:, None, None] > 0)
+
+
+# ---- declaring ------------------------------------------------------------------------------------------------------
+
+
+def test_axes_named_anything_play_batch_and_time_by_position():
+    spec = edgeseq.get_model(CHANNELS_FIRST)
+    assert spec.inputs[0].shape == ("batch", 32, "time")
+    assert spec.outputs[0].shape == ("batch", 32, "time")  # not declared: found by running the module twice
+    assert spec.time_sweep == (1, 7, 50, 200, 1000) and spec.batch_sweep == (1, 3)
+    assert spec.example_inputs(3, 11)["x"].shape == (3, 32, 11)
+
+
+@pytest.mark.parametrize("axes, says", [
+    ({"features": {0: "B", 1: "T"}}, "neither an input nor an output"),
+    ({"x": {0: "B", 5: "T"}}, "names axis 5; 'x' has 3 axes"),
+])
+def test_bad_dynamic_axes_are_input_errors(axes, says):
+    with pytest.raises(InputError, match=says):
+        edgeseq.ModelSpec.from_module(Residual(), (torch.randn(2, 4, 9), torch.tensor([9, 4])), ["x", "lengths"],
+                                      ["y"], axes)
+
+
+def test_lengths_are_found_in_the_example_and_generated_valid():
+    spec = edgeseq.ModelSpec.from_module(Residual(), (torch.randn(2, 4, 9), torch.tensor([9, 4])), ["x", "lengths"],
+                                         ["y"], {"x": {0: "B", 2: "T"}, "lengths": {0: "B"}})
+    assert spec.lengths == ("lengths",) and spec.outputs[0].shape == ("batch", "time", 4)
+    for seed in range(5):
+        lengths = spec.example_inputs(batch=4, time=30, source="random", seed=seed)["lengths"]
+        assert lengths[0] == 30 and lengths.min() >= 1 and list(lengths) == sorted(lengths, reverse=True)
+        assert lengths.dtype == np.int64
+
+
+def test_integer_inputs_keep_their_declared_or_example_range():
+    class Embed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = torch.nn.Embedding(50, 8)
+
+        def forward(self, tokens):
+            return self.table(tokens)
+
+    spec = edgeseq.ModelSpec.from_module(Embed(), torch.tensor([[3, 49, 0, 7]]), ["tokens"], ["e"],
+                                         {"tokens": {0: "B", 1: "T"}})
+    assert spec.value_ranges == {"tokens": (0, 49)}  # the example's span: the table's rows
+    tokens = spec.example_inputs(batch=3, time=500, source="random")["tokens"]
+    assert tokens.min() >= 0 and tokens.max() <= 49
+    declared = edgeseq.ModelSpec.from_module(Embed(), torch.tensor([[3, 4]]), ["tokens"], ["e"],
+                                             {"tokens": {0: "B", 1: "T"}}, value_ranges={"tokens": (10, 12)})
+    assert set(np.unique(declared.example_inputs(2, 100, source="random")["tokens"])) <= {10, 11, 12}
+    with pytest.raises(InputError, match="'ids' is not an input"):
+        edgeseq.ModelSpec.from_module(Embed(), torch.tensor([[3, 4]]), ["tokens"], ["e"], value_ranges={"ids": (0, 1)})
+
+
+def test_an_output_axis_that_is_neither_batch_nor_time_is_named():
+    class Grows(torch.nn.Module):
+        def forward(self, x):
+            return torch.cat([x, x[:, :1]], dim=1)  # T + 1 frames
+
+    with pytest.raises(InputError, match=r"output 'y' axis 1 changes with the inputs \(8 -> 13\)"):
+        edgeseq.ModelSpec.from_module(Grows(), torch.randn(1, 7, 3), ["x"], ["y"], {"x": {0: "B", 1: "T"}})
+
+
+# ---- FILE.py:FACTORY ------------------------------------------------------------------------------------------------
+
+
+def test_factory_files_and_packages_load(tmp_path, monkeypatch):
+    spec = edgeseq.get_model(COQUI)
+    assert spec.name == "coqui-style-cbhg" and spec.source == COQUI
+    assert edgeseq.get_model(COQUI) is spec  # loaded once per process
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "models.py").write_text(f"import runpy\nbuild = runpy.run_path({str(FIXTURES)!r})['channels_first']\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert edgeseq.get_model("mypkg.models:build").name == "channels-first-cbhg"
+
+
+@pytest.mark.parametrize("ref, says", [
+    ("nowhere.py:build", "no file 'nowhere.py'"),
+    (f"{FIXTURES}:nothing", "has no 'nothing'"),
+    (f"{FIXTURES}:IN_DIM", r"'IN_DIM' is not a function \(int\)"),
+    (f"{FIXTURES}:bare_module", "returned a bare nn.Module: return edgeseq.ModelSpec.from_module"),
+    ("no_such_package.mod:build", "cannot import 'no_such_package.mod'"),
+])
+def test_bad_factories_are_one_line_input_errors(ref, says):
+    with pytest.raises(InputError, match=says) as info:
+        edgeseq.get_model(ref)
+    assert "\n" not in str(info.value)
+
+
+def test_a_factory_that_raises_is_named(tmp_path):
+    f = tmp_path / "broken.py"
+    f.write_text("def build():\n    raise RuntimeError('checkpoint not found')\n")
+    with pytest.raises(InputError, match="the factory failed: RuntimeError: checkpoint not found"):
+        edgeseq.get_model(f"{f}:build")
+
+
+# ---- ONNX: export, check, profile, bisect ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def user_onnx(tmp_path_factory):
+    out = tmp_path_factory.mktemp("user-onnx")
+    return {ref: edgeseq.export(ref, "onnx", out_dir=out) for ref in (COQUI, CHANNELS_FIRST)}
+
+
+@pytest.mark.parametrize("ref", [COQUI, CHANNELS_FIRST])
+def test_onnx_passes_the_full_sweep_and_finds_its_factory(user_onnx, ref):
+    art = user_onnx[ref]
+    assert edgeseq.formats.read_metadata(art.path)["edgeseq.source"] == ref
+    result = edgeseq.check(art.path, **SWEEP)  # no model given: the artifact names its factory
+    assert result.passed and result.worst.rel_l2 < 1e-5, result.failures
+    assert len(result.cases) == 8
+
+
+def test_int8_dynamic_onnx_of_a_user_model(user_onnx, tmp_path):
+    art = edgeseq.export(COQUI, "onnx", out_dir=tmp_path, precision="int8-dynamic", parent=user_onnx[COQUI].path)
+    result = edgeseq.check(art.path, **SWEEP)
+    assert result.passed and result.worst.rel_l2 > 1e-5, result.failures
+
+
+def test_cli_check_and_profile_of_a_user_artifact(run_cli, user_onnx):
+    path = user_onnx[COQUI].path
+    proc = run_cli("check", path, "--times", "1,200", "--batches", "1,3")
+    assert proc.returncode == 0 and "PASS coqui-style-cbhg" in proc.stdout, proc.stderr
+    proc = run_cli("check", path, "--model", COQUI, "--times", "7", "--batches", "1")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("profile", path, "-n", "3")
+    assert proc.returncode == 0 and "p50" in proc.stdout, proc.stderr
+    assert "RTF" not in proc.stdout  # the model declares no frame rate: no real-time factor is claimed
+
+
+def test_an_artifact_whose_factory_is_gone_says_what_to_give(run_cli, user_onnx, tmp_path):
+    moved = tmp_path / "moved.onnx"
+    model = onnx.load(user_onnx[COQUI].path)
+    for p in model.metadata_props:
+        if p.key == "edgeseq.source":
+            p.value = str(tmp_path / "gone.py:coqui_style")
+    onnx.save(model, moved)
+    line = assert_one_line_error(run_cli("check", str(moved)))
+    assert "--model FILE.py:FACTORY" in line and "coqui-style-cbhg" in line
+
+
+def test_bisection_blames_nothing_unchanged_and_names_a_corrupted_conv(user_onnx, tmp_path):
+    art = user_onnx[COQUI]
+    assert edgeseq.bisect(art.path, COQUI, time=50).first_divergent is None  # in-place `x += inputs` included
+    model = onnx.load(art.path)
+    init = next(i for i in model.graph.initializer if i.name == "conv1d_banks.2.conv1d.weight")
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 1.5, init.name))
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, bad)
+    first = edgeseq.bisect(str(bad), COQUI, time=50).first_divergent
+    assert first is not None and first.module.startswith("conv1d_banks.2"), first
+
+
+def test_recorded_module_outputs_are_copies_not_views():
+    """An in-place op after a module (x += r) must not rewrite what was recorded for it."""
+    from edgeseq.bisection import torch_module_outputs
+
+    module = Residual().eval()
+    x = np.random.default_rng(0).standard_normal((1, 4, 6)).astype(np.float32)
+    outputs, _ = torch_module_outputs(module, {"x": x, "lengths": np.array([6])}, ["x", "lengths"])
+    with torch.inference_mode():
+        want = module.conv(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(outputs["conv"], want, rtol=0, atol=0)
+
+
+# ---- TFLite ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ref, precision", [(COQUI, "fp32"), (COQUI, "int8-dynamic"), (CHANNELS_FIRST, "fp32")])
+def test_tflite_converts_public_cbhg_idioms(ref, precision, tmp_path):
+    """flatten_parameters() in forward, MaxPool1d(2, stride=1, padding=1) + crop, even kernels cropped, BN after
+    ReLU, in-place residuals, a chained bank, channels-first input, a time-major 2-layer BiGRU."""
+    pytest.importorskip("litert_torch", reason="needs litert-torch: pip install 'edgeseq[tflite]'")
+    art = edgeseq.export(ref, "tflite", out_dir=tmp_path, precision=precision)
+    result = edgeseq.check(art.path, **SWEEP)
+    assert result.passed, result.failures
+    assert (result.worst.rel_l2 < 1e-5) is (precision == "fp32")
+
+
+def test_sliding_max_pool_equals_max_pool1d():
+    from edgeseq.formats.rewrites import SlidingMaxPool
+
+    x = torch.randn(2, 3, 17)
+    for k, p in ((2, 1), (3, 1), (4, 2), (5, 0), (1, 0)):
+        pool = torch.nn.MaxPool1d(k, stride=1, padding=p)
+        torch.testing.assert_close(SlidingMaxPool(pool)(x), pool(x), rtol=0, atol=0)
