@@ -221,7 +221,8 @@ def run_matrix(
                         api.profile(q8, feed=latency_feed, warmup=options.warmup, iterations=options.iterations,
                                     artifact_label=""), precision=Precision.INT8_DYNAMIC.value))
             except Exception as exc:  # noqa: BLE001 - an informative row: a module torch.ao cannot run costs only it
-                track.say(f"PyTorch's own int8 left out: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}")
+                why = (str(exc).splitlines() or [""])[0][:200]
+                track.say(f"PyTorch's own int8 left out: {type(exc).__name__}: {why}")
             track.advance()
         parents: dict[Format, Path] = {}
         for fmt in fmts:

@@ -219,3 +219,22 @@ def test_sliding_max_pool_equals_max_pool1d():
     for k, p in ((2, 1), (3, 1), (4, 2), (5, 0), (1, 0)):
         pool = torch.nn.MaxPool1d(k, stride=1, padding=p)
         torch.testing.assert_close(SlidingMaxPool(pool)(x), pool(x), rtol=0, atol=0)
+
+
+def test_a_specialized_axis_names_the_users_own_line(tmp_path, run_cli):
+    """torch.export's own message names no source line: the error names the axis, the guard and the file:line."""
+    pytest.importorskip("litert_torch", reason="needs litert-torch: pip install 'edgeseq[tflite]'")
+    model = tmp_path / "branchy.py"
+    model.write_text(
+        "import torch\nimport edgeseq\n\n\n"
+        "class Branchy(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        if x.shape[1] > 10:\n"
+        "            x = x * 2\n"
+        "        return x + 1\n\n\n"
+        "def build():\n"
+        "    return edgeseq.ModelSpec.from_module(Branchy(), torch.randn(1, 20, 4), ['x'], ['y'],\n"
+        "                                         {'x': {0: 'B', 1: 'T'}}, name='branchy')\n")
+    line = assert_one_line_error(run_cli("export", f"{model}:build", "-f", "tflite", "--out", str(tmp_path / "o")))
+    assert f"the time axis was fixed by the guard `time > 10` at {model}:7 (`if x.shape[1] > 10:`)" in line
+    assert not (tmp_path / "o").exists()

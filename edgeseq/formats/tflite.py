@@ -255,7 +255,15 @@ def _convert(litert_torch, loop_lib, module, args, dynamic_shapes, spec) -> tupl
     except ExportError:
         raise
     except Exception as exc:
-        raise ExportError(f"litert-torch failed to convert {spec.name}: {_why(exc)}") from None
+        why = _why(exc)
+        if why.startswith("torch.export specialized"):
+            from .export_guards import explain_specialization
+
+            where = explain_specialization(module, args, dynamic_shapes, spec)
+            if where:
+                why = (f"{where}: keep the axis symbolic there (tensor ops on it, no Python branch or number made "
+                       "from its size), or declare that axis static")
+        raise ExportError(f"litert-torch failed to convert {spec.name}: {why}") from None
     return content, n_loops
 
 
