@@ -18,6 +18,7 @@ from conftest import assert_one_line_error
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "public_cbhg.py"
 COQUI, CHANNELS_FIRST = f"{FIXTURES}:coqui_style", f"{FIXTURES}:channels_first"
+PACKED = f"{FIXTURES}:packed"
 SWEEP = dict(times=(1, 7, 200, 1000), batches=(1, 3))
 
 
@@ -238,3 +239,58 @@ def test_a_specialized_axis_names_the_users_own_line(tmp_path, run_cli):
     line = assert_one_line_error(run_cli("export", f"{model}:build", "-f", "tflite", "--out", str(tmp_path / "o")))
     assert f"the time axis was fixed by the guard `time > 10` at {model}:7 (`if x.shape[1] > 10:`)" in line
     assert not (tmp_path / "o").exists()
+
+
+# ---- packed sequences: (xs, ilens) -> (ys, olens) --------------------------------------------------------------------
+
+
+def _ragged_batch_matches_pytorch(path):
+    """A ragged batch with a row of length 1: every row as PyTorch computes it, padding zero, lengths back."""
+    spec = edgeseq.get_model(PACKED)
+    feed = spec.example_inputs(batch=3, time=40, source="random", seed=5)
+    feed["ilens"] = np.array([40, 23, 1], np.int64)
+    with edgeseq.load(path) as runner:
+        got = runner.infer(feed)
+    with torch.inference_mode():
+        want = spec.build()(*(torch.from_numpy(feed[n]) for n in spec.input_names))
+    np.testing.assert_allclose(got["ys"], want[0].numpy(), rtol=0, atol=2e-6)
+    for b, n in enumerate(feed["ilens"]):
+        assert not got["ys"][b, n:].any()  # padding stays zero, as pad_packed_sequence gives
+    np.testing.assert_array_equal(got["olens"], feed["ilens"])
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_packed_sequences_with_lengths(fmt, tmp_path):
+    """ESPnet's signature: pack_padded_sequence around a BiGRU. ONNX keeps the GRU's sequence_lens; TFLite runs an
+    exact masked recurrence whose backward direction starts at each row's true end."""
+    if fmt == "tflite":
+        pytest.importorskip("litert_torch", reason="needs litert-torch: pip install 'edgeseq[tflite]'")
+    spec = edgeseq.get_model(PACKED)
+    assert spec.lengths == ("ilens",) and [t.shape for t in spec.outputs] == [("batch", "time", 32), ("batch",)]
+    art = edgeseq.export(PACKED, fmt, out_dir=tmp_path)
+    result = edgeseq.check(art.path, **SWEEP)
+    assert result.passed and result.worst.rel_l2 < 1e-5, result.failures
+    _ragged_batch_matches_pytorch(art.path)
+
+
+def test_masked_loop_gru_equals_packed_nn_gru():
+    """Any layers, directions and layout, lengths down to 1: outputs and final states as over a PackedSequence."""
+    from torch.nn.utils import rnn
+
+    from edgeseq.formats.rewrites import LoopGRU, masked_packing
+
+    lengths = torch.tensor([9, 4, 1])
+    for layers, bidirectional, batch_first in ((1, True, True), (2, True, False), (2, False, True)):
+        gru = torch.nn.GRU(5, 4, layers, bidirectional=bidirectional, batch_first=batch_first).eval()
+        x = torch.randn((3, 9, 5) if batch_first else (9, 3, 5))
+        loop = LoopGRU(gru)
+        with torch.inference_mode():
+            want, want_h = gru(rnn.pack_padded_sequence(x, lengths, batch_first=batch_first))
+            want, _ = rnn.pad_packed_sequence(want, batch_first=batch_first, padding_value=-1.0)
+            with masked_packing(loop):
+                got, got_h = loop(rnn.pack_padded_sequence(x, lengths, batch_first=batch_first))
+                got, _ = rnn.pad_packed_sequence(got, batch_first=batch_first, padding_value=-1.0)
+            assert rnn.pack_padded_sequence is not None and not isinstance(
+                rnn.pack_padded_sequence(x, lengths, batch_first=batch_first), type(got))  # restored afterwards
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+        torch.testing.assert_close(got_h, want_h, rtol=0, atol=1e-6)

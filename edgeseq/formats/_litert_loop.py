@@ -168,6 +168,23 @@ def register_lowering() -> None:
 
     registry.lower(torch.ops.edgeseq.gru_scan.default)(lower_gru_scan)
 
+    def lower_length_mask(lctx, ref, lengths):
+        """[T, B] float: RANGE(0, T) as a column LESS each row's length (TFLite broadcasts), CAST to float."""
+        i32 = ir.IntegerType.get_signless(32)
+        dyn = ir.ShapedType.get_dynamic_size()
+        t = stablehlo.reshape(ir.RankedTensorType.get([], i32), stablehlo.get_dimension_size(ref, 0))
+        steps = tfl("tfl.range", [ir.RankedTensorType.get([dyn], i32)], [lu.splat(0, i32, []), t, lu.splat(1, i32, [])])
+        column = tfl("tfl.expand_dims", [ir.RankedTensorType.get([dyn, 1], i32)],
+                     [steps, lu.numpy_array_constant(np.asarray(1, dtype=np.int32))])
+        b = ir.RankedTensorType(lengths.type).shape[0]
+        lens = tfl("tfl.cast", [ir.RankedTensorType.get([b], i32)], [lengths])
+        row = tfl("tfl.expand_dims", [ir.RankedTensorType.get([1, b], i32)],
+                  [lens, lu.numpy_array_constant(np.asarray(0, dtype=np.int32))])
+        less = tfl("tfl.less", [ir.RankedTensorType.get([dyn, b], ir.IntegerType.get_signless(1))], [column, row])
+        return tfl("tfl.cast", lu.node_meta_to_ir_types(lctx.node), [less])
+
+    registry.lower(torch.ops.edgeseq.length_mask.default)(lower_length_mask)
+
     # aten.constant_pad_nd lowers through JAX, which rejects a dynamic T; TFLite's PAD / PADV2 take any shape.
     pad_op = torch.ops.aten.constant_pad_nd.default
     fallback = registry.lookup(pad_op)

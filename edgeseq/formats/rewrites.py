@@ -25,7 +25,9 @@ Only torch is used here; nothing in this file touches a TFLite SDK.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import sys
 from typing import Optional
 
 import torch
@@ -71,6 +73,32 @@ def _register():
 
 _register()
 
+_MASK_OP = "edgeseq::length_mask"
+
+
+def _register_mask():
+    if hasattr(torch.ops.edgeseq, "length_mask"):
+        return
+    torch.library.define(_MASK_OP, "(Tensor ref, Tensor lengths) -> Tensor")
+
+    @torch.library.impl(_MASK_OP, "CompositeExplicitAutograd")
+    def _impl(ref, lengths):
+        steps = torch.arange(ref.shape[0], device=ref.device)[:, None]
+        return (steps < lengths[None, :]).to(torch.float32)
+
+    @torch.library.register_fake(_MASK_OP)
+    def _fake(ref, lengths):
+        return ref.new_empty((ref.shape[0], lengths.shape[0]), dtype=torch.float32)
+
+
+_register_mask()
+
+
+def length_mask(ref: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """[T, B] float32: 1 where step t < lengths[b] (ref: any tensor whose axis 0 is T). An opaque op lowered to
+    TFLite RANGE + LESS: aten.arange / cumsum / gather fail to lower with a dynamic T or batch."""
+    return torch.ops.edgeseq.length_mask(ref, lengths)
+
 
 def gru_scan(gi, w_hh, b_hh, h0=None):
     return torch.ops.edgeseq.gru_scan(gi, w_hh, b_hh, h0)
@@ -113,28 +141,97 @@ class LoopGRU(nn.Module):
     def flatten_parameters(self) -> None:
         """nn.GRU's cuDNN weight-layout call, which public CBHG code makes in forward(): nothing to do here."""
 
-    def forward(self, x: torch.Tensor, hx: Optional[torch.Tensor] = None):
-        if x.dim() != 3:
+    def forward(self, x, hx: Optional[torch.Tensor] = None):
+        packed = isinstance(x, MaskedSequence)
+        if packed:  # a padded batch with lengths, in place of a PackedSequence (see masked_packing)
+            lengths = x.lengths
+            x = x.data if x.batch_first else x.data.transpose(0, 1)
+        elif x.dim() != 3:
             raise ValueError("LoopGRU takes batched 3-D input")
-        if not self.batch_first:
+        elif not self.batch_first:
             x = x.transpose(0, 1)
         batch, time = x.shape[0], x.shape[1]
         d, h = self.directions, self.hidden
+        if packed:
+            valid = length_mask(x.transpose(0, 1), lengths)  # [T, B]
+            after = torch.cat([valid, torch.zeros_like(valid[:1])], 0)[1:]  # append-then-crop: T stays symbolic
+            last = (valid - after)[:, :, None]  # [T, B, 1]: 1 at each row's last frame
+            # the backward direction runs the flipped batch, where a row's padding comes first: its update gate is
+            # saturated there (z = 1 exactly), so h stays at h0 (n + (0 - n) = 0 exactly) until the row's last
+            # real frame, where a PackedSequence starts it. No gather: litert-torch lowers none with a dynamic batch
+            hold = torch.flip(1.0 - valid, [0])[:, :, None]  # [T, B, 1]
         finals = []
         y = x
         for layer in range(self.layers):
             gi = F.linear(y, getattr(self, f"w_ih_{layer}"), getattr(self, f"b_ih_{layer}"))  # [B, T, D*3H]
             gi = gi.reshape(batch, time, d, 3 * h).permute(1, 2, 0, 3)  # [T, D, B, 3H]
             if d == 2:
-                gi = torch.stack([gi[:, 0], torch.flip(gi[:, 1], [0])], 1)
+                back = torch.flip(gi[:, 1], [0])
+                if packed:
+                    r, z, n = back.split(h, dim=-1)
+                    back = torch.cat([r, z * (1.0 - hold) + hold * _SATURATED, n], dim=-1)
+                gi = torch.stack([gi[:, 0], back], 1)
             h0 = None if hx is None else hx[layer * d:(layer + 1) * d]
             s = gru_scan(gi, getattr(self, f"w_hh_{layer}"), getattr(self, f"b_hh_{layer}"), h0)  # [T, D, B, H]
-            finals.append(s[-1])
             if d == 2:
                 s = torch.stack([s[:, 0], torch.flip(s[:, 1], [0])], 1)
+            if packed:  # forward: the state at each row's last frame; backward: the state after frame 0
+                finals.append(torch.stack([(s[:, 0] * last).sum(0)] + ([s[0, 1]] if d == 2 else []), 0))
+                s = s * valid[:, None, :, None]  # padded steps are zero, as pad_packed_sequence gives
+            else:
+                finals.append(torch.stack([s[-1, 0]] + ([s[0, 1]] if d == 2 else []), 0))
             y = s.permute(2, 0, 1, 3).reshape(batch, time, d * h)
+        if packed:
+            return MaskedSequence(y, lengths, True), torch.cat(finals, 0)
         out = y if self.batch_first else y.transpose(0, 1)
         return out, torch.cat(finals, 0)
+
+
+_SATURATED = 1e4  # a gate input whose sigmoid is exactly 1.0 in fp32 and fp16
+
+
+class MaskedSequence:
+    """What pack_padded_sequence returns while a model is traced for export: the padded batch and its lengths.
+    LoopGRU runs it as a masked recurrence; pad_packed_sequence gives the batch back with zeros past each length."""
+
+    def __init__(self, data: torch.Tensor, lengths: torch.Tensor, batch_first: bool):
+        self.data, self.lengths, self.batch_first = data, lengths, batch_first
+
+
+def _pack(input, lengths, batch_first=False, enforce_sorted=True):
+    return MaskedSequence(input, torch.as_tensor(lengths, device=input.device).to(torch.int64), batch_first)
+
+
+def _pad(sequence, batch_first=False, padding_value=0.0, total_length=None):
+    data = sequence.data if sequence.batch_first else sequence.data.transpose(0, 1)  # [B, T, ...]
+    if padding_value:
+        pad = 1.0 - length_mask(data.transpose(0, 1), sequence.lengths).transpose(0, 1)  # [B, T]
+        pad = pad.reshape(*data.shape[:2], *([1] * (data.dim() - 2)))
+        data = data * (1.0 - pad) + pad * padding_value
+    return (data if batch_first else data.transpose(0, 1)), sequence.lengths
+
+
+@contextlib.contextmanager
+def masked_packing(module: nn.Module):
+    """While a model is traced for export, pack_padded_sequence / pad_packed_sequence carry a padded batch and
+    its lengths (MaskedSequence) instead of a PackedSequence, which torch.export cannot trace with a dynamic batch
+    and T. Replaced in torch.nn.utils.rnn and wherever the model's own modules imported them by name."""
+    from torch.nn.utils import rnn
+
+    swaps = {rnn.pack_padded_sequence: _pack, rnn.pad_packed_sequence: _pad}
+    spaces = [vars(rnn)] + [vars(sys.modules[type(m).__module__]) for m in module.modules()
+                            if type(m).__module__ in sys.modules]
+    undo = []
+    for space in {id(s): s for s in spaces}.values():
+        for name, value in list(space.items()):
+            if callable(value) and value in swaps:
+                undo.append((space, name, value))
+                space[name] = swaps[value]
+    try:
+        yield
+    finally:
+        for space, name, value in undo:
+            space[name] = value
 
 
 class ShiftMaxPool(nn.Module):

@@ -94,7 +94,7 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Tfl
         raise InputError("max_time and max_batch must be >= 1")
     from ..models.weights import state_dict_sha256
     from . import _litert_loop
-    from .rewrites import contains, rewrite_for_export
+    from .rewrites import contains, masked_packing, rewrite_for_export
 
     module = spec.build(weights)
     weights_sha = state_dict_sha256(module)
@@ -115,7 +115,8 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Tfl
     started = time.perf_counter()
     with atomic_path(out_path) as tmp:
         _litert_loop.register_lowering()
-        content, n_loops = _convert(litert_torch, _litert_loop, loop_module, args, dynamic_shapes, spec)
+        with masked_packing(loop_module):
+            content, n_loops = _convert(litert_torch, _litert_loop, loop_module, args, dynamic_shapes, spec)
         float_seconds = time.perf_counter() - started
         bound = f", T <= {options.max_time}" if spec.has_dynamic_time else ""
         notes = [f"{n_grus} nn.GRU -> {n_loops} TFLite WHILE loop(s); dynamic axes "
@@ -265,6 +266,14 @@ def _convert(litert_torch, loop_lib, module, args, dynamic_shapes, spec) -> tupl
                        "from its size), or declare that axis static")
         raise ExportError(f"litert-torch failed to convert {spec.name}: {why}") from None
     return content, n_loops
+
+
+def _narrowed(declared: str | None, actual: str) -> tuple[str, str | None]:
+    """(dtype the runner takes, dtype to cast to for the file): LiteRT's converter narrows int64 tensors to int32, so
+    an int64 input (lengths, token ids) is taken as declared and cast on the way in (and out)."""
+    if declared == "int64" and actual == "int32":
+        return declared, actual
+    return actual, None
 
 
 def _why(exc: Exception) -> str:
@@ -546,13 +555,20 @@ class TfliteRunner(Runner):
         self._in_index = [d["index"] for d in in_details]
         self._out_index = [d["index"] for d in out_details]
         specs = []
+        self._in_casts, self._out_casts = [], []
         for i, (name, det) in enumerate(zip(in_names, in_details)):
             sig = list(det.get("shape_signature", det["shape"]))
+            dtype = np.dtype(det["dtype"]).name
             if declared_in and len(declared_in) == len(in_details):
                 dims = tuple(declared_in[i]["shape"])
+                dtype, cast = _narrowed(declared_in[i].get("dtype"), dtype)
             else:
-                dims = tuple(None if s < 0 else int(s) for s in sig)
-            specs.append(TensorSpec(name, dims, np.dtype(det["dtype"]).name))
+                dims, cast = tuple(None if s < 0 else int(s) for s in sig), None
+            self._in_casts.append(cast)
+            specs.append(TensorSpec(name, dims, dtype))
+        for i, det in enumerate(out_details):
+            declared = declared_out[i].get("dtype") if declared_out and len(declared_out) == len(out_details) else None
+            self._out_casts.append(_narrowed(declared, np.dtype(det["dtype"]).name)[0] if declared else None)
         self._shapes = [tuple(d["shape"]) for d in in_details]
         self._allocated = False
         return tuple(specs), tuple(out_names)
@@ -569,6 +585,12 @@ class TfliteRunner(Runner):
                                      f"(re-export with a larger max_time, or split the input)")
                 if dim == "batch" and max_batch is not None and value.shape[axis] > max_batch:
                     raise InputError(f"{self.path.name} serves batches up to {max_batch}; got {value.shape[axis]}")
+            cast = self._in_casts[len(arrays)]
+            if cast is not None:  # int64 declared, int32 in the file (the converter narrows integers)
+                if value.size and (value.min() < np.iinfo(cast).min or value.max() > np.iinfo(cast).max):
+                    raise InputError(f"input {spec.name!r} has values outside {np.dtype(cast).name}, which "
+                                     f"{self.path.name} takes")
+                value = value.astype(cast)
             arrays.append(np.ascontiguousarray(value))
         with self._lock:
             interp = self._interp
@@ -592,6 +614,7 @@ class TfliteRunner(Runner):
             except Exception as exc:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise RuntimeFailure(f"LiteRT failed on {self.path.name}: {first[:300]}") from None
+        outs = [o.astype(c) if c is not None and o.dtype != c else o for o, c in zip(outs, self._out_casts)]
         return dict(zip(self._outputs, outs))
 
     def _close(self):
