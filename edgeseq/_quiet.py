@@ -61,6 +61,15 @@ def native_stderr_quiet(*, replay: bool = True):
                     os.write(2, text)
 
 
+def library_stderr_quiet():
+    """sys.stderr swapped for a buffer that is thrown away: a converter's logging (onnxscript logs a handled
+    failure as a WARNING with its traceback, through logging's last-resort handler) and warnings printed there stay
+    off the user's terminal; the caller's own error says what failed. EDGESEQ_DEBUG=1 leaves stderr alone."""
+    import io
+
+    return contextlib.redirect_stderr(io.StringIO()) if _enabled() else contextlib.nullcontext()
+
+
 def quiet_import(name: str):
     """importlib.import_module under native_stderr_quiet, the first time only (later imports are a dict lookup)."""
     if sys.modules.get(name) is not None:

@@ -54,6 +54,36 @@ def test_bad_counts():
         measure(SleepRunner(0), {"x": np.zeros((1, 1, 2), np.float32)}, iterations=0)
 
 
+class ColdStartRunner(SleepRunner):
+    """A runtime whose first calls are slow (allocation, kernel selection) and later ones fast, as real ones are."""
+
+    def __init__(self, cold_ms, cold_calls, warm_ms):
+        super().__init__(warm_ms)
+        self.cold_ms, self.cold_calls = cold_ms, cold_calls
+
+    def _infer(self, feed):
+        if self.calls < self.cold_calls:
+            self.calls += 1
+            time.sleep(self.cold_ms / 1e3)
+            return {"y": feed["x"]}
+        return super()._infer(feed)
+
+
+def test_warm_up_runs_are_neither_timed_nor_kept():
+    runner = ColdStartRunner(cold_ms=300.0, cold_calls=3, warm_ms=1.0)
+    r = measure(runner, {"x": np.zeros((1, 8, 2), np.float32)}, warmup=3, iterations=20)
+    assert runner.calls == 23 and r.iterations == 20
+    assert 1.0 <= r.min_ms and r.p99_ms < 150.0 and r.mean_ms < 150.0  # no 300 ms cold call among the samples
+
+
+def test_percentiles_are_the_ones_they_are_named_after():
+    from edgeseq.latency import Timings
+
+    t = Timings.from_samples(np.arange(1.0, 101.0))  # 1 .. 100 ms: each percentile is a different sample
+    assert (t.p50_ms, t.p90_ms, t.p99_ms) == pytest.approx((50.5, 90.1, 99.01))
+    assert (t.mean_ms, t.min_ms, t.iterations) == (pytest.approx(50.5), 1.0, 100)
+
+
 def test_profile_our_artifact_uses_real_speech_at_the_asked_length(lite_onnx):
     r = edgeseq.profile(lite_onnx.path, time=120, batch=2, warmup=1, iterations=3, threads=1)
     assert (r.batch, r.time, r.threads, r.iterations) == (2, 120, 1, 3)

@@ -8,6 +8,7 @@ import torch
 
 import edgeseq
 from edgeseq.errors import ExportError, UnsupportedError
+from edgeseq.formats.onnx import OnnxExporter
 
 SWEEP_T = (1, 7, 50, 200, 1000)
 SWEEP_B = (1, 3)
@@ -97,15 +98,33 @@ def test_a_specialized_time_axis_is_an_export_error(tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
-def test_dynamo_exporter_specializing_gru_is_reported_not_shipped(tmp_path):
-    """torch.export fixes T through nn.GRU (torch 2.13): the error says so and no file is left behind."""
+def _fixed_declared_axes(path, spec):
+    """(tensor, axis name, size) for each axis the spec declares dynamic that the file's graph declares fixed."""
+    model = onnx.load(path)
+    out = []
+    for value in list(model.graph.input) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        for axis, name in spec.dynamic_axes.get(value.name, {}).items():
+            if axis >= len(dims) or not dims[axis].dim_param:
+                out.append((value.name, name, dims[axis].dim_value if axis < len(dims) else None))
+    return out
+
+
+@pytest.mark.parametrize("exporter", [e.value for e in OnnxExporter])
+def test_every_exporter_ships_symbolic_axes_or_refuses(exporter, tmp_path):
+    """What a file declares is what runtimes and users read: an exporter that fixed a declared axis (torch.export
+    fixes T through nn.GRU on torch 2.13, declaring cbhg-lite's output [batch, 37, 128]) is an export error, and no
+    file is left behind. Whatever ships declares every dynamic axis symbolic and runs at other lengths."""
+    spec = edgeseq.get_model("cbhg-lite")
     try:
-        artifact = edgeseq.export("cbhg-lite", "onnx", out_dir=tmp_path, exporter="dynamo")
+        artifact = edgeseq.export(spec, "onnx", out_dir=tmp_path, exporter=exporter)
     except ExportError as exc:
+        assert exporter != "torchscript", exc  # the default exporter keeps every axis
         assert "specialized" in str(exc) or "dynamic" in str(exc)
         assert list(tmp_path.iterdir()) == []
-    else:  # a future torch may keep T dynamic: then the artifact must really work at other lengths
-        assert edgeseq.check(artifact.path, "cbhg-lite", times=(1, 50, 300), batches=(1, 3)).passed
+        return
+    assert _fixed_declared_axes(artifact.path, spec) == []
+    assert edgeseq.check(artifact.path, "cbhg-lite", times=(1, 50, 300), batches=(1, 3)).passed
 
 
 def test_user_module_exports_with_names_and_dynamic_axes(tmp_path):

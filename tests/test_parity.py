@@ -115,3 +115,105 @@ def test_bad_sweep_values(lite_onnx):
         edgeseq.check(lite_onnx.path, times=(0,))
     with pytest.raises(InputError, match="fixed time axis"):  # checked before any case runs
         list(parity_feeds(edgeseq.get_model("seq-cnn"), (7,), None, None))
+
+
+# ---- the gates at their edges: a case just inside and just outside each tolerance ----------------------------------
+
+
+def _with_rel_l2(target, n=1000):
+    """(reference, actual) whose relative L2 error is `target` to float64 precision."""
+    rng = np.random.default_rng(1)
+    ref = rng.standard_normal(n)
+    noise = rng.standard_normal(n)
+    noise *= target * np.linalg.norm(ref) / np.linalg.norm(noise)
+    return ref, ref + noise
+
+
+@pytest.mark.parametrize("tol", [1e-5, 1e-3, 2.5e-2])
+def test_rel_l2_gate_sits_exactly_at_the_tolerance(tol):
+    for factor, passes in ((0.95, True), (1.05, False)):
+        ref, got = _with_rel_l2(factor * tol)
+        e = compare("y", ref, got, Tolerance(rel_l2=tol))
+        assert e.rel_l2 == pytest.approx(factor * tol)
+        assert e.passed is passes, (factor, e.reason)
+        assert ("rel_l2" in e.reason) is not passes
+
+
+def test_max_abs_gate_sits_exactly_at_the_tolerance():
+    ref = np.zeros(8) + 1.0
+    for step, passes in ((0.0095, True), (0.0105, False)):
+        got = ref.copy()
+        got[3] += step
+        e = compare("y", ref, got, Tolerance(rel_l2=1.0, max_abs=0.01))
+        assert e.max_abs == pytest.approx(step)
+        assert e.passed is passes and ("max_abs" in e.reason) is not passes
+
+
+def test_cosine_gate_sits_exactly_at_the_tolerance():
+    ref = np.array([1.0, 0.0])
+    for angle, passes in ((0.99 * math.acos(0.99), True), (1.01 * math.acos(0.99), False)):
+        got = np.array([math.cos(angle), math.sin(angle)])
+        e = compare("y", ref, got, Tolerance(rel_l2=9.0, min_cosine=0.99))
+        assert e.cosine == pytest.approx(math.cos(angle))
+        assert e.passed is passes and ("cosine" in e.reason) is not passes
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_reference_fails_never_passes(bad):
+    """A reference holding inf gives a NaN error (inf / inf): NaN compares false both ways, so it must fail."""
+    ref = np.ones(4)
+    ref[1] = bad
+    e = compare("y", ref, np.ones(4, np.float32), Tolerance(rel_l2=9.0, max_abs=None))
+    assert not e.passed and e.reason
+
+
+# ---- the sweep: outputs matched by name, runner errors, empty sweeps ------------------------------------------------
+
+
+class _Fixed:
+    """A stand-in runner (the sweep only calls infer and reads runtime) answering with fixed outputs or an error."""
+
+    runtime = "fixed"
+
+    def __init__(self, outputs=None, error=None):
+        self.outputs, self.error = outputs, error
+
+    def infer(self, feed):
+        if self.error:
+            raise self.error
+        return dict(self.outputs)
+
+
+_FEEDS = [(1, 7, "random", {"x": np.zeros((1, 7, 2), np.float32)})]
+_BOTH = {"encoded": np.ones(3), "logits": np.full(2, 2.0)}
+
+
+def _sweep(candidate):
+    from edgeseq.parity import sweep
+
+    return sweep(_Fixed(_BOTH), candidate, _FEEDS, DEFAULT_TOLERANCES, "fp32", model="m", artifact="a")
+
+
+def test_sweep_passes_when_every_output_matches():
+    result = _sweep(_Fixed(_BOTH))
+    assert result.passed and [o.output for o in result.cases[0].outputs] == ["encoded", "logits"]
+
+
+def test_an_output_missing_from_the_candidate_fails():
+    result = _sweep(_Fixed({"encoded": np.ones(3)}))
+    assert not result.passed
+    assert result.failures == ["batch=1 T=7 random logits: output missing"]
+
+
+def test_a_candidate_that_refuses_a_case_fails_it():
+    from edgeseq.errors import RuntimeFailure
+
+    result = _sweep(_Fixed(error=RuntimeFailure("the runtime refused T=7")))
+    assert not result.passed and not result.cases[0].passed
+    assert result.failures == ["batch=1 T=7 random: the runtime refused T=7"]
+
+
+def test_a_sweep_without_cases_is_not_a_pass():
+    from edgeseq.parity import ParityResult
+
+    assert not ParityResult("m", "r", "fp32", "a", ()).passed

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 
 import edgeseq
 from edgeseq.errors import InputError
@@ -200,6 +201,71 @@ def test_user_calibration_data_and_directory(tmp_path, lite_onnx):
     feed = spec.example_inputs(1, 30)
     with edgeseq.load(art) as a, edgeseq.load(art2) as b:  # the same data through either door: the same model
         np.testing.assert_array_equal(a.infer(feed)["encoded"], b.infer(feed)["encoded"])
+
+
+def _tensors(path):
+    model = onnx.load(path)
+    return model, {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+
+
+def _conv_weight_dequantizers(path):
+    """(scale, zero point, axis) of each DequantizeLinear that feeds a Conv its weights, read from the file."""
+    model, inits = _tensors(path)
+    conv_inputs = {n.input[1] for n in model.graph.node if n.op_type == "Conv"}
+    out = []
+    for n in model.graph.node:
+        if n.op_type == "DequantizeLinear" and n.output[0] in conv_inputs and n.input[0] in inits:
+            axis = next((a.i for a in n.attribute if a.name == "axis"), None)
+            out.append((inits[n.input[1]], inits[n.input[2]], axis))
+    return out
+
+
+def _input_scale(path):
+    """The activation scale of the first QuantizeLinear (the model's input, transposed for the convolutions)."""
+    model, inits = _tensors(path)
+    first = next(n for n in model.graph.node if n.op_type == "QuantizeLinear")
+    return float(inits[first.input[1]]), inits[first.input[2]].dtype
+
+
+@pytest.mark.parametrize("per_channel, activation", [(True, "uint8"), (False, "int8")])
+def test_static_quant_settings_reach_the_artifacts_tensors(tmp_path, lite_onnx, per_channel, activation):
+    art = edgeseq.export("cbhg-lite", "onnx", out_dir=tmp_path, precision="int8-static", parent=lite_onnx,
+                         quant={"per_channel": per_channel, "activation_type": activation, "weight_type": "int8"})
+    dequant = _conv_weight_dequantizers(art.path)
+    assert len(dequant) == 20  # every Conv of cbhg-lite takes int8 weights
+    for scale, zero_point, axis in dequant:
+        assert zero_point.dtype == np.int8 and not zero_point.any()  # symmetric int8 weights
+        if per_channel:  # one scale per output channel, along axis 0
+            assert scale.ndim == 1 and scale.size > 1 and axis == 0 and len(np.unique(scale)) > 1
+        else:
+            assert scale.size == 1
+    assert _input_scale(art.path)[1] == np.dtype(activation)
+    assert json.loads(_meta(art.path)["edgeseq.quant"])["per_channel"] is per_channel
+
+
+@pytest.mark.parametrize("weight_type", ["uint8", "int8"])
+def test_dynamic_weight_type_reaches_the_artifacts_tensors(tmp_path, lite_onnx, weight_type):
+    art = edgeseq.export("cbhg-lite", "onnx", out_dir=tmp_path, precision="int8-dynamic", parent=lite_onnx,
+                         quant={"weight_type": weight_type})
+    model, inits = _tensors(art.path)
+    convs = [n for n in model.graph.node if n.op_type == "ConvInteger"]
+    assert len(convs) == 20 and {inits[n.input[1]].dtype for n in convs} == {np.dtype(weight_type)}
+
+
+def test_user_calibration_data_sets_the_activation_ranges(tmp_path, lite_onnx):
+    """The calibrator sees the user's feeds, not the model's own: data three times as loud gives input scales three
+    times as large (checked on the file, not through int8 parity, which depends on the CPU's int8 kernels)."""
+    spec = edgeseq.get_model("cbhg-lite")
+    feeds = [spec.example_inputs(1, 60, "speech", seed=s) for s in range(3)]
+    scales = []
+    for gain in (1.0, 3.0):
+        data = [{name: value * gain for name, value in feed.items()} for feed in feeds]
+        art = edgeseq.export(spec, "onnx", out_dir=tmp_path / str(gain), precision="int8-static", parent=lite_onnx,
+                             calibration_data=data, quant={"calibration_method": "minmax"})
+        scales.append(_input_scale(art.path)[0])
+    assert scales[1] / scales[0] == pytest.approx(3.0, rel=0.02)
+    largest = max(float(np.abs(f["features"]).max()) for f in feeds)
+    assert scales[0] <= largest / 100  # the range of these feeds, not a wider one (uint8: ~largest / 127.5 or less)
 
 
 def test_bad_calibration_data_writes_nothing(tmp_path, lite_onnx):

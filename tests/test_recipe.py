@@ -223,3 +223,43 @@ def test_a_failed_run_removes_the_folders_it_created(tmp_path, monkeypatch):
         edgeseq.run_matrix("cbhg-lite", out_dir=tmp_path / "keep" / "a" / "b",
                            options=MatrixOptions(times=(7,), batches=(1,)))
     assert [p.name for p in tmp_path.iterdir()] == ["keep"] and not any((tmp_path / "keep").iterdir())
+
+
+def _latency_row(precision, p50, p90, p99=None):
+    return {"runtime": "onnxruntime-cpu", "artifact": f"out/cbhg-lite.{precision}.onnx", "precision": precision,
+            "p50_ms": p50, "p90_ms": p90, "p99_ms": p99 if p99 is not None else p90}
+
+
+@pytest.mark.parametrize("budget, verdict", [
+    ("p90_ms = 10", "fail"),  # p50 (5 ms) is inside it; p90 (40 ms) is what the budget names
+    ("p90_ms = 39.99", "fail"),  # just outside
+    ("p90_ms = 40", "pass"),  # exactly at the limit
+    ("p90_ms = 40.01", "pass"),  # just inside
+    ("p50_ms = 4.99", "fail"),
+    ("p50_ms = 5.01", "pass"),
+    ("p99_ms = 79.99", "fail"),
+    ("p99_ms = 80.01", "pass"),
+])
+def test_each_budget_is_judged_on_its_own_metric(tmp_path, budget, verdict):
+    from edgeseq.recipe import check_budgets
+
+    recipe = load_recipe(write(tmp_path, BASE + f'[[budgets]]\ndevice = "local-cpu"\n{budget}\n'))
+    report = {"latency": [_latency_row("fp32", 5.0, 40.0, 80.0)]}
+    [result] = check_budgets(recipe, report)
+    assert (result.status, result.runtime) == (verdict, "onnxruntime-cpu")
+    metric = budget.split()[0]
+    assert result.measured_ms == {"p50_ms": 5.0, "p90_ms": 40.0, "p99_ms": 80.0}[metric]
+    assert (metric in result.reason) is (verdict == "fail")
+
+
+def test_a_budget_reads_the_row_of_its_own_precision(tmp_path):
+    from edgeseq.recipe import check_budgets
+
+    text = BASE.replace('formats = ["onnx"]', 'formats = ["onnx"]\nprecisions = ["fp32", "int8-dynamic"]')
+    recipe = load_recipe(write(tmp_path, text + '[[budgets]]\ndevice = "local-cpu"\nprecision = "int8-dynamic"\n'
+                                                'p90_ms = 10\n'))
+    report = {"latency": [_latency_row("fp32", 30.0, 30.0), _latency_row("int8-dynamic", 8.0, 9.0)]}
+    [result] = check_budgets(recipe, report)
+    assert (result.status, result.measured_ms) == ("pass", 9.0)
+    report["latency"].reverse()
+    assert check_budgets(recipe, report)[0].measured_ms == 9.0

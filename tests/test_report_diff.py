@@ -101,6 +101,20 @@ def test_latency_from_another_machine_is_shown_not_judged(base):
     assert "different machines" in diff.notes[0]
 
 
+def test_latency_at_another_thread_setting_is_shown_not_judged(base):
+    """An 8-thread run against a 1-thread run on the same machine: the slower 1-thread row is not a regression."""
+    old = load_report(base)
+    old["environment"]["threads"] = 8
+    one_thread = copy.deepcopy(old)
+    one_thread["environment"]["threads"] = 1
+    _slower(one_thread, "onnxruntime-cpu", 3.0)
+    diff = diff_reports(old, one_thread, max_slowdown=1.2)
+    assert not diff.regressed and not diff.latency_comparable
+    assert "thread settings" in diff.notes[0]
+    old["environment"]["threads"] = 1  # the same setting on both sides: now the slowdown is judged
+    assert diff_reports(old, one_thread, max_slowdown=1.2).regressed
+
+
 def test_error_growth_while_still_passing(base):
     old = load_report(base)
     new = copy.deepcopy(old)

@@ -57,14 +57,27 @@ def test_our_exported_models_pass_preflight(lite_onnx):
     assert json.loads(json.dumps(result.to_dict()))["ok"] is True
 
 
+@pytest.mark.parametrize("model", list(support_table()))
+def test_every_model_gets_a_tensorrt_ready_onnx_that_matches(model, tmp_path):
+    """The file a TensorRT build starts from (any machine): it passes the preflight, and ONNX Runtime runs it to
+    parity. This checks the ONNX, not an engine: the (model, tensorrt) pair is covered by the engine test below."""
+    art = trt_format.export(edgeseq.get_model(model), tmp_path / f"{model}.fp32.engine",
+                            options=TensorRTOptions(engine=EngineBuild.NEVER))
+    assert art.path.endswith(".trt.onnx")
+    plan = json.loads((tmp_path / f"{model}.fp32.trt-build.json").read_text())
+    assert plan["preflight"]["ok"] and plan["onnx_sha256"] == art.sha256, plan["preflight"]
+    result = edgeseq.check(art.path, model, times=None if model == "seq-cnn" else (1, 7, 200), batches=(1, 3))
+    assert result.passed, result.failures
+
+
+@needs_engine
+@pytest.mark.tensorrt
 @pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.covers(m, "tensorrt")) for m in support_table()])
-def test_every_model_gets_a_tensorrt_artifact_that_matches(model, tmp_path):
-    """Without TensorRT the artifact is the TensorRT-ready ONNX, which must pass the preflight and parity (ONNX
-    Runtime runs it here); with TensorRT and a GPU, the engine itself is checked."""
-    art = edgeseq.export(model, "tensorrt", out_dir=tmp_path)
-    if art.path.endswith(".trt.onnx"):
-        plan = json.loads((tmp_path / f"{model}.fp32.trt-build.json").read_text())
-        assert plan["preflight"]["ok"] and plan["onnx_sha256"] == art.sha256, plan["preflight"]
+def test_every_model_gets_a_tensorrt_engine_that_matches(model, tmp_path):
+    """The engine itself, built and checked against PyTorch (TensorRT and a CUDA GPU only)."""
+    art = trt_format.export(edgeseq.get_model(model), tmp_path / f"{model}.fp32.engine",
+                            options=TensorRTOptions(engine=EngineBuild.ALWAYS))
+    assert art.path.endswith(".engine")
     result = edgeseq.check(art.path, model, times=None if model == "seq-cnn" else (1, 7, 200), batches=(1, 3))
     assert result.passed, result.failures
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .._lazy import require
+from .._quiet import library_stderr_quiet
 from .._version import __version__
 from ..artifact import artifact_for, atomic_path, sha256_file
 from ..enums import Format, Precision
@@ -156,7 +157,7 @@ def _torch_export(torch, module, args, path: Path, spec, options: OnnxOptions) -
     level = torch_onnx_log.level
     torch_onnx_log.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), redirect_stdout(io.StringIO()), library_stderr_quiet():
             warnings.simplefilter("ignore")  # deprecation + tracer warnings: the shape probe below is the real check
             if options.exporter is OnnxExporter.TORCHSCRIPT:
                 torch.onnx.export(
