@@ -115,9 +115,26 @@ def export(
     module = formats.module_for(fmt)
     module.check_precision(precision)
     out = out_dir / artifact_name(spec, fmt, precision)
+    refuse_overwriting_another_model(out, spec)
     options = _options(module, opset, exporter, shapes, max_time, precision=precision, quant=quant,
                        calibration=calibration, calibration_data=calibration_data, parent=parent)
     return module.export(spec, out, precision=precision, options=options, weights=weights)
+
+
+def refuse_overwriting_another_model(path: Path, spec: ModelSpec) -> None:
+    """Two user models that share a class name (and so an artifact name) must not overwrite each other's files: an
+    artifact already there from another model (name or factory) is an InputError before any work."""
+    if not path.is_file():
+        return
+    try:
+        meta = formats.read_metadata(path)
+    except EdgeseqError:
+        return  # not an edgeseq artifact we can read: an export replaces it as before
+    theirs = (meta.get("edgeseq.model"), meta.get("edgeseq.source", ""))
+    if theirs[0] is not None and theirs != (spec.name, spec.source):
+        source = f" from {theirs[1]}" if theirs[1] else ""
+        raise InputError(f"{path} holds model {theirs[0]!r}{source}, not this one ({spec.name!r}): export into another "
+                         "folder, or name the model (ModelSpec.from_module(..., name=...))")
 
 
 def _options(module, opset: int, exporter: str, shapes=None, max_time: int | None = None, *,

@@ -168,6 +168,9 @@ def run_matrix(
 
         load_calibration_dir(options.calibration, spec)
     out_dir = api._out_dir(out_dir, out_label)
+    for fmt in fmts:  # a folder holding another model's artifacts under these names is refused before any work
+        for prec in precs_of(fmt):
+            api.refuse_overwriting_another_model(out_dir / api.artifact_name(spec, fmt, prec), spec)
     # the sweep is checked up front, against what the TFLite artifacts will serve (not at their parity check)
     limits = {}
     if Format.TFLITE in fmts:

@@ -35,22 +35,28 @@ def stage_names(module) -> list[str]:
 def eager_stage_times(runner, feed, stages: list[str], warmup: int, iterations: int) -> dict:
     """Per-iteration wall time (ms) of each top-level child of a loaded TorchRunner's module, plus the whole
     runner.infer call; 'other' is what infer spends outside the stages (forward()'s glue, the Runner's own work)."""
+    from torch import nn
+
     runner.load()
     module = runner.module
-    started: dict[str, float] = {}
+    started: dict[tuple, float] = {}
     current: dict[str, float] = defaultdict(float)
     handles = []
     for name in stages:
         child = getattr(module, name)
+        # a ModuleList / ModuleDict is never called itself: its members are, one by one (a user's conv bank)
+        members = list(child.children()) if isinstance(child, (nn.ModuleList, nn.ModuleDict)) else [child]
+        for k, member in enumerate(members):
+            key = (name, k)
 
-        def pre(_m, _inp, name=name):
-            started[name] = _time.perf_counter()
+            def pre(_m, _inp, key=key):
+                started[key] = _time.perf_counter()
 
-        def post(_m, _inp, _out, name=name):
-            current[name] += _time.perf_counter() - started[name]
+            def post(_m, _inp, _out, key=key):
+                current[key[0]] += _time.perf_counter() - started[key]
 
-        handles.append(child.register_forward_pre_hook(pre))
-        handles.append(child.register_forward_hook(post))
+            handles.append(member.register_forward_pre_hook(pre))
+            handles.append(member.register_forward_hook(post))
     per_iter: dict[str, list[float]] = defaultdict(list)
     totals: list[float] = []
     try:
@@ -72,11 +78,15 @@ def eager_stage_times(runner, feed, stages: list[str], warmup: int, iterations: 
 
 
 def stage_of(node_name: str, stages: list[str]) -> str:
-    """'/bank/convs.0/conv/Conv' -> 'bank'; top-level glue ('/Transpose') and unscoped fused nodes -> 'other'."""
+    """'/bank/convs.0/conv/Conv' -> 'bank', '/banks.0/Conv' -> 'banks'; top-level glue ('/Transpose') and unscoped
+    fused nodes -> 'other'."""
     if node_name.startswith("/"):
         first = node_name[1:].split("/", 1)[0]
         if first in stages:
             return first
+        head = first.split(".", 1)[0]  # '/conv1d_banks.0/conv1d/Conv': a member of a ModuleList stage
+        if head in stages:
+            return head
     return OTHER
 
 

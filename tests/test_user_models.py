@@ -294,3 +294,33 @@ def test_masked_loop_gru_equals_packed_nn_gru():
                 rnn.pack_padded_sequence(x, lengths, batch_first=batch_first), type(got))  # restored afterwards
         torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
         torch.testing.assert_close(got_h, want_h, rtol=0, atol=1e-6)
+
+
+def test_two_models_of_one_class_name_never_overwrite_each_other(tmp_path, user_onnx):
+    import shutil
+
+    theirs = tmp_path / "coqui-style-cbhg.fp32.onnx"
+    shutil.copy(user_onnx[COQUI].path, theirs)
+    model = onnx.load(theirs)
+    for p in model.metadata_props:
+        if p.key == "edgeseq.source":
+            p.value = "/elsewhere/other.py:build"
+    onnx.save(model, theirs)
+    before = theirs.read_bytes()
+    with pytest.raises(InputError, match="holds model 'coqui-style-cbhg' from /elsewhere/other.py:build"):
+        edgeseq.export(COQUI, "onnx", out_dir=tmp_path)
+    with pytest.raises(InputError, match="export into another folder"):
+        edgeseq.run_matrix(COQUI, out_dir=tmp_path)
+    assert theirs.read_bytes() == before
+    again = edgeseq.export(COQUI, "onnx", out_dir=tmp_path / "mine")  # its own earlier export is replaced as ever
+    assert edgeseq.export(COQUI, "onnx", out_dir=tmp_path / "mine").sha256 == again.sha256
+
+
+def test_stage_profile_of_a_user_model_attributes_module_lists(user_onnx):
+    """A bank kept in an nn.ModuleList (never called itself) still gets its time, eager and in ONNX Runtime."""
+    from edgeseq.stage_profile import profile_stages
+
+    result = profile_stages(user_onnx[COQUI].path, iterations=3, warmup=1)
+    rows = {r.stage: r for r in result.rows}
+    for stage in ("conv1d_banks", "conv1d_projections", "highways", "gru"):
+        assert rows[stage].flops_share_pct > 0 and rows[stage].onnxruntime_ms > 0 and rows[stage].eager_ms > 0, stage
