@@ -64,7 +64,8 @@ def resolve_spec(
 
     if isinstance(model, torch.nn.Module):
         if example_inputs is None:
-            raise InputError("exporting a torch.nn.Module needs example_inputs (a tensor, tuple or dict of them)")
+            raise InputError("a bare torch.nn.Module needs example_inputs (a tensor, tuple or dict of them), or pass "
+                             "a ModelSpec: edgeseq.ModelSpec.from_module(module, example_inputs, ...)")
         return ModelSpec.from_module(model, example_inputs, input_names, output_names, dynamic_axes)
     raise InputError(f"model must be a registered name, a ModelSpec or a torch.nn.Module, not {type(model).__name__}")
 

@@ -31,7 +31,7 @@ def _scope_chains(module) -> dict[tuple[str, ...], str]:
 
     uncalled = (nn.ModuleList, nn.ModuleDict)
     modules = dict(module.named_modules())
-    chains: dict[tuple[str, ...], str] = {}
+    chains: dict[tuple[str, ...], list[str]] = {}
     for path in modules:
         if not path:
             continue
@@ -39,8 +39,10 @@ def _scope_chains(module) -> dict[tuple[str, ...], str]:
         chain = tuple(parts[i] for i in range(len(parts))
                       if not isinstance(modules[".".join(parts[: i + 1])], uncalled))
         if chain and not isinstance(modules[path], uncalled):
-            chains.setdefault(chain, path)
-    return chains
+            chains.setdefault(chain, []).append(path)
+    # two ModuleLists side by side (a bank and the projections) give their members the same chain ('0', 'conv'):
+    # such tensors cannot be told apart by name, so those modules stay unmapped (listed as skipped, never blamed)
+    return {chain: paths[0] for chain, paths in chains.items() if len(paths) == 1}
 
 
 def _locations(tensor_name: str) -> list[tuple[str, ...]]:

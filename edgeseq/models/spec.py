@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -75,8 +76,8 @@ class ModelSpec:
     # ---- building ----------------------------------------------------------------------------------------------
     def build(self, weights: str | Path | None = None) -> nn.Module:
         """The PyTorch original in eval mode; seeded weights unless a checkpoint is given."""
-        if self.prebuilt is not None:
-            module = self.prebuilt
+        if self.prebuilt is not None:  # a user's module: a checkpoint goes onto a copy, never into the spec's own
+            module = copy.deepcopy(self.prebuilt) if weights is not None else self.prebuilt
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
