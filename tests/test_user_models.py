@@ -275,10 +275,11 @@ def test_a_specialized_axis_names_the_users_own_line(tmp_path, run_cli):
 
 
 def _ragged_batch_matches_pytorch(path):
-    """A ragged batch with a row of length 1: every row as PyTorch computes it, padding zero, lengths back."""
+    """A ragged batch in no particular order, with a row of length 1: every row as PyTorch computes it (the model
+    sorts by length and back), padding zero, lengths back."""
     spec = edgeseq.get_model(PACKED)
     feed = spec.example_inputs(batch=3, time=40, source="random", seed=5)
-    feed["ilens"] = np.array([40, 23, 1], np.int64)
+    feed["ilens"] = np.array([23, 1, 40], np.int64)
     with edgeseq.load(path) as runner:
         got = runner.infer(feed)
     with torch.inference_mode():

@@ -185,6 +185,20 @@ def register_lowering() -> None:
 
     registry.lower(torch.ops.edgeseq.length_mask.default)(lower_length_mask)
 
+    from litert_torch.backend.experimental import torch_tfl  # noqa: F401  (defines torch.ops.tfl.*)
+
+    topk_fallback = registry.lookup(torch.ops.tfl.topk_v2.default)
+
+    def lower_topk(lctx, x, k):
+        """TOPK_V2 with k the batch size itself (a sort by length): litert-torch's lowering takes a constant k."""
+        if isinstance(k, int) and topk_fallback is not None:
+            return topk_fallback(lctx, x, k)
+        k32 = tfl("tfl.cast", [ir.RankedTensorType.get([], ir.IntegerType.get_signless(32))],
+                  [stablehlo.reshape(ir.RankedTensorType.get([], ir.RankedTensorType(k.type).element_type), k)])
+        return tfl("tfl.topk_v2", lu.node_meta_to_ir_types(lctx.node), [x, k32])
+
+    registry.lower(torch.ops.tfl.topk_v2.default)(lower_topk)
+
     # aten.constant_pad_nd lowers through JAX, which rejects a dynamic T; TFLite's PAD / PADV2 take any shape.
     pad_op = torch.ops.aten.constant_pad_nd.default
     fallback = registry.lookup(pad_op)
@@ -279,6 +293,39 @@ def _slices_as_slice() -> None:
     table[aten.slice.Tensor] = slice_decomp
     if select_fallback is not None or aten.select.int in table:
         table[aten.select.int] = select_decomp
+    _sort_and_index(table)
+
+
+def _sort_and_index(table) -> None:
+    """A model that sorts its rows by length (`ilens.sort()`, `x[order]`, `order.argsort()`) as TFLite TOPK_V2 and
+    GATHER: litert-torch's own lowerings of sort and advanced indexing fail with a dynamic batch (an iota of
+    unknown size). 1-D sorts and a single index tensor on axis 0 only; anything else keeps the default path."""
+    aten = torch.ops.aten
+    fallbacks = {op: table.get(op) for op in (aten.sort.default, aten.sort.stable, aten.index.Tensor)}
+
+    def sort(x, dim=-1, descending=False, stable=None):
+        values, indices = torch.ops.tfl.topk_v2(x if descending else torch.ops.tfl.neg(x), x.shape[0])
+        return (values if descending else torch.ops.tfl.neg(values)), indices.to(torch.int64)
+
+    def sort_default(x, dim=-1, descending=False):
+        if x.dim() != 1 and fallbacks[aten.sort.default] is not None:
+            return fallbacks[aten.sort.default](x, dim, descending)
+        return sort(x, dim, descending)
+
+    def sort_stable(x, *, stable=None, dim=-1, descending=False):
+        if x.dim() != 1 and fallbacks[aten.sort.stable] is not None:
+            return fallbacks[aten.sort.stable](x, stable=stable, dim=dim, descending=descending)
+        return sort(x, dim, descending)
+
+    def index(x, indices):
+        if len(indices) != 1 or indices[0] is None or indices[0].dim() != 1 or indices[0].dtype == torch.bool:
+            if fallbacks[aten.index.Tensor] is not None:
+                return fallbacks[aten.index.Tensor](x, indices)
+        return torch.ops.tfl.gather(x, indices[0].to(torch.int32), 0)
+
+    table[aten.sort.default] = sort_default
+    table[aten.sort.stable] = sort_stable
+    table[aten.index.Tensor] = index
 
 
 def _override(registry, lu, tfl, ir, op, tfl_name):
