@@ -18,7 +18,7 @@ from conftest import assert_one_line_error
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "public_cbhg.py"
 COQUI, CHANNELS_FIRST = f"{FIXTURES}:coqui_style", f"{FIXTURES}:channels_first"
-PACKED = f"{FIXTURES}:packed"
+PACKED, TWO_LAYERS = f"{FIXTURES}:packed", f"{FIXTURES}:coqui_style_two_layers"
 SWEEP = dict(times=(1, 7, 200, 1000), batches=(1, 3))
 
 
@@ -135,10 +135,10 @@ def test_a_factory_that_raises_is_named(tmp_path):
 @pytest.fixture(scope="module")
 def user_onnx(tmp_path_factory):
     out = tmp_path_factory.mktemp("user-onnx")
-    return {ref: edgeseq.export(ref, "onnx", out_dir=out) for ref in (COQUI, CHANNELS_FIRST)}
+    return {ref: edgeseq.export(ref, "onnx", out_dir=out) for ref in (COQUI, CHANNELS_FIRST, TWO_LAYERS)}
 
 
-@pytest.mark.parametrize("ref", [COQUI, CHANNELS_FIRST])
+@pytest.mark.parametrize("ref", [COQUI, CHANNELS_FIRST, TWO_LAYERS])
 def test_onnx_passes_the_full_sweep_and_finds_its_factory(user_onnx, ref):
     art = user_onnx[ref]
     assert edgeseq.formats.read_metadata(art.path)["edgeseq.source"] == ref
@@ -147,8 +147,9 @@ def test_onnx_passes_the_full_sweep_and_finds_its_factory(user_onnx, ref):
     assert len(result.cases) == 8
 
 
-def test_int8_dynamic_onnx_of_a_user_model(user_onnx, tmp_path):
-    art = edgeseq.export(COQUI, "onnx", out_dir=tmp_path, precision="int8-dynamic", parent=user_onnx[COQUI].path)
+@pytest.mark.parametrize("ref", [COQUI, CHANNELS_FIRST, TWO_LAYERS, PACKED])
+def test_int8_dynamic_onnx_of_user_models(ref, tmp_path):
+    art = edgeseq.export(ref, "onnx", out_dir=tmp_path, precision="int8-dynamic")
     result = edgeseq.check(art.path, **SWEEP)
     assert result.passed and result.worst.rel_l2 > 1e-5, result.failures
 
