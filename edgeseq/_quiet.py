@@ -70,6 +70,27 @@ def library_stderr_quiet():
     return contextlib.redirect_stderr(io.StringIO()) if _enabled() else contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def python_chatter_quiet(loggers: dict[str, int]):
+    """Python-level chatter of a converter kept off the terminal: the named loggers set to the given levels (put
+    back after), warnings ignored, sys.stdout / sys.stderr sent to buffers that are thrown away."""
+    import io
+    import logging
+    import warnings
+
+    saved = {name: logging.getLogger(name).level for name in loggers}
+    for name, level in loggers.items():
+        logging.getLogger(name).setLevel(level)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
 def quiet_import(name: str):
     """importlib.import_module under native_stderr_quiet, the first time only (later imports are a dict lookup)."""
     if sys.modules.get(name) is not None:

@@ -94,7 +94,7 @@ def safe_relative(path: str, where: str) -> str:
 def _model_ref(model, source: str) -> str:
     """A registered name as is; a factory's relative FILE.py is relative to the recipe's own folder, so a recipe
     checked in beside the model code runs from anywhere."""
-    from .models.user import is_factory_ref
+    from .models.factory import is_factory_ref
 
     if not isinstance(model, str) or not is_factory_ref(model):
         return model

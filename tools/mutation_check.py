@@ -199,7 +199,7 @@ MUTANTS: tuple[Mutant, ...] = (
            _t("test_int8_cpus.py", "test_the_matrix_stamps_nothing_when_int8_fails"),
            "an int8 artifact whose parity failed is stamped as validated"),
     # ---- user models -----------------------------------------------------------------------------------------------
-    Mutant("user-axes-unknown-key-accepted", "edgeseq/models/user.py",
+    Mutant("user-axes-unknown-key-accepted", "edgeseq/models/declare.py",
            "        if tensor not in ranks:\n", "        if False:\n",
            _t("test_user_models.py", "test_bad_dynamic_axes_are_input_errors"),
            "a dynamic_axes typo is a KeyError (or a silently static axis) instead of a one-line error"),

@@ -7,11 +7,8 @@ module is traced once more with torch.export.draft_export, whose report keeps ev
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import re
-import warnings
 from pathlib import Path
 
 _TORCH_DIR = Path(__import__("torch").__file__).resolve().parent
@@ -78,22 +75,10 @@ def _user_frame(stack: list, files: dict) -> tuple[str, int, str] | None:
     return None
 
 
-@contextlib.contextmanager
 def _quiet():
-    """draft_export logs a banner of warnings; the diagnosis is the one line it returns."""
-    loggers = [logging.getLogger(n) for n in ("torch.export", "torch._export", "torch.fx.experimental")]
-    trace = logging.getLogger("torch.__trace")  # draft_export reads guards from it; litert-torch turns it down
-    levels = [lg.level for lg in loggers]
-    trace_level = trace.level
-    for lg in loggers:
-        lg.setLevel(logging.CRITICAL)
-    trace.setLevel(logging.DEBUG)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-        trace.setLevel(trace_level)
+    """draft_export logs a banner of warnings; the diagnosis is the one line it returns. It reads the guards from
+    the torch.__trace logger, which litert-torch turns down after a conversion: DEBUG for the duration."""
+    from .._quiet import python_chatter_quiet
+
+    quiet = {name: logging.CRITICAL for name in ("torch.export", "torch._export", "torch.fx.experimental")}
+    return python_chatter_quiet({**quiet, "torch.__trace": logging.DEBUG})

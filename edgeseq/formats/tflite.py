@@ -13,27 +13,26 @@ axis is an ExportError at export time.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import os
 import re
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .._lazy import require
-from .._quiet import native_stderr_quiet, quiet_import
+from .._quiet import native_stderr_quiet, python_chatter_quiet, quiet_import
 from .._version import __version__
 from ..artifact import Artifact, artifact_for, atomic_path
 from ..enums import Format, Precision
 from ..errors import ArtifactError, ExportError, InputError, MissingExtraError, RuntimeFailure, UnsupportedError
 from ..runner import Runner
 from ..tensors import TensorSpec
+from .tflite_metadata import read_metadata, read_metadata_bytes, stamp, update_metadata  # noqa: F401 (the contract)
 
 EXTRA = "tflite"
 PRECISIONS = (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8_STATIC)
@@ -41,8 +40,6 @@ PROBE_BATCH, PROBE_TIME = 3, 50
 DEFAULT_MAX_TIME = 8192  # frames (102 s at 80 frames/s); the loop has no limit, memory does
 _EXPORT_BATCH, _EXPORT_TIME = 2, 37
 _SIGNATURE = "serving_default"
-_META_PREFIX = "edgeseq."
-_MODEL_BUFFERS, _MODEL_METADATA = 12, 16  # vtable slots of Model.buffers / Model.metadata (schema v3)
 _LOOP_SCOPE = "LoopGRU"  # tensor names of the rewritten GRU (module scope), see formats/rewrites.py
 # Static int8 covers the ops inside convolution and pooling modules (tensor names carry the module scope: Conv1dAs2d,
 # Conv2d, ConvBN, ConvBank, MaxPool, ShiftMaxPool); the quantizer matches this against an op's output names.
@@ -219,22 +216,15 @@ def _version(dist: str) -> str:
 @contextlib.contextmanager
 def _quiet():
     """litert-torch prints progress bars and absl lines; keep the CLI's stdout clean."""
-    loggers = [logging.getLogger(n) for n in ("absl", "litert_torch", "torch._export", "torch.export")]
-    levels = [lg.level for lg in loggers]
     old_env = os.environ.get("LITERT_TORCH_FULL_TFL_DECOMPS")
     # The full aten -> tfl decomposition table keeps reshapes / views with a dynamic T as TFLite ops (the default
     # lowering of aten.view through JAX rejects dynamic sizes).
     os.environ["LITERT_TORCH_FULL_TFL_DECOMPS"] = "1"
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
+        with python_chatter_quiet({n: logging.ERROR for n in ("absl", "litert_torch", "torch._export",
+                                                                 "torch.export")}):
             yield
     finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
         if old_env is None:
             os.environ.pop("LITERT_TORCH_FULL_TFL_DECOMPS", None)
         else:
@@ -359,80 +349,6 @@ def _quantize(content: bytes, precision: Precision, spec, options: TfliteOptions
 def _signature_input_names(content: bytes) -> list[str]:
     interp = _interpreter_class()(model_content=content)
     return list(interp.get_signature_list()[_SIGNATURE]["inputs"])
-
-
-# ---- metadata (flatbuffer Model.metadata entries) ------------------------------------------------------------------
-
-
-def stamp(content: bytes, meta: dict[str, str]) -> bytes:
-    """Add `edgeseq.*` entries to the model's metadata table (name -> buffer), replacing older ones."""
-    schema = require("ai_edge_litert.schema_py_generated", EXTRA)
-    import flatbuffers
-
-    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
-    model.metadata = [m for m in (model.metadata or []) if not m.name.decode().startswith(_META_PREFIX)]
-    for key, value in meta.items():
-        buf = schema.BufferT()
-        buf.data = np.frombuffer(value.encode(), dtype=np.uint8)
-        model.buffers.append(buf)
-        entry = schema.MetadataT()
-        entry.name = (_META_PREFIX + key).encode()
-        entry.buffer = len(model.buffers) - 1
-        model.metadata.append(entry)
-    builder = flatbuffers.Builder(len(content) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    return read_metadata_bytes(Path(path).read_bytes())
-
-
-def update_metadata(path: str | Path, items: dict[str, str]) -> None:
-    """Add or replace `edgeseq.*` entries in place, atomically, keeping the others."""
-    content = Path(path).read_bytes()
-    updated = stamp(content, {**read_metadata_bytes(content), **items})
-    with atomic_path(path) as staged:
-        staged.write_bytes(updated)
-
-
-def read_metadata_bytes(data: bytes) -> dict[str, str]:
-    """The `edgeseq.*` metadata entries, read with the flatbuffers package alone (no LiteRT schema module), so a
-    runner on tflite_runtime (which ships no schema) reads them too. Anything unreadable gives {}."""
-    fb = require("flatbuffers", EXTRA)
-    from flatbuffers import number_types as nt
-
-    buf = bytes(data)
-    u32, u64 = nt.Uint32Flags, nt.Uint64Flags
-
-    def tables(t, slot):  # a vector of tables at vtable slot `slot`
-        off = t.Offset(slot)
-        if not off:
-            return []
-        start = t.Vector(off)
-        return [fb.table.Table(buf, t.Indirect(start + 4 * i)) for i in range(t.VectorLen(off))]
-
-    try:
-        model = fb.table.Table(buf, fb.encode.Get(nt.UOffsetTFlags.packer_type, buf, 0))
-        buffers = tables(model, _MODEL_BUFFERS)
-        out = {}
-        for entry in tables(model, _MODEL_METADATA):
-            name_off = entry.Offset(4)
-            name = entry.String(entry.Pos + name_off).decode() if name_off else ""
-            if not name.startswith(_META_PREFIX):
-                continue
-            b = buffers[entry.GetSlot(6, 0, u32)]
-            offset, size = b.GetSlot(6, 0, u64), b.GetSlot(8, 0, u64)
-            if offset > 1:  # stored after the flatbuffer (large-model layout)
-                raw = buf[offset:offset + size]
-            else:
-                data_off = b.Offset(4)
-                start = b.Vector(data_off) if data_off else 0
-                raw = buf[start:start + b.VectorLen(data_off)] if data_off else b""
-            out[name] = raw.decode()
-        return out
-    except Exception:
-        return {}
 
 
 # ---- probe ----------------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ def get_model(name: "str | ModelSpec") -> ModelSpec:
     """A registered name, a ModelSpec, or a user's factory (FILE.py:FACTORY, package.module:FACTORY)."""
     if isinstance(name, ModelSpec):
         return name
-    from .user import is_factory_ref, load_factory, normalize_ref
+    from .factory import is_factory_ref, load_factory, normalize_ref
 
     if is_factory_ref(name):
         key = normalize_ref(name)

@@ -15,7 +15,8 @@ from torch import nn
 from ..parity import DEFAULT_TOLERANCES, Tolerances
 from ..tensors import TensorSpec
 
-TIME, BATCH = "time", "batch"
+from .axes import BATCH, TIME  # noqa: F401 (re-exported: models, formats and tests import them from here)
+
 SOURCES = ("speech", "random")
 
 
@@ -177,9 +178,10 @@ class ModelSpec:
         row's valid length; a 1-D integer input whose example values end at T is taken as one), time_sweep and
         batch_sweep (default: T = 1..1000 and batch 1, 3 where those axes are dynamic), frames_per_second (for
         the real-time factor). Generated inputs (sweeps, probes, calibration) obey the declared ranges."""
-        from .user import spec_from_module
+        from .declare import spec_from_module
 
-        return spec_from_module(module, example_inputs, input_names, output_names, dynamic_axes, name, **declared)
+        return spec_from_module(cls, module, example_inputs, input_names, output_names, dynamic_axes, name,
+                                **declared)
 
 
 def _randomize_norm_stats(module: nn.Module) -> None:

@@ -1,14 +1,10 @@
 """A user's own module as a ModelSpec: declared once (inputs, dynamic axes whatever they are called, integer value
-ranges, sequence lengths), then exported, checked, profiled and bisected like a registered model. Also the
-`FILE.py:FACTORY` / `package.module:FACTORY` loader the CLI and recipes use (the uvicorn / gunicorn convention)."""
+ranges, sequence lengths), then exported, checked, profiled and bisected like a registered model
+(ModelSpec.from_module)."""
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
-import sys
-from pathlib import Path
+import dataclasses
 
 import numpy as np
 import torch
@@ -16,16 +12,16 @@ from torch import nn
 
 from ..errors import InputError
 from ..tensors import TensorSpec
-from .spec import BATCH, TIME, ModelSpec
+from .axes import BATCH, TIME
 
 FULL_TIME_SWEEP, FULL_BATCH_SWEEP = (1, 7, 50, 200, 1000), (1, 3)
 PROBE_EXTRA_TIME, PROBE_EXTRA_BATCH = 5, 1  # the second run that shows which output axes vary with the inputs
 
 
-def spec_from_module(module: nn.Module, example_inputs, input_names=None, output_names=None, dynamic_axes=None,
+def spec_from_module(cls, module: nn.Module, example_inputs, input_names=None, output_names=None, dynamic_axes=None,
                      name: str | None = None, *, value_ranges: dict | None = None, lengths=(),
                      time_sweep: tuple[int, ...] | None = None, batch_sweep: tuple[int, ...] | None = None,
-                     frames_per_second: float | None = None) -> ModelSpec:
+                     frames_per_second: float | None = None):
     """See ModelSpec.from_module."""
     if not isinstance(module, nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(module).__name__}")
@@ -60,7 +56,7 @@ def spec_from_module(module: nn.Module, example_inputs, input_names=None, output
     ranges, lengths = _value_ranges(inputs, arrays, value_ranges or {}, tuple(lengths), sizes.get(TIME))
     time = sizes.get(TIME, 1)
     batch = sizes.get(BATCH, 1)
-    spec = ModelSpec(
+    spec = cls(
         name=name or type(module).__name__,
         description=f"user module {type(module).__name__}",
         factory=lambda: module,
@@ -171,11 +167,9 @@ def _value_ranges(inputs, arrays, declared: dict, lengths: tuple, time: int | No
     return ranges, tuple(found)
 
 
-def _declare_output_axes(spec: ModelSpec, module: nn.Module, names: list[str], batch: int, time: int) -> ModelSpec:
+def _declare_output_axes(spec, module: nn.Module, names: list[str], batch: int, time: int):
     """Output axes the user left undeclared: run once more at another batch and T and mark the axes that follow
     them, so the export declares them symbolic; an axis that varies otherwise is an error naming it."""
-    import dataclasses
-
     probe_batch = batch + PROBE_EXTRA_BATCH if BATCH in _input_axes(spec) else batch
     feed = spec.example_inputs(batch=probe_batch, time=time + PROBE_EXTRA_TIME, source="random", seed=1)
     outs = dict(zip(spec.output_names, _run(module, [feed[n] for n in spec.input_names])))
@@ -199,77 +193,5 @@ def _declare_output_axes(spec: ModelSpec, module: nn.Module, names: list[str], b
     return dataclasses.replace(spec, outputs=tuple(new))
 
 
-def _input_axes(spec: ModelSpec) -> set[str]:
+def _input_axes(spec) -> set[str]:
     return {d for t in spec.inputs for d in t.shape if isinstance(d, str)}
-
-
-# ---- FILE.py:FACTORY ------------------------------------------------------------------------------------------------
-
-
-def is_factory_ref(name: str) -> bool:
-    """'path/to/file.py:fn' or 'package.module:fn' (a registered model name never holds a colon)."""
-    return isinstance(name, str) and ":" in name and bool(name.rpartition(":")[2])
-
-
-def normalize_ref(ref: str) -> str:
-    """One spelling per factory (a file path made absolute), so one process loads each factory once."""
-    target, _, attr = ref.rpartition(":")
-    return _source(target, ref) if target else ref
-
-
-def load_factory(ref: str) -> ModelSpec:
-    """Import the module a reference names and call its factory: a ModelSpec it returns is the model (named after
-    the factory's own name unless it chose one); a bare nn.Module is refused with what to return instead."""
-    target, _, attr = ref.rpartition(":")
-    if not target or not attr.isidentifier():
-        raise InputError(f"model {ref!r}: expected FILE.py:FACTORY or package.module:FACTORY")
-    module = _import_target(target, ref)
-    factory = getattr(module, attr, None)
-    if factory is None:
-        raise InputError(f"model {ref!r}: {target} has no {attr!r}")
-    if not callable(factory):
-        raise InputError(f"model {ref!r}: {attr!r} is not a function ({type(factory).__name__})")
-    try:
-        made = factory()
-    except Exception as exc:
-        raise InputError(f"model {ref!r}: the factory failed: {type(exc).__name__}: "
-                         f"{(str(exc).splitlines() or [''])[0][:300]}") from None
-    if isinstance(made, nn.Module):
-        raise InputError(f"model {ref!r} returned a bare nn.Module: return edgeseq.ModelSpec.from_module(module, "
-                         "example_inputs, input_names, output_names, dynamic_axes) so edgeseq knows its inputs")
-    if not isinstance(made, ModelSpec):
-        raise InputError(f"model {ref!r} returned a {type(made).__name__}; a factory returns a ModelSpec")
-    import dataclasses
-
-    return dataclasses.replace(made, source=_source(target, ref))
-
-
-def _import_target(target: str, ref: str):
-    if target.endswith(".py") or "/" in target or "\\" in target:
-        path = Path(target).expanduser().resolve()
-        if not path.is_file():
-            raise InputError(f"model {ref!r}: no file {target!r}")
-        name = f"edgeseq_user_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
-        if name in sys.modules:
-            return sys.modules[name]
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            del sys.modules[name]
-            raise InputError(f"model {ref!r}: importing {path.name} failed: {type(exc).__name__}: "
-                             f"{(str(exc).splitlines() or [''])[0][:300]}") from None
-        return module
-    try:
-        return importlib.import_module(target)
-    except ImportError as exc:
-        raise InputError(f"model {ref!r}: cannot import {target!r} ({exc})") from None
-
-
-def _source(target: str, ref: str) -> str:
-    """What the artifact records to find the factory again: an absolute file path, or the module path as given."""
-    if target.endswith(".py") or "/" in target:
-        return f"{Path(target).expanduser().resolve()}:{ref.rpartition(':')[2]}"
-    return ref
