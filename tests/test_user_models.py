@@ -154,6 +154,12 @@ def test_int8_dynamic_onnx_of_user_models(ref, tmp_path):
     assert result.passed and result.worst.rel_l2 > 1e-5, result.failures
 
 
+def test_cli_export_of_a_factory_lands_in_the_models_own_folder(run_cli, tmp_path):
+    proc = run_cli("export", CHANNELS_FIRST, "--times", "7", "--batches", "1", "-n", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "edgeseq-out" / "channels-first-cbhg" / "channels-first-cbhg.fp32.onnx").is_file()
+
+
 def test_cli_check_and_profile_of_a_user_artifact(run_cli, user_onnx):
     path = user_onnx[COQUI].path
     proc = run_cli("check", path, "--times", "1,200", "--batches", "1,3")

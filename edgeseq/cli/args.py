@@ -26,7 +26,7 @@ Devices = Annotated[
 Weights = Annotated[
     Optional[Path], typer.Option("--weights", help="Checkpoint: .safetensors or a torch state dict (weights_only).")
 ]
-Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Registered model name (see `edgeseq models`).")]
+Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Registered model name (see `edgeseq models`), or your own: FILE.py:FACTORY / package.module:FACTORY.")]
 Times = Annotated[
     Optional[str], typer.Option("--times", help="Sequence lengths to check, e.g. 1,7,50,200,1000 (default: model's).")
 ]

@@ -129,7 +129,7 @@ def devices_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
 @_handled
 def export_cmd(
     ctx: typer.Context,
-    model: Annotated[Optional[str], typer.Argument(help="Registered model name, e.g. cbhg-lite.")] = None,
+    model: Annotated[Optional[str], typer.Argument(help="Registered model name, e.g. cbhg-lite, or your own: FILE.py:FACTORY (a factory returning a ModelSpec).")] = None,
     recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="A recipe .toml or a shipped recipe name (android, jetson, server).")] = None,
     on_device: Annotated[bool, typer.Option("--on-device", help="With --recipe: time each budget on its ssh / adb device and gate on it.")] = False,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Also write JUnit XML (one case per check and budget).")] = None,
@@ -170,6 +170,7 @@ def export_cmd(
     """
     from ..junit import write_junit
     from ..matrix import MatrixOptions, run_matrix
+    from ..models import model_name
     from ..report import print_table
 
     if recipe is not None:
@@ -196,7 +197,7 @@ def export_cmd(
                             quant=tuple(quant or ()),
                             calibration=str(calibration) if calibration is not None else None, bisect=bisect,
                             rel_l2=args.tolerance_overrides(tolerance))
-    target = out_dir or Path("edgeseq-out") / model
+    target = out_dir or Path("edgeseq-out") / model_name(model)
     if junit:
         check_output_file(junit, "--junit")
     with matrix_progress(err) as progress:

@@ -34,6 +34,13 @@ def get_model(name: "str | ModelSpec") -> ModelSpec:
                                "FILE.py:FACTORY)") from None
 
 
+def model_name(model: str) -> str:
+    """A model's own name: a registered name as given; a factory's (FILE.py:FACTORY) the name its spec chose."""
+    from .factory import is_factory_ref
+
+    return get_model(model).name if is_factory_ref(model) else model
+
+
 def list_models() -> list[ModelSpec]:
     _register_builtins()
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
