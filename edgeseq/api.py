@@ -258,6 +258,7 @@ def parity_feeds(spec: ModelSpec, times: Iterable[int] | int | None, batches: It
 
 
 def meta_of(runner: Runner) -> dict[str, str]:
+    """The artifact's edgeseq metadata where its runner reads one ({} for a torch runner)."""
     return getattr(runner, "metadata", {}) if hasattr(runner, "metadata") else {}
 
 
@@ -300,7 +301,7 @@ def _frame_rate(runner: Runner, model) -> float | None:
 
 def _limits(runner: Runner) -> dict[str, int | None]:
     """The longest T and largest batch the artifact serves, where it declares them (TFLite exports do)."""
-    meta = getattr(runner, "metadata", {}) if hasattr(runner, "metadata") else {}
+    meta = meta_of(runner)
     out = {}
     for key in ("max_time", "max_batch"):
         value = meta.get(f"edgeseq.{key}")
@@ -351,7 +352,7 @@ def check(
     try:
         runner.load()
         spec = _model_of(runner, model)
-        meta = getattr(runner, "metadata", {}) if hasattr(runner, "metadata") else {}
+        meta = meta_of(runner)
         precision = Precision.parse(precision or meta.get("edgeseq.precision", "fp32"))
         if profile is not None:
             profile.check_precision(runner.format, precision)
@@ -401,7 +402,7 @@ def profile(
     runner, owned, profile = _runner_for(artifact, device, threads, "profile", timing_only=True)
     try:
         runner.load()
-        meta = getattr(runner, "metadata", {}) if hasattr(runner, "metadata") else {}
+        meta = meta_of(runner)
         if profile is not None and meta.get("edgeseq.precision"):
             profile.check_precision(runner.format, Precision.parse(meta["edgeseq.precision"]))
         if feed is None and shapes:
