@@ -47,7 +47,7 @@ class LatencyResult:
         return cls(**d)
 
 
-EMULATED_NOTE = "emulated: QEMU's speed on the host, not the device's latency; never judged against a budget"
+EMULATED_NOTE = "emulated: QEMU's speed on this host, not the device's latency; never judged against a budget"
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,8 @@ FP16_ARITH_BOUND = 1e-2
 
 @pytest.mark.parametrize("model, fmt, precision", CASES)
 def test_parity_on_arm64(target, artifact, model, fmt, precision):
-    result = edgeseq.check(artifact(model, fmt, precision), device=ONNX if fmt == "onnx" else LITERT, times=TIMES, batches=(1,))
+    result = edgeseq.check(artifact(model, fmt, precision), device=ONNX if fmt == "onnx" else LITERT, times=TIMES,
+                           batches=(1,))
     assert not [c.error for c in result.cases if c.error]
     assert result.precision == precision and sorted({c.time for c in result.cases}) == list(TIMES)
     assert result.runtime.endswith(f"@{ONNX if fmt == 'onnx' else LITERT}")

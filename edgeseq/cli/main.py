@@ -493,7 +493,7 @@ def _profile_devices(artifact: Path, devices: list[str], options: dict, json_out
     if any(a.result and a.result.emulated for a in answers):
         from ..latency import EMULATED_NOTE
 
-        out.print(f"note: (emulated) rows are {EMULATED_NOTE}", highlight=False, markup=False)
+        out.print(f"note: (emulated) = {EMULATED_NOTE}", highlight=False, markup=False)
     for a in answers:
         if a.result and a.result.note:
             out.print(f"note ({escape(a.device)}): {escape(a.result.note)}", highlight=False)
