@@ -6,6 +6,7 @@ the key, so a typo in a CI config fails loudly instead of silently running on th
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -83,6 +84,7 @@ class DeviceProfile:
     precisions: tuple[Precision, ...] = (Precision.FP32,)
     tolerances: dict[str, float] = field(default_factory=dict)  # precision -> rel L2, overriding the model's
     source: str = ""
+    emulated: bool = False  # an emulator (QEMU): its numerics are the device's kernels, its timings are not latency
 
     @property
     def format(self) -> Format:
@@ -133,13 +135,14 @@ class DeviceProfile:
             "tolerances": dict(self.tolerances),
             "transport": self.transport.to_dict(),
             "source": self.source,
+            "emulated": self.emulated,
         }
 
 
 # ---- loading and validation -----------------------------------------------------------------------------------------
 
 _TOP = {"name": str, "description": str, "runtime": str, "delegate": str, "threads": int, "precisions": list,
-        "transport": dict, "tolerances": dict}
+        "transport": dict, "tolerances": dict, "emulated": bool}
 _REQUIRED = ("name", "runtime", "delegate", "transport")
 _TRANSPORT = {"kind": str, "host": str, "user": str, "port": int, "key": str, "python": str, "serial": str,
               "remote_dir": str, "known_hosts": str, "benchmark_model": str, "trtexec": str}
@@ -178,7 +181,7 @@ def parse_profile(data: dict, source: str) -> DeviceProfile:
     transport = Transport(kind=kind, **fields)
     return DeviceProfile(name=data["name"], description=data.get("description", ""), runtime=runtime,
                          delegate=delegate, transport=transport, threads=threads, precisions=precisions,
-                         tolerances=tolerances, source=source)
+                         tolerances=tolerances, source=source, emulated=data.get("emulated", False))
 
 
 def load_profile(path: str | Path) -> DeviceProfile:
@@ -193,20 +196,35 @@ def builtin_dir() -> Path:
     return Path(str(resources.files("edgeseq") / "_data" / "devices"))
 
 
-def list_profiles() -> list[DeviceProfile]:
-    return [load_profile(p) for p in sorted(builtin_dir().glob("*.toml"))]
+def user_dir() -> Path:
+    """Profiles this machine adds (tools/arm64-target writes its own here): $EDGESEQ_DEVICES_DIR, else
+    $XDG_CONFIG_HOME/edgeseq/devices (~/.config/edgeseq/devices)."""
+    if os.environ.get("EDGESEQ_DEVICES_DIR"):
+        return Path(os.environ["EDGESEQ_DEVICES_DIR"])
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "edgeseq" / "devices"
+
+
+def list_profiles(user: bool = False) -> list[DeviceProfile]:
+    """The shipped profiles; with user, also those in user_dir() whose names no shipped one takes."""
+    shipped = [load_profile(p) for p in sorted(builtin_dir().glob("*.toml"))]
+    taken = {p.name for p in shipped}
+    mine = sorted(user_dir().glob("*.toml")) if user and user_dir().is_dir() else []
+    return shipped + [load_profile(p) for p in mine if p.stem not in taken]
 
 
 def get_profile(name_or_path: str | Path) -> DeviceProfile:
-    """A shipped profile by name, or a .toml path."""
+    """A shipped profile by name, else one in user_dir() by name, or a .toml path."""
     text = str(name_or_path)
     if text.endswith(".toml") or "/" in text:
         return load_profile(text)
-    candidate = builtin_dir() / f"{text}.toml"
-    if candidate.is_file():
-        return load_profile(candidate)
+    for folder in (builtin_dir(), user_dir()):
+        candidate = folder / f"{text}.toml"
+        if candidate.is_file():
+            return load_profile(candidate)
     names = ", ".join(sorted(p.stem for p in builtin_dir().glob("*.toml")))
-    raise UnknownNameError(f"unknown device {text!r}; shipped profiles: {names} (or pass a path to a .toml)")
+    mine = ", ".join(sorted(p.stem for p in user_dir().glob("*.toml"))) if user_dir().is_dir() else ""
+    raise UnknownNameError(f"unknown device {text!r}; shipped profiles: {names}; in {user_dir()}: {mine or 'none'} "
+                           "(tools/arm64-target up adds arm64-qemu there), or pass a path to a .toml")
 
 
 PLAIN_DEVICES = ("cpu", "cuda", "tensorrt")

@@ -31,11 +31,12 @@ def render_junit(report: dict, budgets: list[dict] | None = None, baseline: dict
             failure.text = "\n".join(lines + bisected)
     for b in budgets or []:
         case = ET.SubElement(suite, "testcase", classname=f"budget.{b['precision']}",
-                             name=f"{b['device']} {b['metric']} <= {b['limit_ms']} ms")
+                             name=f"{b['device']} {b['metric']} <= {b['limit_ms']} ms"
+                             + (" (emulated)" if b["status"] == "not-judged" else ""))
         if b["status"] == "fail":
             failures += 1
             ET.SubElement(case, "failure", message=b["reason"])
-        elif b["status"] == "not-measured":
+        elif b["status"] in ("not-measured", "not-judged"):  # not-judged: an emulated device's time
             ET.SubElement(case, "skipped", message=b["reason"])
     if baseline is not None:
         case = ET.SubElement(suite, "testcase", classname="baseline",
@@ -47,7 +48,7 @@ def render_junit(report: dict, budgets: list[dict] | None = None, baseline: dict
             failure.text = "\n".join(lines)
     suite.set("tests", str(len(suite)))
     suite.set("failures", str(failures))
-    suite.set("skipped", str(sum(1 for b in budgets or [] if b["status"] == "not-measured")))
+    suite.set("skipped", str(sum(1 for b in budgets or [] if b["status"] in ("not-measured", "not-judged"))))
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 

@@ -37,6 +37,7 @@ class LatencyResult:
     peak_rss_mb: float  # process-wide peak, as the OS reports it (on the device, for remote runners)
     artifact_bytes: int | None = None
     note: str = ""  # how the numbers were obtained when it is not edgeseq's own loop (e.g. benchmark_model)
+    emulated: bool = False  # timed under an emulator (QEMU): the emulator's speed on this host, not the device's
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,6 +45,9 @@ class LatencyResult:
     @classmethod
     def from_dict(cls, d: dict) -> "LatencyResult":
         return cls(**d)
+
+
+EMULATED_NOTE = "emulated: QEMU's speed on this host, not the device's latency; never judged against a budget"
 
 
 @dataclass(frozen=True)
@@ -204,4 +208,5 @@ def measure(
         peak_rss_mb=peak,
         artifact_bytes=size,
         note=timings.note,
+        emulated=runner.emulated,
     )

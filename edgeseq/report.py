@@ -193,7 +193,10 @@ def matrix_entries(report: dict) -> list[dict]:
             "p50_ms": lat["p50_ms"] if lat else None,
             "p90_ms": lat["p90_ms"] if lat else None,
             "min_ms": lat.get("min_ms") if lat else None,
-            "x_eager": base["p50_ms"] / lat["p50_ms"] if (base and lat and lat["p50_ms"]) else None,
+            "emulated": bool(lat and lat.get("emulated")),
+            # an emulated row's time is the emulator's: no ratio to eager (nor slowdown in `edgeseq diff`)
+            "x_eager": base["p50_ms"] / lat["p50_ms"] if (base and lat and lat["p50_ms"] and not lat.get("emulated"))
+            else None,
             "size_bytes": art["size_bytes"] if art else None,
         })
     ran = {path for _, path in keys}
@@ -201,7 +204,8 @@ def matrix_entries(report: dict) -> list[dict]:
         if art["path"] not in ran:
             entries.append({"format": art["format"], "precision": art["precision"], "runtime": "(none here)",
                             "artifact": art["path"], "parity": "not run", "worst": {}, "p50_ms": None,
-                            "p90_ms": None, "min_ms": None, "x_eager": None, "size_bytes": art["size_bytes"]})
+                            "p90_ms": None, "min_ms": None, "emulated": False, "x_eager": None,
+                            "size_bytes": art["size_bytes"]})
     return entries
 
 
@@ -209,14 +213,15 @@ def matrix_rows(report: dict) -> list[dict[str, str]]:
     rows = []
     for e in matrix_entries(report):
         worst = e["worst"]
+        emulated = " (emulated)" if e["emulated"] else ""
         rows.append({
             "format": e["format"], "precision": e["precision"], "runtime": e["runtime"], "parity": e["parity"],
             "rel L2 (worst)": _fmt(worst.get("rel_l2"), ".2e"),
             "max abs": _fmt(worst.get("max_abs"), ".2e"),
             "cosine": _fmt(worst.get("cosine"), ".7f"),
             "SNR dB": _fmt(worst.get("snr_db"), ".1f"),
-            "p50 ms": _fmt(e["p50_ms"], ".2f"),
-            "p90 ms": _fmt(e["p90_ms"], ".2f"),
+            "p50 ms": _fmt(e["p50_ms"], ".2f") + emulated,
+            "p90 ms": _fmt(e["p90_ms"], ".2f") + emulated,
             "x torch eager": _fmt(e["x_eager"], ".2f"),
             "size": _size(e["size_bytes"]),
         })
@@ -224,9 +229,13 @@ def matrix_rows(report: dict) -> list[dict[str, str]]:
 
 
 def latency_notes(report: dict) -> list[str]:
-    """How a latency row was timed where it is not edgeseq's own end-to-end loop (CUDA events, a device's tool)."""
+    """How a latency row was timed where it is not edgeseq's own end-to-end loop (CUDA events, a device's tool), and
+    which rows an emulator timed."""
+    from .latency import EMULATED_NOTE
+
     return [f"latency of {x['runtime']}" + (f" on `{Path(x['artifact']).name}`" if x["artifact"] else "")
-            + f": {x['note']}" for x in report["latency"] if x.get("note")]
+            + f": {'; '.join(n for n in (EMULATED_NOTE if x.get('emulated') else '', x.get('note')) if n)}"
+            for x in report["latency"] if x.get("note") or x.get("emulated")]
 
 
 UNSTABLE_P90_OVER_P50 = 2.0

@@ -154,8 +154,11 @@ def _row(key, a: dict | None, b: dict | None, judge_latency: bool, max_slowdown,
 
 
 def _slowdowns(a: dict, b: dict) -> dict[str, float]:
-    """How many times slower the new row is, by each measure both reports have (> 1 is slower)."""
+    """How many times slower the new row is, by each measure both reports have (> 1 is slower); none for a row an
+    emulator timed."""
     out = {}
+    if a.get("emulated") or b.get("emulated"):
+        return out
     if a["x_eager"] and b["x_eager"]:
         out["relative to eager"] = a["x_eager"] / b["x_eager"]  # x_eager = eager p50 / row p50, from one run
     for key, name in (("p50_ms", "p50"), ("min_ms", "min")):

@@ -82,6 +82,11 @@ class Runner(abc.ABC):
     def runtime(self) -> str:
         """Name of the runtime + device as shown in reports, e.g. 'onnxruntime-cpu'."""
 
+    @property
+    def emulated(self) -> bool:
+        """True where the runtime runs under an emulator (a QEMU device): its numerics count, its timings do not."""
+        return False
+
     def cpu(self) -> dict:
         """The CPU this runner computes on (environment.cpu_info): the host's here; a device runner's own."""
         from .environment import cpu_info

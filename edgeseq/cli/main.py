@@ -104,12 +104,12 @@ def models_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON 
 @app.command("devices")
 @_handled
 def devices_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False):
-    """List the shipped device profiles (devices/*.toml)."""
+    """List the device profiles: shipped (devices/*.toml), then this machine's own (e.g. tools/arm64-target's)."""
     from rich.table import Table
 
     from ..devices import list_profiles
 
-    profiles = [p.to_dict() for p in list_profiles()]
+    profiles = [p.to_dict() for p in list_profiles(user=True)]
     if as_json:
         print(json.dumps(profiles, indent=2))
         return
@@ -119,7 +119,7 @@ def devices_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
     for p in profiles:
         t = p["transport"]
         where = {"ssh": f"ssh {t['user']}@{t['host']}:{t['port']}", "adb": f"adb {t['serial'] or '(default)'}"}.get(
-            t["kind"], "local")
+            t["kind"], "local") + (" (emulated)" if p["emulated"] else "")
         table.add_row(p["name"], p["runtime"], p["delegate"], str(p["threads"] or "default"),
                       ", ".join(p["precisions"]), where, p["description"])
     out.print(table)
@@ -415,6 +415,10 @@ def profile_cmd(
         + f"peak RSS {result.peak_rss_mb:.0f} MB",
         highlight=False,
     )
+    if result.emulated:
+        from ..latency import EMULATED_NOTE
+
+        out.print(f"note: {EMULATED_NOTE}", highlight=False, markup=False)
     if result.note:
         out.print(f"note: {escape(result.note)}", highlight=False)
 
@@ -455,7 +459,7 @@ def _profile_stages(artifact: Path, model, batch: int, time: int | None, threads
 
 
 _SIDE_BY_SIDE = (
-    ("runtime", lambda r: r.runtime),
+    ("runtime", lambda r: r.runtime + (" (emulated)" if r.emulated else "")),
     ("batch x T", lambda r: f"{r.batch} x {r.time}"),
     ("threads", lambda r: str(r.threads or "default")),
     ("p50 ms", lambda r: f"{r.p50_ms:.3f}"),
@@ -488,6 +492,10 @@ def _profile_devices(artifact: Path, devices: list[str], options: dict, json_out
         table.add_row(label, *(cell(a.result) if a.result else ("error" if label == "runtime" else "")
                                for a in answers))
     out.print(table)
+    if any(a.result and a.result.emulated for a in answers):
+        from ..latency import EMULATED_NOTE
+
+        out.print(f"note: (emulated) = {EMULATED_NOTE}", highlight=False, markup=False)
     for a in answers:
         if a.result and a.result.note:
             out.print(f"note ({escape(a.device)}): {escape(a.result.note)}", highlight=False)

@@ -410,25 +410,58 @@ def _versions(model):
     return {"python": sys.version.split()[0], "numpy": numpy.__version__, "runtime": model.version}
 
 
-def _cpu():
+# the kernel's names for the AArch64 HWCAP / HWCAP2 bits (arch/arm64/include/uapi/asm/hwcap.h), bit 0 first
+_HWCAP = ("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm jscvt fcma lrcpc dcpop "
+          "sha3 sm3 sm4 asimddp sha512 sve asimdfhm dit uscat ilrcpc flagm ssbs sb paca pacg").split()
+_HWCAP2 = ("dcpodp sve2 sveaes svepmull svebitperm svesha3 svesm4 flagm2 frint svei8mm svef32mm svef64mm svebf16 "
+           "i8mm bf16 dgh rng bti mte").split()
+
+
+def _arm_hwcaps(path="/proc/self/auxv"):
+    """ARM64 features from this process's auxiliary vector (AT_HWCAP 16, AT_HWCAP2 26): what the kernel, or QEMU's
+    user-mode emulation, tells programs the core can do; None where it cannot be read."""
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    words = struct.unpack("<%dQ" % (len(raw) // 8), raw[:len(raw) // 8 * 8])
+    aux = dict(zip(words[0::2], words[1::2]))
+    if 16 not in aux:
+        return None
+    return [n for i, n in enumerate(_HWCAP) if aux[16] >> i & 1] + \
+        [n for i, n in enumerate(_HWCAP2) if aux.get(26, 0) >> i & 1]
+
+
+def _cpu(cpuinfo="/proc/cpuinfo"):
     """The device's CPU as /proc/cpuinfo names it (model, flags / ARM Features) and its machine: int8 parity is a
-    property of the CPU that runs the kernels, so the host records it on every row measured here."""
+    property of the CPU that runs the kernels, so the host records it on every row measured here. An ARM64 python
+    whose /proc/cpuinfo has no Features line is emulated (QEMU user mode shows the host's file): its features come
+    from the auxiliary vector instead, which is the emulated core's."""
     import platform
 
-    model, flags = "", []
+    model, flags, arm_features = "", [], False
     try:
-        with open("/proc/cpuinfo") as fh:
+        with open(cpuinfo) as fh:
             for line in fh:
                 key, _, value = line.partition(":")
                 key = key.strip()
                 if not model and key in ("model name", "Model", "Hardware", "CPU part"):
                     model = value.strip()
                 if not flags and key in ("flags", "Features"):
-                    flags = value.split()
+                    flags, arm_features = value.split(), key == "Features"
     except OSError:
         pass
-    return {"model": model or platform.processor() or platform.machine(), "machine": platform.machine(),
-            "flags": flags}
+    machine = platform.machine()
+    if machine in ("aarch64", "arm64") and not arm_features:
+        hwcaps = _arm_hwcaps()
+        if hwcaps is not None:
+            qemu = os.environ.get("QEMU_CPU")
+            model = "QEMU %s (emulated)" % qemu if qemu else "aarch64 (features from HWCAP)"
+            flags = hwcaps
+    return {"model": model or platform.processor() or machine, "machine": machine, "flags": flags}
 
 
 def describe(args):

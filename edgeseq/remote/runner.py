@@ -108,6 +108,10 @@ class RemoteRunner(Runner):
         return f"{self.profile.runtime.value}-{self.device}@{self.profile.name}"
 
     @property
+    def emulated(self) -> bool:
+        return self.profile.emulated
+
+    @property
     def metadata(self) -> dict[str, str]:
         """The artifact's edgeseq metadata (model, precision, max_time / max_batch), read from the file here by its
         format's own reader: the device's runtimes do not all report it (LiteRT reports none), and check() needs it to
