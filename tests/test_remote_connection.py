@@ -106,8 +106,8 @@ def test_device_runner_speaks_the_hosts_protocol():
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module.split(".")[0])
-    assert imported <= {"contextlib", "io", "json", "sys", "time", "os", "resource", "shutil", "subprocess",
-                        "tempfile", "numpy", "onnxruntime"}, imported  # the standard library, numpy, a runtime; never edgeseq
+    assert imported <= {"contextlib", "io", "json", "sys", "time", "os", "platform", "resource", "shutil", "struct",
+                        "subprocess", "tempfile", "numpy", "onnxruntime"}, imported  # the standard library, numpy, a runtime; never edgeseq
 
 
 def test_tensorrt_build_job_from_the_plan_and_without_one(tmp_path, lite_onnx):
