@@ -30,7 +30,10 @@ from edgeseq.environment import fingerprint
 from edgeseq.formats.onnx import OnnxRunner, int8_safe_isas
 from edgeseq.formats.torch import TorchRunner
 from edgeseq.parity import DEFAULT_TOLERANCES
-from edgeseq.quantize import QuantDtype, default_config
+from edgeseq.formats import get as get_format
+from edgeseq.quantize import QuantDtype
+
+ONNX = get_format("onnx")  # the ONNX format: its quantization defaults
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -38,7 +41,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def candidates() -> list[tuple[str, object]]:
     """(name, QuantConfig): the int8-static and int8-dynamic choices, each on top of the op selection of the shipped
     default (Conv int8; MatMul / GRU weights stored int8)."""
-    static, dynamic = default_config("onnx", "int8-static"), default_config("onnx", "int8-dynamic")
+    static, dynamic = ONNX.default_quant("int8-static"), ONNX.default_quant("int8-dynamic")
     u8, s8 = QuantDtype.UINT8, QuantDtype.INT8
     return [
         ("static u8s8 per-channel", static.replace(weight_type=s8, activation_type=u8, per_channel=True,
@@ -81,7 +84,7 @@ def run_model(name: str, args, tmp: Path) -> dict:
             tol = DEFAULT_TOLERANCES.get(precision, spec.output_names[0]).rel_l2
             w = worst(errs)
             rows.append({"candidate": label, "config": config.to_dict(), "label": config.label(),
-                         "safe_on": int8_safe_isas(config), "is_default": config == default_config("onnx", precision),
+                         "safe_on": int8_safe_isas(config), "is_default": config == ONNX.default_quant(precision),
                          "size_ratio": art.size_bytes / fp32.size_bytes, "p50_ms": ms, "fp32_p50_ms": base_ms,
                          "latency_ratio": ms / base_ms, "foreign_load": load, "worst": w,
                          "speech": worst(errs, "speech"), "random": worst(errs, "random"), "tolerance": tol,

@@ -12,7 +12,7 @@ For each model (cbhg, cbhg-lite):
      fp32 / variant, median of each) so that load from other processes hits both alike; the ratio is what counts;
      the op census (which op types compute in int8 / still in float);
   4. PyTorch's own int8 (torch.ao dynamic quantization of Linear + GRU) on the same inputs, for comparison;
-  5. the chosen defaults (edgeseq.quantize.default_config) again at T in {7, 50, 200, 1000} for latency too:
+  5. the chosen defaults (edgeseq.formats.get('onnx').default_quant) again at T in {7, 50, 200, 1000} for latency too:
      the "targets" table (size <= 0.30x, latency <= 0.7x fp32 on the same runtime, rel L2 <= 1e-2 on speech).
 
     python bench/bench_quant.py                        # full sweep, both models (~10 min on 2 busy cores)
@@ -43,7 +43,10 @@ from edgeseq.environment import fingerprint  # noqa: E402
 from edgeseq.formats.onnx import OnnxRunner  # noqa: E402
 from edgeseq.formats.torch import TorchRunner  # noqa: E402
 from edgeseq.parity import Tolerance, compare  # noqa: E402
-from edgeseq.quantize import Approach, GruExport, QuantConfig, default_config  # noqa: E402
+from edgeseq.formats import get as get_format  # noqa: E402
+from edgeseq.quantize import Approach, GruExport, QuantConfig  # noqa: E402
+
+ONNX = get_format("onnx")  # the ONNX format: its quantization defaults
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "quant-sweep.json"
 TOLERANCES_OUT = Path(__file__).resolve().parent / "results" / "quant-tolerances.json"
@@ -79,9 +82,9 @@ def sweep_configs(quick: bool = False) -> list[QuantConfig]:
     out.append(base.replace(op_types=("Conv", "MatMul"), gru=GruExport.HOISTED))
     out.append(QuantConfig(S, weight_type="int8", per_channel=True, gru=GruExport.HOISTED))
     for approach in (D, S):  # the shipped defaults, whatever they are now
-        out.append(default_config("onnx", approach.value))
+        out.append(ONNX.default_quant(approach.value))
     if quick:
-        out = [out[0], out[3], base, default_config("onnx", "int8-static"), default_config("onnx", "int8-dynamic")]
+        out = [out[0], out[3], base, ONNX.default_quant("int8-static"), ONNX.default_quant("int8-dynamic")]
     seen, unique = set(), []
     for c in out:
         key = json.dumps(c.to_dict(), sort_keys=True)
@@ -172,7 +175,7 @@ def run_model(name: str, configs, args, tmp: Path) -> dict:
                 "latency_ratio": ms / base_ms, "foreign_load": load, "speech": worst(errs, "speech"),
                 "random": worst(errs, "random"), "cases": errs, "export_s": round(export_s, 2),
                 "ops": {k2: v for k2, v in art.quantization.items() if k2 != "config"},
-                "is_default": config == default_config("onnx", precision),
+                "is_default": config == ONNX.default_quant(precision),
             }
             result["variants"].append(row)
             print(f"  {config.label():80s} size {row['size_ratio']:.3f}x  p50 {ms:6.2f} ms "
@@ -187,7 +190,7 @@ def fp32_hoisted(fp32, base, feeds, refs, lat_feed, args, tmp: Path) -> dict:
     """The hoisted-GRU rewrite alone, in fp32: what it costs before any quantization."""
     import onnx
 
-    from edgeseq.formats.onnx import hoist_gru_input_projection
+    from edgeseq.formats.onnx.weights import hoist_gru_input_projection
 
     path = tmp / "fp32-hoisted.onnx"
     onnx.save(hoist_gru_input_projection(onnx.load(fp32.path)), str(path))

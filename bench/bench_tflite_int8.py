@@ -34,6 +34,8 @@ from bench_runtimes import ForeignLoad, git_state, write_report  # noqa: E402
 from edgeseq.enums import Precision  # noqa: E402
 from edgeseq.environment import fingerprint  # noqa: E402
 from edgeseq.formats import tflite  # noqa: E402
+from edgeseq.formats.tflite import convert as tflite_convert, options as tflite_options  # noqa: E402
+from edgeseq.formats.tflite.runner import _interpreter_class  # noqa: E402
 from edgeseq.latency import measure  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "tflite-int8-static.json"
@@ -72,7 +74,7 @@ def recipe(rules, *, a16=False, algorithm="MIN_MAX_UNIFORM_QUANT"):
 
 
 ALL_INT8 = [(".*", "ALL_SUPPORTED", "int8"), (LOOP, "ALL_SUPPORTED", "float"), ("LoopGRU", "FULLY_CONNECTED", "int8")]
-FRONT_END = [(tflite._INT8_STATIC_SCOPES, "ALL_SUPPORTED", "int8")]
+FRONT_END = [(tflite_options._INT8_STATIC_SCOPES, "ALL_SUPPORTED", "int8")]
 
 
 def options(spec, quick: bool) -> dict:
@@ -99,7 +101,7 @@ def options(spec, quick: bool) -> dict:
 
 def op_precisions(path: Path) -> dict:
     """Compute op types -> {output dtype: count} for the ops that carry weights or arithmetic."""
-    interp = tflite._interpreter_class()(model_path=str(path))
+    interp = _interpreter_class()(model_path=str(path))
     dtypes = {d["index"]: np.dtype(d["dtype"]).name for d in interp.get_tensor_details()}
     out: dict = {}
     for op in interp._get_ops_details():
@@ -124,7 +126,7 @@ def parity(name: str, path: Path) -> dict:
 def quantize(spec, content: bytes, path: Path, rec, samples) -> dict:
     try:
         started = time.perf_counter()
-        path.write_bytes(tflite._quantize(content, Precision.INT8_STATIC, spec, tflite.TfliteOptions(), recipe=rec,
+        path.write_bytes(tflite_convert._quantize(content, Precision.INT8_STATIC, spec, tflite.TfliteOptions(), recipe=rec,
                                           samples=samples))
         return {"quantize_seconds": round(time.perf_counter() - started, 1), "size_bytes": path.stat().st_size}
     except Exception as exc:  # an option the quantizer refuses is a result too
@@ -136,7 +138,7 @@ def bench_model(name: str, args, workdir: Path) -> dict:
     fp32 = edgeseq.export(name, "tflite", out_dir=workdir / name)
     content = Path(fp32.path).read_bytes()
     sensitivity = {}
-    names = [d["name"] + ";" for d in tflite._interpreter_class()(model_path=fp32.path).get_tensor_details()]
+    names = [d["name"] + ";" for d in _interpreter_class()(model_path=fp32.path).get_tensor_details()]
     for group, (regex, op) in ({} if args.quick else GROUPS).items():
         if not any(re.search(regex, n) for n in names):  # cbhg has no linear before the highway (in_dim == highway
             print(f"  {name}: no tensor matches group {group!r} ({regex}); left out", file=sys.stderr)  # dim)

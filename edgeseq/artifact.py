@@ -11,14 +11,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .enums import Format, Precision
 from .errors import OutputError
 
 
 @dataclass(frozen=True)
 class Artifact:
     path: str
-    format: str
-    precision: str
+    format: Format  # strings are parsed (from_dict, older callers); to_dict writes the values
+    precision: Precision
     model: str
     sha256: str
     size_bytes: int
@@ -33,8 +34,13 @@ class Artifact:
     # derived (fp16 / int8) artifacts: the QuantConfig used and which op types compute in int8 / fp16 / fp32
     quantization: dict | None = None
 
+    def __post_init__(self):
+        object.__setattr__(self, "format", Format.parse(self.format))
+        object.__setattr__(self, "precision", Precision.parse(self.precision))
+
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["format"], d["precision"] = self.format.value, self.precision.value
         d["inputs"], d["outputs"], d["notes"] = list(self.inputs), list(self.outputs), list(self.notes)
         return d
 
@@ -49,7 +55,7 @@ class Artifact:
 def artifact_for(path: str | Path, fmt, precision, spec, **fields) -> "Artifact":
     """The record of a file just written for `spec`: checksum, size and the model's declared I/O filled in."""
     path = Path(path)
-    return Artifact(path=str(path), format=str(fmt), precision=str(precision), model=spec.name,
+    return Artifact(path=str(path), format=Format.parse(fmt), precision=Precision.parse(precision), model=spec.name,
                     sha256=sha256_file(path), size_bytes=path.stat().st_size,
                     inputs=tuple(t.to_dict() for t in spec.inputs), outputs=tuple(t.to_dict() for t in spec.outputs),
                     **fields)

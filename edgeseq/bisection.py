@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import Artifact
-from .enums import Format, Precision
+from .enums import Precision
 from .errors import UnsupportedError
 from .models import ModelSpec
 from .parity import Tolerances, compare
@@ -160,32 +160,24 @@ def bisect(
     time: int = 50,
     source: str = "speech",
 ) -> BisectResult:
-    from .api import resolve_spec
+    from .resolve import resolve_spec
+    from . import formats
     from .formats import detect_format
 
     spec = resolve_spec(spec)  # a registered name too, as check() takes
     artifact = artifact.path if isinstance(artifact, Artifact) else artifact
-    fmt = detect_format(artifact)
-    if fmt not in (Format.ONNX, Format.TFLITE):
-        raise UnsupportedError(f"layer bisection is not available for {fmt.value} artifacts (ONNX and TFLite only)")
+    fmt = formats.get(detect_format(artifact))
+    if not fmt.has_layer_taps:
+        taps = [f.title for f in formats.registered() if f.has_layer_taps]
+        raise UnsupportedError(f"layer bisection is not available for {fmt.format.value} artifacts "
+                               f"({' and '.join(taps)} only)")
 
     precision = Precision.parse(precision)
     tolerances = tolerances or spec.tolerances
     feed = spec.example_inputs(batch=batch, time=time if spec.has_dynamic_time else None, source=source)
     module = spec.build(weights)
     expected, kinds = torch_module_outputs(module, feed, spec.input_names)
-    if fmt is Format.ONNX:
-        from .formats import onnx as onnx_format
-
-        tensors, mixed = onnx_format.module_tensors(artifact, list(expected)), set()
-        got = onnx_format.intermediate_outputs(artifact, feed, tensors)
-    else:
-        from .formats import tflite_layers
-
-        tensors, mixed = tflite_layers.module_tensors(artifact, module)
-        got = tflite_layers.intermediate_outputs(artifact, feed, spec.input_names, tensors)
-        got = {name: _best_layout(expected[name], value) for name, value in got.items() if name in expected}
-        got = {name: value for name, value in got.items() if value is not None}
+    tensors, mixed, got = fmt.layer_outputs(artifact, module, feed, spec, expected)
     layers, skipped = _compare_layers(expected, kinds, got, tensors, mixed,
                                       tolerances.get(precision, spec.output_names[0]))
     return BisectResult(spec.name, str(artifact), precision.value, layers, skipped, batch=batch,
@@ -242,17 +234,6 @@ def _compare_layers(expected: dict, kinds: dict, got: dict, tensors: dict, mixed
             continue
         layers.append(LayerError(label, kinds[name], str(tensors[name]), err.max_abs, err.rel_l2, err.passed))
     return tuple(layers), tuple(skipped)
-
-
-def _best_layout(expected: np.ndarray, value: np.ndarray) -> np.ndarray | None:
-    """The candidate layout of a TFLite tensor closest to PyTorch's (NHWC vs NCW, split directions, ...)."""
-    from .formats.tflite_layers import align_to
-
-    candidates = align_to(expected, value)
-    if not candidates:
-        return None
-    errors = [float(np.linalg.norm(c - expected)) for c in candidates]
-    return candidates[int(np.argmin(errors))]
 
 
 def _absorbed(names: list[str], i: int, got: dict) -> list[str]:

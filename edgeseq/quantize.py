@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from .enums import Format, Precision, _Named
+from .enums import Precision, _Named
 from .errors import InputError, UnsupportedError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -177,87 +177,21 @@ def _parse_value(key: str, value: str, item: str):
     return value
 
 
-# ---- defaults per format, chosen by measurement ---------------------------------------------------------------------
-#
-# ONNX Runtime CPU, cbhg and cbhg-lite, T in {7, 50, 200, 1000} (bench/bench_quant.py -> quant-sweep.json on AVX-512
-# VNNI; bench/bench_int8_cpus.py -> int8-cpus-<machine>-<isa>.json on each CPU family; docs/quantization.md):
-# - every CPU: x86 without VNNI (AVX2) multiplies u8 activations by 8-bit s8 weights with vpmaddubsw, whose 16-bit
-#   sums saturate (cbhg-lite rel L2 3.4e-2 there, 5e-3 on VNNI). 7-bit weights (reduce_range) cannot saturate and
-#   keep ORT's u8s8 kernels (VNNI's too) on every CPU: the fastest safe choice measured on AVX2 (cbhg 0.56x fp32,
-#   u8u8 0.77x) at the same error (5.3e-3). So the defaults hold wherever the file runs;
-#   `--quant reduce_range=false` (8-bit weights) is the variant for VNNI / AMX / ARM CPUs only (formats.onnx.
-#   int8_safe_isas says which, and the artifact's metadata records it).
-# - dynamic: signed int8 weights make ORT's ConvInteger 3-8x slower than fp32 (and saturate on AVX2); unsigned ones
-#   run at 0.75-0.9x with the same error, so uint8 (u8u8: safe on every CPU). Per-channel buys nothing there.
-# - static: quantizing only the convs keeps rel L2 at 1-3e-3 on VNNI; letting the quantizer also take the highway
-#   MatMuls / Adds / Muls after the residual costs 5-10x more error and no speed. The MatMul and GRU weights are then
-#   stored int8 (weight-only) for the size target, +2-4e-3 of error.
-# - QDQ and QOperator give the same numbers; QDQ is what ORT recommends and other runtimes (TensorRT) read.
-# - quantize_static's own Entropy calibrator equals MinMax (128 bins for 128 quantized bins); with 2048 bins
-#   (edgeseq's setting) it clips tails the GRU needs: 1.6x the error. Percentile ~ MinMax. MinMax it is.
-# - the hoisted GRU input projection makes every int8 variant slower and less accurate on ORT (see docs).
-_DEFAULTS: dict[tuple[Format, Approach], QuantConfig] = {
-    (Format.ONNX, Approach.FP16): QuantConfig(Approach.FP16),
-    (Format.ONNX, Approach.INT8_DYNAMIC): QuantConfig(
-        Approach.INT8_DYNAMIC, weight_type=QuantDtype.UINT8, per_channel=False, weight_only=("GRU",),
-    ),
-    (Format.ONNX, Approach.INT8_STATIC): QuantConfig(
-        Approach.INT8_STATIC, weight_type=QuantDtype.INT8, activation_type=QuantDtype.UINT8, per_channel=True,
-        reduce_range=True, quant_format=QuantFormat.QDQ, calibration_method=CalibrationMethod.MINMAX,
-        op_types=("Conv",), weight_only=("MatMul", "GRU"),
-    ),
-    # TensorRT parses explicit Q/DQ with signed, symmetric int8 only (zero point 0), and folds its own weights
-    (Format.TENSORRT, Approach.INT8_STATIC): QuantConfig(
-        Approach.INT8_STATIC, weight_type=QuantDtype.INT8, activation_type=QuantDtype.INT8, per_channel=True,
-        quant_format=QuantFormat.QDQ, calibration_method=CalibrationMethod.MINMAX, op_types=("Conv",),
-    ),
-}
-
-
-def default_config(fmt: Format | str, precision: Precision | str) -> QuantConfig:
-    fmt, approach = Format.parse(fmt), Approach.for_precision(precision)
-    try:
-        return _DEFAULTS[(fmt, approach)]
-    except KeyError:
-        raise UnsupportedError(f"no {approach.value} quantization defaults for {fmt.value}") from None
-
-
-def resolve_config(fmt: Format | str, precision: Precision | str, quant=None) -> QuantConfig:
-    """The format's default for the precision, then a QuantConfig, a dict of changes or KEY=VALUE strings on top."""
-    base = default_config(fmt, precision)
+def apply_quant(base: QuantConfig, quant=None) -> QuantConfig:
+    """`base` (a format's default) with `quant` on top: a QuantConfig for the same approach, a dict of changes or
+    KEY=VALUE strings."""
     if quant is None:
         return base
     if isinstance(quant, QuantConfig):
         if quant.approach is not base.approach:
             raise InputError(f"a {quant.approach.value} QuantConfig was given for precision {base.approach.value}")
-        config = quant
-    elif isinstance(quant, dict):
+        return quant
+    if isinstance(quant, dict):
         parsed = {k: _parse_value(k, v, f"{k}={v}") if isinstance(v, str) else v for k, v in quant.items()}
-        config = base.replace(**parsed)
-    elif isinstance(quant, (list, tuple, str)):
-        config = base.with_overrides([quant] if isinstance(quant, str) else quant)
-    else:
-        raise InputError(f"quant must be a QuantConfig, a dict or KEY=VALUE strings, not {type(quant).__name__}")
-    _check_op_names(Format.parse(fmt), config)
-    return config
-
-
-def _check_op_names(fmt: Format, config: QuantConfig) -> None:
-    """op_types / weight_only must name ops the format's quantizer acts on: an unknown or misspelt name would
-    otherwise quantize nothing and still report success."""
-    if fmt is not Format.ONNX or not config.is_int8:
-        return
-    from .formats.onnx import quantizable_op_types, weight_only_op_types
-
-    checks = (("op_types", f"the {config.approach.value} quantizer takes", quantizable_op_types),
-              ("weight_only", "weight-only int8 storage handles", weight_only_op_types))
-    for key, what, known_for in checks:
-        names = getattr(config, key)
-        known = known_for(config) if names else set()
-        unknown = [op for op in names if op not in known]
-        if unknown:
-            raise InputError(f"--quant {key}: {', '.join(map(repr, unknown))} is not an op type {what} "
-                             f"(known: {', '.join(sorted(known))})")
+        return base.replace(**parsed)
+    if isinstance(quant, (list, tuple, str)):
+        return base.with_overrides([quant] if isinstance(quant, str) else quant)
+    raise InputError(f"quant must be a QuantConfig, a dict or KEY=VALUE strings, not {type(quant).__name__}")
 
 
 # ---- which CPUs an int8 artifact holds on ---------------------------------------------------------------------------

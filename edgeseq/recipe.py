@@ -245,6 +245,7 @@ def check_budgets(recipe: Recipe, report: dict, *, on_device: bool = False, prog
     report; a remote device (ssh / adb) is profiled there when on_device is set, else it is 'not-measured'. An
     emulated device's budget is 'not-judged' either way (timed with on_device, so the run still proves the path)."""
     results = []
+    formats_of = {a["path"]: a["format"] for a in report["artifacts"]}
     for budget in recipe.budgets:
         profile = recipe.device(budget.device)
         runtime = _runtime_of(budget, profile)
@@ -253,7 +254,7 @@ def check_budgets(recipe: Recipe, report: dict, *, on_device: bool = False, prog
                                        if on_device else None))
             continue
         match = [x for x in report["latency"] if x["runtime"] == runtime and x["precision"] == budget.precision
-                 and (x["artifact"].endswith(f".{budget.precision}.{_suffix(budget.format)}") or not x["artifact"])]
+                 and _row_format(x, formats_of) == budget.format]
         if not profile.local:
             results.append(_on_device(recipe, budget, profile, report, progress) if on_device else
                            BudgetResult(budget, runtime, None, "not-measured",
@@ -267,16 +268,20 @@ def check_budgets(recipe: Recipe, report: dict, *, on_device: bool = False, prog
     return results
 
 
+def _row_format(row: dict, formats_of: dict[str, str]) -> str:
+    """The format of a latency row's artifact, from the report's artifact records (a torch row has no artifact)."""
+    return formats_of.get(row["artifact"], "?") if row["artifact"] else Format.TORCH.value
+
+
 def _runtime_of(budget: Budget, profile) -> str:
     """The runtime name of the report's latency row for a budget (what the matrix's runners call themselves)."""
     if budget.format == Format.TORCH.value:  # torch-cpu, torch-cuda-fp16, torch-cpu-int8: the TorchRunner's own
         from .formats.torch import runtime_label
 
         return runtime_label(profile.runner_device(), budget.precision)
-    if budget.format == Format.TENSORRT.value:  # an engine always runs as tensorrt-cuda, whatever the delegate
-        return "tensorrt-cuda"
-    runtime = {"onnx": "onnxruntime", "tflite": "litert"}[budget.format]
-    return f"{runtime}-{profile.runner_device()}"
+    from . import formats
+
+    return formats.get(budget.format).runtime_label(profile.runner_device())
 
 
 def _verdict(budget: Budget, runtime: str, value: float) -> "BudgetResult":
@@ -302,9 +307,11 @@ def _on_device(recipe: Recipe, budget: Budget, profile, report: dict, progress) 
     from . import api
     from .errors import EdgeseqError
 
-    suffix = {"tensorrt": "trt.onnx"}.get(budget.format, _suffix(budget.format))  # Jetsons build their own engine
-    found = [a for a in report["artifacts"] if a["precision"] == budget.precision
-             and a["path"].endswith(f".{budget.precision}.{suffix}")]
+    from . import formats
+
+    suffix = formats.get(budget.format).handoff_suffix()  # what the device takes (a Jetson builds its own engine)
+    found = [a for a in report["artifacts"] if a["format"] == budget.format and a["precision"] == budget.precision
+             and a["path"].endswith(suffix)]
     label = f"{profile.runtime.value}@{profile.name}"
     if not found:
         return BudgetResult(budget, label, None, "fail", f"the build made no {budget.precision} {budget.format} "
@@ -318,10 +325,6 @@ def _on_device(recipe: Recipe, budget: Budget, profile, report: dict, progress) 
     except EdgeseqError as exc:
         return BudgetResult(budget, label, None, "fail", str(exc))
     return _verdict(budget, result.runtime, getattr(result, budget.metric))
-
-
-def _suffix(fmt: str) -> str:
-    return {"onnx": "onnx", "tflite": "tflite", "tensorrt": "engine"}.get(fmt, fmt)
 
 
 def write_manifest(recipe: Recipe, report: dict, budgets: list[BudgetResult], out_dir: Path,
@@ -364,7 +367,7 @@ def run_recipe(recipe: Recipe, out_root: str | Path, progress=lambda msg: None, 
     also time each budget's artifact on its remote device (ssh / adb) and judge the budget by that. bisect: name
     the first divergent layer of a failing row (off: --no-bisect). out_label: what an error about the output folder
     calls it (run_matrix checks it before any work; "--out" from the CLI)."""
-    from .api import _path
+    from .resolve import path_arg as _path
     from .matrix import MatrixOptions, run_matrix
     from .models import get_model
 

@@ -19,6 +19,7 @@ class Runner(abc.ABC):
     """
 
     format: ClassVar[Format]
+    spec = None  # the ModelSpec a runner was built from (a torch runner's); None for a file's runner
 
     def __init__(self, *, device: str | None = None, threads: int | None = None):
         if threads is not None and threads < 1:
@@ -92,6 +93,11 @@ class Runner(abc.ABC):
         from .environment import cpu_info
 
         return cpu_info()
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The artifact's edgeseq metadata (edgeseq.model, .precision, ...); {} where the runner has none."""
+        return {}
 
     def describe(self) -> dict:
         return {"runtime": self.runtime, "format": self.format.value, "device": self.device, "threads": self.threads}

@@ -251,14 +251,15 @@ def profile_stages(artifact: str | Path, model=None, *, weights=None, batch: int
                                f"{fmt.value}; for TFLite on a phone, LiteRT's benchmark_model has "
                                "--enable_op_profiling=true")
     iterations, warmup = integer(iterations, "iterations"), integer(warmup, "warmup", minimum=0)
-    from .api import _device_profile, _model_of, load
+    from .resolve import device_profile as _device_profile, model_of as _model_of, open_runner
 
     profile = _device_profile(device)
     here = profile is None and device in (None, "cpu") or (
         profile is not None and profile.local and profile.runner_device() == "cpu")
     remote = None
     if not here:
-        remote = load(path, device=device, threads=threads) if profile is not None and not profile.local else None
+        remote = (open_runner(path, device=device, threads=threads)
+                  if profile is not None and not profile.local else None)
         if remote is None or getattr(remote, "node_trace", None) is None:
             if remote is not None:
                 remote.close()

@@ -11,12 +11,14 @@ import pytest
 import edgeseq
 from edgeseq.cli.args import tolerance_overrides
 from edgeseq.errors import ArtifactError, InputError, OutputError
+from edgeseq.formats import get as get_format
 from edgeseq.formats import tensorrt as trt_format
 from edgeseq.inputs import MAX_FEED_BYTES, feed_from_shapes
 from edgeseq.models import get_model
 from edgeseq.parity import Tolerance, check_rel_l2, compare
-from edgeseq.quantize import resolve_config
 from edgeseq.tensors import TensorSpec
+
+ONNX = get_format("onnx")  # the ONNX format: its quantization defaults
 
 FAST = dict(times=7, batches=1)  # one T, one batch, both sources: two cases
 
@@ -85,9 +87,9 @@ def test_tensorrt_shapes_take_one_string_or_a_dict_of_three_shapes():
 
 
 def test_op_types_all_and_weight_only_none_are_the_explicit_defaults():
-    assert resolve_config("onnx", "int8-static", ["op_types=all", "weight_only=none"]).op_types == ()
-    assert resolve_config("onnx", "int8-static", ["weight_only=none"]).weight_only == ()
-    assert resolve_config("onnx", "int8-static", "op_types=Conv,MatMul").op_types == ("Conv", "MatMul")
+    assert ONNX.quant_config("int8-static", ["op_types=all", "weight_only=none"]).op_types == ()
+    assert ONNX.quant_config("int8-static", ["weight_only=none"]).weight_only == ()
+    assert ONNX.quant_config("int8-static", "op_types=Conv,MatMul").op_types == ("Conv", "MatMul")
 
 
 # ---- check ----------------------------------------------------------------------------------------------------------

@@ -104,8 +104,8 @@ def corrupt_tflite_weight(src, dst, name_part, rank=4):
 @pytest.mark.parametrize(
     "name_part, module",
     [
-        ("ConvBank2d_bank/edgeseq.formats.rewrites.ConvBN2d_3/", "bank.convs.3.conv"),
-        ("Projections2d_projections/edgeseq.formats.rewrites.ConvBN2d_1/", "projections.1.conv"),
+        ("ConvBank2d_bank/edgeseq.formats.tflite.rewrites.ConvBN2d_3/", "bank.convs.3.conv"),
+        ("Projections2d_projections/edgeseq.formats.tflite.rewrites.ConvBN2d_1/", "projections.1.conv"),
     ],
 )
 def test_tflite_names_the_corrupted_layer(lite_tflite, tmp_path, name_part, module):
@@ -137,7 +137,7 @@ def test_tflite_gru_corruption_is_pinned_on_the_gru(lite_tflite, tmp_path):
 
 def test_cli_check_bisect_tflite(run_cli, lite_tflite, tmp_path):
     bad = tmp_path / "bad.tflite"
-    corrupt_tflite_weight(lite_tflite.path, bad, "ConvBank2d_bank/edgeseq.formats.rewrites.ConvBN2d_5/")
+    corrupt_tflite_weight(lite_tflite.path, bad, "ConvBank2d_bank/edgeseq.formats.tflite.rewrites.ConvBN2d_5/")
     proc = run_cli("check", str(bad), "--model", "cbhg-lite", "--times", "20", "--bisect")
     assert proc.returncode == 1
     assert "first divergent layer: bank.convs.5.conv" in proc.stdout

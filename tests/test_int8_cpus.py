@@ -11,8 +11,11 @@ from onnx import numpy_helper
 
 import edgeseq
 from edgeseq.environment import cpu_info, int8_isa
+from edgeseq.formats import get as get_format
 from edgeseq.formats.onnx import int8_safe_isas
-from edgeseq.quantize import EVERY_CPU, QuantConfig, default_config, int8_cpu_note
+from edgeseq.quantize import EVERY_CPU, QuantConfig, int8_cpu_note
+
+ONNX = get_format("onnx")  # the ONNX format: its quantization defaults
 
 HERE = int8_isa()
 WIDE = ("x86-avx512-vnni", "x86-avx-vnni", "x86-amx", "arm64-neon", "arm64-dotprod", "arm64-i8mm")
@@ -41,7 +44,7 @@ def test_cpu_info_of_a_device_keeps_only_the_flags_that_choose_kernels():
 
 def test_every_shipped_onnx_int8_default_is_exact_on_every_cpu():
     for precision in ("int8-dynamic", "int8-static"):
-        assert int8_safe_isas(default_config("onnx", precision)) == (EVERY_CPU,), precision
+        assert int8_safe_isas(ONNX.default_quant(precision)) == (EVERY_CPU,), precision
 
 
 @pytest.mark.parametrize("changes, safe_everywhere", [
@@ -51,14 +54,14 @@ def test_every_shipped_onnx_int8_default_is_exact_on_every_cpu():
     ({"reduce_range": False, "activation_type": "int8"}, False),  # s8s8 runs as u8s8 on x86
 ])
 def test_which_static_configs_are_exact_where(changes, safe_everywhere):
-    safe = int8_safe_isas(default_config("onnx", "int8-static").replace(**changes))
+    safe = int8_safe_isas(ONNX.default_quant("int8-static").replace(**changes))
     assert (safe == (EVERY_CPU,)) is safe_everywhere
     if not safe_everywhere:
         assert "x86-avx2" not in safe and set(safe) == set(WIDE)
 
 
 def test_dynamic_with_signed_weights_is_not_exact_on_avx2():
-    assert "x86-avx2" not in int8_safe_isas(default_config("onnx", "int8-dynamic").replace(weight_type="int8"))
+    assert "x86-avx2" not in int8_safe_isas(ONNX.default_quant("int8-dynamic").replace(weight_type="int8"))
     assert int8_safe_isas(QuantConfig("fp16")) == (EVERY_CPU,)
 
 

@@ -201,7 +201,7 @@ def test_cuda_provider_gets_a_torch_stream_of_its_own(monkeypatch):
     stream); CPU-only sessions and machines without CUDA keep their plain provider list."""
     import torch
 
-    from edgeseq.formats.onnx import _on_torch_stream
+    from edgeseq.formats.onnx.runner import _on_torch_stream
 
     assert _on_torch_stream(["CPUExecutionProvider"], 0) == (None, ["CPUExecutionProvider"])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -10,6 +10,7 @@ from onnx import numpy_helper
 
 import edgeseq
 from edgeseq.errors import InputError
+from edgeseq.formats import get as get_format
 from edgeseq.quantize import (
     Approach,
     CalibrationMethod,
@@ -17,10 +18,10 @@ from edgeseq.quantize import (
     QuantConfig,
     QuantDtype,
     calibration_feeds,
-    default_config,
     load_calibration_dir,
-    resolve_config,
 )
+
+ONNX = get_format("onnx")  # the ONNX format: its quantization defaults
 
 DERIVED = ("fp16", "int8-dynamic", "int8-static")
 TIMES, BATCHES = (7, 50), (1, 3)
@@ -41,22 +42,22 @@ def _meta(path):
 
 
 def test_defaults_are_per_format_and_precision():
-    dyn, static = default_config("onnx", "int8-dynamic"), default_config("onnx", "int8-static")
+    dyn, static = ONNX.default_quant("int8-dynamic"), ONNX.default_quant("int8-static")
     assert dyn.approach is Approach.INT8_DYNAMIC and static.approach is Approach.INT8_STATIC
     assert dyn.weight_type is QuantDtype.UINT8  # signed weights make ORT's ConvInteger several times slower
     assert static.op_types == ("Conv",) and static.calibration_method is CalibrationMethod.MINMAX
-    assert default_config("onnx", "fp16").approach is Approach.FP16
+    assert ONNX.default_quant("fp16").approach is Approach.FP16
     with pytest.raises(edgeseq.EdgeseqError, match="fp32"):
-        default_config("onnx", "fp32")
+        ONNX.default_quant("fp32")
 
 
 def test_overrides_parse_and_round_trip():
-    config = resolve_config("onnx", "int8-static", ["weight_type=uint8", "per_channel=false", "op_types=Conv,MatMul",
+    config = ONNX.quant_config("int8-static", ["weight_type=uint8", "per_channel=false", "op_types=Conv,MatMul",
                                                      "calibration_method=percentile", "gru=hoisted"])
     assert config.weight_type is QuantDtype.UINT8 and config.per_channel is False
     assert config.op_types == ("Conv", "MatMul") and config.gru is GruExport.HOISTED
     assert QuantConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    assert resolve_config("onnx", "int8-static", {"per_channel": "no"}).per_channel is False
+    assert ONNX.quant_config("int8-static", {"per_channel": "no"}).per_channel is False
     assert "int8-static qdq w:uint8" in config.label()
 
 
@@ -69,7 +70,7 @@ def test_overrides_parse_and_round_trip():
 ])
 def test_bad_overrides_are_one_line_errors(items, message):
     with pytest.raises(edgeseq.EdgeseqError, match=message):
-        resolve_config("onnx", "int8-static", items)
+        ONNX.quant_config("int8-static", items)
 
 
 # ---- calibration data -----------------------------------------------------------------------------------------------
@@ -126,7 +127,7 @@ def test_multi_input_calibration_files_are_grouped_by_sample(tmp_path):
 
 def test_default_calibration_is_the_models_real_speech():
     spec = edgeseq.get_model("cbhg-lite")
-    feeds = calibration_feeds(spec, default_config("onnx", "int8-static").replace(calibration_samples=3))
+    feeds = calibration_feeds(spec, ONNX.default_quant("int8-static").replace(calibration_samples=3))
     assert len(feeds) == 3 and feeds[0]["features"].shape == (1, 200, 128)
     assert not np.allclose(feeds[0]["features"], feeds[1]["features"])
 
@@ -286,7 +287,8 @@ def _max_rel_l2(path, spec, times=TIMES, batches=BATCHES):
 
 def test_hoisted_gru_is_exact_in_fp32(lite_onnx, tmp_path):
     """The hoisted input projection changes the graph, not the numbers: fp32 parity as before."""
-    from edgeseq.formats.onnx import hoist_gru_input_projection, op_census
+    from edgeseq.formats.onnx import op_census
+    from edgeseq.formats.onnx.weights import hoist_gru_input_projection
 
     model = hoist_gru_input_projection(onnx.load(lite_onnx.path))
     ops = [n.op_type for n in model.graph.node]
@@ -309,7 +311,7 @@ def test_hoisted_gru_projection_is_quantized(tmp_path, lite_onnx):
 
 
 def test_weight_only_storage_shrinks_and_stays_close(lite_onnx, tmp_path):
-    from edgeseq.formats.onnx import store_weights_int8
+    from edgeseq.formats.onnx.weights import store_weights_int8
 
     model = store_weights_int8(onnx.load(lite_onnx.path), ("GRU", "MatMul"))
     path = tmp_path / "w8.onnx"
@@ -396,7 +398,7 @@ def test_cbhg_derived_artifacts_hold_at_every_length(tmp_path, precision):
 
 def test_a_model_onnxruntime_cannot_load_is_an_export_error(tmp_path):
     from edgeseq.errors import ExportError
-    from edgeseq.formats.onnx import _probe_load_isolated
+    from edgeseq.formats.onnx.derive import _probe_load_isolated
 
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07garbage")

@@ -230,6 +230,12 @@ def _latency_row(precision, p50, p90, p99=None):
             "p50_ms": p50, "p90_ms": p90, "p99_ms": p99 if p99 is not None else p90}
 
 
+def _latency_report(*rows):
+    """A report.json's latency rows with the artifact records a budget matches them by."""
+    return {"latency": list(rows), "artifacts": [{"path": r["artifact"], "format": "onnx", "precision": r["precision"]}
+                                                 for r in rows]}
+
+
 @pytest.mark.parametrize("budget, verdict", [
     ("p90_ms = 10", "fail"),  # p50 (5 ms) is inside it; p90 (40 ms) is what the budget names
     ("p90_ms = 39.99", "fail"),  # just outside
@@ -244,7 +250,7 @@ def test_each_budget_is_judged_on_its_own_metric(tmp_path, budget, verdict):
     from edgeseq.recipe import check_budgets
 
     recipe = load_recipe(write(tmp_path, BASE + f'[[budgets]]\ndevice = "local-cpu"\n{budget}\n'))
-    report = {"latency": [_latency_row("fp32", 5.0, 40.0, 80.0)]}
+    report = _latency_report(_latency_row("fp32", 5.0, 40.0, 80.0))
     [result] = check_budgets(recipe, report)
     assert (result.status, result.runtime) == (verdict, "onnxruntime-cpu")
     metric = budget.split()[0]
@@ -258,7 +264,7 @@ def test_a_budget_reads_the_row_of_its_own_precision(tmp_path):
     text = BASE.replace('formats = ["onnx"]', 'formats = ["onnx"]\nprecisions = ["fp32", "int8-dynamic"]')
     recipe = load_recipe(write(tmp_path, text + '[[budgets]]\ndevice = "local-cpu"\nprecision = "int8-dynamic"\n'
                                                 'p90_ms = 10\n'))
-    report = {"latency": [_latency_row("fp32", 30.0, 30.0), _latency_row("int8-dynamic", 8.0, 9.0)]}
+    report = _latency_report(_latency_row("fp32", 30.0, 30.0), _latency_row("int8-dynamic", 8.0, 9.0))
     [result] = check_budgets(recipe, report)
     assert (result.status, result.measured_ms) == ("pass", 9.0)
     report["latency"].reverse()

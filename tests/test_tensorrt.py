@@ -341,7 +341,7 @@ def _fake_engine(tmp_path, **sidecar):
 def test_sidecar_mismatch_is_refused_in_one_line(tmp_path, monkeypatch):
     engine = _fake_engine(tmp_path, gpu_name="NVIDIA H100 80GB HBM3", compute_capability="9.0",
                           tensorrt_version="10.8.0")
-    monkeypatch.setattr(trt_format, "this_machine", lambda device=None: HERE)
+    monkeypatch.setattr("edgeseq.formats.tensorrt.build.this_machine", lambda device=None: HERE)
     with pytest.raises(ArtifactError) as err:
         runner_for(engine).load()
     line = str(err.value)
@@ -401,7 +401,7 @@ def test_cli_export_without_tensorrt_writes_the_plan_and_exits_0(run_cli, tmp_pa
     "argv, message",
     [
         (["export", "cbhg-lite", "--format", "tensorrt", "--shapes", "features=1x1x128"], "bad --shapes"),
-        (["export", "cbhg-lite", "--shapes", "features=1x1x128:1x2x128:1x3x128"], "--format tensorrt only"),
+        (["export", "cbhg-lite", "--shapes", "features=1x1x128:1x2x128:1x3x128"], "applies to TensorRT exports only"),
     ],
 )
 def test_cli_bad_tensorrt_input_is_one_line(run_cli, tmp_path, argv, message):
@@ -503,8 +503,8 @@ def fake_trt(monkeypatch):
     import fake_tensorrt
 
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", fake_tensorrt)
-    monkeypatch.setattr(trt_format, "this_machine", lambda device=None: dict(GPU_HERE))
-    monkeypatch.setattr(trt_format, "can_build", lambda: (True, ""))
+    monkeypatch.setattr("edgeseq.formats.tensorrt.build.this_machine", lambda device=None: dict(GPU_HERE))
+    monkeypatch.setattr("edgeseq.formats.tensorrt.build.can_build", lambda: (True, ""))
     fake_tensorrt.CALLS.clear()
     fake_tensorrt.REJECT.clear()
     return fake_tensorrt

@@ -204,7 +204,7 @@ def test_cbhg_lite_passes_parity_at_every_length(lite_tflite):
 
 
 def test_window_max_pool_matches_max_pool1d():
-    from edgeseq.formats.rewrites import WindowMaxPool, window_pool_ok
+    from edgeseq.formats.tflite.rewrites import WindowMaxPool, window_pool_ok
 
     for k, t in ((2, 32), (2, 33), (3, 10), (4, 4)):
         pool = torch.nn.MaxPool1d(k)
@@ -265,7 +265,7 @@ def test_loop_body_is_static_and_avoids_reference_kernels(lite_tflite):
 def test_export_rewrites_are_exact_in_torch():
     """The TFLite-only rewrites (LoopGRU, the 4-D conv stack with the padding inside the convs) keep the
     numbers, at even and odd lengths (the even-kernel crop) and at T=1."""
-    from edgeseq.formats.rewrites import rewrite_for_export
+    from edgeseq.formats.tflite.rewrites import rewrite_for_export
 
     torch.manual_seed(2)
     for module, dim in ((CBHG(TINY).eval(), 16), (edgeseq.get_model("cbhg-lite").build(None), 128)):

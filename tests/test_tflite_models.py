@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import edgeseq
-from edgeseq.formats.rewrites import DecomposedLayerNorm
+from edgeseq.formats.tflite.rewrites import DecomposedLayerNorm
 
 pytest.importorskip("litert_torch", reason="needs litert-torch: pip install 'edgeseq[tflite]'")
 

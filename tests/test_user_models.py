@@ -251,7 +251,7 @@ def test_tflite_bisection_on_a_foreign_module_tree(coqui_tflite, tmp_path):
 
 
 def test_sliding_max_pool_equals_max_pool1d():
-    from edgeseq.formats.rewrites import SlidingMaxPool
+    from edgeseq.formats.tflite.rewrites import SlidingMaxPool
 
     x = torch.randn(2, 3, 17)
     for k, p in ((2, 1), (3, 1), (4, 2), (5, 0), (1, 0)):
@@ -315,7 +315,7 @@ def test_masked_loop_gru_equals_packed_nn_gru():
     """Any layers, directions and layout, lengths down to 1: outputs and final states as over a PackedSequence."""
     from torch.nn.utils import rnn
 
-    from edgeseq.formats.rewrites import LoopGRU, masked_packing
+    from edgeseq.formats.tflite.rewrites import LoopGRU, masked_packing
 
     lengths = torch.tensor([9, 4, 1])
     for layers, bidirectional, batch_first in ((1, True, True), (2, True, False), (2, False, True)):

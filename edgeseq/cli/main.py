@@ -347,7 +347,7 @@ def check_cmd(
         out.print(f"note: {note}", highlight=False, markup=False)
     _print_failures({"parity": [data]}, notes=False)
     if bisect and not result.passed:
-        from ..api import _device_profile, resolve_tolerances
+        from ..resolve import device_profile as _device_profile, resolve_tolerances
         from ..bisection import bisect as run_bisect
         from ..bisection import verdict
         from ..models import get_model

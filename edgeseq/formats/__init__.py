@@ -1,4 +1,5 @@
-"""One module per format; this file only maps formats to those modules and tells a file's format."""
+"""The format registry: one package per export format, each meeting formats/contract.py; this file only maps
+format names and file suffixes to those packages (torch, the reference, is a runner module, not an export format)."""
 
 from __future__ import annotations
 
@@ -7,22 +8,29 @@ from pathlib import Path
 
 from ..enums import Format
 from ..errors import ArtifactError, UnsupportedError
+from .contract import ExportFormat, ExportSettings
 
-_MODULES = {Format.TORCH: "torch", Format.ONNX: "onnx", Format.TFLITE: "tflite", Format.TENSORRT: "tensorrt"}
-_SUFFIXES = {".onnx": Format.ONNX, ".tflite": Format.TFLITE, ".engine": Format.TENSORRT, ".plan": Format.TENSORRT}
-_ONNX_MAGIC_FIELDS = (b"\x08", b"\x12", b"\x1a", b"\x3a")  # ir_version, producer_name, producer_version, graph
+# registration: Format -> the package whose FORMAT meets the contract (adding a format = one package + one line)
+_PACKAGES = {Format.ONNX: "onnx", Format.TFLITE: "tflite", Format.TENSORRT: "tensorrt"}
 
 
-def module_for(fmt: Format | str):
+def get(fmt: Format | str) -> ExportFormat:
+    """The registered format (its contract object) for a name or Format."""
     fmt = Format.parse(fmt)
-    name = _MODULES.get(fmt)
+    if fmt is Format.TORCH:
+        raise UnsupportedError("torch is the reference, not an export format; choose onnx or tflite")
+    name = _PACKAGES.get(fmt)
     if name is None:
         raise UnsupportedError(f"format {fmt.value!r} is not available in this edgeseq build yet")
-    return importlib.import_module(f"{__name__}.{name}")
+    return importlib.import_module(f"{__name__}.{name}").FORMAT
+
+
+def registered() -> list[ExportFormat]:
+    return [get(fmt) for fmt in _PACKAGES]
 
 
 def exportable_formats() -> list[Format]:
-    return [f for f in _MODULES if f is not Format.TORCH]
+    return list(_PACKAGES)
 
 
 def support_table() -> dict[str, dict[Format, tuple]]:
@@ -31,13 +39,7 @@ def support_table() -> dict[str, dict[Format, tuple]]:
     each (model, format) pair, so a new model or format cannot land untested."""
     from ..models import list_models
 
-    return {spec.name: {fmt: module_for(fmt).PRECISIONS for fmt in exportable_formats()} for spec in list_models()}
-
-
-# what each format's export + run needs importable (TensorRT: only onnx, for the preflighted ONNX and build plan;
-# an engine is built where tensorrt and a GPU are present too)
-_NEEDS = {Format.ONNX: ("onnx", "onnxruntime"), Format.TFLITE: ("litert_torch", "ai_edge_litert"),
-          Format.TENSORRT: ("onnx",)}
+    return {spec.name: {f.format: f.precisions for f in registered()} for spec in list_models()}
 
 
 def installed_formats() -> list[Format]:
@@ -45,16 +47,17 @@ def installed_formats() -> list[Format]:
     SDKs (litert-torch alone takes seconds to import)."""
     from .._lazy import installed
 
-    return [fmt for fmt, needs in _NEEDS.items() if all(installed(n) for n in needs)]
-
-
-_EXTRAS = {Format.ONNX: "onnx", Format.TFLITE: "tflite", Format.TENSORRT: "onnx"}
+    return [f.format for f in registered() if all(installed(n) for n in f.needs)]
 
 
 def formats_not_installed() -> dict[Format, str]:
-    """Exportable formats `-f all` leaves out here, each with the pip extra that brings it."""
+    """Exportable formats `-f all` leaves out here, each with the pip command that brings it."""
     have = installed_formats()
-    return {fmt: f"pip install 'edgeseq[{_EXTRAS[fmt]}]'" for fmt in exportable_formats() if fmt not in have}
+    return {f.format: f.install_hint() for f in registered() if f.format not in have}
+
+
+def _by_suffix() -> dict[str, ExportFormat]:
+    return {suffix: f for f in registered() for suffix in f.suffixes}
 
 
 def detect_format(path: str | Path) -> Format:
@@ -64,26 +67,33 @@ def detect_format(path: str | Path) -> Format:
         raise ArtifactError(f"{str(path)!r} does not exist")
     if not path.is_file():
         raise ArtifactError(f"{str(path)!r} is a directory, not a model file")
-    fmt = _SUFFIXES.get(path.suffix.lower())
+    suffixes = _by_suffix()
+    fmt = suffixes.get(path.suffix.lower())
     if fmt is None:
-        known = ", ".join(sorted(_SUFFIXES))
+        known = ", ".join(sorted(suffixes))
         raise ArtifactError(f"cannot tell the format of {str(path)!r}: expected a file ending in {known}")
     if path.stat().st_size == 0:
         raise ArtifactError(f"{str(path)!r} is empty")
     with open(path, "rb") as fh:
         head = fh.read(8)
-    if fmt is Format.ONNX and head[:1] not in _ONNX_MAGIC_FIELDS:
-        raise ArtifactError(f"{str(path)!r} is not an ONNX model (it does not start with an ONNX protobuf field)")
-    if fmt is Format.TFLITE and head[4:8] != b"TFL3":
-        raise ArtifactError(f"{str(path)!r} is not a TFLite model (no TFL3 flatbuffer identifier)")
-    return fmt
+    if not fmt.looks_like(head):
+        raise ArtifactError(f"{str(path)!r} is not {'an' if fmt.title[0] in 'AEIOU' else 'a'} {fmt.title} model "
+                            "(its first bytes are not that format's)")
+    return fmt.format
+
+
+def for_file(path: str | Path) -> ExportFormat:
+    return get(detect_format(path))
 
 
 def read_metadata(path: str | Path, fmt: Format | None = None) -> dict[str, str]:
-    """An artifact's edgeseq metadata, read on this host by its format module (no session, no device)."""
-    return module_for(fmt or detect_format(path)).read_metadata(path)
+    """An artifact's edgeseq metadata, read on this host by its format (no session, no device)."""
+    return get(fmt or detect_format(path)).read_metadata(path)
 
 
 def runner_for(path: str | Path, *, device: str | None = None, threads: int | None = None):
-    fmt = detect_format(path)
-    return module_for(fmt).runner(path, device=device, threads=threads)
+    return for_file(path).runner(path, device=device, threads=threads)
+
+
+__all__ = ["ExportFormat", "ExportSettings", "detect_format", "exportable_formats", "for_file", "formats_not_installed",
+           "get", "installed_formats", "read_metadata", "registered", "runner_for", "support_table"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._lazy import require
-from ..artifact import atomic_path
+from ..._lazy import require
+from ...artifact import atomic_path
 
 EXTRA = "tflite"
 _META_PREFIX = "edgeseq."

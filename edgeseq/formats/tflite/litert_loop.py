@@ -1,7 +1,7 @@
 """LiteRT side of the loop GRU: lower `edgeseq::gru_scan` to two nested while loops, then outline them for the
 flatbuffer.
 
-Imported only by formats/tflite.py, after litert-torch is known to be installed.
+Imported only by convert.py, after litert-torch is known to be installed.
 
 1. `register_lowering()` adds a litert-torch lowering for `edgeseq::gru_scan`: gi is zero-padded to whole chunks
    of CHUNK steps; an outer `stablehlo.while` runs blocks of BLOCK chunks, an inner one the chunks of a block,

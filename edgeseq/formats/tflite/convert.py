@@ -1,14 +1,12 @@
-"""TFLite / LiteRT: export with litert-torch (no TensorFlow), quantize with ai-edge-quantizer, run with the LiteRT
-interpreter (XNNPACK, the CPU engine Android and iOS apps run; on this machine its x86 kernels).
+"""TFLite export with litert-torch (no TensorFlow) and quantization with ai-edge-quantizer.
 
-The time axis stays dynamic: every nn.GRU is swapped for `LoopGRU` (formats/rewrites.py), whose recurrence is one
-custom op that litert-torch lowers to a TFLite WHILE loop (formats/_litert_loop.py). One .tflite then runs every
-T from 1 to `max_time` and every batch, exactly (no padding, no buckets), converts in seconds instead of minutes
-(no unrolled graph), and stays small. A T above `max_time` is refused with one line, never cropped or padded.
+The time axis stays dynamic: every nn.GRU is swapped for `LoopGRU` (rewrites.py), whose recurrence is one custom op
+that litert-torch lowers to a TFLite WHILE loop (litert_loop.py). One .tflite then runs every T from 1 to
+`max_time` and every batch, exactly (no padding, no buckets), converts in seconds instead of minutes (no unrolled
+graph), and stays small. A T above `max_time` is refused with one line, never cropped or padded.
 
 Like the ONNX exporter, the fresh file is run once at another batch and T before it is written; a specialized
-axis is an ExportError at export time.
-"""
+axis is an ExportError at export time."""
 
 from __future__ import annotations
 
@@ -16,61 +14,31 @@ import contextlib
 import json
 import logging
 import os
-import re
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from ..._lazy import require
+from ..._quiet import python_chatter_quiet
+from ..._version import __version__
+from ...artifact import Artifact, artifact_for, atomic_path
+from ...enums import Format, Precision
+from ...errors import ExportError, InputError, UnsupportedError
+from .metadata import read_metadata_bytes, stamp
+from .options import (
+    _INT8_STATIC_SCOPES,
+    _LOOP_SCOPE,
+    _QUANT_NOTES,
+    _SIGNATURE,
+    EXTRA,
+    TfliteOptions,
+    _version,
+    _why,
+    check_precision,
+)
+from .runner import TfliteRunner, _interpreter_class
 
-from .._lazy import require
-from .._quiet import native_stderr_quiet, python_chatter_quiet, quiet_import
-from .._version import __version__
-from ..artifact import Artifact, artifact_for, atomic_path
-from ..enums import Format, Precision
-from ..errors import ArtifactError, ExportError, InputError, MissingExtraError, RuntimeFailure, UnsupportedError
-from ..runner import Runner
-from ..tensors import TensorSpec
-from .tflite_metadata import read_metadata, read_metadata_bytes, stamp, update_metadata  # noqa: F401 (the contract)
-
-EXTRA = "tflite"
-PRECISIONS = (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8_STATIC)
 PROBE_BATCH, PROBE_TIME = 3, 50
-DEFAULT_MAX_TIME = 8192  # frames (102 s at 80 frames/s); the loop has no limit, memory does
 _EXPORT_BATCH, _EXPORT_TIME = 2, 37
-_SIGNATURE = "serving_default"
-_LOOP_SCOPE = "LoopGRU"  # tensor names of the rewritten GRU (module scope), see formats/rewrites.py
-# Static int8 covers the ops inside convolution and pooling modules (tensor names carry the module scope: Conv1dAs2d,
-# Conv2d, ConvBN, ConvBank, MaxPool, ShiftMaxPool); the quantizer matches this against an op's output names.
-_INT8_STATIC_SCOPES = r"\.Conv[A-Za-z0-9]*_|MaxPool"
-
-# What each precision does (reported in the artifact notes; measured in bench/bench_tflite.py).
-_QUANT_NOTES = {
-    Precision.FP16: "fp16 weights for FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D (dequantized at load, fp32 "
-                    "compute); the GRU recurrence (BATCH_MATMUL in the WHILE body) stays fp32",
-    Precision.INT8_DYNAMIC: "int8 per-channel weights, activations quantized on the fly (dynamic range) for "
-                            "FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D; the GRU recurrence stays fp32",
-    Precision.INT8_STATIC: "int8 per-channel weights and int8 activations (min-max calibrated on the spec's "
-                           "real-speech calibration inputs) for the convolution front end only (conv bank, max pool, "
-                           "projections); float32: the residual add and everything after it (highway, attention, "
-                           "the GRU's input projection and its WHILE-loop recurrence, output linear) and the "
-                           "model's input and output",
-}
-
-
-@dataclass(frozen=True)
-class TfliteOptions:
-    max_time: int = DEFAULT_MAX_TIME
-    max_batch: int = 64
-    calibration_samples: int = 8
-    calibration_time: int = 200
-
-
-def check_precision(precision: Precision) -> None:
-    if precision not in PRECISIONS:
-        have = ", ".join(p.value for p in PRECISIONS)
-        raise UnsupportedError(f"TFLite export at {precision.value} is not available (it has: {have})")
 
 
 # ---- export ---------------------------------------------------------------------------------------------------------
@@ -89,8 +57,8 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Tfl
         require("ai_edge_quantizer", EXTRA, quiet=True)
     if options.max_time < 1 or options.max_batch < 1:
         raise InputError("max_time and max_batch must be >= 1")
-    from ..models.weights import state_dict_sha256
-    from . import _litert_loop
+    from ...models.weights import state_dict_sha256
+    from . import litert_loop as _litert_loop
     from .rewrites import contains, masked_packing, rewrite_for_export
 
     module = spec.build(weights)
@@ -204,15 +172,6 @@ def op_census(content: bytes) -> dict[str, dict[str, int]]:
     return census
 
 
-def _version(dist: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "?"
-
-
 @contextlib.contextmanager
 def _quiet():
     """litert-torch prints progress bars and absl lines; keep the CLI's stdout clean."""
@@ -248,7 +207,7 @@ def _convert(litert_torch, loop_lib, module, args, dynamic_shapes, spec) -> tupl
     except Exception as exc:
         why = _why(exc)
         if why.startswith("torch.export specialized"):
-            from .export_guards import explain_specialization
+            from ..export_guards import explain_specialization
 
             where = explain_specialization(module, args, dynamic_shapes, spec)
             if where:
@@ -256,29 +215,6 @@ def _convert(litert_torch, loop_lib, module, args, dynamic_shapes, spec) -> tupl
                        "from its size), or declare that axis static")
         raise ExportError(f"litert-torch failed to convert {spec.name}: {why}") from None
     return content, n_loops
-
-
-def _narrowed(declared: str | None, actual: str) -> tuple[str, str | None]:
-    """(dtype the runner takes, dtype to cast to for the file): LiteRT's converter narrows int64 tensors to int32, so
-    an int64 input (lengths, token ids) is taken as declared and cast on the way in (and out)."""
-    if declared == "int64" and actual == "int32":
-        return declared, actual
-    return actual, None
-
-
-def _why(exc: Exception) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
-    if exc.__cause__:
-        text += "\n" + str(exc.__cause__)
-    special = re.search(r"(Constraints violated|specialized it to be a constant[^\n]*|inferred a static shape[^\n]*)",
-                        text)
-    if special:
-        return f"torch.export specialized a dynamic axis ({special.group(0)[:200]})"
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]
-
-
-# ---- quantization ---------------------------------------------------------------------------------------------------
 
 
 def _recipe(precision: Precision):
@@ -376,193 +312,3 @@ def _probe(path: Path, spec, options: TfliteOptions) -> None:
                                       f"expected {list(want)}: an axis was specialized during export")
     finally:
         runner.close()
-
-
-# ---- runtime --------------------------------------------------------------------------------------------------------
-
-
-def _interpreter() -> tuple[str, type]:
-    """(runtime name, Interpreter class): ai-edge-litert's, or the older tflite_runtime's where only that is
-    installed (e.g. a device image); the name is what reports show as the runtime."""
-    try:
-        return "litert", quiet_import("ai_edge_litert.interpreter").Interpreter
-    except ImportError:
-        pass
-    try:
-        return "tflite_runtime", quiet_import("tflite_runtime.interpreter").Interpreter
-    except ImportError:
-        raise MissingExtraError(
-            "neither ai-edge-litert nor tflite-runtime is installed; install it with: "
-            f"pip install 'edgeseq[{EXTRA}]' (to run .tflite files only, not export them: pip install ai-edge-litert)"
-        ) from None
-
-
-def _interpreter_class() -> type:
-    return _interpreter()[1]
-
-
-def runtime_name() -> str:
-    return _interpreter()[0]
-
-
-def runtime_devices() -> list[str]:
-    _interpreter_class()
-    return ["cpu"]
-
-
-class TfliteRunner(Runner):
-    """LiteRT interpreter (XNNPACK delegate on CPU). Inputs are resized only when their shape changes.
-
-    A LiteRT interpreter is not thread-safe; calls are serialized with a lock.
-    """
-
-    format = Format.TFLITE
-
-    def __init__(self, path: str | Path, *, device: str | None = None, threads: int | None = None):
-        if device not in (None, "cpu"):
-            raise UnsupportedError(f"the LiteRT runner runs on cpu (XNNPACK) here, not {device!r}")
-        super().__init__(device="cpu", threads=threads)
-        self.path = Path(path)
-        self._interp = None
-        self._lock = threading.Lock()
-        self._meta: dict[str, str] = {}
-
-    @property
-    def runtime(self) -> str:
-        return f"{runtime_name()}-xnnpack-cpu"
-
-    @property
-    def metadata(self) -> dict[str, str]:
-        self.load()
-        return dict(self._meta)
-
-    @property
-    def max_time(self) -> int | None:
-        self.load()
-        value = self._meta.get("edgeseq.max_time")
-        return int(value) if value else None
-
-    def _load(self):
-        interpreter_cls = _interpreter_class()
-        if not self.path.is_file():
-            raise ArtifactError(f"{str(self.path)!r} does not exist or is not a file")
-        try:
-            kwargs = {"model_path": str(self.path)}
-            if self.threads:
-                kwargs["num_threads"] = self.threads
-            self._interp = interpreter_cls(**kwargs)
-        except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ArtifactError(f"LiteRT cannot load {str(self.path)!r}: {first[:300]}") from None
-        self._meta = read_metadata(self.path)
-        declared_in = _declared(self._meta, "edgeseq.inputs", self.path)
-        declared_out = _declared(self._meta, "edgeseq.outputs", self.path)
-        signatures = self._interp.get_signature_list()
-        if _SIGNATURE in signatures:
-            runner = self._interp.get_signature_runner(_SIGNATURE)
-            in_details = [runner.get_input_details()[n] for n in signatures[_SIGNATURE]["inputs"]]
-            out_details = [runner.get_output_details()[n] for n in signatures[_SIGNATURE]["outputs"]]
-        else:
-            in_details, out_details = self._interp.get_input_details(), self._interp.get_output_details()
-        in_names = [d["name"] for d in declared_in] if declared_in and len(declared_in) == len(in_details) else \
-            [d.get("name", f"input_{i}") for i, d in enumerate(in_details)]
-        out_names = [d["name"] for d in declared_out] if declared_out and len(declared_out) == len(out_details) \
-            else [d.get("name", f"output_{i}") for i, d in enumerate(out_details)]
-        self._in_index = [d["index"] for d in in_details]
-        self._out_index = [d["index"] for d in out_details]
-        specs = []
-        self._in_casts, self._out_casts = [], []
-        for i, (name, det) in enumerate(zip(in_names, in_details)):
-            sig = list(det.get("shape_signature", det["shape"]))
-            dtype = np.dtype(det["dtype"]).name
-            if declared_in and len(declared_in) == len(in_details):
-                dims = tuple(declared_in[i]["shape"])
-                dtype, cast = _narrowed(declared_in[i].get("dtype"), dtype)
-            else:
-                dims, cast = tuple(None if s < 0 else int(s) for s in sig), None
-            self._in_casts.append(cast)
-            specs.append(TensorSpec(name, dims, dtype))
-        for i, det in enumerate(out_details):
-            declared = declared_out[i].get("dtype") if declared_out and len(declared_out) == len(out_details) else None
-            self._out_casts.append(_narrowed(declared, np.dtype(det["dtype"]).name)[0] if declared else None)
-        self._shapes = [tuple(d["shape"]) for d in in_details]
-        self._allocated = False
-        return tuple(specs), tuple(out_names)
-
-    def _infer(self, feed):
-        max_time = int(self._meta["edgeseq.max_time"]) if "edgeseq.max_time" in self._meta else None
-        max_batch = int(self._meta["edgeseq.max_batch"]) if "edgeseq.max_batch" in self._meta else None
-        arrays = []
-        for spec in self._inputs:
-            value = feed[spec.name]
-            for axis, dim in enumerate(spec.shape):
-                if dim == "time" and max_time is not None and value.shape[axis] > max_time:
-                    raise InputError(f"{self.path.name} serves sequences up to T={max_time}; got T={value.shape[axis]} "
-                                     f"(re-export with a larger max_time, or split the input)")
-                if dim == "batch" and max_batch is not None and value.shape[axis] > max_batch:
-                    raise InputError(f"{self.path.name} serves batches up to {max_batch}; got {value.shape[axis]}")
-            cast = self._in_casts[len(arrays)]
-            if cast is not None:  # int64 declared, int32 in the file (the converter narrows integers)
-                if value.size and (value.min() < np.iinfo(cast).min or value.max() > np.iinfo(cast).max):
-                    raise InputError(f"input {spec.name!r} has values outside {np.dtype(cast).name}, which "
-                                     f"{self.path.name} takes")
-                value = value.astype(cast)
-            arrays.append(np.ascontiguousarray(value))
-        with self._lock:
-            interp = self._interp
-            try:
-                changed = False
-                for k, (index, arr) in enumerate(zip(self._in_index, arrays)):
-                    if tuple(arr.shape) != self._shapes[k]:
-                        interp.resize_tensor_input(index, list(arr.shape), strict=False)
-                        self._shapes[k] = tuple(arr.shape)
-                        changed = True
-                if not self._allocated:  # the first applies XNNPACK, which says so on stderr ("INFO: Created ...")
-                    with native_stderr_quiet(replay=False):
-                        interp.allocate_tensors()
-                    self._allocated = True
-                elif changed:
-                    interp.allocate_tensors()
-                for index, arr in zip(self._in_index, arrays):
-                    interp.set_tensor(index, arr)
-                interp.invoke()
-                outs = [np.array(interp.get_tensor(i)) for i in self._out_index]
-            except Exception as exc:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise RuntimeFailure(f"LiteRT failed on {self.path.name}: {first[:300]}") from None
-        outs = [o.astype(c) if c is not None and o.dtype != c else o for o, c in zip(outs, self._out_casts)]
-        return dict(zip(self._outputs, outs))
-
-    def _close(self):
-        self._interp = None
-
-
-def runner(path, *, device=None, threads=None) -> TfliteRunner:
-    return TfliteRunner(path, device=device, threads=threads)
-
-
-def declared_names(meta: dict, key: str) -> list[str] | None:
-    """The tensor names edgeseq stamped under `key` (edgeseq.inputs / edgeseq.outputs), in signature order; None
-    where there are none or they are unreadable (then the runtime's own names are all there is)."""
-    try:
-        value = _declared(meta, key, Path("?"))
-    except ArtifactError:
-        return None
-    return [d["name"] for d in value] if value else None
-
-
-def _declared(meta: dict, key: str, path: Path) -> list[dict] | None:
-    """The tensor list edgeseq stamped into the metadata, validated: a corrupted entry is an ArtifactError, not a
-    crash (found by fuzzing)."""
-    text = meta.get(key) or "null"
-    try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, TypeError, ValueError):
-        raise ArtifactError(f"{str(path)!r} has corrupted edgeseq metadata ({key} is not JSON)") from None
-    if value is None:
-        return None
-    shapes_ok = isinstance(value, list) and all(
-        isinstance(d, dict) and isinstance(d.get("name"), str) and isinstance(d.get("shape", []), list) for d in value)
-    if not shapes_ok:
-        raise ArtifactError(f"{str(path)!r} has corrupted edgeseq metadata ({key} is not a list of tensors)")
-    return value

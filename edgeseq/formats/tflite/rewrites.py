@@ -16,7 +16,7 @@ replaced, weights and all, by `LoopGRU`:
     gi = x @ W_ih^T + b_ih            one matmul for all t and both directions (hoisted out of the recurrence)
     y  = edgeseq::gru_scan(gi, ...)   the recurrence only: an opaque custom op with a symbolic-T fake kernel
 
-The LiteRT lowering of `edgeseq::gru_scan` (formats/_litert_loop.py) emits while loops (chunks of unrolled steps
+The LiteRT lowering of `edgeseq::gru_scan` (litert_loop.py) emits while loops (chunks of unrolled steps
 in blocks), which the converter keeps as TFLite WHILE ops: one artifact for every T. Both directions of a bidirectional layer run in the same loop
 step (the backward direction reads gi reversed in time), so a BiGRU costs one loop, not two.
 
@@ -405,7 +405,7 @@ class Projections2d(nn.Module):
 
 def _conv_stack_2d(module: nn.Module) -> int:
     """Run each CBHG's bank -> pool -> projections as one 4-D (NHWC after conversion) conv stack."""
-    from ..models.cbhg import CBHG, ConvBN
+    from ...models.cbhg import CBHG, ConvBN
 
     done = 0
     for m in list(module.modules()):
@@ -454,7 +454,7 @@ def _fold_conv_bn(module: nn.Module) -> int:
     """Fold eval-mode BatchNorm1d into the Conv1d right before it (CBHG's ConvBN, and Sequential(conv, bn))."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    from ..models.cbhg import ConvBN
+    from ...models.cbhg import ConvBN
 
     folded = 0
     for parent in list(module.modules()):
@@ -480,7 +480,7 @@ def rewrite_for_export(module: nn.Module) -> tuple[nn.Module, int]:
     """A copy with every nn.GRU -> LoopGRU, every CBHG SamePool -> ShiftMaxPool, every non-overlapping MaxPool1d ->
     WindowMaxPool, batch norms folded into the convs before them (what ONNX simplifiers do too) and LayerNorms
     decomposed; returns (copy, GRU count)."""
-    from ..models.cbhg import SamePool
+    from ...models.cbhg import SamePool
 
     module, n_grus = replace_grus(module)
     module, _ = _swap(module, SamePool, lambda _: ShiftMaxPool())

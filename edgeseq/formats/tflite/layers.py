@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._lazy import require
+from ..._lazy import require
 
 EXTRA = "tflite"
 
@@ -64,9 +64,9 @@ def _locations(tensor_name: str) -> list[tuple[str, ...]]:
 
 def _interpreter(path: str | Path):
     require("ai_edge_litert.interpreter", EXTRA, quiet=True)
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
     import warnings
+
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "preserve_all_tensors is for debugging": that is what this is
@@ -156,3 +156,19 @@ def align_to(expected: np.ndarray, value: np.ndarray) -> list[np.ndarray]:
                 index[axis] = window
                 out.append(np.ascontiguousarray(t[tuple(index)]).reshape(expected.shape))
     return out
+
+
+def best_layout(expected: np.ndarray, value: np.ndarray) -> np.ndarray | None:
+    """The candidate layout of a TFLite tensor closest to PyTorch's (NHWC vs NCW, split directions, ...)."""
+    candidates = align_to(expected, value)
+    if not candidates:
+        return None
+    errors = [float(np.linalg.norm(c - expected)) for c in candidates]
+    return candidates[int(np.argmin(errors))]
+
+
+def aligned_outputs(path, feed: dict, input_names: list[str], tensors: dict, expected: dict) -> dict:
+    """The tapped tensors in PyTorch's layout, for the modules the reference has (None where none fits)."""
+    got = intermediate_outputs(path, feed, input_names, tensors)
+    got = {name: best_layout(expected[name], value) for name, value in got.items() if name in expected}
+    return {name: value for name, value in got.items() if value is not None}
