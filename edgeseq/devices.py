@@ -149,7 +149,7 @@ _TRANSPORT = {"kind": str, "host": str, "user": str, "port": int, "key": str, "p
 _TRANSPORT_REQUIRED = {TransportKind.SSH: ("host",), TransportKind.ADB: (), TransportKind.LOCAL: ()}
 
 
-def parse_profile(data: dict, source: str) -> DeviceProfile:
+def parse_device_profile(data: dict, source: str) -> DeviceProfile:
     check_table(data, _TOP, source)
     for key in _REQUIRED:
         if key not in data:
@@ -185,7 +185,7 @@ def parse_profile(data: dict, source: str) -> DeviceProfile:
 
 
 def load_profile(path: str | Path) -> DeviceProfile:
-    return parse_profile(read_toml(path, "device profile"), str(path))
+    return parse_device_profile(read_toml(path, "device profile"), str(path))
 
 
 def builtin_dir() -> Path:

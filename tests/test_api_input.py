@@ -79,11 +79,11 @@ def test_export_from_a_truncated_parent_is_an_artifact_error(tmp_path, lite_onnx
 
 def test_tensorrt_shapes_take_one_string_or_a_dict_of_three_shapes():
     one = "features=1x1x128:1x20x128:2x50x128"
-    assert trt_format.parse_profile(one) == trt_format.parse_profile([one])
-    assert trt_format.parse_profile({"features": [(1, 1, 128), (1, 20, 128), (2, 50, 128)]})["features"].max == (
+    assert trt_format.parse_shape_profile(one) == trt_format.parse_shape_profile([one])
+    assert trt_format.parse_shape_profile({"features": [(1, 1, 128), (1, 20, 128), (2, 50, 128)]})["features"].max == (
         2, 50, 128)
     with pytest.raises(InputError, match="three shapes"):
-        trt_format.parse_profile({"features": [(1, 1, 128), (1, 20.5, 128), (2, 50, 128)]})
+        trt_format.parse_shape_profile({"features": [(1, 1, 128), (1, 20.5, 128), (2, 50, 128)]})
 
 
 def test_op_types_all_and_weight_only_none_are_the_explicit_defaults():

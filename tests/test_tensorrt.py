@@ -206,11 +206,11 @@ def test_preflight_bad_files(tmp_path):
 
 def test_profile_comes_from_the_model_and_can_be_overridden():
     spec = edgeseq.get_model("cbhg")
-    assert trt_format.default_profile(spec) == {"features": ShapeRange((1, 1, 128), (1, 200, 128), (16, 1000, 128))}
-    fixed = trt_format.default_profile(edgeseq.get_model("seq-cnn"))["features"]
+    assert trt_format.default_shape_profile(spec) == {"features": ShapeRange((1, 1, 128), (1, 200, 128), (16, 1000, 128))}
+    fixed = trt_format.default_shape_profile(edgeseq.get_model("seq-cnn"))["features"]
     assert fixed == ShapeRange((1, 32, 40), (1, 32, 40), (16, 32, 40))
-    shapes = trt_format.parse_profile(["features=1x1x128:4x300x128:8x2000x128"])
-    assert trt_format.resolve_profile(spec, shapes)["features"].max == (8, 2000, 128)
+    shapes = trt_format.parse_shape_profile(["features=1x1x128:4x300x128:8x2000x128"])
+    assert trt_format.resolve_shape_profile(spec, shapes)["features"].max == (8, 2000, 128)
 
 
 @pytest.mark.parametrize(
@@ -225,7 +225,7 @@ def test_profile_comes_from_the_model_and_can_be_overridden():
 )
 def test_bad_shapes_are_input_errors(text, message):
     with pytest.raises(InputError, match=message):
-        trt_format.resolve_profile(edgeseq.get_model("cbhg"), trt_format.parse_profile([text]))
+        trt_format.resolve_shape_profile(edgeseq.get_model("cbhg"), trt_format.parse_shape_profile([text]))
 
 
 PROFILE = {"features": ShapeRange((1, 1, 128), (1, 200, 128), (16, 1000, 128))}
@@ -562,7 +562,7 @@ def test_runner_buffers_shapes_and_stream_with_the_api_double(fake_trt, tmp_path
 
     spec = edgeseq.get_model("cbhg-lite")
     options = TensorRTOptions(onnx=OnnxOptions(simplify=False),  # runs where onnxslim is not installed (GPU box)
-                              shapes=trt_format.parse_profile(["features=1x1x128:1x50x128:4x300x128"]))
+                              shapes=trt_format.parse_shape_profile(["features=1x1x128:1x50x128:4x300x128"]))
     art = trt_format.export(spec, tmp_path / "cbhg-lite.fp32.engine", options=options)
     with edgeseq.load(art.path) as runner:  # the double's engine copies its input buffer to its output buffer
         assert runner.runtime == "tensorrt-cuda" and runner.inputs[0].shape == ("batch", "time", 128)

@@ -215,7 +215,10 @@ def coqui_tflite(tmp_path_factory):
     return edgeseq.export(COQUI, "tflite", out_dir=tmp_path_factory.mktemp("coqui-tflite"))
 
 
-@pytest.mark.parametrize("ref, precision", [(COQUI, "fp32"), (COQUI, "int8-dynamic"), (CHANNELS_FIRST, "fp32")])
+@pytest.mark.parametrize("ref, precision", [
+    (COQUI, "fp32"), (COQUI, "int8-dynamic"), (CHANNELS_FIRST, "fp32"), (CHANNELS_FIRST, "int8-dynamic"),
+    (TWO_LAYERS, "fp32"), pytest.param(PACKED, "int8-dynamic", marks=pytest.mark.slow),
+])
 def test_tflite_converts_public_cbhg_idioms(ref, precision, tmp_path, request):
     """flatten_parameters() in forward, MaxPool1d(2, stride=1, padding=1) + crop, even kernels cropped, BN after
     ReLU, in-place residuals, a chained bank, channels-first input, a time-major 2-layer BiGRU."""

@@ -47,8 +47,8 @@ def _plan(onnx_path: Path, metadata: dict[str, str]) -> dict:
                          "`edgeseq export MODEL --format tensorrt` for a TensorRT device")
     spec = get_model(model)
     precision = Precision.parse(metadata.get("edgeseq.precision", "fp32"))
-    plan = tensorrt.make_plan(spec.name, precision, onnx_path.name, "model.engine", tensorrt.default_profile(spec),
-                              fp16_onnx=tensorrt.is_fp16_onnx(onnx_path))
+    plan = tensorrt.make_plan(spec.name, precision, onnx_path.name, "model.engine",
+                              tensorrt.default_shape_profile(spec), fp16_onnx=tensorrt.is_fp16_onnx(onnx_path))
     return plan.to_dict()
 
 

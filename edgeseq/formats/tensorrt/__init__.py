@@ -35,7 +35,7 @@ from .options import (EXTRA, NO_ENGINE, ONNX_SUFFIX, PLAN_SUFFIX, PRECISIONS, SI
                       EngineBuild, ShapeRange, TensorRTOptions, check_precision, companion_paths)
 from .preflight import PreflightIssue, PreflightResult, preflight, supported_ops
 from .runner import TensorRTRunner, runner, runtime_devices
-from .shape_profiles import default_profile, parse_profile, resolve_profile
+from .shape_profiles import default_shape_profile, parse_shape_profile, resolve_shape_profile
 
 
 class TensorRTFormat(ExportFormat):
@@ -61,13 +61,13 @@ class TensorRTFormat(ExportFormat):
         from ..onnx import OnnxOptions, exporter_kind
 
         onnx = OnnxOptions(opset=settings.opset, exporter=exporter_kind(settings.exporter))
-        return TensorRTOptions(onnx=onnx, shapes=parse_profile(settings.shapes) or None)
+        return TensorRTOptions(onnx=onnx, shapes=parse_shape_profile(settings.shapes) or None)
 
     def export(self, spec, out, *, precision=Precision.FP32, options=None, weights=None):
         return export(spec, out, precision=precision, options=options, weights=weights)
 
     def validate_plan(self, spec, options: TensorRTOptions) -> None:
-        resolve_profile(spec, options.shapes)  # a bad --shapes fails before anything is written
+        resolve_shape_profile(spec, options.shapes)  # a bad --shapes fails before anything is written
 
     def quant_defaults(self):
         # TensorRT parses explicit Q/DQ with signed, symmetric int8 only (zero point 0), and folds its own weights
@@ -96,6 +96,6 @@ __all__ = [
     "BuildPlan", "EngineBuild", "FORMAT", "NO_ENGINE", "ONNX_SUFFIX", "PLAN_SUFFIX", "PreflightIssue",
     "PreflightResult", "SIDECAR_SCHEMA", "ShapeRange", "TIMING_CACHE_NAME", "TensorRTFormat", "TensorRTOptions",
     "TensorRTRunner", "build_engine", "can_build", "check_precision", "check_sidecar", "companion_paths",
-    "default_profile", "export", "is_fp16_onnx", "make_plan", "parse_profile", "preflight", "read_sidecar",
-    "resolve_profile", "runner", "runtime_devices", "supported_ops", "this_machine",
+    "default_shape_profile", "export", "is_fp16_onnx", "make_plan", "parse_shape_profile", "preflight", "read_sidecar",
+    "resolve_shape_profile", "runner", "runtime_devices", "supported_ops", "this_machine",
 ]

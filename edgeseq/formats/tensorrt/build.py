@@ -13,7 +13,7 @@ from ...artifact import atomic_path
 from ...enums import Precision
 from ...errors import ArtifactError, ExportError, UnsupportedError
 from .options import EXTRA, PLAN_SCHEMA, SIDECAR_SCHEMA, TIMING_CACHE_NAME, ShapeRange, companion_paths
-from .shape_profiles import _profile_text
+from .shape_profiles import _shape_profile_text
 
 # ---- the build plan: what is built and how (also the trtexec command for targets that build their own) ------------
 
@@ -191,7 +191,7 @@ def build_engine(onnx_path: Path, engine_path: Path, plan: BuildPlan, *, timing_
     for name, rng in plan.profile.items():
         profile.set_shape(name, rng.min, rng.opt, rng.max)
     if config.add_optimization_profile(profile) < 0:
-        raise ExportError(f"TensorRT rejected the optimization profile {_profile_text(plan.profile)}")
+        raise ExportError(f"TensorRT rejected the optimization profile {_shape_profile_text(plan.profile)}")
 
     cache_bytes = timing_cache.read_bytes() if timing_cache and timing_cache.is_file() else b""
     cache = config.create_timing_cache(cache_bytes)
@@ -242,7 +242,8 @@ def read_sidecar(engine_path: str | Path) -> dict | None:
 def sidecar_metadata(sidecar: dict | None) -> dict[str, str]:
     """An engine's edgeseq metadata, from its sidecar (an engine from trtexec has none: {})."""
     side = sidecar or {}
-    keys = (("model", "edgeseq.model"), ("precision", "edgeseq.precision"), ("weights_sha256", "edgeseq.weights_sha256"))
+    keys = (("model", "edgeseq.model"), ("precision", "edgeseq.precision"),
+            ("weights_sha256", "edgeseq.weights_sha256"))
     return {meta: str(side[k]) for k, meta in keys if side.get(k)}
 
 

@@ -27,7 +27,7 @@ from .options import (
     companion_paths,
 )
 from .preflight import _ONNX_FLOAT16, preflight
-from .shape_profiles import resolve_profile
+from .shape_profiles import resolve_shape_profile
 
 
 def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: TensorRTOptions | None = None,
@@ -41,7 +41,7 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Ten
     precision = Precision.parse(precision)
     check_precision(precision, options)
     out_path = Path(out_path)
-    profile = resolve_profile(spec, options.shapes)
+    profile = resolve_shape_profile(spec, options.shapes)
     buildable, why_not = build.can_build()
     if options.engine is EngineBuild.ALWAYS and not buildable:
         require("tensorrt", EXTRA)  # MissingExtraError naming the pip command, when that is what is missing

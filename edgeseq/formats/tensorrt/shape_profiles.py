@@ -14,7 +14,7 @@ from .options import DEFAULT_MAX_BATCH, DEFAULT_MAX_TIME, ShapeRange
 _SHAPES = re.compile(r"^([^=\s]+)=(\d+(?:x\d+)*):(\d+(?:x\d+)*):(\d+(?:x\d+)*)$")
 
 
-def default_profile(spec) -> dict[str, ShapeRange]:
+def default_shape_profile(spec) -> dict[str, ShapeRange]:
     """min/opt/max per input from the ModelSpec: batch 1 / 1 / max(16, its sweep), time 1 / its default T /
     max(1000, its sweep); fixed axes stay fixed."""
     from ...models.spec import BATCH, TIME
@@ -41,7 +41,7 @@ def default_profile(spec) -> dict[str, ShapeRange]:
     return profile
 
 
-def parse_profile(items: Iterable[str] | dict | None) -> dict[str, ShapeRange]:
+def parse_shape_profile(items: Iterable[str] | dict | None) -> dict[str, ShapeRange]:
     """'features=1x1x128:1x200x128:16x1000x128' (NAME=MIN:OPT:MAX) -> {'features': ShapeRange(...)}."""
     if not items:
         return {}
@@ -76,9 +76,9 @@ def _shape_range(name, value) -> ShapeRange:
     return ShapeRange(*(tuple(int(d) for d in shape) for shape in shapes))
 
 
-def resolve_profile(spec, shapes: dict[str, ShapeRange] | None) -> dict[str, ShapeRange]:
+def resolve_shape_profile(spec, shapes: dict[str, ShapeRange] | None) -> dict[str, ShapeRange]:
     """The ModelSpec's profile with --shapes overrides, checked: names, ranks, fixed dims and min <= opt <= max."""
-    profile = default_profile(spec)
+    profile = default_shape_profile(spec)
     for name, rng in (shapes or {}).items():
         if name not in profile:
             raise InputError(f"--shapes names {name!r}, which is not an input of {spec.name} ({list(profile)})")
@@ -96,5 +96,5 @@ def resolve_profile(spec, shapes: dict[str, ShapeRange] | None) -> dict[str, Sha
     return profile
 
 
-def _profile_text(profile: dict[str, ShapeRange]) -> str:
+def _shape_profile_text(profile: dict[str, ShapeRange]) -> str:
     return ", ".join(f"{n}={r.describe()}" for n, r in profile.items())
