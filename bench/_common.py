@@ -48,7 +48,8 @@ def machine_tag() -> str:
     """<machine>-<cpu features> of this host, e.g. x86_64-x86-avx2."""
     from edgeseq.environment import int8_isa
 
-    return f"{slug(platform.machine()) or 'unknown'}-{int8_isa()}"
+    machine = re.sub(r"[^a-z0-9_]+", "-", platform.machine().lower()).strip("-") or "unknown"  # x86_64 stays
+    return f"{machine}-{int8_isa()}"
 
 
 def card_tag() -> str:
