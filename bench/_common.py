@@ -1,7 +1,8 @@
 """What the bench scripts share, so that every benchmark names, records, times and prints its results one way.
 
-A script imports it first, as `import _common` (Python puts a script's own folder at the head of sys.path). Importing
-it puts this checkout ahead of any installed edgeseq, so a benchmark measures the code beside it, installed or not.
+A script imports from it before anything else (`from _common import ...`: Python puts a script's own folder at the
+head of sys.path). Importing it puts this checkout ahead of any installed edgeseq, so a benchmark measures the code
+beside it, installed or not.
 It stays light: numpy, torch and edgeseq are imported inside the helpers that need them.
 
 Results of new runs are named after the machine whose numbers they are (`results_path`):
