@@ -6,7 +6,7 @@ each, the tolerance, the int8 kernel family each side ran, and how long the ARM6
 cost of the test suite, not a latency).
 
     sudo tools/arm64-target up                      # first (add --cpu cortex-a53 for a Pi 3's core)
-    python bench/bench_arm64_qemu.py                # -> bench/results/arm64-qemu-parity.json
+    python bench/bench_arm64_qemu.py                # -> bench/results/arm64-qemu-parity-<machine>-<cpu features>.json
     python bench/bench_arm64_qemu.py --models cbhg-lite --out /tmp/lite.json
 """
 
@@ -18,22 +18,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+
+# _common first: it puts this checkout's edgeseq ahead of an installed one
+from _common import ROOT, git_commit, results_path, utc_now, write_json
 
 import edgeseq
 from edgeseq.environment import fingerprint
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 TIMES = (1, 200, 1000)
 DEVICES = {"onnx": "arm64-qemu", "tflite": "arm64-qemu-litert"}
-
-
-def _git_commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return done.stdout.strip()
 
 
 def _worst(result) -> dict:
@@ -58,7 +53,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["cbhg-lite", "cbhg"])
     parser.add_argument("--formats", nargs="+", default=["onnx", "tflite"])
-    parser.add_argument("--out", type=Path, default=RESULTS / "arm64-qemu-parity.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON path (default bench/results/arm64-qemu-parity-<machine>-<cpu features>.json: this "
+                             "host's; the target's CPU is inside)")
     args = parser.parse_args()
     status = json.loads(subprocess.run([sys.executable, str(ROOT / "tools" / "arm64-target"), "status", "--json"],
                                        capture_output=True, text=True, check=True).stdout)
@@ -85,11 +82,9 @@ def main() -> int:
                           flush=True)
     out = {"what": "worst rel L2 vs the PyTorch original at T=1,200,1000 batch 1 (speech + random), on the ARM64 "
                    "QEMU target and on this host",
-           "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": _git_commit(),
+           "date": utc_now(), "commit": git_commit(),
            "target": {k: status.get(k) for k in ("cpu", "versions")}, "environment": fingerprint(), "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out or results_path("arm64-qemu-parity"), out)
     return 0 if all(r["arm64"]["passed"] for r in rows) else 1
 
 

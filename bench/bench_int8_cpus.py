@@ -17,13 +17,12 @@ default on this CPU, so the defaults can be chosen from runs on every family (on
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from bench_quant import _git_commit, errors, feeds_for, interleaved_p50, worst
+# _common first: it puts this checkout's edgeseq ahead of an installed one
+from _common import errors, feeds_for, git_commit, interleaved_p50, results_path, utc_now, worst, write_json
 
 import edgeseq
 from edgeseq.environment import fingerprint
@@ -34,8 +33,6 @@ from edgeseq.formats import get as get_format
 from edgeseq.quantize import QuantDtype
 
 ONNX = get_format("onnx")  # the ONNX format: its quantization defaults
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def candidates() -> list[tuple[str, object]]:
@@ -108,12 +105,11 @@ def main() -> None:
     if args.quick:
         args.models, args.rounds, args.iterations = ["cbhg-lite"], 2, 5
     env = fingerprint()
-    out = args.out or (None if args.quick else RESULTS / f"int8-cpus-{env['machine']}-{env['int8_isa']}.json")
+    out = args.out or (None if args.quick else results_path("int8-cpus"))
     print(f"CPU {env['cpu']} ({', '.join(env['cpu_flags'])}): int8 kernel family {env['int8_isa']}", flush=True)
     started = time.perf_counter()
     data = {"schema": "edgeseq.bench.int8-cpus/1",
-            "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "environment": env, "git_commit": _git_commit(),
+            "created": utc_now(), "environment": env, "git_commit": git_commit(),
             "settings": {"threads": 1, "latency_time": args.time, "rounds": args.rounds,
                          "iterations": args.iterations},
             "models": {}}
@@ -122,9 +118,7 @@ def main() -> None:
             data["models"][name] = run_model(name, args, Path(tmp))
     data["seconds"] = round(time.perf_counter() - started, 1)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(data, indent=1, default=float) + "\n")
-        print(f"wrote {out}")
+        write_json(out, data)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,21 @@
 """Does a long-lived runner leak? 10,000 infer calls on one runner, RSS sampled as it goes (an app's steady state).
 
     python bench/bench_memory.py [--model cbhg-lite] [--calls 10000] [--time 50]
+                                  # -> bench/results/memory-<machine>-<cpu features>.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# _common first: it puts this checkout's edgeseq ahead of an installed one
+from _common import git_state, results_path, utc_now, write_json
 
-import edgeseq  # noqa: E402
+import edgeseq
+from edgeseq.environment import fingerprint
+from edgeseq.formats.torch import TorchRunner
 
 
 def rss_mb() -> float:
@@ -27,18 +27,19 @@ def rss_mb() -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="cbhg-lite")
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--time", type=int, default=50)
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "memory.json"))
+    parser.add_argument("--out", default=None,
+                        help="JSON path (default bench/results/memory-<machine>-<cpu features>.json)")
     args = parser.parse_args()
     spec = edgeseq.get_model(args.model)
     artifact = edgeseq.export(spec, "onnx", out_dir=tempfile.mkdtemp())
     feeds = [spec.example_inputs(batch=1, time=args.time, seed=i) for i in range(8)]
     rows = []
     for label, runner in (("onnxruntime-cpu", edgeseq.load(artifact.path, threads=1)),
-                          ("torch-cpu", __import__("edgeseq.formats.torch", fromlist=["x"]).TorchRunner(spec, threads=1))):
+                          ("torch-cpu", TorchRunner(spec, threads=1))):
         with runner:
             for f in feeds:  # warm: allocator arenas, kernel caches
                 runner.infer(f)
@@ -53,7 +54,9 @@ def main() -> int:
                      "seconds": round(time.time() - started, 1)})
         print(f"{label:16s} {args.calls} calls in {rows[-1]['seconds']} s: RSS {samples[0]} -> {samples[-1]} MB "
               f"(growth after the first tenth: {growth:+.1f} MB)", flush=True)
-    Path(args.out).write_text(json.dumps({"model": args.model, "time": args.time, "rows": rows}, indent=2) + "\n")
+    write_json(args.out or results_path("memory"), {"model": args.model, "time": args.time, "rows": rows,
+                                                     "created": utc_now(), "environment": fingerprint(),
+                                                     "git": git_state()})
     return 0
 
 

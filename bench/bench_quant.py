@@ -16,10 +16,11 @@ For each model (cbhg, cbhg-lite):
      the "targets" table (size <= 0.30x, latency <= 0.7x fp32 on the same runtime, rel L2 <= 1e-2 on speech).
 
     python bench/bench_quant.py                        # full sweep, both models (~10 min on 2 busy cores)
+                                                       # -> bench/results/quant-sweep-<machine>-<cpu features>.json
     python bench/bench_quant.py --quick                # a handful of variants, cbhg-lite only; no JSON unless --out
     python bench/bench_quant.py --models cbhg --out /tmp/q.json
     python bench/bench_quant.py --tolerances           # defaults x every registered model x the full parity sweep
-                                                       # -> bench/results/quant-tolerances.json (what parity.py uses)
+                                                       # (parity.py's basis) -> quant-tolerances-<...>.json
     python bench/bench_quant.py --render bench/results/quant-sweep.json   # the README's tables
 """
 
@@ -28,31 +29,25 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
+# _common first: it puts this checkout's edgeseq ahead of an installed one
+from _common import (RANDOM_T, SPEECH_T, errors, feeds_for, git_commit, interleaved_p50, loose_tolerance, results_path,
+                     utc_now, worst, write_json)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import edgeseq  # noqa: E402
-from bench_runtimes import ForeignLoad  # noqa: E402
-from edgeseq.environment import fingerprint  # noqa: E402
-from edgeseq.formats.onnx import OnnxRunner  # noqa: E402
-from edgeseq.formats.torch import TorchRunner  # noqa: E402
-from edgeseq.parity import Tolerance, compare  # noqa: E402
-from edgeseq.formats import get as get_format  # noqa: E402
-from edgeseq.quantize import Approach, GruExport, QuantConfig  # noqa: E402
+import edgeseq
+from edgeseq.environment import fingerprint
+from edgeseq.formats import get as get_format
+from edgeseq.formats.onnx import OnnxRunner
+from edgeseq.formats.torch import TorchRunner
+from edgeseq.parity import compare
+from edgeseq.quantize import Approach, GruExport, QuantConfig
 
 ONNX = get_format("onnx")  # the ONNX format: its quantization defaults
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "quant-sweep.json"
-TOLERANCES_OUT = Path(__file__).resolve().parent / "results" / "quant-tolerances.json"
-SPEECH_T = (7, 50, 200, 1000)
-RANDOM_T = (1, 50)
-LOOSE = Tolerance(rel_l2=float("inf"))
+LOOSE = loose_tolerance()
 
 
 def sweep_configs(quick: bool = False) -> list[QuantConfig]:
@@ -92,45 +87,6 @@ def sweep_configs(quick: bool = False) -> list[QuantConfig]:
             seen.add(key)
             unique.append(c)
     return unique
-
-
-def feeds_for(spec):
-    feeds = [("speech", 1, t, spec.example_inputs(batch=1, time=t, source="speech", seed=11)) for t in SPEECH_T]
-    feeds += [("random", 3, t, spec.example_inputs(batch=3, time=t, source="random", seed=12)) for t in RANDOM_T]
-    return feeds
-
-
-def errors(runner, feeds, refs) -> list[dict]:
-    out = []
-    for (source, batch, t, feed), ref in zip(feeds, refs):
-        got = runner.infer(feed)
-        for name, want in ref.items():
-            e = compare(name, want, got[name], LOOSE)
-            out.append({"source": source, "batch": batch, "time": t, "output": name, "max_abs": e.max_abs,
-                        "rel_l2": e.rel_l2, "cosine": e.cosine, "snr_db": e.snr_db})
-    return out
-
-
-def worst(errs, source=None) -> dict:
-    rows = [e for e in errs if source is None or e["source"] == source]
-    return {"max_abs": max(e["max_abs"] for e in rows), "rel_l2": max(e["rel_l2"] for e in rows),
-            "cosine": min(e["cosine"] for e in rows), "snr_db": min(e["snr_db"] for e in rows)}
-
-
-def interleaved_p50(a, b, feed, rounds: int, iterations: int) -> tuple[float, float, float | None]:
-    """p50 of runner a and runner b, timed in alternating rounds; also the foreign CPU load meanwhile."""
-    for runner in (a, b):
-        for _ in range(3):
-            runner.infer(feed)
-    times = {id(a): [], id(b): []}
-    with ForeignLoad() as load:
-        for _ in range(rounds):
-            for runner in (a, b):
-                for _ in range(iterations):
-                    t0 = time.perf_counter()
-                    runner.infer(feed)
-                    times[id(runner)].append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times[id(a)]), statistics.median(times[id(b)]), load.share
 
 
 def run_model(name: str, configs, args, tmp: Path) -> dict:
@@ -248,7 +204,7 @@ def measure_tolerances(args) -> dict:
     from edgeseq.models import list_models
     from edgeseq.parity import Tolerances
 
-    loose = Tolerances({p: Tolerance(rel_l2=float("inf")) for p in ("fp32", "fp16", "int8-dynamic", "int8-static")})
+    loose = Tolerances({p: LOOSE for p in ("fp32", "fp16", "int8-dynamic", "int8-static")})
     out = {}
     with tempfile.TemporaryDirectory(prefix="edgeseq-bench-tol-") as tmp:
         for spec in list_models():
@@ -356,24 +312,20 @@ def main() -> None:
         print(render(json.loads(args.render.read_text())))
         return
     if args.tolerances:
-        data = {"schema": "edgeseq.bench.quant-tolerances/1",
-                "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "environment": fingerprint(), "git_commit": _git_commit(), "models": measure_tolerances(args)}
-        out = args.out or TOLERANCES_OUT
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(data, indent=1) + "\n")
-        print(f"wrote {out}")
+        data = {"schema": "edgeseq.bench.quant-tolerances/1", "created": utc_now(), "environment": fingerprint(),
+                "git_commit": git_commit(), "models": measure_tolerances(args)}
+        write_json(args.out or results_path("quant-tolerances"), data)
         return
     if args.quick:
         args.models, args.rounds, args.iterations = ["cbhg-lite"], 2, 5
-    out = args.out or (None if args.quick else DEFAULT_OUT)
+    out = args.out or (None if args.quick else results_path("quant-sweep"))
     configs = sweep_configs(args.quick)
     started = time.perf_counter()
     data = {
         "schema": "edgeseq.bench.quant/1",
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": utc_now(),
         "environment": fingerprint(),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "settings": {"threads": args.threads, "latency_time": args.time, "rounds": args.rounds,
                      "iterations": args.iterations, "speech_times": SPEECH_T, "random_times": RANDOM_T},
         "models": {},
@@ -383,22 +335,7 @@ def main() -> None:
             data["models"][name] = run_model(name, configs, args, Path(tmp))
     data["seconds"] = round(time.perf_counter() - started, 1)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(data, indent=1, default=float) + "\n")
-        print(f"wrote {out}")
-
-
-def _git_commit() -> str | None:
-    """HEAD, with "-dirty" when the working tree has changes (the numbers may come from uncommitted code)."""
-    here = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=here).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True, cwd=here).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("-dirty" if dirty else "")
+        write_json(out, data)
 
 
 if __name__ == "__main__":

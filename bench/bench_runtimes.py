@@ -24,15 +24,14 @@ All ratios are same-run ratios: both runtimes and the sgemm rate are measured ba
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+
+# _common first: it puts this checkout's edgeseq ahead of an installed one
+from _common import ForeignLoad, results_path, write_report
 
 import numpy as np
 import torch
@@ -44,61 +43,7 @@ from edgeseq.formats.torch import TorchRunner
 from edgeseq.latency import measure
 from edgeseq.stage_profile import OTHER, eager_stage_times, ort_stage_times, stage_names, summarize_stages
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "cpu-runtimes.json"
 SGEMM_N = 1024
-
-
-# ---- the machine while we measure ---------------------------------------------------------------------------------
-
-
-class ForeignLoad:
-    """CPU time other processes used while a block ran, as a share of the machine (0 = we had it to ourselves).
-
-    Busy jiffies from /proc/stat minus this process's own CPU time; Linux only (None elsewhere).
-    """
-
-    def __enter__(self) -> "ForeignLoad":
-        self.share = None
-        self._start = (_busy_seconds(), _own_seconds(), time.perf_counter())
-        return self
-
-    def __exit__(self, *exc) -> None:
-        busy0, own0, t0 = self._start
-        busy1, own1, t1 = _busy_seconds(), _own_seconds(), time.perf_counter()
-        if busy0 is None or busy1 is None or t1 <= t0:
-            return
-        foreign = max(0.0, (busy1 - busy0) - (own1 - own0))
-        self.share = min(1.0, foreign / ((t1 - t0) * (os.cpu_count() or 1)))
-
-
-def _busy_seconds() -> float | None:
-    try:
-        with open("/proc/stat") as fh:
-            fields = [int(x) for x in fh.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user..steal; guest time is already in user
-
-
-def _own_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
-def git_state() -> dict:
-    """The commit the numbers belong to, and whether edgeseq/ had uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*argv: str) -> str | None:
-        try:
-            return subprocess.run(["git", *argv], cwd=root, capture_output=True, text=True, timeout=10,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    dirty = git("status", "--porcelain", "--", "edgeseq")
-    return {"commit": git("rev-parse", "HEAD"), "edgeseq_dirty": None if dirty is None else bool(dirty)}
 
 
 # ---- sgemm rate ---------------------------------------------------------------------------------------------------
@@ -328,7 +273,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 10 iterations, 2 warm-up; writes JSON only with --out")
     p.add_argument("--out", type=Path, default=None,
-                   help="JSON path (default bench/results/cpu-runtimes.json; --quick writes none)")
+                   help="JSON path (default bench/results/cpu-runtimes-<machine>-<cpu features>.json; --quick "
+                        "writes none)")
     args = p.parse_args(argv)
     if args.quick:
         args.iterations, args.warmup, args.sgemm_repeats = 10, 2, 3
@@ -341,16 +287,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    out = args.out if args.out is not None else (None if args.quick else DEFAULT_OUT)
+    out = args.out if args.out is not None else (None if args.quick else results_path("cpu-runtimes"))
     env = fingerprint()
     settings = {
         "models": args.models, "threads": args.threads, "batch": args.batch, "time": args.time,
         "iterations": args.iterations, "warmup": args.warmup,
         "profile_iterations": args.profile_iterations, "sgemm_n": SGEMM_N,
         "sgemm_repeats": args.sgemm_repeats, "input_source": "speech", "quick": args.quick,
-        "git": git_state(),
         "onnxruntime_session": "CPUExecutionProvider, intra_op = threads, inter_op = 1, default graph optimization",
-        "command": " ".join(["python", *sys.argv]),
     }
     started = time.perf_counter()
     results = []
@@ -367,30 +311,6 @@ def main(argv=None) -> int:
     render(results, settings, env)
     write_report(out, "cpu-runtimes", started, env, settings, results)
     return 0
-
-
-def _jsonable(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return str(obj)  # paths and the like
-
-
-def write_report(out: Path | None, name: str, started: float, environment: dict, settings: dict,
-                 results: list) -> None:
-    """The JSON every bench script writes: what ran, where, with which settings, and the results."""
-    if out is None:
-        return
-    report = {
-        "benchmark": name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "environment": environment,
-        "settings": settings,
-        "results": results,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

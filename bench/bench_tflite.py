@@ -8,6 +8,7 @@ LiteRT runs through its Python Interpreter with the XNNPACK delegate: the engine
 this machine it runs XNNPACK's x86 kernels, so the numbers rank runtimes here, not on a phone.
 
     python bench/bench_tflite.py                     # cbhg + cbhg-lite, 1 and 2 threads, T=200
+                                                     # -> bench/results/tflite-runtimes-<machine>-<cpu features>.json
     python bench/bench_tflite.py --quick             # smoke test, writes JSON only with --out
 """
 
@@ -19,17 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
+# _common first: it puts this checkout's edgeseq ahead of an installed one
+from _common import ForeignLoad, print_table, results_path, write_report
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import edgeseq  # noqa: E402
-from bench_runtimes import ForeignLoad, git_state, write_report  # noqa: E402
-from edgeseq.environment import fingerprint  # noqa: E402
-from edgeseq.formats.onnx import OnnxRunner  # noqa: E402
-from edgeseq.formats.tflite import TfliteRunner  # noqa: E402
-from edgeseq.formats.torch import TorchRunner  # noqa: E402
-from edgeseq.latency import measure  # noqa: E402
+import edgeseq
+from edgeseq.environment import fingerprint
+from edgeseq.formats.onnx import OnnxRunner
+from edgeseq.formats.tflite import TfliteRunner
+from edgeseq.formats.torch import TorchRunner
+from edgeseq.latency import measure
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "tflite-runtimes.json"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 ENGINE_NOTE = ("LiteRT Interpreter (ai-edge-litert) with the XNNPACK delegate, the CPU engine Android and iOS apps "
                "run; here it runs XNNPACK's x86 kernels")
@@ -79,19 +79,17 @@ def bench_model(name: str, args, workdir: Path) -> dict:
 
 
 def render(results: list[dict]) -> None:
-    print("\nmodel | precision | size | export s | worst rel L2 (T 7/200/1000)")
-    for r in results:
-        for p, a in r["artifacts"].items():
-            print(f"{r['model']} | {p} | {a['size_bytes'] / 1e6:.2f} MB | {a['export_seconds']:.1f} | "
-                  f"{r['parity'][p]['worst_rel_l2']:.2g}")
-    print("\nmodel | thr | eager | ORT fp32 | LiteRT fp32 | fp16 | dyn int8 | static int8 | LiteRT/ORT | eager/LiteRT")
+    print_table(("model", "precision", "size MB", "export s", "worst rel L2 (T 7/200/1000)"),
+                [(r["model"], p, f"{a['size_bytes'] / 1e6:.2f}", f"{a['export_seconds']:.1f}",
+                  f"{r['parity'][p]['worst_rel_l2']:.2g}") for r in results for p, a in r["artifacts"].items()])
+    runtimes = ("eager", "onnxruntime-fp32", "litert-fp32", "litert-fp16", "litert-int8-dynamic", "litert-int8-static")
+    rows = []
     for r in results:
         for row in r["rows"]:
-            lat = {k: v["p50_ms"] for k, v in row["latency"].items()}
-            print(f"{r['model']} | {row['threads']} | {lat['eager']:.2f} | {lat['onnxruntime-fp32']:.2f} | "
-                  f"{lat['litert-fp32']:.2f} | {lat['litert-fp16']:.2f} | {lat['litert-int8-dynamic']:.2f} | "
-                  f"{lat['litert-int8-static']:.2f} | {row['litert_fp32_x_onnxruntime_fp32']:.2f}x | "
-                  f"{row['eager_x_litert_fp32']:.2f}x")
+            rows.append((r["model"], row["threads"], *(f"{row['latency'][k]['p50_ms']:.2f}" for k in runtimes),
+                         f"{row['litert_fp32_x_onnxruntime_fp32']:.2f}x", f"{row['eager_x_litert_fp32']:.2f}x"))
+    print_table(("model", "thr", "eager", "ORT fp32", "LiteRT fp32", "fp16", "dyn int8", "static int8", "LiteRT/ORT",
+                 "eager/LiteRT"), rows, title="p50 ms, batch 1")
 
 
 def main(argv=None) -> int:
@@ -107,15 +105,14 @@ def main(argv=None) -> int:
     args.parity_times = (7, 200, 1000)
     if args.quick:
         args.iterations, args.warmup, args.parity_times = 10, 2, (7, 50)
-    out = args.out if args.out is not None else (None if args.quick else DEFAULT_OUT)
+    out = args.out if args.out is not None else (None if args.quick else results_path("tflite-runtimes"))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgeseq-bench-tflite-") as tmp:
         results = [bench_model(name, args, Path(tmp)) for name in args.models]
     render(results)
     write_report(out, "tflite-runtimes", started, {**fingerprint(), "engine": ENGINE_NOTE},
                  {"batch": 1, "time": args.time, "threads": args.threads, "iterations": args.iterations,
-                  "warmup": args.warmup, "parity_times": list(args.parity_times), "input_source": "speech",
-                  "git": git_state(), "command": " ".join(["python", *sys.argv])},
+                  "warmup": args.warmup, "parity_times": list(args.parity_times), "input_source": "speech"},
                  results)
     return 0
 

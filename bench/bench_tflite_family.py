@@ -5,7 +5,7 @@
 2. cbhg-lite int8-static exported to TFLite and bisected (`edgeseq.bisect`, T=37): the relative L2 of every module's
    output against PyTorch's, which shows how the int8 front end's error shrinks after the float residual add.
 
-    python bench/bench_tflite_family.py            # writes bench/results/tflite-family.json
+    python bench/bench_tflite_family.py            # -> bench/results/tflite-family-<machine>-<cpu features>.json
 """
 
 from __future__ import annotations
@@ -16,18 +16,19 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# _common first: it puts this checkout's edgeseq ahead of an installed one
+from _common import print_table, results_path, write_report
 
-import edgeseq  # noqa: E402
-from bench_runtimes import git_state, write_report  # noqa: E402
-from edgeseq.environment import fingerprint  # noqa: E402
+import edgeseq
+from edgeseq.environment import fingerprint
 
 TIMES, BATCHES = (1, 7, 50, 200), (1, 3)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "tflite-family.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON path (default bench/results/tflite-family-<machine>-<cpu features>.json)")
     args = parser.parse_args()
     started = time.perf_counter()
     results = []
@@ -46,12 +47,10 @@ def main() -> int:
         found = edgeseq.bisect(art.path, spec, precision="int8-static", time=37)
         layers = [{"module": x.module, "rel_l2": x.rel_l2, "passed": x.passed} for x in found.layers]
         results.append({"model": "cbhg-lite", "precision": "int8-static", "bisect": layers})
-        print("cbhg-lite int8-static tflite, rel L2 per module (bisect, T=37):")
-        for x in layers:
-            print(f"  {x['module']:45s} {x['rel_l2']:.2e}")
-    write_report(args.out, "tflite-family", started, fingerprint(),
-                 {"times": list(TIMES), "batches": list(BATCHES), "bisect_time": 37, "git": git_state(),
-                  "command": " ".join(["python", *sys.argv])}, results)
+        print_table(("module", "rel L2"), [(x["module"], f"{x['rel_l2']:.2e}") for x in layers],
+                    title="cbhg-lite int8-static tflite, rel L2 per module (bisect, T=37)")
+    write_report(args.out or results_path("tflite-family"), "tflite-family", started, fingerprint(),
+                 {"times": list(TIMES), "batches": list(BATCHES), "bisect_time": 37}, results)
     return 0
 
 

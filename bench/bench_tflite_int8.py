@@ -13,7 +13,7 @@ Parity: worst relative L2 over T in {7, 200, 1000}, batch 1, real speech and ran
 1.5e-2). Latency: p50 at batch 1, T=200, fixed thread count; in every round each artifact is timed right after the
 fp32 one, and its ratio to fp32 is the median of the per-round ratios. The machine is shared: read ratios.
 
-    python bench/bench_tflite_int8.py               # writes bench/results/tflite-int8-static.json
+    python bench/bench_tflite_int8.py               # -> bench/results/tflite-int8-static-<machine>-<cpu features>.json
     python bench/bench_tflite_int8.py --quick       # cbhg-lite, fewer options and iterations; JSON only with --out
 """
 
@@ -26,19 +26,19 @@ import tempfile
 import time
 from pathlib import Path
 
+# _common first: it puts this checkout's edgeseq ahead of an installed one
+from _common import ForeignLoad, print_table, results_path, write_report
+
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import edgeseq  # noqa: E402
-from bench_runtimes import ForeignLoad, git_state, write_report  # noqa: E402
-from edgeseq.enums import Precision  # noqa: E402
-from edgeseq.environment import fingerprint  # noqa: E402
-from edgeseq.formats import tflite  # noqa: E402
-from edgeseq.formats.tflite import convert as tflite_convert, options as tflite_options  # noqa: E402
-from edgeseq.formats.tflite.runner import _interpreter_class  # noqa: E402
-from edgeseq.latency import measure  # noqa: E402
+import edgeseq
+from edgeseq.enums import Precision
+from edgeseq.environment import fingerprint
+from edgeseq.formats import tflite
+from edgeseq.formats.tflite import convert as tflite_convert, options as tflite_options
+from edgeseq.formats.tflite.runner import _interpreter_class
+from edgeseq.latency import measure
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "tflite-int8-static.json"
 PARITY_TIMES = (7, 200, 1000)
 # Op groups of the CBHG graph, by the module scope in the tensor names (the quantizer matches an op's output names
 # followed by ";").
@@ -202,25 +202,25 @@ def measure_all(spec, paths: dict, args) -> tuple[dict, dict, float | None]:
 def render(results: list[dict]) -> None:
     for r in results:
         if r["sensitivity"]:
-            print(f"\n{r['model']}: group | only this group int8: rel L2 speech / random | all int8 but this group: "
-                  "speech / random")
+            rows = []
             for group, row in r["sensitivity"].items():
                 cells = []
                 for kind in ("only_this_int8", "all_int8_but_this"):
                     p = row[kind].get("parity")
                     cells.append(f"{p['speech']:.2g} / {p['random']:.2g}" if p else "quantizer: " +
                                  row[kind]["error"].split(": ", 1)[-1][:40])
-                print(f"{group} | {cells[0]} | {cells[1]}")
-        print(f"\n{r['model']}: option | rel L2 speech | random | passes 1.5e-2 | size MB | p50 ms | x fp32 "
-              f"(fp32 {r['fp32']['p50_ms']:.2f} ms; foreign CPU share "
-              f"{r['foreign_cpu_share'] or 0:.2f})")
+                rows.append((group, *cells))
+            print_table(("group", "only this group int8: rel L2 speech / random", "all int8 but this group"), rows,
+                        title=r["model"])
+        rows = []
         for option, row in r["options"].items():
             p = row.get("parity")
-            if not p:
-                print(f"{option} | failed: {row['error'][:80]}")
-                continue
-            print(f"{option} | {p['speech']:.2g} | {p['random']:.2g} | {'yes' if p['passed'] else 'no'} | "
-                  f"{row['size_bytes'] / 1e6:.2f} | {row['p50_ms']:.2f} | {row['p50_x_fp32']:.2f}x")
+            rows.append((option, f"failed: {row['error'][:80]}") if not p else (
+                option, f"{p['speech']:.2g}", f"{p['random']:.2g}", "yes" if p["passed"] else "no",
+                f"{row['size_bytes'] / 1e6:.2f}", f"{row['p50_ms']:.2f}", f"{row['p50_x_fp32']:.2f}x"))
+        print_table(("option", "rel L2 speech", "random", "passes 1.5e-2", "size MB", "p50 ms", "x fp32"), rows,
+                    title=f"{r['model']} (fp32 {r['fp32']['p50_ms']:.2f} ms; foreign CPU share "
+                          f"{r['foreign_cpu_share'] or 0:.2f})")
 
 
 def main(argv=None) -> int:
@@ -236,15 +236,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.models, args.iterations, args.rounds = ["cbhg-lite"], 10, 1
-    out = args.out if args.out is not None else (None if args.quick else DEFAULT_OUT)
+    out = args.out if args.out is not None else (None if args.quick else results_path("tflite-int8-static"))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgeseq-bench-int8-") as tmp:
         results = [bench_model(name, args, Path(tmp)) for name in args.models]
     render(results)
     write_report(out, "tflite-int8-static", started, fingerprint(),
                  {"batch": 1, "time": args.time, "threads": args.threads, "iterations": args.iterations,
-                  "warmup": args.warmup, "rounds": args.rounds, "parity_times": list(PARITY_TIMES),
-                  "git": git_state(), "command": " ".join(["python", *sys.argv])},
+                  "warmup": args.warmup, "rounds": args.rounds, "parity_times": list(PARITY_TIMES)},
                  results)
     return 0
 

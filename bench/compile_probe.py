@@ -1,6 +1,6 @@
-"""Probe (issue #5): does torch.compile around the fused CBHG bring batch 1, T=200, fp16 to <= 0.4 ms on a GPU?
+"""Probe: does torch.compile around the fused CBHG bring batch 1, T=200, fp16 to <= 0.4 ms on a GPU?
 
-    python3 bench/compile_probe.py --out bench/results/compile-probe-<card>.json      # GPU, < 3 minutes
+    python3 bench/compile_probe.py              # GPU, < 3 minutes -> bench/results/compile-probe-<card>.json
     TRITON_INTERPRET=1 python3 bench/compile_probe.py --dry-run                      # CPU: checks the logic only
 
 The fused model in a CUDA graph spends ~0.3 ms in the BiGRU and ~0.16-0.19 ms in ~20 small kernels around it
@@ -35,21 +35,18 @@ import time
 import traceback
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from the source tree, no install needed
-sys.path.insert(0, str(ROOT / "bench"))  # the shared CUDA timing helper, bench/_cuda_timing.py
+# _common first: it puts this checkout's edgeseq ahead of an installed one
+from _common import card_tag, graph_p50_ms, print_table, require_gpu, results_path, write_json
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch._dynamo  # noqa: E402
-from torch import nn  # noqa: E402
+import numpy as np
+import torch
+import torch._dynamo
+from torch import nn
 
-from edgeseq.formats.torch import TorchCudaGraphRunner, TorchRunner  # noqa: E402
-from edgeseq.models import get_model  # noqa: E402
-from edgeseq.models.fuse import fuse_for_inference  # noqa: E402
-from edgeseq.parity import DEFAULT_TOLERANCES, compare  # noqa: E402
-
-from _cuda_timing import graph_p50_ms  # noqa: E402
+from edgeseq.formats.torch import TorchCudaGraphRunner, TorchRunner
+from edgeseq.models import get_model
+from edgeseq.models.fuse import fuse_for_inference
+from edgeseq.parity import DEFAULT_TOLERANCES, compare
 
 TARGET_MS = 0.4
 
@@ -64,7 +61,7 @@ VARIANTS = {
     "f-compile-cudnn": ("cudnn", "default", False),
 }
 
-# (model, precision, variant) in the order they run: what answers the issue first; compile variants need budget
+# (model, precision, variant) in the order they run: what answers the question first; compile variants need budget
 PLAN = [
     ("cbhg", "fp16", "a-fused-cudnn"), ("cbhg", "fp16", "b-fused-triton"), ("cbhg", "fp16", "d-compile-op"),
     ("cbhg", "fp16", "c-compile-break"),
@@ -132,7 +129,7 @@ def count_kernels(runner, args) -> int | None:
 def gru_alone(module: nn.Module, batch: int, steps: int, dtype: torch.dtype, precision: str,
               iterations: int) -> dict:
     """BiGRU alone (input projection + recurrence) and, for the Triton one, the recurrence kernel alone."""
-    from edgeseq.models.triton_gru import TritonBiGRU, bigru_recurrence
+    from edgeseq.kernels.triton_gru import TritonBiGRU, bigru_recurrence
 
     gru = module.gru
     width = gru.input_size if isinstance(gru, TritonBiGRU) else gru.rnn.input_size
@@ -217,30 +214,30 @@ def add_rest(rows) -> None:
             r["rest_ms"] = r["p50_ms"] - ref
 
 
-def print_table(rows, info) -> None:
-    print(f"\n{info.get('device')}: torch {info['torch']}, triton {info.get('triton')}, CUDA {info.get('cuda')}; "
-          f"batch {rows[0]['batch'] if rows else '-'} x T {rows[0]['time'] if rows else '-'}; target "
-          f"{TARGET_MS} ms (cbhg fp16)")
-    print(f"{'model':10s} {'prec':4s} {'variant':19s} parity  rel L2    p50 ms   min ms  vs a   "
-          "warmup s  graphs/breaks  kernels  GRU ms  recur ms  rest ms  error")
+def print_results(rows, info) -> None:
     base = {(r["model"], r["precision"]): r.get("p50_ms") for r in rows if r["variant"] == "a-fused-cudnn"}
+    table = []
     for r in rows:
         p50 = r.get("p50_ms")
         ref = base.get((r["model"], r["precision"]))
-        speed = f"{ref / p50:5.2f}x" if p50 and ref else "   - "
-        parity = "-" if "passed" not in r else ("PASS" if r["passed"] else "FAIL")
-        rel = f"{r['rel_l2']:.1e}" if r.get("rel_l2") is not None else "   -   "
-        graphs = f"{r['graphs']}/{r['graph_breaks']}" if "graphs" in r else "-"
 
         def ms(key):
             return f"{r[key]:.3f}" if r.get(key) is not None else "-"
 
-        mark = " <=target" if p50 is not None and p50 <= TARGET_MS and r["precision"] == "fp16" else ""
+        mark = "<=target" if p50 is not None and p50 <= TARGET_MS and r["precision"] == "fp16" else ""
         error = next((line for line in r["error"].splitlines() if line.strip()), "")[:100] if r.get("error") else ""
-        print(f"{r['model']:10s} {r['precision']:4s} {r['variant']:19s} {parity:6s}  {rel:8s}  {ms('p50_ms'):>7s}  "
-              f"{ms('min_ms'):>7s}  {speed}  {r.get('warmup_s', '-')!s:>8s}  {graphs:>13s}  "
-              f"{r.get('kernels') if r.get('kernels') is not None else '-'!s:>7s}  {ms('gru_ms'):>6s}  "
-              f"{ms('recurrence_ms'):>8s}  {ms('rest_ms'):>7s}  {error}{mark}")
+        table.append((r["model"], r["precision"], r["variant"],
+                      "-" if "passed" not in r else ("PASS" if r["passed"] else "FAIL"),
+                      f"{r['rel_l2']:.1e}" if r.get("rel_l2") is not None else "-", ms("p50_ms"), ms("min_ms"),
+                      f"{ref / p50:.2f}x" if p50 and ref else "-", r.get("warmup_s", "-"),
+                      f"{r['graphs']}/{r['graph_breaks']}" if "graphs" in r else "-",
+                      "-" if r.get("kernels") is None else r["kernels"], ms("gru_ms"), ms("recurrence_ms"),
+                      ms("rest_ms"), " ".join(filter(None, (error, mark)))))
+    print_table(("model", "prec", "variant", "parity", "rel L2", "p50 ms", "min ms", "vs a", "warmup s",
+                 "graphs/breaks", "kernels", "GRU ms", "recur ms", "rest ms", "error / note"), table,
+                title=f"{info.get('device')}: torch {info['torch']}, triton {info.get('triton')}, CUDA "
+                      f"{info.get('cuda')}; batch {rows[0]['batch'] if rows else '-'} x T "
+                      f"{rows[0]['time'] if rows else '-'}; target {TARGET_MS} ms (cbhg fp16)")
 
 
 class OutOfTime(Exception):
@@ -259,9 +256,9 @@ def _out_of_time(signum, frame):
 
 
 def write(out_path: Path, info: dict, args, rows: list[dict], skipped: list[dict], started: float) -> None:
-    out_path.write_text(json.dumps({**info, "target_ms": TARGET_MS, "seconds": round(time.time() - started, 1),
-                                    "dry_run": args.dry_run, "backend": args.backend, "rows": rows,
-                                    "skipped": skipped}, indent=2) + "\n")
+    write_json(out_path, {**info, "target_ms": TARGET_MS, "seconds": round(time.time() - started, 1),
+                          "dry_run": args.dry_run, "backend": args.backend, "rows": rows, "skipped": skipped},
+               say=False)
 
 
 def skip(skipped: list[dict], model: str, precision: str, variant: str, reason: str) -> None:
@@ -289,14 +286,13 @@ def main() -> int:
     parser.add_argument("--backend", default=None, help="torch.compile backend (default inductor; dry run aot_eager)")
     args = parser.parse_args()
     args.backend = args.backend or ("aot_eager" if args.dry_run else "inductor")
-    if not args.dry_run and not torch.cuda.is_available():
-        print("error: no CUDA GPU visible to torch; run on a GPU machine or pass --dry-run", file=sys.stderr)
+    no_gpu = None if args.dry_run else require_gpu("compile_probe.py (or --dry-run on the CPU)")
+    if no_gpu:
+        print(no_gpu, file=sys.stderr)
         return 2
     info = versions()
     print("versions:", json.dumps(info), flush=True)
-    slug = "".join(c if c.isalnum() else "-" for c in info["device"].lower()).strip("-")
-    out_path = Path(args.out or ROOT / "bench" / "results" / f"compile-probe-{slug}.json")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path = Path(args.out or results_path("compile-probe", card_tag()))
     torch.set_num_threads(min(16, os.cpu_count() or 1))
 
     plan = [p for p in PLAN if (args.models is None or p[0] in args.models)
@@ -360,7 +356,7 @@ def main() -> int:
     signal.setitimer(signal.ITIMER_REAL, 0)
     add_rest(rows)
     write(out_path, info, args, rows, skipped, started)
-    print_table(rows, info)
+    print_results(rows, info)
     print(f"wrote {out_path} in {time.time() - started:.1f} s")
     return 0
 

@@ -1,8 +1,9 @@
-"""What the CUDA GRU kernel (edgeseq/models/cuda_gru.cu) costs per step, read from its machine code, no GPU needed.
+"""What the CUDA GRU kernel (edgeseq/kernels/cuda_gru.cu) costs per step, read from its machine code, no GPU needed.
 
-    python bench/cuda_gru_sass.py [--arch 90] [--clock-ghz 1.98] [--out bench/results/cuda-gru-sass.json]
+    python bench/cuda_gru_sass.py [--arch 90] [--clock-ghz 1.98]     # -> bench/results/cuda-gru-sass-sm<arch>.json
 
-For each hidden size, split and dtype it compiles the kernel with NVRTC (edgeseq.models.cuda_gru.compile_kernel),
+The result is named after the GPU architecture it describes (sm_90), not the machine that compiled it.
+For each hidden size, split and dtype it compiles the kernel with NVRTC (edgeseq.kernels.cuda_gru.compile_kernel),
 disassembles the cubin with nvdisasm (`pip install nvidia-cuda-nvdisasm`, or a CUDA toolkit on the PATH), finds
 the time-step loop (the backward branch after the last barrier) and counts its instructions per thread by opcode.
 A warp issues one instruction per cycle per scheduler and an SM has four schedulers, so instructions per step x
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import collections
 import glob
-import json
 import os
 import re
 import shutil
@@ -26,12 +26,12 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from the source tree, no install needed
+# _common first: it puts this checkout's edgeseq ahead of an installed one
+from _common import print_table, results_path, write_json
 
-import torch  # noqa: E402
+import torch
 
-from edgeseq.models import cuda_gru  # noqa: E402
+from edgeseq.kernels import cuda_gru
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 INSTRUCTION = re.compile(r"^\s*/\*[0-9a-f]+\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)(\.[A-Z0-9_.]+)?")
@@ -74,7 +74,7 @@ def main() -> int:
     parser.add_argument("--arch", default="90", help="compute capability to compile for (default 90: H100 / H200)")
     parser.add_argument("--clock-ghz", type=float, default=1.98, help="SM clock for the us floor (H100/H200 boost)")
     parser.add_argument("--hidden", type=int, nargs="+", default=[128, 64])
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "cuda-gru-sass.json"))
+    parser.add_argument("--out", default=None, help="JSON path (default bench/results/cuda-gru-sass-sm<arch>.json)")
     args = parser.parse_args()
     nvdisasm = find_nvdisasm()
     if nvdisasm is None:
@@ -107,17 +107,12 @@ def main() -> int:
     result = {"nvrtc": cuda_gru.nvrtc_version(), "nvdisasm": version[-1] if version else "?",
               "clock_ghz": args.clock_ghz, "rows": rows,
               "note": "issue-bound floor from instruction counts, not a measurement"}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'hidden':>6} {'split':>5} {'dtype':5} {'threads':>7} {'regs':>4} {'spill':>5} {'instr/step':>10} "
-          f"{'FFMA':>4} {'LDS':>3} {'SHFL':>4} {'MUFU':>4} {'BAR':>3} {'cycles':>6} {'floor us':>8}")
-    for r in rows:
-        o = r["opcodes"]
-        print(f"{r['hidden']:>6} {r['split']:>5} {r['dtype']:5} {r['threads']:>7} {r['registers']:>4} "
-              f"{r['spill_bytes']:>5} {r['loop_instructions']:>10} {o.get('FFMA', 0):>4} {o.get('LDS', 0):>3} "
-              f"{o.get('SHFL', 0):>4} {o.get('MUFU', 0):>4} {o.get('BAR', 0):>3} {r['issue_cycles_per_step']:>6.0f} "
-              f"{r['floor_us_per_step']:>8.3f}")
+    out = write_json(args.out or results_path("cuda-gru-sass", f"sm{args.arch}"), result, say=False)
+    print_table(("hidden", "split", "dtype", "threads", "regs", "spill", "instr/step", "FFMA", "LDS", "SHFL", "MUFU",
+                 "BAR", "cycles", "floor us"),
+                [(r["hidden"], r["split"], r["dtype"], r["threads"], r["registers"], r["spill_bytes"],
+                  r["loop_instructions"], *(r["opcodes"].get(op, 0) for op in ("FFMA", "LDS", "SHFL", "MUFU", "BAR")),
+                  f"{r['issue_cycles_per_step']:.0f}", f"{r['floor_us_per_step']:.3f}") for r in rows])
     print(f"floor = instructions per step x warps / 4 schedulers / {args.clock_ghz} GHz; wrote {out}")
     return 0
 

@@ -1,24 +1,24 @@
 """A longer fuzzing run of every file loader (the tests run a bounded one). New failures are saved to the corpus.
 
     python bench/fuzz_loaders.py [--examples 5000] [--targets onnx checkpoint ...]
+                                  # -> bench/results/fuzz-<machine>-<cpu features>.json
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+# _common first: it puts this checkout's edgeseq ahead of an installed one
+from _common import ROOT, results_path, tests_module, write_json
 
-from fuzz_targets import SEEDS, TARGETS, run_target  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+fuzz_targets = tests_module("fuzz_targets")  # the targets and seeds the tests fuzz too
+SEEDS, TARGETS, run_target = fuzz_targets.SEEDS, fuzz_targets.TARGETS, fuzz_targets.run_target
 CORPUS = ROOT / "tests" / "fuzz_corpus"
 
 
@@ -33,10 +33,11 @@ def mutations(seed: bytes):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=3000)
     parser.add_argument("--targets", nargs="+", default=sorted(TARGETS))
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "fuzz.json"))
+    parser.add_argument("--out", default=None,
+                        help="JSON path (default bench/results/fuzz-<machine>-<cpu features>.json)")
     args = parser.parse_args()
     results = {}
     seeds_by_target = dict(SEEDS)
@@ -79,7 +80,7 @@ def main() -> int:
             status = f"crash: {str(exc).splitlines()[0][:200]}"
         results[name] = {"examples": args.examples, "seconds": round(time.time() - started, 1), "status": status}
         print(f"{name:14s} {args.examples} examples in {results[name]['seconds']:6.1f} s: {status}", flush=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.out or results_path("fuzz"), results)
     return 0 if all(r["status"] == "0 crashes" for r in results.values()) else 1
 
 

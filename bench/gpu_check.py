@@ -6,7 +6,7 @@ Every CUDA runtime available is compared with the PyTorch fp32 original run on t
 at batch 1 and 16 and T = 200 and 1000. Latency is device time from CUDA events after warm-up (inputs already on
 the GPU), plus the end-to-end time an app pays (host -> GPU -> host). The table is printed last. With triton
 importable, the fused graphs also run with the BiGRU as one persistent Triton kernel (`-triton` rows, the default
-config per dtype and hidden size). `-cuda` rows run it as the hand-written CUDA kernel (edgeseq/models/cuda_gru.cu,
+config per dtype and hidden size). `-cuda` rows run it as the hand-written CUDA kernel (edgeseq/kernels/cuda_gru.cu,
 compiled by NVRTC, which CUDA builds of torch carry; BiGRU kernel `cuda-rows-s2`), at every shape. `-auto` rows
 (gru="auto", batch 1, T=200 only: the run is the same as one of the others, so one shape keeps it short) check
 AutoBiGRU's pick: the CUDA kernel where it runs, else Triton where it measured faster than cuDNN, else cuDNN. The
@@ -21,30 +21,24 @@ printed at the end ("best: ...").
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from the source tree, no install needed
-sys.path.insert(0, str(ROOT / "bench"))  # the shared CUDA timing helper, bench/_cuda_timing.py
+# _common first: it puts this checkout's edgeseq ahead of an installed one
+from _common import card_tag, graph_p50_ms, print_table, require_gpu, results_path, write_json
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from edgeseq._lazy import available  # noqa: E402
-from edgeseq.environment import fingerprint  # noqa: E402
-from edgeseq.formats.torch import TorchCudaGraphRunner, TorchRunner  # noqa: E402
-from edgeseq.latency import time_locally  # noqa: E402
-from edgeseq.models import get_model  # noqa: E402
-from edgeseq.models.fuse import fuse_for_inference  # noqa: E402
-from edgeseq.models.triton_gru import AutoBiGRU, TritonBiGRU  # noqa: E402  (imports no triton)
-from edgeseq.parity import DEFAULT_TOLERANCES, compare  # noqa: E402
-
-from _cuda_timing import graph_p50_ms  # noqa: E402
+from edgeseq._lazy import available
+from edgeseq.environment import fingerprint
+from edgeseq.formats.torch import TorchCudaGraphRunner, TorchRunner
+from edgeseq.kernels.triton_gru import AutoBiGRU, TritonBiGRU  # imports no triton
+from edgeseq.latency import time_locally
+from edgeseq.models import get_model
+from edgeseq.models.fuse import fuse_for_inference
+from edgeseq.parity import DEFAULT_TOLERANCES, compare
 
 SHAPES = ((1, 200), (16, 200), (1, 1000), (16, 1000))
 AUTO_SHAPES = ((1, 200),)
@@ -63,7 +57,7 @@ def compiled_runner(spec, precision: str) -> TorchCudaGraphRunner:
 
 
 def cuda_kernel_runner(spec, precision: str) -> TorchCudaGraphRunner:
-    """The fused graph with the BiGRU as the hand-written CUDA kernel (edgeseq/models/cuda_gru.cu, NVRTC)."""
+    """The fused graph with the BiGRU as the hand-written CUDA kernel (edgeseq/kernels/cuda_gru.cu, NVRTC)."""
     module = fuse_for_inference(spec.build(), gru="cuda")
     return TorchCudaGraphRunner(spec, module=module, precision=precision)
 
@@ -81,7 +75,7 @@ def runtimes(spec):
         ("torch-cuda-graph-fused", "fp16",
          lambda: TorchCudaGraphRunner(spec, module=fuse_for_inference(spec.build()), precision="fp16")),
     ]
-    if available("triton"):  # the BiGRU as one persistent kernel launch (edgeseq.models.triton_gru)
+    if available("triton"):  # the BiGRU as one persistent kernel launch (edgeseq.kernels.triton_gru)
         out += [
             ("torch-cuda-graph-fused-triton", "fp32",
              lambda: TorchCudaGraphRunner(spec, module=fuse_for_inference(spec.build(), gru="triton"))),
@@ -143,21 +137,31 @@ def triton_version() -> str | None:
     return triton.__version__
 
 
+def print_rows(rows: list[dict]) -> None:
+    print_table(("model", "runtime", "prec", "batch x T", "parity", "rel L2", "device p50 ms", "x eager", "e2e p50 ms",
+                 "BiGRU alone ms", "BiGRU kernel"),
+                [(r["model"], r["runtime"], r["precision"], f"{r['batch']} x {r['time']}",
+                  "PASS" if r["passed"] else "FAIL", f"{r['rel_l2']:.1e}", f"{r['device_p50_ms']:.3f}",
+                  f"{r['x_eager_fp32']:.2f}x", f"{r['e2e_p50_ms']:.3f}",
+                  "-" if r["gru_graph_p50_ms"] is None else f"{r['gru_graph_p50_ms']:.3f}", r["gru_kernel"])
+                 for r in rows])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["cbhg", "cbhg-lite", "attention-cbhg"])
     parser.add_argument("--iterations", type=int, default=100)
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", default=None, help="JSON path (default bench/results/gpu-<card>.json)")
     parser.add_argument("--compile-budget-s", type=float, default=150.0,
                         help="start no more -compiled runners once the run has taken this long")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the -compiled rows")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        print("error: no CUDA GPU visible to torch; run this on a GPU machine", file=sys.stderr)
+    no_gpu = require_gpu("gpu_check.py")
+    if no_gpu:
+        print(no_gpu, file=sys.stderr)
         return 2
     gpu = torch.cuda.get_device_name(0)
-    slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
-    out_path = Path(args.out or ROOT / "bench" / "results" / f"gpu-{slug}.json")
+    out_path = args.out or results_path("gpu", card_tag())
     torch.set_num_threads(min(16, os.cpu_count() or 1))
     started = time.time()
     rows, errors = [], []
@@ -227,17 +231,9 @@ def main() -> int:
         "rows": rows,
         "errors": errors,
     }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out_path, result, say=False)
     print(f"\n{gpu} (torch {torch.__version__}, CUDA {torch.version.cuda}); ONNX Runtime CUDA: {result['ort_cuda']}")
-    print(f"{'model':15s} {'runtime':36s} prec  batch x T   parity  rel L2    device p50  x eager  e2e p50   "
-          "BiGRU alone  BiGRU kernel")
-    for r in rows:
-        print(f"{r['model']:15s} {r['runtime']:36s} {r['precision']}  {r['batch']:>3d} x {r['time']:<4d}  "
-              f"{'PASS' if r['passed'] else 'FAIL':6s}  {r['rel_l2']:.1e}  {r['device_p50_ms']:8.3f} ms "
-              f"{r['x_eager_fp32']:6.2f}x  {r['e2e_p50_ms']:7.3f} ms  "
-              + (f"{r['gru_graph_p50_ms']:.3f} ms" if r["gru_graph_p50_ms"] is not None else "-").ljust(11)
-              + f"  {r['gru_kernel']}")
+    print_rows(rows)
     best = {}
     for r in rows:  # the fastest passing row per model and shape
         key = (r["model"], r["batch"], r["time"])

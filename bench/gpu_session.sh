@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# One prepared run on a lent GPU machine (issue #5), from the source tree, within one device-tool call:
+# One prepared run on a lent GPU machine, from the source tree, within one device-tool call:
 #   1. the GPU tests of the persistent GRU kernels (the CUDA kernel's parity on a GPU) and the CUDA matrix rows,
 #   2. bench/triton_gru_probe.py --quick: the BiGRU alone, cuDNN vs Triton vs the CUDA kernel, then fused cbhg,
 #   3. bench/gpu_check.py: the CUDA matrix with every runtime, ending in one `best:` line per model and shape,
 #   4. `edgeseq export cbhg` itself: the report (report.json) with its PyTorch CUDA rows,
-#   5. bench/gpu_summary.py: the verdict (kernels per step, cbhg b1 T200 against #5's 0.4 ms), printed last.
+#   5. bench/gpu_summary.py: the verdict (kernels per step, cbhg b1 T200 against the 0.4 ms target), printed last.
 # Each step has its own time limit and the next one runs whatever the last one did; logs and JSON go to $OUT
 # (the device tool brings that folder back; commit what it printed under bench/results/).
 #

@@ -1,6 +1,6 @@
 """The verdict of one bench/gpu_session.sh run, printed last so the device tool's output tail always holds it:
-the GPU, the BiGRU kernels per step, fused cbhg at batch 1, T=200 (every variant, with parity) against issue #5's
-0.4 ms target, and gpu_check's best rows. Reads the JSON the session's steps wrote; a missing or broken file is
+the GPU, the BiGRU kernels per step, fused cbhg at batch 1, T=200 (every variant, with parity) against the 0.4 ms
+target, and gpu_check's best rows. Reads the JSON the session's steps wrote; a missing or broken file is
 one line saying so, not a traceback.
 
     python bench/gpu_summary.py OUT_DIR [--target-ms 0.4]

@@ -1,6 +1,6 @@
 """Probe the persistent Triton BiGRU on one CUDA GPU: parity with nn.GRU and device time against cuDNN, per config.
 
-    python bench/triton_gru_probe.py --out /tmp/triton_gru_probe.json      # about 30-60 s on an H100 / H200
+    python bench/triton_gru_probe.py       # -> bench/results/triton-gru-probe-<card>.json; 30-60 s on an H100 / H200
 
 For each shape (batch, T, hidden) and storage dtype (fp32, fp16) it runs cuDNN's nn.GRU and every kernel config
 below, each replayed in a CUDA graph after warm-up and timed with CUDA events (median of --iterations replays):
@@ -8,7 +8,7 @@ below, each replayed in a CUDA graph after warm-up and timed with CUDA events (m
 matmul + the kernel), `cudnn` is nn.GRU. rel L2 is against nn.GRU in fp32 on the CPU with the same fp32 weights
 and inputs (parity bars: fp32 1e-5, fp16 1e-3, as in edgeseq.parity). A config that fails to compile or launch
 is printed and recorded, and the probe goes on. Last, the whole fused CBHG (cuDNN GRU vs Triton GRU with the
-fastest passing config) is timed in a CUDA graph at batch 1, T=200: the issue's target is <= 0.4 ms for cbhg.
+fastest passing config) is timed in a CUDA graph at batch 1, T=200: the target is <= 0.4 ms for cbhg.
 
     python bench/triton_gru_probe.py --quick --out /tmp/triton_gru_quick.json   # well under 60 s
 
@@ -21,26 +21,21 @@ break) with that config and with the best 'dot' one; add --skip-cbhg for the ker
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
 import traceback
 from dataclasses import asdict
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from the source tree, no install needed
-sys.path.insert(0, str(ROOT / "bench"))  # the shared CUDA timing helper, bench/_cuda_timing.py
+# _common first: it puts this checkout's edgeseq ahead of an installed one
+from _common import card_tag, event_times_ms, graph_p50_ms, print_table, require_gpu, results_path, write_json
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
 
-from edgeseq.models.triton_gru import GruKernelConfig, TritonBiGRU, bigru_recurrence  # noqa: E402
-
-from _cuda_timing import event_times_ms, graph_p50_ms  # noqa: E402
+from edgeseq.kernels.triton_gru import GruKernelConfig, TritonBiGRU, bigru_recurrence
 
 SHAPES = ((1, 200, 128), (16, 1000, 128), (1, 200, 64))
 QUICK_SHAPES = ((1, 200, 128), (1, 200, 64))
@@ -69,7 +64,7 @@ def dot_t_configs() -> list[tuple[str, GruKernelConfig]]:
 
 
 def cuda_configs(hidden: int) -> list[tuple[str, GruKernelConfig]]:
-    """The hand-written CUDA kernel (edgeseq/models/cuda_gru.cu, NVRTC): W_hh in fp32 registers, any I/O dtype."""
+    """The hand-written CUDA kernel (edgeseq/kernels/cuda_gru.cu, NVRTC): W_hh in fp32 registers, any I/O dtype."""
     if hidden % 16 or hidden > 128:
         return []
     return [(f"cuda-rows-s{split}", GruKernelConfig("cuda", split=split)) for split in (4, 2)]
@@ -235,15 +230,44 @@ def probe_cbhg(rows: list, iterations: int, models=("cbhg", "cbhg-lite"), precis
     return out
 
 
+def print_tables(env: dict, rows: list[dict], cbhg: list[dict]) -> None:
+    """The kernel table (one row per shape, dtype and config), then the whole-model rows."""
+    table = []
+    for r in rows:
+        shape = f"{r['batch']} x {r['time']} x {r['hidden']}"
+        if r["error"]:
+            table.append((shape, r["precision"], r["config"], "ERROR", r["error"][:80]))
+            continue
+        table.append((shape, r["precision"], r["config"], "PASS" if r["passed"] else "FAIL", f"{r['rel_l2']:.1e}",
+                      "-" if r["kernel_ms"] is None else f"{r['kernel_ms']:.4f}",
+                      "-" if r.get("us_per_step") is None else f"{r['us_per_step']:.2f}", f"{r['forward_ms']:.4f}",
+                      f"{r['x_cudnn']:.2f}x" if r.get("x_cudnn") else "-",
+                      "direct launches" if r.get("graph_errors") else ""))
+    print_table(("B x T x H", "prec", "config", "parity", "rel L2", "kernel ms", "us/step", "forward ms", "x cuDNN",
+                 "note"), table,
+                title=f"{env['gpu']}  torch {env['torch']}  triton {env['triton']}  CUDA {env['cuda']}")
+    if cbhg:
+        print_table(("model", "prec", "variant", "parity", "rel L2", "graph p50 ms"),
+                    [(r["model"], r["precision"], r["variant"], "ERROR", r["error"][:80]) if r["error"] else
+                     (r["model"], r["precision"], r["variant"], "PASS" if r["passed"] else "FAIL",
+                      f"{r['rel_l2']:.1e}", f"{r['device_p50_ms']:.4f}") for r in cbhg])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "triton-gru-probe.json"))
+    parser.add_argument("--out", default=None,
+                        help="JSON path (default bench/results/triton-gru-probe-<card>.json; with --quick "
+                             "triton-gru-quick-<card>.json)")
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--skip-cbhg", action="store_true", help="kernel table only, no whole-model timing")
     parser.add_argument("--quick", action="store_true",
                         help="B=1 T=200 H=128/64: cuDNN, the best Triton configs and the CUDA kernel; then cbhg")
     args = parser.parse_args()
     started = time.time()
+    no_gpu = require_gpu("triton_gru_probe.py")
+    if no_gpu:
+        print(no_gpu, file=sys.stderr)
+        return 2
     env = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda}
     try:
         import triton
@@ -251,9 +275,6 @@ def main() -> int:
         env["triton"] = triton.__version__
     except ImportError as exc:
         print(f"error: triton is not importable ({exc})", file=sys.stderr)
-        return 2
-    if not torch.cuda.is_available():
-        print("error: no CUDA GPU visible to torch; run this on a GPU machine", file=sys.stderr)
         return 2
     env["gpu"] = torch.cuda.get_device_name(0)
     env["capability"] = list(torch.cuda.get_device_capability(0))
@@ -272,29 +293,11 @@ def main() -> int:
                     if args.quick else probe_cbhg(rows, max(args.iterations, 100)))
         except Exception:  # noqa: BLE001
             traceback.print_exc()
-    result = {"environment": env, "quick": args.quick, "seconds": round(time.time() - started, 1), "rows": rows, "cbhg": cbhg}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-
-    print(f"\n{env['gpu']}  torch {env['torch']}  triton {env['triton']}  CUDA {env['cuda']}")
-    print(f"{'B x T x H':16s} {'prec':4s} {'config':22s} {'parity':6s} {'rel L2':8s} {'kernel ms':>10s} "
-          f"{'us/step':>8s} {'forward ms':>10s} {'x cuDNN':>8s}")
-    for r in rows:
-        shape = f"{r['batch']} x {r['time']} x {r['hidden']}"
-        if r["error"]:
-            print(f"{shape:16s} {r['precision']:4s} {r['config']:22s} ERROR  {r['error'][:80]}")
-            continue
-        kernel = f"{r['kernel_ms']:.4f}" if r["kernel_ms"] is not None else "-"
-        per_step = f"{r['us_per_step']:.2f}" if r.get("us_per_step") is not None else "-"
-        speed = f"{r['x_cudnn']:.2f}x" if r.get("x_cudnn") else "-"
-        print(f"{shape:16s} {r['precision']:4s} {r['config']:22s} {'PASS' if r['passed'] else 'FAIL':6s} "
-              f"{r['rel_l2']:.1e}  {kernel:>10s} {per_step:>8s} {r['forward_ms']:10.4f} {speed:>8s}"
-              + ("  (direct launches)" if r.get("graph_errors") else ""))
-    for r in cbhg:
-        result_text = (f"ERROR {r['error'][:80]}" if r["error"] else
-                       f"{'PASS' if r['passed'] else 'FAIL'} rel L2 {r['rel_l2']:.1e}  graph p50 {r['device_p50_ms']:.4f} ms")
-        print(f"{r['model']:10s} {r['precision']} {r['variant']:32s} {result_text}")
+    result = {"environment": env, "quick": args.quick, "seconds": round(time.time() - started, 1), "rows": rows,
+              "cbhg": cbhg}
+    out = write_json(args.out or results_path("triton-gru-quick" if args.quick else "triton-gru-probe", card_tag()),
+                     result, say=False)
+    print_tables(env, rows, cbhg)
     print(f"wrote {out} in {result['seconds']} s")
     return 0
 

@@ -39,7 +39,7 @@ class Precision(_Named):
 
 class GruKernel(_Named):
     """Who runs a fused CBHG's BiGRU: torch's nn.GRU (cuDNN on CUDA; "cudnn" is accepted for it), one persistent
-    Triton kernel launch, "cuda": the hand-written CUDA kernel (edgeseq/models/cuda_gru.cu, compiled at run time by
+    Triton kernel launch, "cuda": the hand-written CUDA kernel (edgeseq/kernels/cuda_gru.cu, compiled at run time by
     NVRTC), or "auto": per call, whichever of the three measured fastest for that dtype and hidden size."""
 
     TORCH = "torch"

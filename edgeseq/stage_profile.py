@@ -115,7 +115,7 @@ def ort_stage_times(path: str | Path, feed, threads: int | None, stages: list[st
 
 
 def stage_times_from_trace(events: list[dict], stages: list[str], warmup: int) -> dict:
-    """ONNX Runtime profiler events (this machine's, or a device's: remote/device_runner.py sends the same events
+    """ONNX Runtime profiler events (this machine's, or a device's: remote/agent.py sends the same events
     back) -> per-iteration ms per stage and per op type, the node sums and the profiled model_run times; the first
     `warmup` runs are left out."""
     runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
@@ -264,7 +264,7 @@ def profile_stages(artifact: str | Path, model=None, *, weights=None, batch: int
             if remote is not None:
                 remote.close()
             raise UnsupportedError(f"per-stage timing runs ONNX Runtime's CPU profiler, here or on an ssh device "
-                                   f"running edgeseq's device runner; not on {device!r}")
+                                   f"running edgeseq's device agent; not on {device!r}")
     if profile is not None and here and threads is None:
         threads = profile.threads
     try:

@@ -147,9 +147,11 @@ def test_tolerance_itself_refuses_only_nonsense():
     assert not compare("y", np.ones(4), np.full(4, 1 + 1e-7, np.float32), exact).passed
 
 
-def test_bench_quant_builds_its_measuring_tolerance():
+def test_bench_quant_builds_its_measuring_tolerance(monkeypatch):
     import runpy
-    bench = runpy.run_path(str(Path(__file__).resolve().parents[1] / "bench" / "bench_quant.py"), run_name="bench")
+    folder = Path(__file__).resolve().parents[1] / "bench"
+    monkeypatch.syspath_prepend(str(folder))  # as `python bench/bench_quant.py` runs it: bench/_common importable
+    bench = runpy.run_path(str(folder / "bench_quant.py"), run_name="bench")
     assert bench["LOOSE"].rel_l2 == math.inf
 
 

@@ -231,15 +231,15 @@ def test_one_output_probe_per_run(tmp_path, probes, argv, monkeypatch):
 # ---- messages and small fixes --------------------------------------------------------------------------------------
 
 
-def test_device_runner_takes_its_scratch_folder_at_construction(tmp_path):
+def test_device_agent_takes_its_scratch_folder_at_construction(tmp_path):
     """TrtexecModel's workdir was set after construction; open_model now passes it (the job's own folder)."""
-    from edgeseq.remote import device_runner
+    from edgeseq.remote import agent
 
     (tmp_path / "m.engine").write_bytes(b"")
     (tmp_path / "m.engine.version").write_text("10.0")  # built and stamped: no trtexec call
     job = tmp_path / "job.json"
     job.write_text(json.dumps({"engine": "m.engine", "onnx": "m.onnx", "inputs": []}))
-    model = device_runner.open_model(str(job), "tensorrt", "tensorrt", None, str(tmp_path / "work"))
+    model = agent.open_model(str(job), "tensorrt", "tensorrt", None, str(tmp_path / "work"))
     (tmp_path / "work").mkdir()
     try:
         assert model.version == "TensorRT 10.0" and model._scratch("x").startswith(str(tmp_path / "work"))

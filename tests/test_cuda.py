@@ -37,7 +37,7 @@ def test_compile_option_is_plumbed_into_the_runtime_label(monkeypatch, mode):
 def test_fused_graph_runner_rewrites_cbhg_models_and_names_its_gru_kernel(monkeypatch):
     """fuse=True: construction and the model rewrite only (no GPU here): the fused CBHG with the auto GRU, its
     runtime label, and the latency note naming the kernel that ran."""
-    from edgeseq.models.triton_gru import AutoBiGRU
+    from edgeseq.kernels.triton_gru import AutoBiGRU
 
     monkeypatch.setattr("edgeseq.formats.torch.cuda_available", lambda: True)
     spec = edgeseq.get_model("cbhg")

@@ -1,12 +1,12 @@
-"""The hand-written CUDA BiGRU kernel (edgeseq/models/cuda_gru.cu), checked these ways:
+"""The hand-written CUDA BiGRU kernel (edgeseq/kernels/cuda_gru.cu), checked these ways:
 
-- its own source, built for the CPU by g++ with tests/cuda_emu/ (one std::thread per CUDA thread, real barriers
-  and warp exchanges) and compared with nn.GRU: the indexing, both directions, the gate math and the barrier;
+- its own source, built for the CPU by g++ with tests/doubles/cuda_emu/ (one std::thread per CUDA thread, real
+  barriers and warp exchanges) and compared with nn.GRU: the indexing, both directions, the gate math and the barrier;
   with fp16 / bf16 tensors too (host conversions in place of its two PTX ones), against a float64 recurrence;
-- the same source built with ThreadSanitizer (tests/cuda_emu/racecheck.cpp): no two threads touch h_buf without a
-  barrier between them, whatever the schedule (racecheck's job on a GPU); three racy mutations are reported;
-- cuda_gru's ctypes driver layer against tests/cuda_emu/fake_libcuda.cpp, a libcuda double whose cuLaunchKernel runs
-  that emulated kernel with the parameters it was handed (pointers, strides, steps, grid, block);
+- the same source built with ThreadSanitizer (tests/doubles/cuda_emu/racecheck.cpp): no two threads touch h_buf
+  without a barrier between them, whatever the schedule (racecheck's job on a GPU); three racy mutations are reported;
+- cuda_gru's ctypes driver layer against tests/doubles/cuda_emu/fake_libcuda.cpp, a libcuda double whose
+  cuLaunchKernel runs that emulated kernel with the parameters it was handed (pointers, strides, steps, grid, block);
 - compiled by NVRTC for sm_80 and sm_90 (every dtype): it compiles, and ptxas fits it in its register budget with no
   spills (weights in registers are the point of the kernel);
 - on a CUDA GPU (skipped here): parity with nn.GRU and a fused CBHG through the parity harness (CUDA graph capture
@@ -27,11 +27,11 @@ from torch.nn import functional as F
 import edgeseq
 from edgeseq.errors import RuntimeFailure, UnsupportedError
 from edgeseq.formats.torch import TorchRunner
-from edgeseq.models import cuda_gru
+from edgeseq.kernels import cuda_gru
 from edgeseq.models.fuse import fuse_for_inference
-from edgeseq.models.triton_gru import GruKernelConfig, TritonBiGRU, bigru_recurrence, transposed_hh
+from edgeseq.kernels.triton_gru import GruKernelConfig, TritonBiGRU, bigru_recurrence, transposed_hh
 
-EMU = Path(__file__).parent / "cuda_emu"
+EMU = Path(__file__).parent / "doubles" / "cuda_emu"
 CUDA_CONFIG = GruKernelConfig(kind="cuda")
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ (C++20) to build the kernel for the CPU")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none here)")
@@ -78,10 +78,10 @@ def _operands(gru: nn.GRU, x: torch.Tensor):
     return gi, w_hh_t, b_hh
 
 
-# --- the kernel's source on the CPU (g++ + tests/cuda_emu) ------------------------------------------------------
+# --- the kernel's source on the CPU (g++ + tests/doubles/cuda_emu) ----------------------------------------------
 
 def _gxx(kernel_dir: Path, source: str, hidden: int, split: int, out: Path, io: int = 0) -> None:
-    """Build tests/cuda_emu/<source> (which includes cuda_gru.cu from kernel_dir) for the CPU; io: EDGESEQ_IO
+    """Build tests/doubles/cuda_emu/<source> (which includes cuda_gru.cu from kernel_dir) for the CPU; io: EDGESEQ_IO
     (0 fp32, 1 fp16, 2 bf16; the half-width ones with the host's conversions instead of PTX)."""
     subprocess.run(["g++", "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", f"-DEDGESEQ_H={hidden}",
                     f"-DEDGESEQ_SPLIT={split}", f"-DEDGESEQ_IO={io}", *(["-DEDGESEQ_HOST_IO"] if io else []),
@@ -197,8 +197,8 @@ def test_emulation_catches_a_missing_barrier(tmp_path):
 
 
 def _racecheck(kernel_dir: Path, hidden: int, split: int, tmp_path: Path) -> subprocess.CompletedProcess:
-    """tests/cuda_emu/racecheck.cpp built with ThreadSanitizer and run (exit 66 and a report when it saw a race);
-    skips when this g++ cannot build with -fsanitize=thread."""
+    """tests/doubles/cuda_emu/racecheck.cpp built with ThreadSanitizer and run (exit 66 and a report when it saw a
+    race); skips when this g++ cannot build with -fsanitize=thread."""
     exe = tmp_path / f"racecheck{hidden}s{split}"
     build = subprocess.run(["g++", "-std=c++20", "-O1", "-g", "-fsanitize=thread", "-pthread", f"-DEDGESEQ_H={hidden}",
                             f"-DEDGESEQ_SPLIT={split}", "-DEDGESEQ_IO=0", f"-I{kernel_dir}", f"-I{EMU}",
@@ -252,7 +252,7 @@ def test_thread_sanitizer_reports_a_racy_kernel(mutation, tmp_path):
 
 @pytest.fixture(scope="module")
 def fake_driver(tmp_path_factory):
-    """hidden -> a cuda_gru._Driver on tests/cuda_emu/fake_libcuda.cpp built for that hidden size (split 4)."""
+    """hidden -> a cuda_gru._Driver on tests/doubles/cuda_emu/fake_libcuda.cpp built for that hidden size (split 4)."""
     made: dict[int, cuda_gru._Driver] = {}
     kernel_dir = Path(cuda_gru.__file__).parent
 
@@ -414,12 +414,14 @@ def test_cuda_fused_cbhg_with_the_cuda_kernel_passes_parity(name, precision):
     assert fused.gru.last_config == CUDA_CONFIG
 
 
-def test_sass_reader_finds_the_step_loop():
+def test_sass_reader_finds_the_step_loop(monkeypatch):
     """bench/cuda_gru_sass.py: the loop is the backward branch after the last barrier (forward branches inside it,
     predicated instructions and the prologue do not count as loop ends or starts)."""
     import importlib.util
 
-    path = Path(__file__).parents[1] / "bench" / "cuda_gru_sass.py"
+    bench = Path(__file__).parents[1] / "bench"
+    monkeypatch.syspath_prepend(str(bench))  # as `python bench/cuda_gru_sass.py` runs it: bench/_common importable
+    path = bench / "cuda_gru_sass.py"
     spec = importlib.util.spec_from_file_location("cuda_gru_sass", path)
     sass_tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sass_tool)

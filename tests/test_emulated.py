@@ -169,21 +169,21 @@ def test_agent_reads_an_emulated_cores_features_from_its_auxv(tmp_path, monkeypa
     import struct
 
     from edgeseq.environment import cpu_info
-    from edgeseq.remote import device_runner
+    from edgeseq.remote import agent
 
     a76 = (1 << 0) | (1 << 1) | (1 << 9) | (1 << 10) | (1 << 20)  # fp asimd fphp asimdhp asimddp
     auxv = tmp_path / "auxv"
     auxv.write_bytes(struct.pack("<8Q", 6, 4096, 16, a76, 26, 1 << 13, 0, 0))  # AT_PAGESZ, AT_HWCAP, AT_HWCAP2 (i8mm)
-    assert device_runner._arm_hwcaps(str(auxv)) == ["fp", "asimd", "fphp", "asimdhp", "asimddp", "i8mm"]
+    assert agent._arm_hwcaps(str(auxv)) == ["fp", "asimd", "fphp", "asimdhp", "asimddp", "i8mm"]
     auxv.write_bytes(struct.pack("<4Q", 6, 4096, 0, 0))
-    assert device_runner._arm_hwcaps(str(auxv)) is None and device_runner._arm_hwcaps(str(tmp_path / "x")) is None
+    assert agent._arm_hwcaps(str(auxv)) is None and agent._arm_hwcaps(str(tmp_path / "x")) is None
 
     monkeypatch.setattr(platform, "machine", lambda: "aarch64")
-    monkeypatch.setattr(device_runner, "_arm_hwcaps", lambda: ["fp", "asimd", "fphp", "asimddp"])
+    monkeypatch.setattr(agent, "_arm_hwcaps", lambda: ["fp", "asimd", "fphp", "asimddp"])
     monkeypatch.setenv("QEMU_CPU", "cortex-a76")
     host = tmp_path / "cpuinfo"  # what QEMU shows: the x86 host's file
     host.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 fma\n")
-    got = device_runner._cpu(str(host))
+    got = agent._cpu(str(host))
     assert got == {"model": "QEMU cortex-a76 (emulated)", "machine": "aarch64", "flags": ["fp", "asimd", "fphp",
                                                                                           "asimddp"]}
     assert cpu_info(got["model"], got["flags"], got["machine"])["int8_isa"] == "arm64-dotprod"

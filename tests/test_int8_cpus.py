@@ -203,7 +203,7 @@ def test_diff_says_when_the_cpus_int8_kernels_differ(tmp_path):
 
 
 def test_device_agent_reads_its_own_cpu():
-    from edgeseq.remote import device_runner
+    from edgeseq.remote import agent
 
-    got = device_runner._cpu()
+    got = agent._cpu()
     assert cpu_info(got["model"], got["flags"], got["machine"]) == cpu_info()

@@ -195,7 +195,7 @@ def test_profiles_pick_the_right_runner(tflite, lite_onnx):
         runner_for(tflite, get_profile("jetson-orin"))
 
 
-# ---- the python runner over adb, with this machine as the phone ------------------------------------------------------
+# ---- the device agent over adb, with this machine as the phone -------------------------------------------------------
 
 
 def _adb_on_this_machine(phone_root: Path, log: list):
@@ -233,7 +233,7 @@ def test_python_runner_over_adb_end_to_end(tmp_path, lite_onnx):
     assert verbs == ["shell", "push", "shell", "push", "shell", "pull", "shell"]  # probe+push+describe, job, cleanup
     assert all(c[:3] == ["adb", "-s", "emulator-5554"] for c in log)
     job = next(c[-1] for c in log if c[3] == "shell" and " run " in c[-1])
-    assert re.fullmatch(rf"cd {tmp_path}/phone && {sys.executable} cache/runner-[0-9a-f]{{16}}\.py run "
+    assert re.fullmatch(rf"cd {tmp_path}/phone && {sys.executable} cache/agent-[0-9a-f]{{16}}\.py run "
                         r"jobs/[0-9a-f]{12}/job\.json", job), job
     assert not math.isnan(result.worst.rel_l2)
 
@@ -273,8 +273,8 @@ def _tflite_with_metadata(path: Path, meta: dict[str, str]) -> Path:
 
 
 class DescribingPhone:
-    """An adb stand-in for a phone running the python device runner on LiteRT: it describes the model as
-    device_runner.py does for a .tflite (no metadata) and records, never runs, anything else."""
+    """An adb stand-in for a phone running the python device agent on LiteRT: it describes the model as
+    agent.py does for a .tflite (no metadata) and records, never runs, anything else."""
 
     def __init__(self):
         self.calls: list[list[str]] = []
@@ -292,7 +292,7 @@ class DescribingPhone:
 
 
 def test_a_litert_device_gets_the_files_own_precision_and_limits(tmp_path):
-    """The device runner reports no metadata for a .tflite: an int8 file read as fp32 (wrong tolerance, refused by a
+    """The device agent reports no metadata for a .tflite: an int8 file read as fp32 (wrong tolerance, refused by a
     device without fp32), and its max_time went unchecked until the sweep reached the device."""
     meta = {"model": "cbhg-lite", "precision": "int8-dynamic", "max_time": "500", "max_batch": "4"}
     path = _tflite_with_metadata(tmp_path / "lite.int8-dynamic.tflite", meta)

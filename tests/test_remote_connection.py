@@ -91,14 +91,14 @@ def test_remote_paths():
             check_remote_path(bad, "profile [transport] remote_dir")
 
 
-def test_device_runner_speaks_the_hosts_protocol():
+def test_device_agent_speaks_the_hosts_protocol():
     import ast
 
-    from edgeseq.remote import device_runner, runner
+    from edgeseq.remote import agent, runner
 
-    assert device_runner.ERROR_PREFIX == runner.ERROR_PREFIX
-    script = runner.script_bytes()
-    assert script.startswith(b'"""edgeseq\'s device-side runner')
+    assert agent.ERROR_PREFIX == runner.ERROR_PREFIX
+    script = runner.agent_bytes()
+    assert script.startswith(b'"""edgeseq\'s device agent')
     tree = ast.parse(script, feature_version=(3, 8))  # devices run older pythons than we do
     imported = set()
     for node in ast.walk(tree):

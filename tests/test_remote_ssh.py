@@ -170,7 +170,7 @@ def test_check_over_ssh_matches_local_in_one_round_trip(sshd, lite_onnx):
     assert remote.cpu == local.cpu and remote.cpu["int8_isa"]  # the device's agent read its own /proc/cpuinfo
     assert not list((sshd.root / "device" / "jobs").iterdir())  # the session cleaned up after itself
     cached = sorted(p.name for p in (sshd.root / "device" / "cache").iterdir())
-    assert any(n.endswith("-cbhg-lite.fp32.onnx") for n in cached) and any(n.startswith("runner-") for n in cached)
+    assert any(n.endswith("-cbhg-lite.fp32.onnx") for n in cached) and any(n.startswith("agent-") for n in cached)
 
 
 def test_profile_over_ssh_times_on_the_device(sshd, lite_onnx):
@@ -338,7 +338,7 @@ def test_prefetched_answers_are_used_and_errors_stay_per_case(sshd, lite_onnx):
 
 
 def test_an_int8_tflite_on_a_litert_device_is_checked_as_int8(sshd, tmp_path):
-    """The device runner reports no metadata for a .tflite: it was checked as fp32 (fp32's tolerance; refused by a
+    """The device agent reports no metadata for a .tflite: it was checked as fp32 (fp32's tolerance; refused by a
     device whose precisions lack fp32) and its max_time went unchecked. The file's own metadata is read here now."""
     pytest.importorskip("litert_torch", reason="needs the tflite extra: pip install 'edgeseq[tflite]'")
     pytest.importorskip("ai_edge_litert", reason="needs the tflite extra: pip install 'edgeseq[tflite]'")
@@ -364,7 +364,7 @@ def test_an_int8_tflite_on_a_litert_device_is_checked_as_int8(sshd, tmp_path):
 _OLD_TFLITE_RUNTIME = """
 import runpy, sys, types
 import ai_edge_litert.interpreter as real
-sys.modules["ai_edge_litert.interpreter"] = None  # the device runner's first choice is not installed here
+sys.modules["ai_edge_litert.interpreter"] = None  # the device agent's first choice is not installed here
 
 
 class OldSignatureRunner(object):  # an older tflite_runtime's: no get_input_details / get_output_details
@@ -389,7 +389,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def test_a_device_with_an_older_tflite_runtime(sshd, lite_tflite, tmp_path):
-    """device_runner falls back to tflite_runtime; an older one's SignatureRunner has no get_input_details, and the
+    """The device agent falls back to tflite_runtime; an older one's SignatureRunner has no get_input_details, and the
     signature's input (args_0) was looked up among the tensors' names (serving_default_args_0): the device described
     an input of shape () and dtype None, and every check ended in 'internal error: TypeError: data type 'None''."""
     pytest.importorskip("ai_edge_litert", reason="needs the tflite extra: pip install 'edgeseq[tflite]'")
@@ -420,7 +420,8 @@ def trt_onnx(tmp_path_factory):
 
 def _fake_trtexec(tmp_path) -> str:
     wrapper = tmp_path / "trtexec"
-    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).parent / 'fake_trtexec.py'} \"$@\"\n")
+    fake = Path(__file__).parent / "doubles" / "fake_trtexec.py"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {fake} \"$@\"\n")
     wrapper.chmod(0o755)
     return str(wrapper)
 

@@ -493,14 +493,14 @@ def test_tensorrt_bindings_have_the_api_this_module_uses():
         assert hasattr(trt.IExecutionContext, method), method
 
 
-# ---- the build and run code paths against a test double of the TensorRT API (tests/fake_tensorrt.py) ---------------
+# ---- the build and run code paths against a test double of the TensorRT API (tests/doubles/fake_tensorrt.py) -------
 
 GPU_HERE = {"tensorrt_version": "10.99.0+fake", "gpu_name": "Fake GPU", "compute_capability": "9.0"}
 
 
 @pytest.fixture
 def fake_trt(monkeypatch):
-    import fake_tensorrt
+    from doubles import fake_tensorrt
 
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", fake_tensorrt)
     monkeypatch.setattr("edgeseq.formats.tensorrt.build.this_machine", lambda device=None: dict(GPU_HERE))

@@ -19,8 +19,8 @@ from edgeseq.errors import InputError, UnknownNameError, UnsupportedError
 from edgeseq.formats.torch import TorchCudaGraphRunner, TorchRunner
 from edgeseq.models.fuse import fuse_for_inference
 from edgeseq.models.cbhg import BiGRU
-from edgeseq.models import triton_gru
-from edgeseq.models.triton_gru import (CUDA_KERNEL, AutoBiGRU, GruKernelConfig, TritonBiGRU, bigru_recurrence,
+from edgeseq.kernels import triton_gru
+from edgeseq.kernels.triton_gru import (CUDA_KERNEL, AutoBiGRU, GruKernelConfig, TritonBiGRU, bigru_recurrence,
                                        cuda_kernel_beats_cudnn, default_config,
                                         transposed_hh, triton_beats_cudnn)
 
@@ -228,7 +228,7 @@ def test_torch_compile_of_auto_gru_breaks_the_graph_and_records_its_choice_on_cp
 
 
 def test_config_key_round_trips():
-    from edgeseq.models.triton_gru import _config_from_key, _config_key
+    from edgeseq.kernels.triton_gru import _config_from_key, _config_key
 
     assert _config_from_key(_config_key(None)) is None
     for config in (GruKernelConfig("dot", 4, "fp16", 32, "ieee", 2), GruKernelConfig("vec", 8, "auto")):
@@ -406,7 +406,7 @@ def test_cuda_bf16_storage_matches_nn_gru(kind):
 @needs_cuda
 @pytest.mark.parametrize("gru", [pytest.param("triton", marks=needs_triton), "cuda"])
 def test_cuda_graph_capture_and_replay_of_the_persistent_gru(gru):
-    """Triton's kernel or the CUDA C++ one (edgeseq/models/cuda_gru.cu) captured and replayed, per shape."""
+    """Triton's kernel or the CUDA C++ one (edgeseq/kernels/cuda_gru.cu) captured and replayed, per shape."""
     spec = edgeseq.get_model("cbhg")
     fused = fuse_for_inference(spec.build(), gru=gru)
     name = spec.output_names[0]

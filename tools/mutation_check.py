@@ -207,6 +207,15 @@ MUTANTS: tuple[Mutant, ...] = (
            "            hold = torch.flip(1.0 - valid, [0])[:, :, None]", "            hold = torch.zeros_like(valid)[:, :, None]",
            _t("test_user_models.py", "test_masked_loop_gru_equals_packed_nn_gru"),
            "the backward direction of a packed GRU starts in the padding, not at each row's last frame"),
+    # ---- GPU kernels and the device agent --------------------------------------------------------------------------
+    Mutant("cuda-gru-grid-one-row", "edgeseq/kernels/cuda_gru.py",
+           "driver.launch(func, device, (2, gi.shape[0]),", "driver.launch(func, device, (2, 1),",
+           _t("test_cuda_gru.py", "test_driver_layer_launches_the_kernel_with_its_parameters"),
+           "the CUDA GRU kernel computes only the first batch row; the others keep whatever the memory held"),
+    Mutant("agent-hwcap2-ignored", "edgeseq/remote/agent.py",
+           "[n for i, n in enumerate(_HWCAP2) if aux.get(26, 0) >> i & 1]", "[]",
+           _t("test_emulated.py", "test_agent_reads_an_emulated_cores_features_from_its_auxv"),
+           "an emulated ARM core's i8mm goes unseen: its int8 results are filed under arm64-dotprod"),
 )
 
 

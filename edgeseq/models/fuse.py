@@ -5,11 +5,12 @@
   kernel is zero-padded to width K, aligned so it sees the same frames as before. That costs more FLOPs (zeros) but
   replaces 3K launches (conv, norm, ReLU per branch) with 2.
 
-- optionally (gru="triton", CUDA only) the BiGRU becomes `triton_gru.TritonBiGRU`: one matmul and one persistent
-  Triton kernel launch for all steps of both directions; gru="cuda" runs the same module with the hand-written CUDA
-  kernel of `cuda_gru` instead (no triton needed; NVRTC compiles it at run time); gru="auto"
-  (`triton_gru.AutoBiGRU`) runs, per call, the one that measured fastest: the CUDA kernel where it runs (fp32 and
-  fp16, hidden a multiple of 16 up to 128), else Triton where it beat cuDNN (fp16; fp32 at hidden <= 64), else cuDNN.
+- optionally (gru="triton", CUDA only) the BiGRU becomes `kernels.triton_gru.TritonBiGRU`: one matmul and one
+  persistent Triton kernel launch for all steps of both directions; gru="cuda" runs the same module with the
+  hand-written CUDA kernel of `kernels.cuda_gru` instead (no triton needed; NVRTC compiles it at run time); gru="auto"
+  (`kernels.triton_gru.AutoBiGRU`) runs, per call, the one that measured fastest: the CUDA kernel where it runs (fp32
+  and fp16, hidden a multiple of 16 up to 128), else Triton where it beat cuDNN (fp16; fp32 at hidden <= 64), else
+  cuDNN.
 
 The result is checked against the original by the same parity harness as any exported artifact.
 """
@@ -73,7 +74,7 @@ def _merge_bank(bank: ConvBank) -> FoldedConv:
 def fuse_for_inference(module: CBHG, gru: GruKernel | str = GruKernel.TORCH, gru_config=None) -> CBHG:
     """A copy of `module` with batch norms folded and the bank merged (standard convs only; separable ones keep
     their depthwise + pointwise pair and only get the norm folded into the pointwise conv). gru="triton" swaps
-    the BiGRU for a TritonBiGRU (optionally run with `gru_config`, a triton_gru.GruKernelConfig), which runs on
+    the BiGRU for a TritonBiGRU (optionally run with `gru_config`, a kernels.triton_gru.GruKernelConfig), which runs on
     CUDA tensors only (or under TRITON_INTERPRET=1); gru="auto" for an AutoBiGRU, which picks the CUDA kernel, Triton
     or cuDNN per call from the input's dtype and device and records it in `.gru.choice`; gru="cuda" for a TritonBiGRU that runs
     the CUDA kernel (GruKernelConfig(kind="cuda")); gru="torch" (or "cudnn") keeps nn.GRU."""
@@ -84,15 +85,15 @@ def fuse_for_inference(module: CBHG, gru: GruKernel | str = GruKernel.TORCH, gru
             fused.bank = _merge_bank(module.bank)
             fused.projections = nn.Sequential(*(_fold_block(b) for b in module.projections))
         if gru is GruKernel.TRITON:
-            from .triton_gru import TritonBiGRU
+            from ..kernels.triton_gru import TritonBiGRU
 
             fused.gru = TritonBiGRU(module.gru.rnn, gru_config)
         elif gru is GruKernel.CUDA:
-            from .triton_gru import CUDA_KERNEL, TritonBiGRU
+            from ..kernels.triton_gru import CUDA_KERNEL, TritonBiGRU
 
             fused.gru = TritonBiGRU(module.gru.rnn, gru_config or CUDA_KERNEL)
         elif gru is GruKernel.AUTO:
-            from .triton_gru import AutoBiGRU
+            from ..kernels.triton_gru import AutoBiGRU
 
             fused.gru = AutoBiGRU(fused.gru.rnn, gru_config)
     return fused

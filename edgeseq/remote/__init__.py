@@ -1,7 +1,7 @@
 """Running artifacts on other machines: ssh (OpenSSH client) and adb (Android), behind the Runner interface.
 
     connect(profile)                  -> Connection (SshConnection | AdbConnection) for a profile's [transport]
-    runner_for(path, profile, ...)    -> Runner: RemoteRunner (edgeseq's device_runner.py, outputs + timings) or,
+    runner_for(path, profile, ...)    -> Runner: RemoteRunner (edgeseq's device agent, outputs + timings) or,
                                          for latency on an adb phone, BenchmarkModelRunner (LiteRT benchmark_model)
 
 Parity is always computed here, against the PyTorch original; the device only runs the artifact.

@@ -3,7 +3,7 @@
 Two ways to run on a phone:
 - latency (`edgeseq profile`): push the .tflite, run LiteRT's prebuilt `benchmark_model` (no Python needed on the
   phone) and parse what it prints into a LatencyResult (benchmark_model.py);
-- parity (`edgeseq check`): the same device runner as over ssh, for phones with a Python that has numpy and
+- parity (`edgeseq check`): the same device agent as over ssh, for phones with a Python that has numpy and
   ai-edge-litert (e.g. Termux), driven through AdbConnection by RemoteRunner.
 
 adb >= Android 7 returns the shell command's exit status (shell protocol v2), which is what the runners rely on.
@@ -162,7 +162,7 @@ class BenchmarkModelRunner(Runner):
 
     def _infer(self, feed):
         raise UnsupportedError(f"{self.profile.name}: benchmark_model times the model but returns no outputs; parity "
-                               "on the phone runs through edgeseq's python device runner (edgeseq check)")
+                               "on the phone runs through edgeseq's python device agent (edgeseq check)")
 
     def timed_runs(self, feed, *, warmup: int, iterations: int, budget_s: float | None) -> Timings:
         self.load()

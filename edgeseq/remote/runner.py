@@ -1,8 +1,8 @@
-"""RemoteRunner: the Runner interface over a Connection, with edgeseq's device_runner.py doing the work on the device.
+"""RemoteRunner: the Runner interface over a Connection, with edgeseq's device agent (agent.py) doing the work there.
 
 Session layout on the device (remote_dir from the profile):
 
-    REMOTE_DIR/cache/runner-<sha>.py        the device runner, content-addressed (pushed once per version)
+    REMOTE_DIR/cache/agent-<sha>.py         the device agent, content-addressed (pushed once per version)
     REMOTE_DIR/cache/<sha>-<artifact name>  the artifact, content-addressed (pushed once per content)
     REMOTE_DIR/jobs/<session>/              this session's feeds, job, outputs and results; removed on close()
 
@@ -34,8 +34,8 @@ from ..runner import Runner
 from ..tensors import TensorSpec, validate_feed
 from .connection import Completed, Connection, RetryPolicy, check_remote_path, last_line
 
-SCRIPT = "device_runner.py"
-ERROR_PREFIX = "edgeseq-device-error: "  # kept equal to device_runner.ERROR_PREFIX (a test checks)
+AGENT = "agent.py"  # shipped as package data of edgeseq.remote, copied to the device, never imported on the host
+ERROR_PREFIX = "edgeseq-device-error: "  # kept equal to agent.ERROR_PREFIX (a test checks)
 PYTHON_RUNTIMES = {"onnxruntime": Format.ONNX, "litert": Format.TFLITE,
                    "tensorrt": Format.ONNX}  # TensorRT: the device builds its engine from the TensorRT-ready ONNX
 _PROVIDERS = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "tensorrt",
@@ -43,8 +43,8 @@ _PROVIDERS = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda", "T
 DESCRIBE_TIMEOUT_S = 300
 
 
-def script_bytes() -> bytes:
-    return resources.files("edgeseq.remote").joinpath(SCRIPT).read_bytes()
+def agent_bytes() -> bytes:
+    return resources.files("edgeseq.remote").joinpath(AGENT).read_bytes()
 
 
 def feed_digest(feed: dict[str, np.ndarray]) -> str:
@@ -81,7 +81,7 @@ class RemoteRunner(Runner):
         runtime = profile.runtime.value
         want = PYTHON_RUNTIMES.get(runtime)
         if want is None:
-            raise UnsupportedError(f"device {profile.name!r} runs {runtime}; edgeseq's device runner drives "
+            raise UnsupportedError(f"device {profile.name!r} runs {runtime}; edgeseq's device agent drives "
                                    f"{', '.join(PYTHON_RUNTIMES)} (not {runtime} yet)")
         if self.format is not want:
             raise InputError(f"device {profile.name!r} runs {runtime}, which takes .{want.value} files; "
@@ -95,9 +95,9 @@ class RemoteRunner(Runner):
         self._local: str | None = None
         self._answers: dict[str, dict | str] = {}
         self._info: dict = {}
-        self._script_name = ""
+        self._agent_name = ""
         self._artifact_name = ""
-        self._model_name = ""  # what the device runner opens: the artifact, or a TensorRT build job naming it
+        self._model_name = ""  # what the device agent opens: the artifact, or a TensorRT build job naming it
         self._metadata: dict[str, str] | None = None
         self._to_device: dict[str, str] = {}  # declared input name -> the device runtime's (LiteRT: args_0, ...)
         self._from_device: dict[str, str] = {}  # the device runtime's output name -> declared
@@ -157,8 +157,8 @@ class RemoteRunner(Runner):
             opener = getattr(self.connection, "open", None)
             if opener:
                 opener()
-            script = script_bytes()
-            self._script_name = f"runner-{hashlib.sha256(script).hexdigest()[:16]}.py"
+            agent = agent_bytes()
+            self._agent_name = f"agent-{hashlib.sha256(agent).hexdigest()[:16]}.py"
             self._artifact_name = f"{sha256_file(self.path)[:16]}-{self.path.name}"
             check_remote_path(self._artifact_name, "artifact file name")
             self._model_name, job = self._artifact_name, None
@@ -171,8 +171,8 @@ class RemoteRunner(Runner):
             if missing:
                 stage = Path(self._local) / "stage"
                 stage.mkdir()
-                if self._script_name in missing:
-                    (stage / self._script_name).write_bytes(script)
+                if self._agent_name in missing:
+                    (stage / self._agent_name).write_bytes(agent)
                 if self._artifact_name in missing:
                     _link_or_copy(self.path, stage / self._artifact_name)
                 if job is not None and self._model_name in missing:
@@ -188,7 +188,7 @@ class RemoteRunner(Runner):
             try:
                 self._info = json.loads(lines[-1] if lines else "")
             except json.JSONDecodeError:
-                raise DeviceError(f"{self.connection.label}: the device runner printed no description "
+                raise DeviceError(f"{self.connection.label}: the device agent printed no description "
                                   f"({last_line(done.out_text, 'no output')})") from None
         except BaseException:
             self._cleanup_remote()
@@ -320,10 +320,10 @@ class RemoteRunner(Runner):
 
     # ---- commands ----------------------------------------------------------------------------------------------
     def _python_command(self, *args: str) -> str:
-        return " ".join([self.python, f"cache/{self._script_name}", *(shlex.quote(a) for a in args)])
+        return " ".join([self.python, f"cache/{self._agent_name}", *(shlex.quote(a) for a in args)])
 
     def _missing_from_cache(self) -> list[str]:
-        names = list(dict.fromkeys([self._script_name, self._artifact_name, self._model_name]))
+        names = list(dict.fromkeys([self._agent_name, self._artifact_name, self._model_name]))
         probe = (f"mkdir -p {self.remote_dir}/cache {self.remote_dir}/{self.job_dir} && cd {self.remote_dir}/cache && "
                  f"for f in {' '.join(names)}; do [ -f \"$f\" ] || echo \"$f\"; done")
         done = self.connection.run(probe, timeout=DESCRIBE_TIMEOUT_S)
@@ -350,8 +350,8 @@ class RemoteRunner(Runner):
             raise DeviceError(f"{label}: python {self.python!r} on the device is too old for edgeseq's device "
                               "runner (it needs Python 3.8+)")
         if done.returncode < 0 or done.returncode in (137, 139, 134):
-            raise DeviceError(f"{label}: the device runner was killed (exit {done.returncode}; out of memory?)")
-        raise DeviceError(f"{label}: the device runner failed (exit {done.returncode}): "
+            raise DeviceError(f"{label}: the device agent was killed (exit {done.returncode}; out of memory?)")
+        raise DeviceError(f"{label}: the device agent failed (exit {done.returncode}): "
                           f"{last_line(err, 'no message')}")
 
     def _cleanup_local(self) -> None:

@@ -3,7 +3,7 @@
 Engines are tied to the GPU and TensorRT version that build them, so a TensorRT device builds its own from the
 TensorRT-ready ONNX that `edgeseq export --format tensorrt` writes. The flags come from the export's build plan
 (`X.trt-build.json` beside `X.trt.onnx`) when there is one, else from a plan made here for the ONNX's own precision
-and the model's default optimization profile. The device runner drives trtexec with it (device_runner.TrtexecModel).
+and the model's default optimization profile. The device agent drives trtexec with it (agent.TrtexecModel).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import ArtifactError, InputError
 
-_DROP = ("--onnx=", "--saveEngine=", "--timingCacheFile=")  # set per device by the device runner, or not needed
+_DROP = ("--onnx=", "--saveEngine=", "--timingCacheFile=")  # set per device by the device agent, or not needed
 _ONNX_TYPES = {1: "float32", 10: "float16", 6: "int32", 7: "int64", 3: "int8", 9: "bool"}
 
 

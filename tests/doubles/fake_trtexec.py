@@ -1,6 +1,6 @@
 """A test double of TensorRT's `trtexec` command line, for the TensorRT-over-ssh path on machines without TensorRT.
 
-It takes the flags edgeseq's device runner passes (as trtexec documents them) and answers in trtexec's formats:
+It takes the flags edgeseq's device agent passes (as trtexec documents them) and answers in trtexec's formats:
 building (--onnx, --saveEngine, --minShapes/--optShapes/--maxShapes, precision flags) writes an "engine" that records
 the ONNX and the profile; running (--loadEngine, --shapes, --loadInputs, --exportOutput, --exportTimes,
 --iterations) runs the ONNX with onnxruntime on the raw input files and writes trtexec's output and timing JSON.

@@ -1,6 +1,6 @@
 """Triton kernels for a persistent bidirectional GRU: one launch runs all T steps of both directions.
 
-Imported only by `edgeseq.models.triton_gru` once triton is known to be importable (this module imports triton
+Imported only by `edgeseq.kernels.triton_gru` once triton is known to be importable (this module imports triton
 at its top, so it is the one module of the package that needs the SDK itself).
 
 Each program owns one direction and one tile of batch rows. It loads W_hh once (kept on chip for the whole

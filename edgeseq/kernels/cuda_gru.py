@@ -1,4 +1,4 @@
-"""The BiGRU recurrence as one hand-written CUDA kernel (cuda_gru.cu), compiled at run time with NVRTC (issue #5).
+"""The BiGRU recurrence as one hand-written CUDA kernel (cuda_gru.cu), compiled at run time with NVRTC.
 
 Why a CUDA C++ kernel next to the Triton ones: at batch 1 the Triton 'dot' kernel pads the batch to 16 rows for
 tl.dot (94% of its MMA work and gate math is padding) and its 'vec' kernel's cross-warp reductions go through shared
@@ -13,7 +13,7 @@ captured by CUDA graphs like any other launch. No host compiler, no nvcc, no ext
 cached per (hidden, dtype, architecture, split) for the process.
 
 What can be checked without a GPU is: the tests build the kernel's own source for the CPU with a thread-per-CUDA-
-thread emulation (tests/cuda_emu/) and check it against nn.GRU; run this module's ctypes driver layer against a
+thread emulation (tests/doubles/cuda_emu/) and check it against nn.GRU; run this module's ctypes driver layer against a
 libcuda double whose cuLaunchKernel runs that emulated kernel; and compile the source with NVRTC for sm_80 / sm_90
 to check that it fits its register budget without spills.
 """
@@ -65,7 +65,7 @@ def check_hidden(hidden: int) -> None:
 
 
 def source() -> str:
-    return resources.files("edgeseq.models").joinpath("cuda_gru.cu").read_text(encoding="utf-8")
+    return resources.files("edgeseq.kernels").joinpath("cuda_gru.cu").read_text(encoding="utf-8")
 
 
 # --- NVRTC -----------------------------------------------------------------------------------------------------
@@ -313,7 +313,7 @@ def rows_recurrence(gi: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor, 
 def launch_rows(driver: _Driver, kernel: CompiledKernel, device: int, stream: int, gi: torch.Tensor,
                 w_hh_t: torch.Tensor, b_hh: torch.Tensor, out: torch.Tensor) -> None:
     """One launch of `kernel` on `stream`: the tensors' memory and strides in the kernel's parameter order. Split
-    from rows_recurrence so that the tests run it against a fake driver (tests/cuda_emu/fake_libcuda.cpp)."""
+    from rows_recurrence so that the tests run it against a fake driver (tests/doubles/cuda_emu/fake_libcuda.cpp)."""
     func = driver.function(device, kernel)
     args = [ctypes.c_void_p(gi.data_ptr()), ctypes.c_void_p(w_hh_t.data_ptr()), ctypes.c_void_p(b_hh.data_ptr()),
             ctypes.c_void_p(out.data_ptr()), ctypes.c_int(gi.shape[1]), ctypes.c_int(gi.stride(0)),

@@ -1,11 +1,11 @@
-"""edgeseq's device-side runner: copied to the device and run there with the device's own python.
+"""edgeseq's device agent: copied to the device and run there with the device's own python.
 
 Self-contained on purpose: it needs only numpy and the runtime (onnxruntime for .onnx; ai_edge_litert,
 tflite_runtime or tensorflow for .tflite; TensorRT's trtexec for a TensorRT build job), never edgeseq, and runs on
 Python 3.8+. Two verbs:
 
-    python3 device_runner.py describe MODEL RUNTIME DELEGATE THREADS      -> one JSON line on stdout
-    python3 device_runner.py run JOB.json                                 -> writes the job's result + outputs files
+    python3 agent.py describe MODEL RUNTIME DELEGATE THREADS      -> one JSON line on stdout
+    python3 agent.py run JOB.json                                 -> writes the job's result + outputs files
 
 A job runs every case of a feeds .npz (keys "case<i>/<input name>") and/or times case 0, in one process, so a whole
 parity sweep is one round trip. Results: a JSON file (describe, per-case errors, timing samples in ms, peak RSS) and
@@ -46,7 +46,7 @@ class DeviceError(Exception):
 
 
 def _ort_session(ort, path, options, providers):
-    """No "EP Error ... Falling back" banner from onnxruntime on stdout, which carries this runner's JSON."""
+    """No "EP Error ... Falling back" banner from onnxruntime on stdout, which carries this agent's JSON."""
     import contextlib
     import io
 
@@ -163,7 +163,7 @@ class LiteRtModel(object):
     def __init__(self, path, delegate, threads, workdir=None):  # workdir: unused, no scratch files
         interpreter_cls, self.version = _litert_interpreter()
         if delegate not in ("cpu", "xnnpack"):
-            raise DeviceError("the python runner drives LiteRT on the CPU (XNNPACK); delegate %r needs "
+            raise DeviceError("the device agent drives LiteRT on the CPU (XNNPACK); delegate %r needs "
                               "benchmark_model" % delegate)
         try:
             self.interpreter = interpreter_cls(model_path=path, num_threads=threads or None)
@@ -382,7 +382,7 @@ def open_model(path, runtime, delegate, threads, workdir=None):
     """workdir: where a runtime that needs scratch files (trtexec's raw inputs and JSON) makes its folder."""
     cls = RUNTIMES.get(runtime)
     if cls is None:
-        raise DeviceError("the python runner cannot drive runtime %r (it drives %s)" % (runtime, ", ".join(RUNTIMES)))
+        raise DeviceError("the device agent cannot drive runtime %r (it drives %s)" % (runtime, ", ".join(RUNTIMES)))
     return cls(path, delegate, threads, workdir)
 
 
@@ -560,7 +560,7 @@ VERBS = {"describe": (describe, 4), "run": (run, 1)}
 
 def main(argv):
     if len(argv) < 1 or argv[0] not in VERBS or len(argv) - 1 != VERBS[argv[0]][1]:
-        sys.stderr.write(ERROR_PREFIX + "usage: device_runner.py describe MODEL RUNTIME DELEGATE THREADS | run JOB\n")
+        sys.stderr.write(ERROR_PREFIX + "usage: agent.py describe MODEL RUNTIME DELEGATE THREADS | run JOB\n")
         return 2
     fn, _ = VERBS[argv[0]]
     try:

@@ -1,5 +1,5 @@
 """A test double of the `tensorrt` Python module: the slice of TensorRT 10's documented API that
-edgeseq/formats/tensorrt/ uses (Builder, OnnxParser, BuilderConfig, IOptimizationProfile, timing cache, Runtime,
+edgeseq.formats.tensorrt uses (Builder, OnnxParser, BuilderConfig, IOptimizationProfile, timing cache, Runtime,
 ICudaEngine, IExecutionContext), so the build and run code paths execute on machines without TensorRT.
 
 It checks what a real TensorRT would reject (unknown profile inputs, shapes outside the profile, unset addresses)

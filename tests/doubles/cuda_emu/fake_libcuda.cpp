@@ -1,4 +1,4 @@
-// A stand-in for libcuda with the eight driver calls edgeseq/models/cuda_gru.py makes, so that its ctypes layer
+// A stand-in for libcuda with the eight driver calls edgeseq/kernels/cuda_gru.py makes, so that its ctypes layer
 // (argument types, the kernel's parameter array, grid and block, context handling) runs in tests without a GPU.
 // cuLaunchKernel unpacks the parameter array by the kernel's signature and runs the kernel's own source, built for
 // the CPU with cuda_emu.h (run_kernel.cpp), on the host pointers it was given. Error codes are the driver's.

@@ -1,4 +1,4 @@
-"""A bidirectional GRU as ONE persistent kernel launch, for latency-bound CUDA inference (issue #5).
+"""A bidirectional GRU as ONE persistent kernel launch, for latency-bound CUDA inference.
 
 The BiGRU's T dependent steps are most of a fused CBHG's time in a CUDA graph. Here the input projection of all
 T frames is one matmul (cuBLAS), and the whole recurrence of both directions is one kernel that keeps W_hh and h

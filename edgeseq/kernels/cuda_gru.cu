@@ -1,4 +1,4 @@
-// Persistent bidirectional GRU recurrence for batch-1-ish, latency-bound CUDA inference (edgeseq.models.cuda_gru).
+// Persistent bidirectional GRU recurrence for batch-1-ish, latency-bound CUDA inference (edgeseq.kernels.cuda_gru).
 //
 // One thread block per (direction, batch row) runs all T steps. W_hh stays in registers, in fp32, for the whole
 // loop: SPLIT threads share a hidden unit, thread (j, s) owning unit j's three gate rows restricted to its share s
@@ -34,7 +34,7 @@ __device__ __forceinline__ float to_f32(io_t v) { return v; }
 __device__ __forceinline__ io_t from_f32(float f) { return f; }
 #elif EDGESEQ_IO == 1
 typedef unsigned short io_t;
-#ifndef EDGESEQ_HOST_IO  // the CPU build of the tests (tests/cuda_emu) brings its own: PTX does not run there
+#ifndef EDGESEQ_HOST_IO  // the CPU build of the tests (tests/doubles/cuda_emu) brings its own: PTX does not run there
 __device__ __forceinline__ float to_f32(io_t v) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v)); return f; }
 __device__ __forceinline__ io_t from_f32(float f) { io_t v; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(v) : "f"(f)); return v; }
 #endif

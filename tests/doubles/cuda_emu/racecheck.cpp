@@ -1,4 +1,4 @@
-// A race check of edgeseq/models/cuda_gru.cu's shared memory and warp exchanges, in the spirit of
+// A race check of edgeseq/kernels/cuda_gru.cu's shared memory and warp exchanges, in the spirit of
 // compute-sanitizer --tool racecheck: built with -fsanitize=thread by tests/test_cuda_gru.py, it runs the kernel's
 // own source on the CPU emulation (cuda_emu.h: one std::thread per CUDA thread) for a few steps. ThreadSanitizer
 // tracks happens-before through the emulated barriers, so two threads touching the same h_buf word without a

@@ -1,4 +1,4 @@
-// A host-side stand-in for the CUDA built-ins edgeseq/models/cuda_gru.cu uses, so that the kernel's own source
+// A host-side stand-in for the CUDA built-ins edgeseq/kernels/cuda_gru.cu uses, so that the kernel's own source
 // compiles with g++ and runs on the CPU in tests (no GPU on the CI machines). Every CUDA thread of a block is a
 // std::thread; __syncthreads is a block-wide std::barrier and __shfl_xor_sync a warp-wide exchange through memory
 // between two warp barriers, so the kernel runs with real concurrency, not as a sequential loop that would hide

@@ -1,4 +1,4 @@
-// Builds edgeseq/models/cuda_gru.cu for the CPU with cuda_emu.h (see there) and exposes one C entry point that
+// Builds edgeseq/kernels/cuda_gru.cu for the CPU with cuda_emu.h (see there) and exposes one C entry point that
 // launches its kernel over a grid, like cuLaunchKernel would. Compiled by tests/test_cuda_gru.py with -DEDGESEQ_H and
 // -DEDGESEQ_SPLIT (and -DEDGESEQ_IO, with -DEDGESEQ_HOST_IO for fp16 / bf16).
 #include "cuda_emu.h"
