@@ -179,6 +179,10 @@ MUTANTS: tuple[Mutant, ...] = (
            "    raise typer.Exit(0 if result.passed else 1)\n", "    raise typer.Exit(0)\n",
            _t("test_cli.py", "test_check_passes_then_fails_on_a_corrupted_artifact"),
            "`edgeseq check` exits 0 on a parity failure"),
+    Mutant("cli-say-reads-markup", "edgeseq/cli/console.py",
+           "print(text, style=style, markup=False, highlight=False)", "print(text, style=style, highlight=False)",
+           _t("test_cli_messages.py", "test_export_hints_and_notes_print_intact"),
+           "a first run ends with `pip install 'edgeseq'`: rich markup ate the [report] of the extras hint"),
     # ---- int8 on every CPU -----------------------------------------------------------------------------------------
     Mutant("int8-static-reduce-range-dropped", "edgeseq/formats/onnx.py",
            "per_channel=config.per_channel, reduce_range=config.reduce_range,",
