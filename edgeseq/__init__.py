@@ -16,7 +16,7 @@ _API = {
     "check": "edgeseq.api",
     "profile": "edgeseq.api",
     "bisect": "edgeseq.bisection",
-    "diff_reports": "edgeseq.report_diff",
+    "diff_reports": "edgeseq.report",
     "run_matrix": "edgeseq.matrix",
     "load_recipe": "edgeseq.recipe",
     "run_recipe": "edgeseq.recipe",

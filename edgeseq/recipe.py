@@ -381,8 +381,7 @@ def run_recipe(recipe: Recipe, out_root: str | Path, progress=lambda msg: None, 
     budgets = check_budgets(recipe, report, on_device=on_device, progress=progress)
     baseline = None
     if recipe.baseline is not None:
-        from .report import load_report
-        from .report_diff import diff_reports
+        from .report import diff_reports, load_report
 
         base = recipe.baseline
         baseline = diff_reports(load_report(base.report), report, max_slowdown=base.max_slowdown,

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 import edgeseq
-from edgeseq.report_diff import render_diff
+from edgeseq.report import render_diff
 
 
 def build(out: Path, quant: tuple[str, ...] = ()) -> dict:

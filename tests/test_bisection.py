@@ -149,8 +149,7 @@ def test_matrix_names_the_divergent_layer_of_a_failing_export(monkeypatch, tmp_p
     """An exporter that writes a wrong conv weight (simulated by corrupting the file it wrote) makes the row fail;
     the same run bisects it at its worst case and report.json / report.md / JUnit name bank.convs.3."""
     from edgeseq.formats import onnx as onnx_format
-    from edgeseq.junit import render_junit
-    from edgeseq.report import load_report
+    from edgeseq.report import load_report, render_junit
 
     original = onnx_format.export
 

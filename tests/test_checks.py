@@ -219,7 +219,7 @@ def test_one_output_probe_per_run(tmp_path, probes, argv, monkeypatch):
     """export probed --out twice (CLI and run_matrix), a recipe three times, each with a probe file."""
     from typer.testing import CliRunner
 
-    from edgeseq.cli.main import app
+    from edgeseq.cli.app import app
 
     (tmp_path / "r.toml").write_text(BASE)
     monkeypatch.chdir(tmp_path)
@@ -252,7 +252,7 @@ def test_print_table_builds_the_rows_once(monkeypatch):
 
     from rich.console import Console
 
-    from edgeseq import report
+    from edgeseq.report import terminal as report
 
     calls = []
     monkeypatch.setattr(report, "matrix_rows", lambda r: calls.append(1) or [])

@@ -17,7 +17,7 @@ import edgeseq
 from edgeseq.devices import get_profile, load_profile
 from edgeseq.latency import EMULATED_NOTE, LatencyResult
 from edgeseq.report import latency_notes, matrix_rows, print_table
-from edgeseq.report_diff import _slowdowns
+from edgeseq.report.diff import _slowdowns
 
 from test_remote_ssh import MISSING, Sshd
 

@@ -27,7 +27,7 @@ def test_import_edgeseq_imports_nothing_heavy():
 def test_every_module_imports_without_optional_sdks():
     names = [m.name for m in pkgutil.walk_packages(edgeseq.__path__, "edgeseq.")
              if not m.name.endswith("__main__") and m.name not in SDK_MODULES]
-    assert "edgeseq.formats.onnx" in names and "edgeseq.cli.main" in names and "edgeseq.kernels.triton_gru" in names
+    assert "edgeseq.formats.onnx" in names and "edgeseq.cli.app" in names and "edgeseq.kernels.triton_gru" in names
     mods = _imported_after("\n".join(f"import {n}" for n in names))
     assert not set(OPTIONAL) & mods, set(OPTIONAL) & mods
 

@@ -179,8 +179,7 @@ def test_parity_rows_keep_their_cpu_through_json():
 
 def test_diff_says_when_the_cpus_int8_kernels_differ(tmp_path):
     from edgeseq.matrix import MatrixOptions
-    from edgeseq.report import load_report
-    from edgeseq.report_diff import diff_reports
+    from edgeseq.report import diff_reports, load_report
 
     edgeseq.run_matrix("cbhg-lite", "onnx", ("int8-dynamic",), out_dir=tmp_path,
                        options=MatrixOptions(times=(7,), batches=(1,), iterations=3))

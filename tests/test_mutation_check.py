@@ -46,7 +46,7 @@ def test_the_list_is_the_curated_one():
     names = [m.name for m in TOOL.MUTANTS]
     assert len(names) == len(set(names)) and len(names) >= 26
     assert {m.file for m in TOOL.MUTANTS} >= {"edgeseq/parity.py", "edgeseq/latency.py", "edgeseq/recipe.py",
-                                             "edgeseq/report_diff.py", "edgeseq/devices.py", "edgeseq/cli/main.py",
+                                             "edgeseq/report/diff.py", "edgeseq/devices.py", "edgeseq/cli/profile.py",
                                              "edgeseq/quantize.py", "edgeseq/formats/onnx/derive.py"}
 
 

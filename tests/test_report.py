@@ -73,7 +73,7 @@ def test_html_is_self_contained_with_three_plots(report_dir):
 def test_junit_from_report(report_dir):
     import xml.etree.ElementTree as ET
 
-    from edgeseq.junit import render_junit
+    from edgeseq.report import render_junit
 
     data = json.loads((report_dir / "report.json").read_text())
     suite = ET.fromstring(render_junit(data))
@@ -191,9 +191,9 @@ def test_without_matplotlib_no_report_html_is_claimed_or_left_stale(tmp_path, mo
     """report.html needs the report extra: without it the run says what it wrote, and an earlier run's report.html
     (which would describe another report.json) is removed."""
     import edgeseq.matrix as matrix
-    import edgeseq.report as report
+    import edgeseq.report.html as report_html
 
-    monkeypatch.setattr(report, "html_available", lambda: False)
+    monkeypatch.setattr(report_html, "html_available", lambda: False)
     monkeypatch.setattr(matrix, "html_available", lambda: False)
     out = tmp_path / "out"
     out.mkdir()

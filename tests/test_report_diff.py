@@ -9,8 +9,7 @@ import pytest
 import edgeseq
 from edgeseq.errors import ArtifactError, InputError
 from edgeseq.matrix import MatrixOptions
-from edgeseq.report import load_report
-from edgeseq.report_diff import diff_reports, render_diff
+from edgeseq.report import diff_reports, load_report, render_diff
 
 from conftest import assert_one_line_error
 

@@ -1,1 +1,2 @@
-"""The `edgeseq` command: shared argument groups (args.py) + one thin command per verb (main.py)."""
+"""The `edgeseq` command: the app (app.py), one module per verb over shared argument groups (args.py), the tables
+(tables.py) and plain-text printing (console.py)."""

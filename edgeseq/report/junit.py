@@ -1,13 +1,15 @@
-"""JUnit XML for CI systems: one test case per parity check and per latency budget."""
+"""JUnit XML for CI systems, from the report dict: one test case per parity check, per latency budget and for a
+recipe's baseline."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from .artifact import write_text_atomic
-from .bisection import verdict
-from .report_diff import regression_lines
+from ..artifact import write_text_atomic
+from ..bisection import verdict
+from .diff import regression_lines
+from .rows import failure_lines
 
 
 def render_junit(report: dict, budgets: list[dict] | None = None, baseline: dict | None = None) -> str:
@@ -19,11 +21,7 @@ def render_junit(report: dict, budgets: list[dict] | None = None, baseline: dict
                              name=f"{par['runtime']} {Path(par['artifact']).name or 'torch'}")
         if not par["passed"]:
             failures += 1
-            lines = []
-            for c in par["cases"]:
-                if not c["passed"]:
-                    why = c["error"] or "; ".join(f"{o['output']}: {o['reason']}" for o in c["outputs"] if not o["passed"])
-                    lines.append(f"batch={c['batch']} T={c['time']} {c['source']}: {why}")
+            lines = failure_lines(par)
             bisected = [verdict(b) for b in report.get("bisections", [])
                         if b["runtime"] == par["runtime"] and b["artifact"] == par["artifact"]]
             failure = ET.SubElement(case, "failure", message=(lines[0] if lines else "parity failed")

@@ -1,0 +1,73 @@
+"""`edgeseq check`: parity of one artifact against the PyTorch original over a T x batch sweep."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..artifact import check_output_file, write_text_atomic
+from ..errors import InputError
+from . import args
+from .console import print_failures, say, say_marked
+
+
+def check_cmd(
+    artifact: Annotated[Path, typer.Argument(help="Artifact file (.onnx, .tflite, .engine).")],
+    model: args.Model = None,
+    weights: args.Weights = None,
+    times: args.Times = None,
+    batches: args.Batches = None,
+    device: args.OneDevice = None,
+    threads: args.Threads = None,
+    json_out: args.JsonOut = None,
+    bisect: Annotated[bool, typer.Option("--bisect", help="On failure, name the first PyTorch module that diverged.")] = False,
+    tolerance: args.ToleranceOverrides = None,
+):
+    """Parity of ARTIFACT against the PyTorch original over a sequence-length x batch sweep."""
+    from ..api import check
+
+    if device and len(device) > 1:  # a plain option would keep the last one and check there alone, saying nothing
+        raise InputError(f"check runs on one --device (got {len(device)}: {', '.join(device)}); run it once per "
+                         "device, or time several side by side with `edgeseq profile`")
+    device = device[0] if device else None
+    if json_out:
+        check_output_file(json_out, "--json")
+    overrides = dict(args.tolerance_overrides(tolerance))
+    result = check(artifact, model, weights=weights, times=args.int_list(times, "times"),
+                   batches=args.int_list(batches, "batches"), device=device, threads=threads, tolerances=overrides)
+    data = result.to_dict()
+    worst = data["worst"] or {}
+    say_marked("PASS" if result.passed else "FAIL", "green" if result.passed else "red",
+               f" {result.model} on {result.runtime} ({result.precision}): {len(result.cases)} cases, worst rel L2 "
+               f"{worst.get('rel_l2', float('nan')):.3g}, max abs {worst.get('max_abs', float('nan')):.3g}, "
+               f"cosine {worst.get('cosine', float('nan')):.7f}")
+    if result.precision.startswith("int8") and result.cpu:
+        say(f"int8 parity holds per CPU: measured on {result.cpu['model']} ({result.cpu['int8_isa']} int8 "
+            "kernels); run `edgeseq check` on the target (or --device) to prove it there")
+    for note in result.notes:
+        say(f"note: {note}")
+    print_failures({"parity": [data]}, notes=False)
+    if bisect and not result.passed:
+        data["bisect"] = _bisect(artifact, result, weights, device, overrides)
+    if json_out:
+        write_text_atomic(json_out, json.dumps(data, indent=2) + "\n")
+    raise typer.Exit(0 if result.passed else 1)
+
+
+def _bisect(artifact: Path, result, weights, device: str | None, overrides: dict) -> dict:
+    """The first PyTorch module that left tolerance, under the limits the check used (a profile's [tolerances]
+    under --tolerance); prints its verdict and returns the BisectResult dict."""
+    from ..resolve import device_profile as _device_profile, resolve_tolerances
+    from ..bisection import bisect as run_bisect
+    from ..bisection import verdict
+    from ..models import get_model
+
+    spec = get_model(result.model)
+    profile = _device_profile(device)
+    tolerances = resolve_tolerances(spec, overrides, device=profile.tolerances if profile else None)
+    found = run_bisect(artifact, spec, weights=weights, precision=result.precision, tolerances=tolerances).to_dict()
+    say(verdict(found))
+    return found
