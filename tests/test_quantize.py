@@ -406,12 +406,12 @@ def test_a_model_onnxruntime_cannot_load_is_an_export_error(tmp_path):
         _probe_load_isolated(bad, edgeseq.Precision.INT8_STATIC)
 
 
-def _readme_tolerances() -> dict[str, float]:
-    """README.md's "## Tolerances" table: {precision: tolerance} from its first two columns."""
+def _documented_tolerances() -> dict[str, float]:
+    """docs/tolerances.md's table under "## The defaults": {precision: tolerance} from its first two columns."""
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = text.split("\n## Tolerances\n", 1)[1].split("\n## ", 1)[0]
+    text = (Path(__file__).resolve().parent.parent / "docs" / "tolerances.md").read_text()
+    section = text.split("\n## The defaults\n", 1)[1].split("\n## ", 1)[0]
     rows = [[c.strip(" `") for c in ln.strip().strip("|").split("|")] for ln in section.splitlines()
             if ln.startswith("|")]
     assert rows[0][:2] == ["precision", "tolerance"], rows[0]
@@ -422,7 +422,7 @@ def test_tolerance_table_is_the_documented_one():
     from edgeseq.parity import DEFAULT_TOLERANCES
 
     code = {p: t.rel_l2 for p, t in DEFAULT_TOLERANCES.by_precision.items()}
-    assert code == _readme_tolerances()
+    assert code == _documented_tolerances()
     assert set(code) == {"fp32", "fp16", "int8-dynamic", "int8-static"}
 
 
