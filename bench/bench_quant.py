@@ -21,7 +21,7 @@ For each model (cbhg, cbhg-lite):
     python bench/bench_quant.py --models cbhg --out /tmp/q.json
     python bench/bench_quant.py --tolerances           # defaults x every registered model x the full parity sweep
                                                        # (parity.py's basis) -> quant-tolerances-<...>.json
-    python bench/bench_quant.py --render bench/results/quant-sweep.json   # the README's tables
+    python bench/bench_quant.py --render bench/results/quant-sweep.json   # the tables of docs/quantization.md
 """
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ def measure_tolerances(args) -> dict:
     return out
 
 
-HIGHLIGHTS = (  # (label in the table, QuantConfig.label() of the row) for the README's sweep table
+HIGHLIGHTS = (  # (label in the table, QuantConfig.label() of the row) for the sweep table of docs/quantization.md
     ("fp16", "fp16"),
     ("dynamic, weights int8, per-tensor", "int8-dynamic w:int8 per-tensor all-ops"),
     ("dynamic, weights uint8, per-tensor", "int8-dynamic w:uint8 per-tensor all-ops"),
@@ -258,7 +258,7 @@ HIGHLIGHTS = (  # (label in the table, QuantConfig.label() of the row) for the R
 
 
 def render(data: dict) -> str:
-    """The README's tables from a sweep JSON: highlights of the sweep, then the targets of the defaults."""
+    """The tables of docs/quantization.md from a sweep JSON: highlights of the sweep, then the targets of the defaults."""
     models = list(data["models"])
     head = "| setting | " + " | ".join(f"{m} size | {m} p50 | {m} rel L2 speech / random" for m in models) + " |"
     lines = [head, "|---|" + "---|---|---|" * len(models)]
@@ -306,7 +306,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a few variants on cbhg-lite; writes JSON only with --out")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--tolerances", action="store_true", help="measure the defaults on every model (full sweep)")
-    ap.add_argument("--render", type=Path, default=None, help="print the README tables of a sweep JSON and exit")
+    ap.add_argument("--render", type=Path, default=None, help="print the docs/quantization.md tables of a sweep JSON and exit")
     args = ap.parse_args()
     if args.render:
         print(render(json.loads(args.render.read_text())))

@@ -59,7 +59,7 @@ def export(
     the model's own real-speech calibration inputs.
     """
     fmt, precision = formats.get(format), Precision.parse(precision)
-    fmt.check_precision(precision)
+    fmt.validate_precision(precision)
     if isinstance(parent, Artifact):
         parent = parent.path
     settings = ExportSettings(opset=opset, exporter=exporter, shapes=shapes, max_time=max_time, quant=quant,
@@ -111,7 +111,7 @@ def check(
         meta = meta_of(runner)
         precision = Precision.parse(precision or meta.get("edgeseq.precision", "fp32"))
         if profile is not None:
-            profile.check_precision(runner.format, precision)
+            profile.validate_precision(runner.format, precision)
         tolerances = resolve_tolerances(spec, tolerances, device=profile.tolerances if profile else None)
         feeds = list(parity_feeds(spec, times, batches, sources, **serve_limits(runner)))
         runner.prefetch([feed for *_, feed in feeds])  # a remote runner: the whole sweep in one round trip
@@ -160,7 +160,7 @@ def profile(
         runner.load()
         meta = meta_of(runner)
         if profile is not None and meta.get("edgeseq.precision"):
-            profile.check_precision(runner.format, Precision.parse(meta["edgeseq.precision"]))
+            profile.validate_precision(runner.format, Precision.parse(meta["edgeseq.precision"]))
         if feed is None and shapes:
             feed = feed_from_shapes(runner.inputs, shapes)
         if feed is None and (model is not None or meta.get("edgeseq.model")):

@@ -142,7 +142,7 @@ def _output_error(path: Path, exc: OSError) -> OutputError:
     return OutputError(f"cannot write {str(path)!r}: {exc.strerror or exc}")
 
 
-def check_output_file(path: str | Path, what: str) -> None:
+def validate_output_file(path: str | Path, what: str) -> None:
     """Fail now, in one line, when the file `path` could not be written: before the work, not after it."""
     path = Path(path)
     if path.is_dir():
@@ -150,7 +150,7 @@ def check_output_file(path: str | Path, what: str) -> None:
     _check_creatable(path.parent, what, path)
 
 
-def check_output_dir(path: str | Path, what: str) -> None:
+def validate_output_dir(path: str | Path, what: str) -> None:
     """Fail now, in one line, when the folder `path` could not be created or written into."""
     path = Path(path)
     if path.exists() and not path.is_dir():

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from .enums import Format, Precision, _Named
 from .errors import InputError, UnknownNameError
-from .parity import check_rel_l2
-from .tomlfile import check_table, read_toml
+from .parity import validate_rel_l2
+from .tomlfile import validate_table, read_toml
 
 
 class Runtime(_Named):
@@ -94,7 +94,7 @@ class DeviceProfile:
     def local(self) -> bool:
         return self.transport.kind is TransportKind.LOCAL
 
-    def check_local(self, fmt: Format) -> None:
+    def validate_local(self, fmt: Format) -> None:
         """Refuse an artifact this profile's runtime cannot open here, or a delegate edgeseq's local runner for
         that runtime would not use: the run would otherwise go to another runtime or provider and say nothing."""
         delegates = _LOCAL_DELEGATES[self.runtime]
@@ -113,7 +113,7 @@ class DeviceProfile:
             raise InputError(f"device {self.name!r}: edgeseq runs {self.runtime.value} on this machine with "
                              f"{', '.join(d.value for d in delegates)}, not the {self.delegate.value} delegate")
 
-    def check_precision(self, fmt: Format, precision: Precision) -> None:
+    def validate_precision(self, fmt: Format, precision: Precision) -> None:
         """`precisions` are those the device runs: an artifact outside them is refused. A TensorRT device given an
         ONNX builds its engine at its own precision, so that pairing is not judged by the ONNX's."""
         if fmt is self.format and precision not in self.precisions:
@@ -150,11 +150,11 @@ _TRANSPORT_REQUIRED = {TransportKind.SSH: ("host",), TransportKind.ADB: (), Tran
 
 
 def parse_device_profile(data: dict, source: str) -> DeviceProfile:
-    check_table(data, _TOP, source)
+    validate_table(data, _TOP, source)
     for key in _REQUIRED:
         if key not in data:
             raise InputError(f"{source}: missing required key {key!r}")
-    check_table(data["transport"], _TRANSPORT, f"{source} [transport]")
+    validate_table(data["transport"], _TRANSPORT, f"{source} [transport]")
     try:
         runtime = Runtime.parse(data["runtime"])
         delegate = Delegate.parse(data["delegate"])
@@ -174,7 +174,7 @@ def parse_device_profile(data: dict, source: str) -> DeviceProfile:
             Precision.parse(prec)
         except UnknownNameError as exc:
             raise InputError(f"{source} [tolerances]: {exc}") from None
-        tolerances[prec] = check_rel_l2(value, f"{source} [tolerances]: {prec!r}")
+        tolerances[prec] = validate_rel_l2(value, f"{source} [tolerances]: {prec!r}")
     fields = {k: v for k, v in data["transport"].items() if k != "kind"}
     if kind is TransportKind.ADB:  # Android's /tmp is not there for a shell user; /data/local/tmp is
         fields.setdefault("remote_dir", ADB_REMOTE_DIR)

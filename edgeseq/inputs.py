@@ -28,7 +28,7 @@ def parse_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
     return dict(parse_shape(s) for s in (items or []))
 
 
-def check_feed_size(shapes: dict[str, tuple[tuple[int, ...], str]]) -> None:
+def validate_feed_size(shapes: dict[str, tuple[tuple[int, ...], str]]) -> None:
     """Refuse, before allocating, inputs whose total size passes MAX_FEED_BYTES ({name: (shape, dtype)})."""
     total = sum(int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize for shape, dtype in shapes.values())
     if total > MAX_FEED_BYTES:
@@ -66,6 +66,6 @@ def feed_from_shapes(specs: tuple[TensorSpec, ...], shapes: dict[str, tuple[int,
         if np.dtype(spec.dtype).kind not in "fiub":
             raise InputError(f"input {spec.name!r} has dtype {spec.dtype}, which edgeseq cannot synthesize")
         sizes[spec.name] = (tuple(shape), spec.dtype)
-    check_feed_size(sizes)
+    validate_feed_size(sizes)
     return {name: random_array(rng, shape, dtype) if np.dtype(dtype).kind == "f" else np.zeros(shape, dtype=dtype)
             for name, (shape, dtype) in sizes.items()}

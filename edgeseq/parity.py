@@ -22,7 +22,7 @@ SNR_CAP_DB = 200.0  # an exact match has infinite SNR; JSON holds this cap inste
 MAX_REL_L2 = 10.0  # a relative L2 error of 10x the signal's norm checks nothing: a tolerance is below this
 
 
-def check_rel_l2(value, where: str = "rel_l2") -> float:
+def validate_rel_l2(value, where: str = "rel_l2") -> float:
     """The one rule for a relative L2 tolerance (API, CLI --tolerance, device profiles): a number, 0 < x < 10.
     Zero, a negative, NaN or inf would fail every case or pass every one, so they are refused instead."""
     from .errors import InputError
@@ -42,7 +42,7 @@ class Tolerance:
     def __post_init__(self) -> None:
         """Refuse only what makes no sense (NaN, a negative, rel_l2 <= 0). Loose values stay valid here: inf never
         fails (bench/bench_quant.py measures with it), max_abs=0 is an exact match, and older reports may hold
-        rel_l2 >= 10. The strict rule for user input is check_rel_l2, applied where the user's numbers come in."""
+        rel_l2 >= 10. The strict rule for user input is validate_rel_l2, applied where the user's numbers come in."""
         from .errors import InputError
 
         if not (_is_number(self.rel_l2) and self.rel_l2 > 0):

@@ -146,7 +146,7 @@ def plan_matrix(
         for prec in precs:
             if every_precision and prec not in contract.precisions:
                 continue
-            contract.check_precision(prec)
+            contract.validate_precision(prec)
             step = ExportStep(fmt, prec, _settings_for(contract, prec, options))
             step.options()
             steps.append(step)

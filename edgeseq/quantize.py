@@ -2,7 +2,7 @@
 
 Format-neutral (numpy only): each format module applies a QuantConfig with its own tool (ONNX: onnxruntime.quantization
 and onnxconverter-common's float16). The defaults below were picked from `bench/bench_quant.py`
-(bench/results/quant-sweep.json); the README's Tolerances and Benchmarks sections summarize why.
+(bench/results/quant-sweep.json); docs/tolerances.md and docs/quantization.md summarize why.
 """
 
 from __future__ import annotations
@@ -260,11 +260,11 @@ def load_calibration_dir(path: str | Path, spec: "ModelSpec") -> list[dict[str, 
                 raise InputError(f"calibration file {by_name[name].name!r} is not a readable .npy array: "
                                  f"{str(exc).splitlines()[0][:300]}") from None
             feed[name] = array
-        feeds.append(check_calibration_feed(feed, spec, where=f"calibration file(s) for sample {sample!r}"))
+        feeds.append(validate_calibration_feed(feed, spec, where=f"calibration file(s) for sample {sample!r}"))
     return feeds
 
 
-def check_calibration_feed(feed, spec: "ModelSpec", where: str = "calibration sample") -> dict[str, np.ndarray]:
+def validate_calibration_feed(feed, spec: "ModelSpec", where: str = "calibration sample") -> dict[str, np.ndarray]:
     """One feed checked against the model's inputs: names, rank (a missing batch axis is added), fixed dims, dtype."""
     if not isinstance(feed, dict):
         raise InputError(f"{where}: expected a dict of input name -> array, got {type(feed).__name__}")
@@ -293,7 +293,7 @@ def check_calibration_feed(feed, spec: "ModelSpec", where: str = "calibration sa
 def calibration_feeds(spec: "ModelSpec", config: QuantConfig, data=None) -> list[dict[str, np.ndarray]]:
     """What the calibrator sees: user feeds (API), a .npy directory (config.calibration) or the spec's own inputs."""
     if data is not None:
-        feeds = [check_calibration_feed(f, spec, where=f"calibration_data[{i}]") for i, f in enumerate(data)]
+        feeds = [validate_calibration_feed(f, spec, where=f"calibration_data[{i}]") for i, f in enumerate(data)]
         if not feeds:
             raise InputError("calibration_data is empty")
         return feeds

@@ -16,8 +16,8 @@ from .devices import get_profile
 from .enums import Format, Precision
 from .errors import InputError, UnknownNameError
 from ._checks import integer, integers, positive_number, ratio
-from .parity import check_rel_l2
-from .tomlfile import check_table, read_toml
+from .parity import validate_rel_l2
+from .tomlfile import validate_table, read_toml
 
 _TOP = {"name": str, "description": str, "model": str, "formats": list, "precisions": list, "devices": list,
         "out": str, "weights": str, "parity": dict, "latency": dict, "tolerances": dict, "budgets": list,
@@ -106,13 +106,13 @@ def _model_ref(model, source: str) -> str:
 
 
 def parse_recipe(data: dict, source: str) -> Recipe:
-    check_table(data, _TOP, source)
+    validate_table(data, _TOP, source)
     for key in ("name", "model", "formats"):
         if key not in data:
             raise InputError(f"{source}: missing required key {key!r}")
     parity, latency = data.get("parity", {}), data.get("latency", {})
-    check_table(parity, _PARITY, f"{source} [parity]")
-    check_table(latency, _LATENCY, f"{source} [latency]")
+    validate_table(parity, _PARITY, f"{source} [parity]")
+    validate_table(latency, _LATENCY, f"{source} [latency]")
     for key, low in (("time", 1), ("iterations", 1), ("warmup", 0), ("threads", 1)):
         if key in latency:  # time = 0 used to mean "the default", threads = 0 a late crash
             integer(latency[key], f"{source} [latency] {key}", minimum=low)
@@ -127,13 +127,13 @@ def parse_recipe(data: dict, source: str) -> Recipe:
     except UnknownNameError as exc:
         raise InputError(f"{source}: {exc}") from None
     for prec, value in tolerances.items():  # the rule the API and --tolerance use: 0 < rel L2 < 10, finite
-        check_rel_l2(value, f"{source} [tolerances] {prec}")
+        validate_rel_l2(value, f"{source} [tolerances] {prec}")
     budgets = []
     for i, raw in enumerate(data.get("budgets", [])):
         where = f"{source} [[budgets]] #{i + 1}"
         if not isinstance(raw, dict):
             raise InputError(f"{where}: must be a table")
-        check_table(raw, _BUDGET, where)
+        validate_table(raw, _BUDGET, where)
         metrics = [m for m in METRICS if m in raw]
         if len(metrics) != 1 or "device" not in raw:
             raise InputError(f"{where}: needs 'device' and exactly one of {', '.join(METRICS)}")
@@ -186,7 +186,7 @@ def _baseline(raw: dict | None, source: str) -> Baseline | None:
     from .report import load_report
 
     where = f"{source} [baseline]"
-    check_table(raw, _BASELINE, where)
+    validate_table(raw, _BASELINE, where)
     if "report" not in raw:
         raise InputError(f"{where}: needs 'report', the path of an earlier build's report.json")
     path = Path(raw["report"])
@@ -240,7 +240,7 @@ class BudgetResult:
                 "status": self.status, "reason": self.reason}
 
 
-def check_budgets(recipe: Recipe, report: dict, *, on_device: bool = False, progress=lambda msg: None) -> list:
+def judge_budgets(recipe: Recipe, report: dict, *, on_device: bool = False, progress=lambda msg: None) -> list:
     """Compare each budget with the latency measured on that device. Devices of this machine are read from the
     report; a remote device (ssh / adb) is profiled there when on_device is set, else it is 'not-measured'. An
     emulated device's budget is 'not-judged' either way (timed with on_device, so the run still proves the path)."""
@@ -378,7 +378,7 @@ def run_recipe(recipe: Recipe, out_root: str | Path, progress=lambda msg: None, 
                             tolerances=dict(recipe.tolerances), bisect=bisect)  # on the model's own
     report = run_matrix(spec, recipe.formats, recipe.precisions, out_dir=out_dir, weights=recipe.weights,
                         options=options, progress=progress, out_label=out_label).to_dict()
-    budgets = check_budgets(recipe, report, on_device=on_device, progress=progress)
+    budgets = judge_budgets(recipe, report, on_device=on_device, progress=progress)
     baseline = None
     if recipe.baseline is not None:
         from .report import diff_reports, load_report

@@ -13,7 +13,7 @@ from .artifact import Artifact
 from .enums import Precision
 from .errors import EdgeseqError, InputError, UnknownNameError
 from .models import ModelSpec, get_model
-from .parity import Tolerances, check_rel_l2
+from .parity import Tolerances, validate_rel_l2
 from .runner import Runner
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,10 +34,10 @@ def weights_arg(value) -> Path | None:
 def out_dir_arg(value, what: str = "out_dir") -> Path:
     """The export folder: a path that is a folder or can become one (checked before any export work); `what` is
     what an error calls it ("--out" from the CLI)."""
-    from .artifact import check_output_dir
+    from .artifact import validate_output_dir
 
     path = path_arg(value, what)
-    check_output_dir(path, what)
+    validate_output_dir(path, what)
     return path
 
 
@@ -113,7 +113,7 @@ def open_runner(path, *, device=None, threads: int | None = None, timing_only: b
     if profile is None:
         return formats.runner_for(path, device=device and str(device), threads=threads)
     if profile.local:
-        profile.check_local(formats.detect_format(path))
+        profile.validate_local(formats.detect_format(path))
         return formats.runner_for(path, device=profile.runner_device(), threads=threads or profile.threads)
     from .remote import runner_for
 
@@ -201,7 +201,7 @@ def resolve_tolerances(spec: ModelSpec, tolerances: Tolerances | dict[str, float
                        ) -> Tolerances:
     """The model's own tolerances, then a device profile's [tolerances], then `tolerances` (a Tolerances replaces
     everything under it; a dict {precision: rel L2} replaces those precisions), then `overrides` ((precision, rel
-    L2) pairs: --tolerance on top of a recipe's). Every value obeys parity.check_rel_l2, as on the CLI."""
+    L2) pairs: --tolerance on top of a recipe's). Every value obeys parity.validate_rel_l2, as on the CLI."""
     if tolerances is not None and not isinstance(tolerances, (Tolerances, dict)):
         raise InputError(f"tolerances must be a Tolerances or a dict {{precision: rel L2}}, not "
                          f"{type(tolerances).__name__}")
@@ -210,7 +210,7 @@ def resolve_tolerances(spec: ModelSpec, tolerances: Tolerances | dict[str, float
     pairs = [] if explicit else [*(device or {}).items(), *(tolerances or {}).items()]
     for name, rel_l2 in [*pairs, *overrides]:
         precision = Precision.parse(name).value
-        out = out.with_rel_l2(precision, check_rel_l2(rel_l2, f"the {precision} tolerance"))
+        out = out.with_rel_l2(precision, validate_rel_l2(rel_l2, f"the {precision} tolerance"))
     return out
 
 

@@ -21,7 +21,7 @@ def read_toml(path: str | Path, what: str) -> dict:
         raise InputError(f"{path}: not valid TOML ({exc})") from None
 
 
-def check_table(table: dict, schema: dict, where: str) -> None:
+def validate_table(table: dict, schema: dict, where: str) -> None:
     """Unknown keys and wrong types (bool never passes for a number) are errors."""
     for key, value in table.items():
         if key not in schema:

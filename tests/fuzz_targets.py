@@ -89,7 +89,7 @@ def fuzz_checkpoint(data: bytes) -> None:
 
 @target("engine_sidecar")
 def fuzz_engine_sidecar(data: bytes) -> None:
-    from edgeseq.formats.tensorrt import check_sidecar, companion_paths, read_sidecar
+    from edgeseq.formats.tensorrt import validate_sidecar, companion_paths, read_sidecar
 
     engine = _write(b"engine", ".engine")
     sidecar = companion_paths(engine)["sidecar"]
@@ -97,7 +97,7 @@ def fuzz_engine_sidecar(data: bytes) -> None:
     try:
         side = read_sidecar(engine)
         if side is not None:
-            check_sidecar(side, {"tensorrt_version": "10.0", "gpu_name": "GPU", "compute_capability": "9.0"},
+            validate_sidecar(side, {"tensorrt_version": "10.0", "gpu_name": "GPU", "compute_capability": "9.0"},
                           engine.name)
     finally:
         engine.unlink()

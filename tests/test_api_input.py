@@ -15,7 +15,7 @@ from edgeseq.formats import get as get_format
 from edgeseq.formats import tensorrt as trt_format
 from edgeseq.inputs import MAX_FEED_BYTES, feed_from_shapes
 from edgeseq.models import get_model
-from edgeseq.parity import Tolerance, check_rel_l2, compare
+from edgeseq.parity import Tolerance, validate_rel_l2, compare
 from edgeseq.tensors import TensorSpec
 
 ONNX = get_format("onnx")  # the ONNX format: its quantization defaults
@@ -125,7 +125,7 @@ def test_one_int_and_one_string_are_one_item(lite_onnx):
 def test_tolerance_input_has_one_rule_for_the_api_and_the_cli():
     for bad in (-1, 0, math.inf, math.nan, 10, "1e-3", True):
         with pytest.raises(InputError, match="positive number below 10"):
-            check_rel_l2(bad)
+            validate_rel_l2(bad)
     with pytest.raises(InputError, match="--tolerance .fp32=inf. must be a positive number below 10"):
         tolerance_overrides(["fp32=inf"])
     assert tolerance_overrides(["fp32=1e-4"]) == (("fp32", 1e-4),)
@@ -139,7 +139,7 @@ def test_tolerance_itself_refuses_only_nonsense():
         with pytest.raises(InputError, match="max_abs"):
             Tolerance(rel_l2=1e-3, max_abs=bad)
     # inf never fails (bench/bench_quant.py measures with it), 20 is what an older report may hold, max_abs=0 is an
-    # exact-match check: all valid for the dataclass, refused only as user input (check_rel_l2)
+    # exact-match check: all valid for the dataclass, refused only as user input (validate_rel_l2)
     assert Tolerance(rel_l2=math.inf).rel_l2 == math.inf and Tolerance(rel_l2=20).rel_l2 == 20.0
     assert compare("y", np.ones(4), np.full(4, 1e3, np.float32), Tolerance(rel_l2=math.inf)).passed
     exact = Tolerance(rel_l2=1e-5, max_abs=0)

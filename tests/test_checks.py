@@ -128,7 +128,7 @@ def test_recipe_values_that_used_to_load_and_fail_later(tmp_path, extra, says):
 
 def test_torch_fp16_budget_on_a_cuda_device_is_matched_to_its_row(tmp_path):
     """The matrix builds torch-cuda-fp16 rows on a GPU; the budget was refused, and its match looked for torch-cuda."""
-    from edgeseq.recipe import check_budgets, load_recipe
+    from edgeseq.recipe import judge_budgets, load_recipe
 
     text = BASE.replace('["local-cpu"]', '["local-cpu", "local-cuda"]') + (
         '[[budgets]]\ndevice = "local-cuda"\nformat = "torch"\nprecision = "fp16"\np50_ms = 2\n'
@@ -140,7 +140,7 @@ def test_torch_fp16_budget_on_a_cuda_device_is_matched_to_its_row(tmp_path):
     report = {"latency": [{**row, "runtime": "torch-cuda", "precision": "fp32", "p50_ms": 3.0},
                           {**row, "runtime": "torch-cuda-fp16", "precision": "fp16"},
                           {**row, "runtime": "torch-cpu", "precision": "fp32"}], "artifacts": []}
-    results = check_budgets(recipe, report)
+    results = judge_budgets(recipe, report)
     assert [(r.runtime, r.status, r.measured_ms) for r in results] == [
         ("torch-cuda-fp16", "pass", 1.0), ("torch-cuda", "fail", 3.0), ("torch-cpu", "pass", 1.0)]
 
@@ -177,12 +177,12 @@ def test_a_sweep_past_the_tflite_max_time_is_refused_before_any_work(tmp_path, m
 
 
 def test_a_dangling_symlink_out_is_refused_up_front(tmp_path):
-    from edgeseq.artifact import check_output_dir
+    from edgeseq.artifact import validate_output_dir
 
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     for out in (tmp_path / "dangling", tmp_path / "dangling" / "sub"):
         with pytest.raises(OutputError, match="is a broken symlink"):
-            check_output_dir(out, "--out")
+            validate_output_dir(out, "--out")
 
 
 def test_the_api_names_out_dir_not_the_cli_flag(tmp_path):

@@ -90,7 +90,7 @@ def test_local_cuda_says_it_is_pytorch_and_what_runs_a_file_on_the_gpu(run_cli, 
     from conftest import assert_one_line_error
 
     with pytest.raises(InputError) as info:
-        get_profile("local-cuda").check_local(Format.ONNX)
+        get_profile("local-cuda").validate_local(Format.ONNX)
     message = str(info.value)
     assert "'local-cuda' is PyTorch on this GPU" in message and "torch-cuda rows and recipe budgets" in message
     assert message.endswith("to run an .onnx on this GPU use --device cuda (ONNX Runtime's CUDA provider)")

@@ -11,7 +11,7 @@ import pytest
 from edgeseq import formats
 from edgeseq.enums import Format, Precision
 from edgeseq.errors import InputError, UnsupportedError
-from edgeseq.formats.contract import SETTING_WHAT, ExportFormat, ExportSettings, check_contract
+from edgeseq.formats.contract import SETTING_WHAT, ExportFormat, ExportSettings, validate_contract
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTERED = formats.registered()
@@ -20,16 +20,16 @@ REGISTERED = formats.registered()
 @pytest.mark.parametrize("fmt", REGISTERED, ids=lambda f: f.format.value)
 def test_every_registered_format_meets_the_contract(fmt):
     assert isinstance(fmt, ExportFormat)
-    assert check_contract(fmt) == []
+    assert validate_contract(fmt) == []
     assert formats.get(fmt.format) is fmt and formats.get(fmt.format.value) is fmt
     assert fmt.artifact_name("m", Precision.FP32) == f"m.fp32{fmt.suffixes[0]}"
     assert fmt.install_hint().startswith("pip install 'edgeseq[")
     for precision in Precision:
         if precision in fmt.precisions:
-            fmt.check_precision(precision)
+            fmt.validate_precision(precision)
         else:
             with pytest.raises(UnsupportedError, match=fmt.title):
-                fmt.check_precision(precision)
+                fmt.validate_precision(precision)
 
 
 def test_a_format_without_a_fact_is_named():
@@ -40,7 +40,7 @@ def test_a_format_without_a_fact_is_named():
         def runtime_devices(self): return ["cpu"]
         def read_metadata(self, path): return {}
 
-    assert set(check_contract(Half())) == {"format", "title", "extra", "precisions", "suffixes", "needs", "runtime"}
+    assert set(validate_contract(Half())) == {"format", "title", "extra", "precisions", "suffixes", "needs", "runtime"}
     with pytest.raises(TypeError):  # a missing method fails at construction, not at the first export
         type("NoRunner", (ExportFormat,), {})()
 

@@ -146,7 +146,7 @@ def test_budgets_on_what_the_recipe_builds_still_parse(tmp_path):
 
 
 def _report(**changes):
-    """A minimal well-formed report dict (what check_report requires), with some keys changed or deleted."""
+    """A minimal well-formed report dict (what validate_report requires), with some keys changed or deleted."""
     row = {"runtime": "torch-cpu", "artifact": "", "precision": "fp32", "p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0}
     data = {"schema": "edgeseq.report/1", "model": {"name": "cbhg-lite"}, "environment": {}, "passed": True,
             "artifacts": [], "parity": [], "latency": [row]}
@@ -247,11 +247,11 @@ def _latency_report(*rows):
     ("p99_ms = 80.01", "pass"),
 ])
 def test_each_budget_is_judged_on_its_own_metric(tmp_path, budget, verdict):
-    from edgeseq.recipe import check_budgets
+    from edgeseq.recipe import judge_budgets
 
     recipe = load_recipe(write(tmp_path, BASE + f'[[budgets]]\ndevice = "local-cpu"\n{budget}\n'))
     report = _latency_report(_latency_row("fp32", 5.0, 40.0, 80.0))
-    [result] = check_budgets(recipe, report)
+    [result] = judge_budgets(recipe, report)
     assert (result.status, result.runtime) == (verdict, "onnxruntime-cpu")
     metric = budget.split()[0]
     assert result.measured_ms == {"p50_ms": 5.0, "p90_ms": 40.0, "p99_ms": 80.0}[metric]
@@ -259,13 +259,13 @@ def test_each_budget_is_judged_on_its_own_metric(tmp_path, budget, verdict):
 
 
 def test_a_budget_reads_the_row_of_its_own_precision(tmp_path):
-    from edgeseq.recipe import check_budgets
+    from edgeseq.recipe import judge_budgets
 
     text = BASE.replace('formats = ["onnx"]', 'formats = ["onnx"]\nprecisions = ["fp32", "int8-dynamic"]')
     recipe = load_recipe(write(tmp_path, text + '[[budgets]]\ndevice = "local-cpu"\nprecision = "int8-dynamic"\n'
                                                 'p90_ms = 10\n'))
     report = _latency_report(_latency_row("fp32", 30.0, 30.0), _latency_row("int8-dynamic", 8.0, 9.0))
-    [result] = check_budgets(recipe, report)
+    [result] = judge_budgets(recipe, report)
     assert (result.status, result.measured_ms) == ("pass", 9.0)
     report["latency"].reverse()
-    assert check_budgets(recipe, report)[0].measured_ms == 9.0
+    assert judge_budgets(recipe, report)[0].measured_ms == 9.0

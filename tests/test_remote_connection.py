@@ -6,7 +6,7 @@ import edgeseq
 from edgeseq.devices import get_profile
 from edgeseq.errors import DeviceError, InputError
 from edgeseq.remote import connect
-from edgeseq.remote.connection import Completed, RetryPolicy, Unreachable, check_remote_path, with_retries
+from edgeseq.remote.connection import Completed, RetryPolicy, Unreachable, validate_remote_path, with_retries
 from edgeseq.remote.runner import remote_relative
 from edgeseq.remote.ssh import SshConnection
 
@@ -85,10 +85,10 @@ def test_retries_back_off_and_stop():
 
 def test_remote_paths():
     assert remote_relative("~/edgeseq") == "edgeseq" and remote_relative("/tmp/edgeseq") == "/tmp/edgeseq"
-    assert check_remote_path("/data/local/tmp/edgeseq", "x") == "/data/local/tmp/edgeseq"
+    assert validate_remote_path("/data/local/tmp/edgeseq", "x") == "/data/local/tmp/edgeseq"
     for bad in ("/tmp/my dir", "/tmp/$(reboot)", "/tmp/../etc", "a;b"):
         with pytest.raises(InputError, match="may only use"):
-            check_remote_path(bad, "profile [transport] remote_dir")
+            validate_remote_path(bad, "profile [transport] remote_dir")
 
 
 def test_device_agent_speaks_the_hosts_protocol():

@@ -261,9 +261,9 @@ def test_trtexec_quotes_names_and_omits_shapes_of_a_fixed_profile():
 
 def test_precision_support_is_explicit(tmp_path):
     with pytest.raises(UnsupportedError, match="no dynamic int8"):
-        trt_format.check_precision(Precision.INT8_DYNAMIC)
-    trt_format.check_precision(Precision.INT8_STATIC)  # the ONNX exporter makes the Q/DQ model
-    trt_format.check_precision(Precision.INT8_STATIC, TensorRTOptions(onnx_path=tmp_path / "q.onnx"))
+        trt_format.validate_precision(Precision.INT8_DYNAMIC)
+    trt_format.validate_precision(Precision.INT8_STATIC)  # the ONNX exporter makes the Q/DQ model
+    trt_format.validate_precision(Precision.INT8_STATIC, TensorRTOptions(onnx_path=tmp_path / "q.onnx"))
 
 
 # ---- export without an engine (what every machine of this project does) ---------------------------------------------
@@ -353,8 +353,8 @@ def test_sidecar_mismatch_is_refused_in_one_line(tmp_path, monkeypatch):
 def test_sidecar_checks_each_field():
     for key, other in (("tensorrt_version", "10.4.0"), ("compute_capability", "8.6"), ("gpu_name", "Other")):
         with pytest.raises(ArtifactError, match="not portable"):
-            trt_format.check_sidecar({**HERE, key: other}, HERE, "e.engine")
-    trt_format.check_sidecar(dict(HERE), HERE, "e.engine")  # a match passes
+            trt_format.validate_sidecar({**HERE, key: other}, HERE, "e.engine")
+    trt_format.validate_sidecar(dict(HERE), HERE, "e.engine")  # a match passes
 
 
 def test_malformed_sidecar_and_metadata(tmp_path):

@@ -2,7 +2,6 @@
 FILE.py:FACTORY loading, ONNX and TFLite export, check (API and CLI, finding the factory from the artifact),
 profile and bisection."""
 
-import sys
 from pathlib import Path
 
 import numpy as np

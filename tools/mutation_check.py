@@ -163,7 +163,7 @@ MUTANTS: tuple[Mutant, ...] = (
            _t("test_devices.py", "test_bad_profiles_name_the_file_and_key"),
            "threads = 0 in a device profile is accepted; the error comes later without file and key"),
     Mutant("devices-tolerance-unchecked", "edgeseq/devices.py",
-           '        tolerances[prec] = check_rel_l2(value, f"{source} [tolerances]: {prec!r}")\n',
+           '        tolerances[prec] = validate_rel_l2(value, f"{source} [tolerances]: {prec!r}")\n',
            "        tolerances[prec] = float(value)\n",
            _t("test_devices.py", "test_bad_profiles_name_the_file_and_key"),
            "a negative tolerance in a device profile is accepted"),

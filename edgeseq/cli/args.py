@@ -36,7 +36,7 @@ Iterations = Annotated[int, typer.Option("--iterations", "-n", min=1, help="Time
 ToleranceOverrides = Annotated[
     Optional[List[str]],
     typer.Option("--tolerance", help="PRECISION=REL_L2 replaces that precision's parity tolerance, e.g. "
-                                     "int8-static=2e-2 (repeatable; the defaults are measured, see the README)."),
+                                     "int8-static=2e-2 (repeatable; the defaults are measured, see docs/tolerances.md)."),
 ]
 JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Also write the result as JSON to this file.")]
 
@@ -57,7 +57,7 @@ def tolerance_overrides(values: list[str] | None) -> tuple[tuple[str, float], ..
     """['int8-static=2e-2'] -> (('int8-static', 0.02),); a bad pair is a one-line InputError."""
     from ..enums import Precision
     from ..errors import UnknownNameError
-    from ..parity import check_rel_l2
+    from ..parity import validate_rel_l2
 
     out = []
     for text in values or ():
@@ -67,5 +67,5 @@ def tolerance_overrides(values: list[str] | None) -> tuple[tuple[str, float], ..
             rel_l2 = float(value)
         except (UnknownNameError, ValueError):
             raise InputError(f"--tolerance takes PRECISION=REL_L2, e.g. int8-static=2e-2; got {text!r}") from None
-        out.append((precision, check_rel_l2(rel_l2, f"--tolerance {text!r}")))
+        out.append((precision, validate_rel_l2(rel_l2, f"--tolerance {text!r}")))
     return tuple(out)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..artifact import check_output_file, write_text_atomic
+from ..artifact import validate_output_file, write_text_atomic
 from ..errors import InputError
 from . import args
 from .console import print_failures, say, say_marked
@@ -34,7 +34,7 @@ def check_cmd(
                          "device, or time several side by side with `edgeseq profile`")
     device = device[0] if device else None
     if json_out:
-        check_output_file(json_out, "--json")
+        validate_output_file(json_out, "--json")
     overrides = dict(args.tolerance_overrides(tolerance))
     result = check(artifact, model, weights=weights, times=args.int_list(times, "times"),
                    batches=args.int_list(batches, "batches"), device=device, threads=threads, tolerances=overrides)

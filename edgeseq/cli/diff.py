@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..artifact import check_output_file, write_text_atomic
+from ..artifact import validate_output_file, write_text_atomic
 from ..errors import InputError
 from . import args
 from .console import out, say
@@ -38,7 +38,7 @@ def diff_cmd(
             raise InputError(f"{str(path)!r} does not exist")
     for path, flag in ((json_out, "--json"), (md_out, "--md")):
         if path:
-            check_output_file(path, flag)
+            validate_output_file(path, flag)
     result = diff_reports(load_report(old_path), load_report(new_path), max_slowdown=max_slowdown,
                           max_error_growth=max_error_growth, old_label=str(old_path), new_label=str(new_path))
     data = result.to_dict()

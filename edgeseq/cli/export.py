@@ -8,7 +8,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from ..artifact import check_output_file
+from ..artifact import validate_output_file
 from ..errors import InputError
 from . import args
 from .console import err, out, print_artifact_notes, print_failures, say
@@ -94,7 +94,7 @@ def export_cmd(
                             rel_l2=args.tolerance_overrides(tolerance))
     target = out_dir or Path("edgeseq-out") / model_name(model)
     if junit:
-        check_output_file(junit, "--junit")
+        validate_output_file(junit, "--junit")
     with matrix_progress(err) as progress:
         report = run_matrix(model, format or ["onnx"], precisions, out_dir=target, weights=weights, options=options,
                             progress=progress, out_label="--out")  # checks --out before any work
@@ -136,7 +136,7 @@ def _export_recipe(name_or_path: str, out_dir: Path | None, junit: Path | None, 
     recipe = dataclasses.replace(recipe, **(overrides or {}), tolerances={**recipe.tolerances, **(tolerances or {})})
     root = out_dir or Path("edgeseq-out")
     if junit:
-        check_output_file(junit, "--junit")
+        validate_output_file(junit, "--junit")
     with matrix_progress(err) as progress:
         manifest = run_recipe(recipe, root, progress=progress, on_device=on_device, bisect=bisect,
                               out_label="--out")  # checks --out before any work

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..artifact import check_output_file, write_text_atomic
+from ..artifact import validate_output_file, write_text_atomic
 from . import args
 from .console import say
 
@@ -21,7 +21,7 @@ def preflight_cmd(
     from ..formats.tensorrt import preflight
 
     if json_out:
-        check_output_file(json_out, "--json")
+        validate_output_file(json_out, "--json")
     result = preflight(onnx_file)
     data = result.to_dict()
     if json_out:

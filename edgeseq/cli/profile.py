@@ -9,7 +9,7 @@ from typing import Annotated, List, Optional
 import typer
 from rich.markup import escape
 
-from ..artifact import check_output_file, write_text_atomic
+from ..artifact import validate_output_file, write_text_atomic
 from ..errors import InputError
 from . import args
 from .console import err, out, say, say_error
@@ -38,7 +38,7 @@ def profile_cmd(
     from ..inputs import parse_shapes
 
     if json_out:
-        check_output_file(json_out, "--json")
+        validate_output_file(json_out, "--json")
     if stages:
         if (device and len(device) > 1) or shape or budget is not None:
             raise InputError("--stages profiles an .onnx at the model's own input on one device (this machine's "

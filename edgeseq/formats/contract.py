@@ -88,7 +88,7 @@ class ExportFormat(ABC):
         return f"pip install 'edgeseq[{self.extra}]'"
 
     # ---- export ------------------------------------------------------------------------------------------------
-    def check_precision(self, precision: Precision, options=None) -> None:
+    def validate_precision(self, precision: Precision, options=None) -> None:
         if Precision.parse(precision) not in self.precisions:
             have = ", ".join(p.value for p in self.precisions)
             raise UnsupportedError(f"{self.title} export at {precision.value} is not available (it has: {have})")
@@ -177,7 +177,7 @@ class ExportFormat(ABC):
         return type(self).layer_outputs is not ExportFormat.layer_outputs
 
 
-def check_contract(fmt: ExportFormat) -> list[str]:
+def validate_contract(fmt: ExportFormat) -> list[str]:
     """What a registered format lacks (tests/test_format_contract.py asks this of every one)."""
     missing = [name for name in ("format", "title", "extra", "precisions", "suffixes", "needs", "runtime")
                if not hasattr(type(fmt), name)]

@@ -82,7 +82,7 @@ class TorchRunner(Runner):
 
     def _infer(self, feed):
         if self.threads and torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)  # process-wide in torch: documented in the README
+            torch.set_num_threads(self.threads)  # process-wide in torch (docs/api.md)
         outs = self._forward(self._stage(feed))
         return {name: o.float().cpu().numpy() for name, o in zip(self._outputs, outs)}
 
@@ -160,7 +160,7 @@ class TorchCudaGraphRunner(TorchRunner):
     torch.compile(mode=compile, dynamic=False) and compiled in the warm-up before each new shape's capture; inductor
     fuses the small kernels around the BiGRU (cbhg fp16 1 x 200 on an H200, fused with the CUDA GRU kernel: 0.237 ms
     vs 0.283 ms uncompiled, bench/results/triton-gru-quick-nvidia-h200.log; the GRU runs eagerly behind a graph
-    break, see triton_gru.TritonBiGRU). `module` stays the uncompiled
+    break, see kernels.triton_gru.TritonBiGRU). `module` stays the uncompiled
     one, for inspection."""
 
     def __init__(self, spec: ModelSpec, *, compile: str | None = None, fuse: bool = False, **kwargs):

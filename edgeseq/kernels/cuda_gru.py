@@ -47,7 +47,7 @@ def threads_per_block(hidden: int, split: int = SPLITS[0]) -> int:
     return split * hidden
 
 
-def check_split(split: int) -> None:
+def validate_split(split: int) -> None:
     if split not in SPLITS:
         raise UnsupportedError(f"the CUDA GRU kernel splits a hidden unit over {' or '.join(map(str, SPLITS))} "
                                f"threads, not {split}")
@@ -58,7 +58,7 @@ def runs_hidden(hidden: int) -> bool:
     return hidden % 16 == 0 and 16 <= hidden <= MAX_HIDDEN
 
 
-def check_hidden(hidden: int) -> None:
+def validate_hidden(hidden: int) -> None:
     if not runs_hidden(hidden):
         raise UnsupportedError(f"the CUDA GRU kernel runs hidden sizes that are multiples of 16 up to {MAX_HIDDEN} "
                                f"(its weights live in registers), not {hidden}; use the Triton or cuDNN kernel")
@@ -182,8 +182,8 @@ def compile_kernel(hidden: int, dtype: torch.dtype, arch: str, split: int = SPLI
     """cuda_gru.cu compiled by NVRTC for sm_<arch> (e.g. '90'), hidden, dtype and split (threads per hidden unit:
     4 = 4H threads holding 3H/4 weights each, 2 = 2H threads holding 3H/2) fixed at compile time (the weights are
     unrolled into registers)."""
-    check_hidden(hidden)
-    check_split(split)
+    validate_hidden(hidden)
+    validate_split(split)
     if dtype not in IO_CODES:
         raise UnsupportedError(f"the CUDA GRU kernel runs fp32, fp16 or bf16 tensors, not {dtype}")
     if not arch.isdigit():
@@ -290,8 +290,8 @@ def rows_recurrence(gi: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor, 
     `triton_gru.bigru_recurrence`, whose checks the caller has made), one launch of cuda_gru.cu on CUDA tensors."""
     batch, steps, _ = gi.shape
     hidden = w_hh_t.shape[3]
-    check_hidden(hidden)
-    check_split(split)
+    validate_hidden(hidden)
+    validate_split(split)
     if gi.device.type != "cuda":
         raise UnsupportedError(f"the CUDA GRU kernel runs on CUDA tensors, not on {gi.device.type}")
     if gi.dtype not in IO_CODES:

@@ -178,7 +178,7 @@ class CBHG(nn.Module):
         return self.cfg.out_dim or 2 * self.cfg.gru_hidden
 
 
-# The configs the registry serves; README's model table is generated from these.
+# The configs the registry serves; docs' model tables come from these.
 CBHG_ENCODER = CBHGConfig()
 CBHG_POSTNET = CBHGConfig(in_dim=80, bank_k=8, proj_channels=(256, 80), out_dim=1025)
 CBHG_LITE = CBHGConfig(

@@ -96,14 +96,14 @@ class ModelSpec:
     ) -> dict[str, np.ndarray]:
         from .._checks import integer
         from ..errors import InputError
-        from ..inputs import check_feed_size, random_array
+        from ..inputs import validate_feed_size, random_array
 
         batch = integer(batch, "batch")
         time = integer(self.default_time if time is None else time, "time")
         if source not in SOURCES:
             raise InputError(f"unknown input source {source!r}; choose one of {SOURCES}")
         shapes = {t.name: (self.shape_for(t, batch, time), t.dtype) for t in self.inputs}
-        check_feed_size(shapes)
+        validate_feed_size(shapes)
         feed = {}
         rng = np.random.default_rng(seed)
         for k, (name, (shape, dtype)) in enumerate(shapes.items()):

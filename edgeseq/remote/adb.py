@@ -23,7 +23,7 @@ from ..latency import Timings
 from ..runner import Runner
 from ..tensors import TensorSpec
 from .benchmark_model import benchmark_argv, parse_output, shell_line
-from .connection import (Completed, Connection, Executor, RetryPolicy, Unreachable, check_remote_path, last_line,
+from .connection import (Completed, Connection, Executor, RetryPolicy, Unreachable, validate_remote_path, last_line,
                          run_subprocess)
 
 BENCHMARK_ENV = "EDGESEQ_BENCHMARK_MODEL"  # a local benchmark_model binary to push when the phone has none
@@ -100,8 +100,8 @@ class BenchmarkModelRunner(Runner):
         self.connection = connection
         self.timeout_s = timeout_s
         where = f"{profile.source or profile.name} [transport]"
-        self.remote_dir = check_remote_path(profile.transport.remote_dir, f"{where} remote_dir")
-        self.binary = check_remote_path(profile.transport.benchmark_model or f"{self.remote_dir}/benchmark_model",
+        self.remote_dir = validate_remote_path(profile.transport.remote_dir, f"{where} remote_dir")
+        self.binary = validate_remote_path(profile.transport.benchmark_model or f"{self.remote_dir}/benchmark_model",
                                         f"{where} benchmark_model")
         self.local_binary = local_binary if local_binary is not None else os.environ.get(BENCHMARK_ENV) or None
         self.graph = ""
@@ -138,7 +138,7 @@ class BenchmarkModelRunner(Runner):
 
     def _load(self):
         self.graph = f"{self.remote_dir}/{sha256_file(self.path)[:16]}-{self.path.name}"
-        check_remote_path(self.graph, "artifact file name")
+        validate_remote_path(self.graph, "artifact file name")
         probe = (f"mkdir -p {self.remote_dir} && {{ [ -x {self.binary} ] || echo no-benchmark; }} && "
                  f"{{ [ -f {self.graph} ] || echo no-graph; }}")
         missing = self.connection.run(probe, timeout=120).out_text.split()

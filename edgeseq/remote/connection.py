@@ -129,7 +129,7 @@ class Connection(abc.ABC):
         return with_retries(step, retry or self.retry)
 
 
-def check_remote_path(path: str, where: str) -> str:
+def validate_remote_path(path: str, where: str) -> str:
     if not SAFE_PATH.match(path) or ".." in path.split("/"):
         raise InputError(f"{where}: remote path {path!r} may only use letters, digits and _ . / ~ + - (no '..')")
     return path

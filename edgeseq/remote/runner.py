@@ -32,7 +32,7 @@ from ..errors import DeviceError, InputError, MissingExtraError, RuntimeFailure,
 from ..latency import Timings
 from ..runner import Runner
 from ..tensors import TensorSpec, validate_feed
-from .connection import Completed, Connection, RetryPolicy, check_remote_path, last_line
+from .connection import Completed, Connection, RetryPolicy, validate_remote_path, last_line
 
 AGENT = "agent.py"  # shipped as package data of edgeseq.remote, copied to the device, never imported on the host
 ERROR_PREFIX = "edgeseq-device-error: "  # kept equal to agent.ERROR_PREFIX (a test checks)
@@ -87,8 +87,8 @@ class RemoteRunner(Runner):
             raise InputError(f"device {profile.name!r} runs {runtime}, which takes .{want.value} files; "
                              f"{self.path.name} is {self.format.value}")
         transport = profile.transport
-        self.python = check_remote_path(transport.python, f"{profile.source or profile.name} [transport] python")
-        self.remote_dir = remote_relative(check_remote_path(transport.remote_dir,
+        self.python = validate_remote_path(transport.python, f"{profile.source or profile.name} [transport] python")
+        self.remote_dir = remote_relative(validate_remote_path(transport.remote_dir,
                                                             f"{profile.source or profile.name} [transport] remote_dir"))
         self.session = uuid.uuid4().hex[:12]
         self.job_dir = f"jobs/{self.session}"
@@ -160,7 +160,7 @@ class RemoteRunner(Runner):
             agent = agent_bytes()
             self._agent_name = f"agent-{hashlib.sha256(agent).hexdigest()[:16]}.py"
             self._artifact_name = f"{sha256_file(self.path)[:16]}-{self.path.name}"
-            check_remote_path(self._artifact_name, "artifact file name")
+            validate_remote_path(self._artifact_name, "artifact file name")
             self._model_name, job = self._artifact_name, None
             if self.profile.runtime.value == "tensorrt":
                 from .tensorrt_job import build_job

@@ -5,7 +5,7 @@ from .diff import ReportDiff, RowDiff, diff_reports, regression_lines, render_di
 from .html import html_available, plots, render_html, write_html
 from .junit import render_junit, write_junit
 from .markdown import render_markdown
-from .record import SCHEMA, Report, check_report, load_report
+from .record import SCHEMA, Report, validate_report, load_report
 from .rows import (
                    COLUMNS,
                    QUANT_COLUMNS,
@@ -23,7 +23,7 @@ from .terminal import LOW_PRIORITY, TERMINAL_COLUMNS, diff_table, fitted_table, 
 __all__ = [
     "COLUMNS", "LOW_PRIORITY", "QUANT_COLUMNS", "SCHEMA", "TERMINAL_COLUMNS", "UNSTABLE_P90_OVER_P50",
     "Report", "ReportDiff", "RowDiff",
-    "bisection_lines", "check_report", "diff_reports", "diff_table", "failure_lines", "fitted_table", "html_available",
+    "bisection_lines", "validate_report", "diff_reports", "diff_table", "failure_lines", "fitted_table", "html_available",
     "latency_notes", "load_report", "matrix_entries", "matrix_rows", "plots", "print_table", "quant_rows",
     "regression_lines", "render_diff", "render_diff_markdown", "render_html", "render_junit", "render_markdown",
     "unstable_notes", "write_html", "write_junit",

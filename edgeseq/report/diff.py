@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .._checks import ratio
 from ..errors import InputError
-from .record import check_report
+from .record import validate_report
 from .rows import matrix_entries
 
 
@@ -96,8 +96,8 @@ def _has_int8(*reports: dict) -> bool:
 def diff_reports(old: dict, new: dict, *, max_slowdown: float | None = None, max_error_growth: float | None = None,
                  old_label: str = "old", new_label: str = "new") -> ReportDiff:
     """Row-by-row comparison of two report dicts (load_report's), old first."""
-    check_report(old, old_label)  # a dict edited by hand (or by a script) is one line naming the key, not a KeyError
-    check_report(new, new_label)
+    validate_report(old, old_label)  # a dict edited by hand (or by a script) is one line naming the key, not a KeyError
+    validate_report(new, new_label)
     for name, value in (("--max-slowdown", max_slowdown), ("--max-error-growth", max_error_growth)):
         if value is not None:
             ratio(value, name)

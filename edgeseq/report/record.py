@@ -76,7 +76,7 @@ def load_report(path: str | Path) -> dict:
         raise ArtifactError(f"cannot read report {str(path)!r}: {exc}") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ArtifactError(f"{str(path)!r} is not an edgeseq report (schema {SCHEMA!r} expected)")
-    check_report(data, str(path))
+    validate_report(data, str(path))
     try:
         Report.from_dict(data)
     except EdgeseqError as exc:  # e.g. a stored tolerance that makes no sense (parity.Tolerance)
@@ -116,7 +116,7 @@ def _key(where: str, key: str) -> str:
     return f"{where}{key}" if where else repr(key)
 
 
-def check_report(data, label: str) -> None:
+def validate_report(data, label: str) -> None:
     """Raise a one-line ArtifactError naming the report and the key when `data` lacks what a report dict has."""
     def need(table, key, want, where):
         if key not in table:

@@ -13,7 +13,7 @@ from ...errors import InputError
 from ..contract import ExportFormat, ExportSettings
 from .metadata import read_metadata, update_metadata
 from .ops import int8_safe_isas, op_census, quantizable_op_types, weight_only_op_types
-from .options import EXTRA, PRECISIONS, OnnxExporter, OnnxOptions, check_precision
+from .options import EXTRA, PRECISIONS, OnnxExporter, OnnxOptions, validate_precision
 from .runner import OnnxRunner, runner
 from .session import available_providers, new_session, providers_for, runtime_devices, session_options
 
@@ -24,7 +24,7 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Onn
     from .derive import export_derived
 
     precision = Precision.parse(precision)
-    check_precision(precision)
+    validate_precision(precision)
     if precision is Precision.FP32:
         return convert(spec, out_path, precision=precision, options=options, weights=weights)
     return export_derived(spec, out_path, precision=precision, options=options, weights=weights)
@@ -72,9 +72,9 @@ class OnnxFormat(ExportFormat):
         return DEFAULTS
 
     def validate_quant(self, config) -> None:
-        from .quant_defaults import check_op_names
+        from .quant_defaults import validate_op_names
 
-        check_op_names(config)
+        validate_op_names(config)
 
     def runner(self, path, *, device=None, threads=None) -> OnnxRunner:
         return OnnxRunner(path, device=device, threads=threads)
@@ -99,6 +99,6 @@ class OnnxFormat(ExportFormat):
 FORMAT = OnnxFormat()
 
 __all__ = ["EXTRA", "FORMAT", "PRECISIONS", "OnnxExporter", "OnnxFormat", "OnnxOptions", "OnnxRunner",
-           "available_providers", "check_precision", "export", "exporter_kind", "int8_safe_isas", "new_session",
+           "available_providers", "validate_precision", "export", "exporter_kind", "int8_safe_isas", "new_session",
            "op_census", "providers_for", "quantizable_op_types", "read_metadata", "runner", "runtime_devices",
            "session_options", "update_metadata", "weight_only_op_types"]

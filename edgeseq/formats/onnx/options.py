@@ -31,7 +31,7 @@ class OnnxOptions:
     parent: str | None = None
 
 
-def check_precision(precision: Precision) -> None:
+def validate_precision(precision: Precision) -> None:
     if precision not in PRECISIONS:
         have = ", ".join(p.value for p in PRECISIONS)
         raise UnsupportedError(f"ONNX export at {precision.value} is not available in this build (it has: {have})")

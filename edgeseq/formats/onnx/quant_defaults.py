@@ -38,7 +38,7 @@ DEFAULTS = {
 }
 
 
-def check_op_names(config: QuantConfig) -> None:
+def validate_op_names(config: QuantConfig) -> None:
     """op_types / weight_only must name ops the quantizer acts on: an unknown or misspelt name would otherwise
     quantize nothing and still report success."""
     if not config.is_int8:

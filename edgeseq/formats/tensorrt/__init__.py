@@ -28,11 +28,11 @@ from __future__ import annotations
 
 from ...enums import Format, Precision
 from ..contract import ExportFormat, ExportSettings
-from .build import (BuildPlan, build_engine, can_build, check_sidecar, make_plan, read_sidecar, sidecar_metadata,
+from .build import (BuildPlan, build_engine, can_build, validate_sidecar, make_plan, read_sidecar, sidecar_metadata,
                     this_machine)
 from .export import export, is_fp16_onnx
 from .options import (EXTRA, NO_ENGINE, ONNX_SUFFIX, PLAN_SUFFIX, PRECISIONS, SIDECAR_SCHEMA, TIMING_CACHE_NAME,
-                      EngineBuild, ShapeRange, TensorRTOptions, check_precision, companion_paths)
+                      EngineBuild, ShapeRange, TensorRTOptions, validate_precision, companion_paths)
 from .preflight import PreflightIssue, PreflightResult, preflight, supported_ops
 from .runner import TensorRTRunner, runner, runtime_devices
 from .shape_profiles import default_shape_profile, parse_shape_profile, resolve_shape_profile
@@ -54,8 +54,8 @@ class TensorRTFormat(ExportFormat):
     def handoff_suffix(self) -> str:
         return ONNX_SUFFIX  # a Jetson builds its own engine from the preflighted ONNX
 
-    def check_precision(self, precision, options=None) -> None:
-        check_precision(precision, options)
+    def validate_precision(self, precision, options=None) -> None:
+        validate_precision(precision, options)
 
     def _options(self, precision: Precision, settings: ExportSettings) -> TensorRTOptions:
         from ..onnx import OnnxOptions, exporter_kind
@@ -95,7 +95,7 @@ FORMAT = TensorRTFormat()
 __all__ = [
     "BuildPlan", "EngineBuild", "FORMAT", "NO_ENGINE", "ONNX_SUFFIX", "PLAN_SUFFIX", "PreflightIssue",
     "PreflightResult", "SIDECAR_SCHEMA", "ShapeRange", "TIMING_CACHE_NAME", "TensorRTFormat", "TensorRTOptions",
-    "TensorRTRunner", "build_engine", "can_build", "check_precision", "check_sidecar", "companion_paths",
+    "TensorRTRunner", "build_engine", "can_build", "validate_precision", "validate_sidecar", "companion_paths",
     "default_shape_profile", "export", "is_fp16_onnx", "make_plan", "parse_shape_profile", "preflight", "read_sidecar",
     "resolve_shape_profile", "runner", "runtime_devices", "supported_ops", "this_machine",
 ]

@@ -247,7 +247,7 @@ def sidecar_metadata(sidecar: dict | None) -> dict[str, str]:
     return {meta: str(side[k]) for k, meta in keys if side.get(k)}
 
 
-def check_sidecar(sidecar: dict, here: dict, engine_name: str) -> None:
+def validate_sidecar(sidecar: dict, here: dict, engine_name: str) -> None:
     """Refuse, in one line, an engine built on another GPU model or compute capability or another TensorRT."""
     fields = (("tensorrt_version", "TensorRT {}"), ("compute_capability", "compute capability {}"),
               ("gpu_name", "{}"))

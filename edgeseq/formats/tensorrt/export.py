@@ -23,7 +23,7 @@ from .options import (
     EngineBuild,
     ShapeRange,
     TensorRTOptions,
-    check_precision,
+    validate_precision,
     companion_paths,
 )
 from .preflight import _ONNX_FLOAT16, preflight
@@ -39,7 +39,7 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Ten
     """
     options = options or TensorRTOptions()
     precision = Precision.parse(precision)
-    check_precision(precision, options)
+    validate_precision(precision, options)
     out_path = Path(out_path)
     profile = resolve_shape_profile(spec, options.shapes)
     buildable, why_not = build.can_build()

@@ -68,7 +68,7 @@ class TensorRTOptions:
 # ---- export ---------------------------------------------------------------------------------------------------------
 
 
-def check_precision(precision: Precision, options: TensorRTOptions | None = None) -> None:
+def validate_precision(precision: Precision, options: TensorRTOptions | None = None) -> None:
     precision = Precision.parse(precision)
     if precision not in PRECISIONS:
         have = ", ".join(p.value for p in PRECISIONS)

@@ -13,7 +13,7 @@ from ...errors import ArtifactError, InputError, RuntimeFailure, UnsupportedErro
 from ...runner import Runner
 from ...tensors import TensorSpec
 from . import build
-from .build import _logger, check_sidecar, read_sidecar, sidecar_metadata
+from .build import _logger, validate_sidecar, read_sidecar, sidecar_metadata
 from .options import EXTRA, ShapeRange
 
 # ---- runtime --------------------------------------------------------------------------------------------------------
@@ -51,7 +51,7 @@ class TensorRTRunner(Runner):
         sidecar = read_sidecar(self.path)  # a malformed sidecar fails before anything heavy loads
         here = build.this_machine(self.device)  # MissingExtraError without TensorRT, UnsupportedError without a GPU
         if sidecar is not None:
-            check_sidecar(sidecar, here, self.path.name)
+            validate_sidecar(sidecar, here, self.path.name)
         self._sidecar = sidecar
         trt = require("tensorrt", EXTRA)
         import torch

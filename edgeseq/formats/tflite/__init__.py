@@ -8,7 +8,7 @@ from __future__ import annotations
 from ...enums import Format, Precision
 from ..contract import ExportFormat, ExportSettings
 from .metadata import read_metadata, update_metadata
-from .options import DEFAULT_MAX_TIME, EXTRA, PRECISIONS, TfliteOptions, check_precision
+from .options import DEFAULT_MAX_TIME, EXTRA, PRECISIONS, TfliteOptions, validate_precision
 from .runner import TfliteRunner, declared_names, runner, runtime_devices
 
 
@@ -63,5 +63,5 @@ class TfliteFormat(ExportFormat):
 FORMAT = TfliteFormat()
 
 __all__ = ["DEFAULT_MAX_TIME", "EXTRA", "FORMAT", "PRECISIONS", "TfliteFormat", "TfliteOptions", "TfliteRunner",
-           "check_precision", "declared_names", "export", "read_metadata", "runner", "runtime_devices",
+           "validate_precision", "declared_names", "export", "read_metadata", "runner", "runtime_devices",
            "update_metadata"]

@@ -33,7 +33,7 @@ from .options import (
     TfliteOptions,
     _version,
     _why,
-    check_precision,
+    validate_precision,
 )
 from .runner import TfliteRunner, _interpreter_class
 
@@ -51,7 +51,7 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Tfl
 
     options = options or TfliteOptions()
     precision = Precision.parse(precision)
-    check_precision(precision)
+    validate_precision(precision)
     litert_torch = require("litert_torch", EXTRA, quiet=True)
     if precision is not Precision.FP32:
         require("ai_edge_quantizer", EXTRA, quiet=True)

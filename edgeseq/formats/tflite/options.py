@@ -39,7 +39,7 @@ class TfliteOptions:
     calibration_time: int = 200
 
 
-def check_precision(precision: Precision) -> None:
+def validate_precision(precision: Precision) -> None:
     if precision not in PRECISIONS:
         have = ", ".join(p.value for p in PRECISIONS)
         raise UnsupportedError(f"TFLite export at {precision.value} is not available (it has: {have})")
