@@ -97,6 +97,7 @@ def test_metadata_is_read_from_the_file_without_a_session(lite, monkeypatch):
     assert {k: meta[k] for k in ("edgeseq.model", "edgeseq.precision", "edgeseq.weights_sha256")} == \
            {k: source[k] for k in ("edgeseq.model", "edgeseq.precision", "edgeseq.weights_sha256")}
     assert meta["edgeseq.onnx_sha256"] == ort_art.parent
+    assert lite["fp32"][1].parent == lite["fp32"][0].sha256  # the plain -f onnx export of that precision
     assert meta["edgeseq.precision"] == "int8-static"
 
 
