@@ -28,6 +28,7 @@ class Format(_Named):
     ONNX = "onnx"
     TFLITE = "tflite"
     TENSORRT = "tensorrt"
+    ORT = "ort"
 
 
 class Precision(_Named):

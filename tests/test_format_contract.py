@@ -50,7 +50,8 @@ def test_suffixes_belong_to_one_format_each_and_detect_reads_them(tmp_path):
     assert len(seen) == len(set(seen))
     for fmt in REGISTERED:
         path = tmp_path / f"x{fmt.suffixes[0]}"
-        path.write_bytes(b"\x08\x07\x12\x00TFL3" + bytes(64))  # passes the ONNX and TFLite first-bytes checks
+        heads = (b"\x08\x07\x12\x00TFL3", b"\x08\x07\x12\x00ORTM")  # ONNX + TFLite + TensorRT; ORT
+        path.write_bytes(next(h for h in heads if fmt.looks_like(h)) + bytes(64))
         assert formats.detect_format(path) is fmt.format
 
 
@@ -65,7 +66,7 @@ def test_a_setting_is_taken_by_the_formats_that_declare_it_and_refused_by_the_re
         if fmt in takers or precision not in fmt.precisions:
             continue
         with pytest.raises(InputError, match=rf"^{re.escape(SETTING_WHAT[setting][0])} applies to .*"
-                                             rf"{re.escape(takers[0].title)} exports only .*{fmt.format.value} does"):
+                                             rf"{re.escape(' / '.join(t.title for t in takers))} exports only .*{fmt.format.value} does"):
             fmt.options(precision, settings)
 
 

@@ -121,6 +121,10 @@ MUTANTS: tuple[Mutant, ...] = (
            '            raise InputError("calibration_data is empty")\n',
            _t("test_quantize.py", "test_user_calibration_data_sets_the_activation_ranges"),
            "the user's calibration_data is checked, then the model's own data calibrates"),
+    Mutant("ort-converts-the-fp32-onnx", "edgeseq/formats/ort/convert.py",
+           "export(spec, source, precision=precision,", "export(spec, source, precision=Precision.FP32,",
+           _t("test_ort.py", "test_the_ort_computes_exactly_what_its_onnx_computes_at_any_batch_and_t"),
+           "an int8 .ort holds the fp32 model: larger and slower than its int8 .onnx, while its parity still passes"),
     # ---- latency ---------------------------------------------------------------------------------------------------
     Mutant("latency-warmup-timed", "edgeseq/latency.py",
            "    for _ in range(warmup):\n        call()\n    samples: list[float] = []\n",

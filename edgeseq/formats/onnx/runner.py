@@ -36,7 +36,7 @@ class OnnxRunner(Runner):
         providers = providers_for(self._requested)
         if not self.path.is_file():
             raise ArtifactError(f"{str(self.path)!r} does not exist or is not a file")
-        options = session_options(ort, self.threads)
+        options = self._session_options(ort)
         self._stream, providers = _on_torch_stream(providers, self._device_id)
         try:
             self.session = new_session(ort, str(self.path), options, providers)
@@ -48,6 +48,10 @@ class OnnxRunner(Runner):
             for i in self.session.get_inputs()
         )
         return inputs, tuple(o.name for o in self.session.get_outputs())
+
+    def _session_options(self, ort):
+        """The session options of load(); a subclass adds its own entries (the .ort runner names the file's format)."""
+        return session_options(ort, self.threads)
 
     @property
     def metadata(self) -> dict[str, str]:
