@@ -216,7 +216,7 @@ def coqui_tflite(tmp_path_factory):
 
 @pytest.mark.parametrize("ref, precision", [
     (COQUI, "fp32"), (COQUI, "int8-dynamic"), (CHANNELS_FIRST, "fp32"), (CHANNELS_FIRST, "int8-dynamic"),
-    (TWO_LAYERS, "fp32"), pytest.param(PACKED, "int8-dynamic", marks=pytest.mark.slow),
+    (TWO_LAYERS, "fp32"), (TWO_LAYERS, "int8-dynamic"), (PACKED, "int8-dynamic"),
 ])
 def test_tflite_converts_public_cbhg_idioms(ref, precision, tmp_path, request):
     """flatten_parameters() in forward, MaxPool1d(2, stride=1, padding=1) + crop, even kernels cropped, BN after
