@@ -134,7 +134,7 @@ def test_a_factory_that_raises_is_named(tmp_path):
 @pytest.fixture(scope="module")
 def user_onnx(tmp_path_factory):
     out = tmp_path_factory.mktemp("user-onnx")
-    return {ref: edgeseq.export(ref, "onnx", out_dir=out) for ref in (COQUI, CHANNELS_FIRST, TWO_LAYERS)}
+    return {ref: edgeseq.export(ref, "onnx", out_dir=out) for ref in (COQUI, CHANNELS_FIRST, TWO_LAYERS, PACKED)}
 
 
 @pytest.mark.parametrize("ref", [COQUI, CHANNELS_FIRST, TWO_LAYERS])
@@ -181,16 +181,21 @@ def test_an_artifact_whose_factory_is_gone_says_what_to_give(run_cli, user_onnx,
     assert "--model FILE.py:FACTORY" in line and "coqui-style-cbhg" in line
 
 
-def test_bisection_blames_nothing_unchanged_and_names_a_corrupted_conv(user_onnx, tmp_path):
-    art = user_onnx[COQUI]
-    assert edgeseq.bisect(art.path, COQUI, time=50).first_divergent is None  # in-place `x += inputs` included
+@pytest.mark.parametrize("ref, weight, module", [
+    (COQUI, "conv1d_banks.2.conv1d.weight", "conv1d_banks.2"), (CHANNELS_FIRST, "bank.2.weight", "bank.2"),
+    (TWO_LAYERS, "conv1d_banks.2.conv1d.weight", "conv1d_banks.2"), (PACKED, "bank.2.conv1d.weight", "bank.2"),
+])
+def test_bisection_blames_nothing_unchanged_and_names_a_corrupted_conv(user_onnx, ref, weight, module, tmp_path):
+    """Each public idiom: in-place `x += inputs`, channels-first input, a 2-layer BiGRU, packed sequences."""
+    art = user_onnx[ref]
+    assert edgeseq.bisect(art.path, ref, time=50).first_divergent is None
     model = onnx.load(art.path)
-    init = next(i for i in model.graph.initializer if i.name == "conv1d_banks.2.conv1d.weight")
+    init = next(i for i in model.graph.initializer if i.name == weight)
     init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 1.5, init.name))
     bad = tmp_path / "bad.onnx"
     onnx.save(model, bad)
-    first = edgeseq.bisect(str(bad), COQUI, time=50).first_divergent
-    assert first is not None and first.module.startswith("conv1d_banks.2"), first
+    first = edgeseq.bisect(str(bad), ref, time=50).first_divergent
+    assert first is not None and first.module.startswith(module), first
 
 
 def test_recorded_module_outputs_are_copies_not_views():
