@@ -6,6 +6,7 @@ ops (op vocabulary, int8 CPUs, census), weights (int8 weight storage, GRU rewrit
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from ...enums import Format, Precision
@@ -27,6 +28,7 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Onn
     validate_precision(precision)
     if precision is Precision.FP32:
         return convert(spec, out_path, precision=precision, options=options, weights=weights)
+    options = dataclasses.replace(options, quant=FORMAT.quant_config(precision, options.quant))
     return export_derived(spec, out_path, precision=precision, options=options, weights=weights)
 
 

@@ -25,12 +25,13 @@ from .weights import hoist_gru_input_projection, store_weights_int8
 
 def export_derived(spec, out_path: str | Path, *, precision, options: OnnxOptions = OnnxOptions(), weights=None):
     """fp16 / int8-dynamic / int8-static .onnx derived from the fp32 export; Artifact.parent is the fp32 sha256."""
-    from ...quantize import Approach, calibration_feeds
-    from . import FORMAT
+    from ...quantize import Approach, QuantConfig, calibration_feeds
 
     onnx = require("onnx", EXTRA)
     precision = Precision.parse(precision)
-    config = FORMAT.quant_config(precision, options.quant)
+    config = options.quant  # resolved by the package's export: the format's default with the user's changes
+    if not isinstance(config, QuantConfig):
+        raise TypeError("export_derived takes a resolved QuantConfig (formats.onnx.export resolves it)")
     out_path = Path(out_path)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgeseq-quant-") as tmp:

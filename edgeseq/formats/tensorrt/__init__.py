@@ -28,11 +28,32 @@ from __future__ import annotations
 
 from ...enums import Format, Precision
 from ..contract import ExportFormat, ExportSettings
-from .build import (BuildPlan, build_engine, can_build, validate_sidecar, make_plan, read_sidecar, sidecar_metadata,
-                    this_machine)
+from .build import (
+    BuildPlan,
+    build_engine,
+    can_build,
+    make_plan,
+    read_sidecar,
+    sidecar_metadata,
+    this_machine,
+    validate_sidecar,
+)
 from .export import export, is_fp16_onnx
-from .options import (EXTRA, NO_ENGINE, ONNX_SUFFIX, PLAN_SUFFIX, PRECISIONS, SIDECAR_SCHEMA, TIMING_CACHE_NAME,
-                      EngineBuild, ShapeRange, TensorRTOptions, validate_precision, companion_paths)
+from .options import (
+    EXTRA,
+    NO_ENGINE,
+    ONNX_SUFFIX,
+    PLAN_SUFFIX,
+    PRECISIONS,
+    SIDECAR_SCHEMA,
+    TIMING_CACHE_NAME,
+    EngineBuild,
+    ShapeRange,
+    TensorRTOptions,
+    companion_paths,
+    quant_defaults,
+    validate_precision,
+)
 from .preflight import PreflightIssue, PreflightResult, preflight, supported_ops
 from .runner import TensorRTRunner, runner, runtime_devices
 from .shape_profiles import default_shape_profile, parse_shape_profile, resolve_shape_profile
@@ -70,12 +91,7 @@ class TensorRTFormat(ExportFormat):
         resolve_shape_profile(spec, options.shapes)  # a bad --shapes fails before anything is written
 
     def quant_defaults(self):
-        # TensorRT parses explicit Q/DQ with signed, symmetric int8 only (zero point 0), and folds its own weights
-        from ...quantize import Approach, CalibrationMethod, QuantConfig, QuantDtype, QuantFormat
-
-        return {Approach.INT8_STATIC: QuantConfig(
-            Approach.INT8_STATIC, weight_type=QuantDtype.INT8, activation_type=QuantDtype.INT8, per_channel=True,
-            quant_format=QuantFormat.QDQ, calibration_method=CalibrationMethod.MINMAX, op_types=("Conv",))}
+        return quant_defaults()
 
     def runner(self, path, *, device=None, threads=None) -> TensorRTRunner:
         return TensorRTRunner(path, device=device, threads=threads)

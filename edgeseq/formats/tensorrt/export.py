@@ -23,8 +23,9 @@ from .options import (
     EngineBuild,
     ShapeRange,
     TensorRTOptions,
-    validate_precision,
     companion_paths,
+    quant_defaults,
+    validate_precision,
 )
 from .preflight import _ONNX_FLOAT16, preflight
 from .shape_profiles import resolve_shape_profile
@@ -76,9 +77,9 @@ def _export(spec, out_path: Path, paths: dict[str, Path], precision: Precision, 
         onnx_precision = Precision.INT8_STATIC if precision is Precision.INT8_STATIC else Precision.FP32
         onnx_options = options.onnx or onnx_format.OnnxOptions()
         if onnx_precision is Precision.INT8_STATIC and onnx_options.quant is None:
-            from . import FORMAT
+            from ...quantize import Approach
 
-            onnx_options = dataclasses.replace(onnx_options, quant=FORMAT.default_quant(onnx_precision))
+            onnx_options = dataclasses.replace(onnx_options, quant=quant_defaults()[Approach.INT8_STATIC])
         onnx_art = onnx_format.export(spec, paths["onnx"], precision=onnx_precision, options=onnx_options,
                                       weights=weights)
         weights_sha, opset = onnx_art.weights_sha256, onnx_art.opset

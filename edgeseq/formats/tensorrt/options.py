@@ -93,3 +93,12 @@ def companion_paths(engine_path: str | Path) -> dict[str, Path]:
         "plan": engine_path.with_name(stem + PLAN_SUFFIX),
         "sidecar": engine_path.with_name(engine_path.name + SIDECAR_SUFFIX),
     }
+
+
+def quant_defaults() -> dict:
+    """TensorRT parses explicit Q/DQ with signed, symmetric int8 only (zero point 0), and folds its own weights."""
+    from ...quantize import Approach, CalibrationMethod, QuantConfig, QuantDtype, QuantFormat
+
+    return {Approach.INT8_STATIC: QuantConfig(
+        Approach.INT8_STATIC, weight_type=QuantDtype.INT8, activation_type=QuantDtype.INT8, per_channel=True,
+        quant_format=QuantFormat.QDQ, calibration_method=CalibrationMethod.MINMAX, op_types=("Conv",))}

@@ -13,7 +13,7 @@ from ...errors import ArtifactError, InputError, RuntimeFailure, UnsupportedErro
 from ...runner import Runner
 from ...tensors import TensorSpec
 from . import build
-from .build import _logger, validate_sidecar, read_sidecar, sidecar_metadata
+from .build import _logger, read_sidecar, sidecar_metadata, validate_sidecar
 from .options import EXTRA, ShapeRange
 
 # ---- runtime --------------------------------------------------------------------------------------------------------
