@@ -159,11 +159,12 @@ def test_cli_export_of_a_factory_lands_in_the_models_own_folder(run_cli, tmp_pat
     assert (tmp_path / "edgeseq-out" / "channels-first-cbhg" / "channels-first-cbhg.fp32.onnx").is_file()
 
 
-def test_cli_check_and_profile_of_a_user_artifact(run_cli, user_onnx):
-    path = user_onnx[COQUI].path
+@pytest.mark.parametrize("ref", [COQUI, CHANNELS_FIRST, TWO_LAYERS, PACKED])
+def test_cli_check_and_profile_of_a_user_artifact(run_cli, user_onnx, ref):
+    path, name = user_onnx[ref].path, edgeseq.get_model(ref).name
     proc = run_cli("check", path, "--times", "1,200", "--batches", "1,3")
-    assert proc.returncode == 0 and "PASS coqui-style-cbhg" in proc.stdout, proc.stderr
-    proc = run_cli("check", path, "--model", COQUI, "--times", "7", "--batches", "1")
+    assert proc.returncode == 0 and f"PASS {name}" in proc.stdout, proc.stderr
+    proc = run_cli("check", path, "--model", ref, "--times", "7", "--batches", "1")
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("profile", path, "-n", "3")
     assert proc.returncode == 0 and "p50" in proc.stdout, proc.stderr
@@ -214,9 +215,16 @@ def test_recorded_module_outputs_are_copies_not_views():
 
 
 @pytest.fixture(scope="module")
-def coqui_tflite(tmp_path_factory):
+def user_tflite(tmp_path_factory):
+    """fp32 TFLite of each fixture, converted once (20-60 s each here) and shared by conversion and bisection."""
     pytest.importorskip("litert_torch", reason="needs litert-torch: pip install 'edgeseq[tflite]'")
-    return edgeseq.export(COQUI, "tflite", out_dir=tmp_path_factory.mktemp("coqui-tflite"))
+    out, made = tmp_path_factory.mktemp("user-tflite"), {}
+
+    def get(ref):
+        if ref not in made:
+            made[ref] = edgeseq.export(ref, "tflite", out_dir=out)
+        return made[ref]
+    return get
 
 
 @pytest.mark.parametrize("ref, precision", [
@@ -227,8 +235,8 @@ def test_tflite_converts_public_cbhg_idioms(ref, precision, tmp_path, request):
     """flatten_parameters() in forward, MaxPool1d(2, stride=1, padding=1) + crop, even kernels cropped, BN after
     ReLU, in-place residuals, a chained bank, channels-first input, a time-major 2-layer BiGRU."""
     pytest.importorskip("litert_torch", reason="needs litert-torch: pip install 'edgeseq[tflite]'")
-    if (ref, precision) == (COQUI, "fp32"):
-        art = request.getfixturevalue("coqui_tflite")
+    if precision == "fp32":
+        art = request.getfixturevalue("user_tflite")(ref)
     else:
         art = edgeseq.export(ref, "tflite", out_dir=tmp_path, precision=precision)
     result = edgeseq.check(art.path, **SWEEP)
@@ -236,25 +244,34 @@ def test_tflite_converts_public_cbhg_idioms(ref, precision, tmp_path, request):
     assert (result.worst.rel_l2 < 1e-5) is (precision == "fp32")
 
 
-def test_tflite_bisection_on_a_foreign_module_tree(coqui_tflite, tmp_path):
+def _scale_tflite_conv(path, weight, out):
+    """Scale one conv's weights inside a .tflite file: the torch weight [O, I, K] sits there as [O, 1, K, I]."""
+    data = bytearray(Path(path).read_bytes())
+    stored = np.ascontiguousarray(weight.transpose(0, 2, 1)[:, None]).astype(np.float32)
+    at = data.find(stored.tobytes())
+    assert at >= 0 and data.find(stored.tobytes(), at + 1) < 0, "the conv's weights are not stored once as-is"
+    data[at: at + stored.nbytes] = (stored * 1.5).tobytes()
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("ref, weight, module", [
+    (COQUI, "conv1d_banks.2.conv1d.weight", "conv1d_banks.2"), (CHANNELS_FIRST, "bank.2.weight", "bank.2"),
+    (TWO_LAYERS, "conv1d_banks.2.conv1d.weight", "conv1d_banks.2"), (PACKED, "bank.2.conv1d.weight", "bank.2"),
+])
+def test_tflite_bisection_on_a_foreign_module_tree(user_tflite, ref, weight, module, tmp_path):
     """Unchanged: nothing blamed (modules whose tensors cannot be told apart by name are listed as skipped, not
     compared); a bank conv scaled in the file: that conv is named."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    clean = edgeseq.bisect(coqui_tflite.path, COQUI, time=37)
-    assert clean.first_divergent is None and len(clean.layers) > 5
-    assert "conv1d_projections.0" in clean.skipped  # same name chain as conv1d_banks.0: never guessed
-    interp = Interpreter(model_path=coqui_tflite.path)
-    weight = next(np.array(interp.get_tensor(d["index"])) for d in interp.get_tensor_details()
-                  if tuple(d["shape"]) == (16, 1, 3, 32) and d["dtype"] == np.float32)  # conv1d_banks.2: k=3, 32 in
-    data = bytearray(Path(coqui_tflite.path).read_bytes())
-    at = data.find(weight.tobytes())
-    assert at >= 0 and data.find(weight.tobytes(), at + 1) < 0
-    data[at: at + weight.nbytes] = (weight * 1.5).tobytes()
-    bad = tmp_path / "bad.tflite"
-    bad.write_bytes(bytes(data))
-    first = edgeseq.bisect(str(bad), COQUI, time=37).first_divergent
-    assert first is not None and first.module.startswith("conv1d_banks.2"), first
+    art = user_tflite(ref)
+    clean = edgeseq.bisect(art.path, ref, time=37)
+    assert clean.first_divergent is None and len(clean.layers) > 3, clean
+    if ref == COQUI:
+        assert "conv1d_projections.0" in clean.skipped  # same name chain as conv1d_banks.0: never guessed
+    assert module not in clean.skipped
+    state = edgeseq.get_model(ref).build().state_dict()
+    bad = _scale_tflite_conv(art.path, state[weight].numpy(), tmp_path / "bad.tflite")
+    first = edgeseq.bisect(str(bad), ref, time=37).first_divergent
+    assert first is not None and first.module.startswith(module), first
 
 
 def test_sliding_max_pool_equals_max_pool1d():
@@ -305,14 +322,15 @@ def _ragged_batch_matches_pytorch(path):
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
-def test_packed_sequences_with_lengths(fmt, tmp_path):
+def test_packed_sequences_with_lengths(fmt, request):
     """ESPnet's signature: pack_padded_sequence around a BiGRU. ONNX keeps the GRU's sequence_lens; TFLite runs an
     exact masked recurrence whose backward direction starts at each row's true end."""
     if fmt == "tflite":
         pytest.importorskip("litert_torch", reason="needs litert-torch: pip install 'edgeseq[tflite]'")
     spec = edgeseq.get_model(PACKED)
     assert spec.lengths == ("ilens",) and [t.shape for t in spec.outputs] == [("batch", "time", 32), ("batch",)]
-    art = edgeseq.export(PACKED, fmt, out_dir=tmp_path)
+    art = request.getfixturevalue("user_tflite")(PACKED) if fmt == "tflite" else request.getfixturevalue(
+        "user_onnx")[PACKED]
     result = edgeseq.check(art.path, **SWEEP)
     assert result.passed and result.worst.rel_l2 < 1e-5, result.failures
     _ragged_batch_matches_pytorch(art.path)
