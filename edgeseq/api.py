@@ -129,7 +129,8 @@ def check(
             notes += [n for n in (int8_cpu_note(meta, cpu),) if n]
         label = artifact_label or str(getattr(runner, "path", ""))
         return sweep(ref, runner, ((b, t, s, f) for b, t, s, f in feeds), tolerances, precision,
-                     model=spec.name, artifact=label, notes=tuple(notes), on_case=on_case, cpu=cpu)
+                     model=spec.name, artifact=label, notes=tuple(notes), on_case=on_case, cpu=cpu,
+                     time_axes=spec.time_axes())
     finally:
         if owned:
             runner.close()

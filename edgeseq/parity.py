@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 import numpy as np
 
 from ._checks import is_number as _is_number
+from .timesteps import TimestepError, keep_longest, timestep_errors
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import Runner
@@ -38,6 +39,7 @@ class Tolerance:
     rel_l2: float
     max_abs: float | None = None
     min_cosine: float | None = None
+    max_growth: float | None = None  # error growth over T that flags a row (None: timesteps.DEFAULT_MAX_GROWTH)
 
     def __post_init__(self) -> None:
         """Refuse only what makes no sense (NaN, a negative, rel_l2 <= 0). Loose values stay valid here: inf never
@@ -52,6 +54,8 @@ class Tolerance:
             raise InputError(f"Tolerance.max_abs must be a number >= 0 or None, got {self.max_abs!r}")
         if self.min_cosine is not None and not (_is_number(self.min_cosine) and -1 <= self.min_cosine <= 1):
             raise InputError(f"Tolerance.min_cosine must be a number in [-1, 1] or None, got {self.min_cosine!r}")
+        if self.max_growth is not None and not (_is_number(self.max_growth) and self.max_growth >= 1):
+            raise InputError(f"Tolerance.max_growth must be a number >= 1 or None, got {self.max_growth!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -188,10 +192,16 @@ class ParityResult:
     cases: tuple[ParityCase, ...]
     notes: tuple[str, ...] = ()
     cpu: dict = field(default_factory=dict)  # environment.cpu_info of the CPU the candidate ran on ({}: unknown)
+    timestep_error: tuple[TimestepError, ...] = ()  # error over t of the longest case, per output (and half)
 
     @property
     def passed(self) -> bool:
         return bool(self.cases) and all(c.passed for c in self.cases)
+
+    @property
+    def growth_flags(self) -> list[str]:
+        """Outputs whose error grows over T beyond their limit: said even when every case passes on average."""
+        return [te.summary() for te in self.timestep_error if te.flagged]
 
     @property
     def worst(self) -> OutputError | None:
@@ -222,13 +232,15 @@ class ParityResult:
             "notes": list(self.notes),
             "cpu": dict(self.cpu),
             "cases": [c.to_dict() for c in self.cases],
+            "timestep_error": [te.to_dict() for te in self.timestep_error],
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "ParityResult":
         cases = tuple(ParityCase.from_dict(c) for c in d["cases"])
+        timesteps = tuple(TimestepError.from_dict(t) for t in d.get("timestep_error", ()))
         return cls(d["model"], d["runtime"], d["precision"], d["artifact"], cases, tuple(d.get("notes", ())),
-                   dict(d.get("cpu") or {}))
+                   dict(d.get("cpu") or {}), timesteps)
 
 
 def sweep(
@@ -243,11 +255,14 @@ def sweep(
     notes: tuple[str, ...] = (),
     on_case: Callable[[ParityCase], None] | None = None,
     cpu: dict | None = None,
+    time_axes: dict[str, tuple[int, bool]] | None = None,
 ) -> ParityResult:
-    """Run both runners on each (batch, time, source, feed) and compare every output by name."""
+    """Run both runners on each (batch, time, source, feed) and compare every output by name.
+    time_axes: output -> (its time axis, whether its last axis is a bidirectional [forward | backward] pair); those
+    outputs also get their error over t (timesteps.py), kept for the longest case."""
     from .errors import EdgeseqError
 
-    cases = []
+    cases, over_time = [], []
     for batch, time, source, feed in feeds:
         expected = reference.infer(feed)
         try:
@@ -263,8 +278,14 @@ def sweep(
                     outs.append(OutputError(name, nan, nan, nan, nan, tol, False, "output missing"))
                 else:
                     outs.append(compare(name, ref, got[name], tol))
+                    if name in (time_axes or {}):
+                        axis, halves = time_axes[name]
+                        over_time += timestep_errors(name, ref, got[name], time_axis=axis, halves=halves,
+                                                     tolerance=tol.rel_l2, max_growth=tol.max_growth, batch=batch,
+                                                     time=time, source=source)
             case = ParityCase(batch, time, source, tuple(outs))
         cases.append(case)
         if on_case:
             on_case(case)
-    return ParityResult(model, candidate.runtime, str(precision), artifact, tuple(cases), notes, dict(cpu or {}))
+    return ParityResult(model, candidate.runtime, str(precision), artifact, tuple(cases), notes, dict(cpu or {}),
+                        keep_longest(over_time))

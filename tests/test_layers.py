@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent / "edgeseq"
 # lowest first; a module may import its own layer and the ones below it
 LAYERS = [
     ("base", ["_version", "_lazy", "_quiet", "_checks", "enums", "errors", "tensors", "environment", "inputs", "tomlfile"]),
-    ("records", ["artifact", "runner", "parity", "latency", "quantize", "devices", "models", "kernels"]),
+    ("records", ["artifact", "runner", "timesteps", "parity", "latency", "quantize", "devices", "models", "kernels"]),
     ("formats", ["formats", "remote"]),
     ("services", ["resolve", "bisection", "stage_profile", "report"]),
     ("jobs", ["plan", "matrix", "recipe", "api"]),

@@ -63,9 +63,10 @@ def test_bad_report_files(tmp_path, content):
         load_report(path)
 
 
-def test_html_is_self_contained_with_three_plots(report_dir):
+def test_html_is_self_contained_with_four_plots(report_dir):
+    """latency, error against T, error over t (the longest case of each row), size."""
     html = (report_dir / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3
+    assert html.count("data:image/png;base64,") == 4 and "alt='error over time'" in html
     assert "<script" not in html and "http" not in html.split("<body>")[1]
     assert "onnxruntime-cpu" in html and "PASSED" in html
 

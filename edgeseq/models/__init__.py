@@ -50,15 +50,17 @@ def _cbhg_spec(name: str, description: str, cfg, speech_dim: int | None = None) 
     from .cbhg import CBHG
 
     out_dim = cfg.out_dim or 2 * cfg.gru_hidden
+    output = "encoded" if cfg.out_dim is None else "spectrogram"
     return ModelSpec(
         name=name,
         description=description,
         factory=lambda: CBHG(cfg),
         inputs=(TensorSpec("features", (BATCH, TIME, cfg.in_dim)),),
-        outputs=(TensorSpec("encoded" if cfg.out_dim is None else "spectrogram", (BATCH, TIME, out_dim)),),
+        outputs=(TensorSpec(output, (BATCH, TIME, out_dim)),),
         speech_dim=cfg.in_dim if speech_dim is None else speech_dim,
         config=cfg.to_dict(),
         frames_per_second=80.0,  # 12.5 ms hop, the Tacotron front ends' frame rate
+        bidirectional_outputs=(output,) if cfg.out_dim is None else (),  # the BiGRU's own output
     )
 
 

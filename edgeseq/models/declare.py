@@ -21,7 +21,7 @@ PROBE_EXTRA_TIME, PROBE_EXTRA_BATCH = 5, 1  # the second run that shows which ou
 def spec_from_module(cls, module: nn.Module, example_inputs, input_names=None, output_names=None, dynamic_axes=None,
                      name: str | None = None, *, value_ranges: dict | None = None, lengths=(),
                      time_sweep: tuple[int, ...] | None = None, batch_sweep: tuple[int, ...] | None = None,
-                     frames_per_second: float | None = None):
+                     frames_per_second: float | None = None, bidirectional_outputs=()):
     """See ModelSpec.from_module."""
     if not isinstance(module, nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(module).__name__}")
@@ -44,6 +44,12 @@ def spec_from_module(cls, module: nn.Module, example_inputs, input_names=None, o
     if len(output_names) != len(outs):
         raise InputError(f"{len(output_names)} output names for the {len(outs)} outputs the module returns")
     axes = _check_axes(dynamic_axes or {}, input_names, output_names, arrays, outs)
+    bidirectional_outputs = (bidirectional_outputs,) if isinstance(bidirectional_outputs, str) else tuple(
+        bidirectional_outputs)
+    unknown = [n for n in bidirectional_outputs if n not in output_names]
+    if unknown:
+        raise InputError(f"bidirectional_outputs names {unknown}, which the module does not return; its outputs: "
+                         f"{output_names}")
     roles = _roles(axes, input_names)
     rename = lambda d: roles.get(d, d)  # noqa: E731 - the user's axis names -> batch / time where they play that role
 
@@ -70,6 +76,7 @@ def spec_from_module(cls, module: nn.Module, example_inputs, input_names=None, o
         value_ranges=ranges,
         lengths=lengths,
         frames_per_second=frames_per_second,
+        bidirectional_outputs=bidirectional_outputs,
     )
     object.__setattr__(spec, "_axis_sizes", {k: v for k, v in sizes.items() if k not in (BATCH, TIME)})
     undeclared = [n for n in output_names if n not in axes]

@@ -39,6 +39,7 @@ class ModelSpec:
     lengths: tuple[str, ...] = ()  # integer inputs holding each row's valid length along the time axis
     frames_per_second: float | None = None  # the time axis' frame rate, for a real-time factor (None: no RTF)
     source: str = ""  # the FILE.py:FACTORY / package.module:FACTORY a user model was loaded from
+    bidirectional_outputs: tuple[str, ...] = ()  # outputs laid out [forward | backward] on their last axis
 
     # ---- shape facts -------------------------------------------------------------------------------------------
     @property
@@ -57,6 +58,11 @@ class ModelSpec:
             if named:
                 axes[t.name] = named
         return axes
+
+    def time_axes(self) -> dict[str, tuple[int, bool]]:
+        """Outputs with a time axis: (that axis, whether the output is a bidirectional pair), for the error over t."""
+        return {t.name: (t.shape.index(TIME), t.name in self.bidirectional_outputs)
+                for t in self.outputs if TIME in t.shape}
 
     @property
     def has_dynamic_time(self) -> bool:
@@ -177,7 +183,9 @@ class ModelSpec:
         Keywords: value_ranges {input: (low, high)} for integer inputs (token ids), lengths (inputs holding each
         row's valid length; a 1-D integer input whose example values end at T is taken as one), time_sweep and
         batch_sweep (default: T = 1..1000 and batch 1, 3 where those axes are dynamic), frames_per_second (for
-        the real-time factor). Generated inputs (sweeps, probes, calibration) obey the declared ranges."""
+        the real-time factor), bidirectional_outputs (outputs that are a BiGRU's [forward | backward] halves on the
+        last axis: their error over t is shown per half). Generated inputs (sweeps, probes, calibration) obey the
+        declared ranges."""
         from .declare import spec_from_module
 
         return spec_from_module(cls, module, example_inputs, input_names, output_names, dynamic_axes, name,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..artifact import write_text_atomic
-from .rows import COLUMNS, bisection_lines, isa_suffix, latency_notes, matrix_rows
+from .rows import COLUMNS, bisection_lines, growth_notes, isa_suffix, latency_notes, matrix_rows
 
 
 def _png(fig) -> str:
@@ -80,6 +80,31 @@ def _error_plot(plt, parity: list[dict]) -> str:
         plt.close(fig)
 
 
+def _timestep_plot(plt, parity: list[dict]) -> str | None:
+    """Error against t for the longest case of each row (forward and backward halves apart), flagged rows bold."""
+    curves = [(p, t) for p in parity for t in p.get("timestep_error", ())]
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(8.5, 3.6))
+    for par, te in curves:
+        points = len(te["curve"])
+        xs = [(i + 0.5) * te["time"] / points for i in range(points)]
+        half = "" if te["half"] == "all" else f" {te['half']}"
+        ax.plot(xs, [max(v, 1e-12) for v in te["curve"]], linewidth=2.5 if te.get("flagged") else 1,
+                label=f"{par['runtime']} {par['precision']} {te['output']}{half} x{te['growth']:.2f}"
+                + (" FLAGGED" if te.get("flagged") else ""))
+    ax.set_yscale("log")
+    ax.set_xlabel("frame t (longest case of each row)")
+    ax.set_ylabel("error at t / RMS frame norm")
+    ax.set_title("error over time (x: growth of the error, end over start of the recurrence)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    try:
+        return _png(fig)
+    finally:
+        plt.close(fig)
+
+
 def _size_plot(plt, artifacts: list[dict]) -> str:
     fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(artifacts)), 3.0))
     names = [Path(a["path"]).name for a in artifacts]
@@ -105,6 +130,9 @@ def plots(report: dict) -> dict[str, str]:
         out["latency"] = _latency_plot(plt, report["latency"])
     if report["parity"]:
         out["error"] = _error_plot(plt, report["parity"])
+        over_t = _timestep_plot(plt, report["parity"])
+        if over_t:
+            out["error over time"] = over_t
     if report["artifacts"]:
         out["size"] = _size_plot(plt, report["artifacts"])
     return out
@@ -128,7 +156,7 @@ def render_html(report: dict) -> str:
     env = report["environment"]
     isa = html.escape(isa_suffix(env))
     status = "PASSED" if report["passed"] else "FAILED"
-    notes, bisected = latency_notes(report), bisection_lines(report)
+    notes, bisected = latency_notes(report) + growth_notes(report), bisection_lines(report)
 
     def bullets(items) -> str:
         return "".join(f"<li>{html.escape(x)}</li>" for x in items)

@@ -9,7 +9,7 @@ from xml.etree import ElementTree as ET
 from ..artifact import write_text_atomic
 from ..bisection import verdict
 from .diff import regression_lines
-from .rows import failure_lines
+from .rows import failure_lines, timestep_line
 
 
 def render_junit(report: dict, budgets: list[dict] | None = None, baseline: dict | None = None) -> str:
@@ -27,6 +27,9 @@ def render_junit(report: dict, budgets: list[dict] | None = None, baseline: dict
             failure = ET.SubElement(case, "failure", message=(lines[0] if lines else "parity failed")
                                     + (f"; {bisected[0]}" if bisected else ""))
             failure.text = "\n".join(lines + bisected)
+        over_t = timestep_line(par)
+        if over_t:  # a passing row whose error grows over T says so where CI shows a case's output
+            ET.SubElement(case, "system-out").text = over_t
     for b in budgets or []:
         case = ET.SubElement(suite, "testcase", classname=f"budget.{b['precision']}",
                              name=f"{b['device']} {b['metric']} <= {b['limit_ms']} ms"

@@ -11,11 +11,13 @@ from .rows import (
     bisection_lines,
     failure_lines,
     fmt_size,
+    growth_notes,
     fmt_value,
     isa_suffix,
     latency_notes,
     matrix_rows,
     quant_rows,
+    timestep_line,
     unstable_notes,
 )
 
@@ -41,13 +43,14 @@ def render_markdown(report: dict) -> str:
         lines += [f"Latency at batch={lat['batch']}, T={lat['time']}, threads={lat['threads'] or 'default'}; "
                   "parity against the PyTorch fp32 original over every case below.", ""]
     lines += _table(COLUMNS, matrix_rows(report))
-    notes = latency_notes(report) + unstable_notes(report)
+    notes = latency_notes(report) + unstable_notes(report) + growth_notes(report)
     if notes:
         lines += [""] + [f"- {note}" for note in notes]
     for par in report["parity"]:
         lines += ["", _parity_heading(par)]
         lines += [f"- FAIL {line}" for line in failure_lines(par)[:10]]
         lines += [f"- note: {note}" for note in par.get("notes", [])]
+        lines += [f"- {line}" for line in (timestep_line(par),) if line]
     bisected = bisection_lines(report)
     if bisected:
         lines += ["", "## Which layer diverged", "",

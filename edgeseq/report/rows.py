@@ -164,3 +164,26 @@ def failure_lines(par: dict) -> list[str]:
             why = c["error"] or "; ".join(f"{o['output']}: {o['reason']}" for o in c["outputs"] if not o["passed"])
             out.append(f"batch={c['batch']} T={c['time']} {c['source']}: {why}")
     return out
+
+
+def growth_notes(report: dict) -> list[str]:
+    """One line per parity output whose error grows over T beyond its limit, even where the row passes."""
+    from ..timesteps import TimestepError
+
+    out = []
+    for par in report.get("parity", ()):
+        where = f"{par['runtime']} {par['precision']}"
+        out += [f"{where}: {TimestepError.from_dict(t).summary()}" for t in par.get("timestep_error", ())
+                if TimestepError.from_dict(t).flagged]
+    return out
+
+
+def timestep_line(par: dict) -> str:
+    """'error over t (T=1000): encoded (forward half) x1.02, ...' for one parity row; '' when it has none."""
+    from ..timesteps import TimestepError
+
+    found = [TimestepError.from_dict(t) for t in par.get("timestep_error", ())]
+    if not found:
+        return ""
+    return f"error over t (T={max(t.time for t in found)}, growth end / start): " + ", ".join(
+        f"{t.label} x{t.growth:.2f}{' FLAGGED' if t.flagged else ''}" for t in found)
