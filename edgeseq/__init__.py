@@ -14,6 +14,7 @@ _API = {
     "export": "edgeseq.api",
     "load": "edgeseq.api",
     "check": "edgeseq.api",
+    "check_stream": "edgeseq.api",
     "profile": "edgeseq.api",
     "bisect": "edgeseq.bisection",
     "diff_reports": "edgeseq.report",
@@ -42,7 +43,7 @@ _API = {
 __all__ = ["__version__", *_API]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .api import check, export, load, profile  # noqa: F401
+    from .api import check, check_stream, export, load, profile  # noqa: F401
     from .models import ModelSpec, get_model, list_models  # noqa: F401
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 import numpy as np
 
 from . import formats
-from ._checks import integer
+from ._checks import integer, integers
 from .artifact import Artifact
 from .enums import Format, Precision
 from .errors import EdgeseqError, InputError
@@ -25,6 +25,7 @@ from .runner import Runner
 
 if TYPE_CHECKING:  # pragma: no cover
     from .devices import DeviceProfile
+    from .streaming import StreamResult
 
 
 def export(
@@ -131,6 +132,45 @@ def check(
         return sweep(ref, runner, ((b, t, s, f) for b, t, s, f in feeds), tolerances, precision,
                      model=spec.name, artifact=label, notes=tuple(notes), on_case=on_case, cpu=cpu,
                      time_axes=spec.time_axes())
+    finally:
+        if owned:
+            runner.close()
+
+
+def check_stream(
+    artifact,
+    model=None,
+    *,
+    chunks: Sequence[int] = (1, 8, 32),
+    time: int | None = None,
+    batch: int = 1,
+    source: str = "speech",
+    weights: str | Path | None = None,
+    precision: str | Precision | None = None,
+    tolerances: Tolerances | dict[str, float] | None = None,
+    device: "str | DeviceProfile | None" = None,
+    threads: int | None = None,
+) -> "StreamResult":
+    """The chunked-vs-full gate of a streaming artifact (a model with state inputs / outputs, e.g. cbhg-lite-stream):
+    fed `chunk` frames per call with its state carried, its concatenated outputs and final state must equal the
+    PyTorch original's single full-sequence call within the precision's tolerance; with the cost of each chunk."""
+    from .formats.torch import reference as torch_reference
+    from .streaming import DEFAULT_TIME, check_stream as gate
+
+    weights = weights_arg(weights)
+    time = integer(DEFAULT_TIME if time is None else time, "time")
+    batch = integer(batch, "batch")
+    chunks = integers(chunks, "chunks") or (1, 8, 32)
+    runner, owned, profile = runner_for_call(artifact, device, threads, "check")
+    try:
+        runner.load()
+        spec = model_of(runner, model)
+        precision = Precision.parse(precision or meta_of(runner).get("edgeseq.precision", "fp32"))
+        tolerances = resolve_tolerances(spec, tolerances, device=profile.tolerances if profile else None)
+        ref = torch_reference(spec, weights)
+        ref.load()
+        return gate(runner, ref, spec, precision=precision.value, tolerances=tolerances, chunks=chunks, time=time,
+                    batch=batch, source=source, artifact=str(getattr(runner, "path", "")))
     finally:
         if owned:
             runner.close()

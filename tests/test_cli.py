@@ -11,7 +11,7 @@ def test_models_lists_parameters_and_flops(run_cli):
     proc = run_cli("models", "--json")
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
-    assert set(rows) == {"cbhg", "cbhg-postnet", "cbhg-lite", "attention-cbhg", "seq-cnn"}
+    assert set(rows) == {"cbhg", "cbhg-postnet", "cbhg-lite", "attention-cbhg", "cbhg-lite-stream", "seq-cnn"}
     assert 3.3e6 < rows["cbhg"]["parameters"] < 3.5e6
     assert rows["cbhg"]["flops_at_default_time"] > 1.3e9
     table = run_cli("models")

@@ -70,3 +70,11 @@ def test_release_gate(tmp_path):
     for_good = out.split("left it for good at ", 1)[1].split(" ", 1)[0]
     assert not for_good.startswith("bank"), out
     assert (tmp_path / "builds" / "last-release" / "report.json").is_file()
+
+
+def test_streaming_app(tmp_path):
+    proc = run("streaming_app.py", "--chunk", "8", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("speech_0: 225 frames in 29 calls of 8, streamed vs whole rel L2 ")
+    assert lines[-1].startswith("streaming matches the whole-utterance run")

@@ -25,8 +25,11 @@ def check_cmd(
     json_out: args.JsonOut = None,
     bisect: Annotated[bool, typer.Option("--bisect", help="On failure, name the first PyTorch module that diverged.")] = False,
     tolerance: args.ToleranceOverrides = None,
+    chunks: Annotated[str | None, typer.Option(
+        "--chunks", help="Streaming models: chunk sizes for the chunked-vs-full gate (default 1,8,32).")] = None,
 ):
-    """Parity of ARTIFACT against the PyTorch original over a sequence-length x batch sweep."""
+    """Parity of ARTIFACT against the PyTorch original over a sequence-length x batch sweep; a streaming model
+    (state inputs / outputs) is also fed chunk by chunk with its state carried, against one full-sequence run."""
     from ..api import check
 
     if device and len(device) > 1:  # a plain option would keep the last one and check there alone, saying nothing
@@ -36,6 +39,7 @@ def check_cmd(
     if json_out:
         validate_output_file(json_out, "--json")
     overrides = dict(args.tolerance_overrides(tolerance))
+    sizes = _stream_sizes(artifact, model, device, chunks)  # bad --chunks: refused before any work
     result = check(artifact, model, weights=weights, times=args.int_list(times, "times"),
                    batches=args.int_list(batches, "batches"), device=device, threads=threads, tolerances=overrides)
     data = result.to_dict()
@@ -49,12 +53,51 @@ def check_cmd(
             "kernels); run `edgeseq check` on the target (or --device) to prove it there")
     for note in result.notes:
         say(f"note: {note}")
+    for flag in result.growth_flags:
+        say(f"note: {flag}")
     print_failures({"parity": [data]}, notes=False)
     if bisect and not result.passed:
         data["bisect"] = _bisect(artifact, result, weights, device, overrides)
+    streamed = _stream(artifact, model, weights, device, threads, overrides, sizes) if sizes else None
+    if streamed is not None:
+        data["stream"] = streamed.to_dict()
     if json_out:
         write_text_atomic(json_out, json.dumps(data, indent=2) + "\n")
-    raise typer.Exit(0 if result.passed else 1)
+    raise typer.Exit(0 if result.passed and (streamed is None or streamed.passed) else 1)
+
+
+def _stream_sizes(artifact: Path, model, device, chunks: str | None) -> tuple[int, ...]:
+    """The chunk sizes to stream: --chunks, or 1,8,32 where the model declares state; () where it does not."""
+    from ..resolve import model_of, open_runner
+
+    sizes = args.int_list(chunks, "chunks")
+    if sizes is not None and (not sizes or min(sizes) < 1):
+        raise InputError(f"--chunks takes chunk sizes >= 1, got {chunks!r}")
+    with open_runner(artifact, device=device) as runner:
+        spec = model_of(runner, model)
+    if not spec.state:
+        if sizes:
+            raise InputError(f"--chunks: model {spec.name!r} declares no state inputs / outputs, so it cannot stream")
+        return ()
+    return sizes or (1, 8, 32)
+
+
+def _stream(artifact: Path, model, weights, device, threads, overrides: dict, sizes: tuple[int, ...]):
+    """The chunked-vs-full gate: prints its verdict and each chunk size's cost, returns the StreamResult."""
+    from ..api import check_stream
+
+    result = check_stream(artifact, model, chunks=sizes, weights=weights, device=device, threads=threads,
+                          tolerances=overrides)
+    worst = max((o.rel_l2 for c in result.cases for o in c.outputs), default=float("nan"))
+    say_marked("PASS" if result.passed else "FAIL", "green" if result.passed else "red",
+               f" streaming {result.model} on {result.runtime}: chunks of {', '.join(str(c.chunk) for c in result.cases)}"
+               f" frames with the state carried vs one call over T={result.cases[0].time}, worst rel L2 {worst:.3g}")
+    for c in result.cases:
+        say(f"  chunk {c.chunk}: first call {c.first_chunk_ms:.3f} ms, then {c.chunk_ms:.3f} ms a call "
+            f"({c.share_ratio:.2f}x its frames' share of one full call, {c.full_ms:.2f} ms)")
+    for line in result.failures[:10]:
+        say(f"  FAIL {line}")
+    return result
 
 
 def _bisect(artifact: Path, result, weights, device: str | None, overrides: dict) -> dict:

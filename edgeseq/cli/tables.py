@@ -18,11 +18,13 @@ def models_table(rows: list[dict]) -> Table:
         return f"{t['name']}[{'x'.join(map(str, t['shape']))}]"
 
     table = Table(title="edgeseq models")
-    for col in ("name", "parameters", "GFLOP @ T", "input", "output"):
+    for col in ("name", "parameters", "GFLOP @ T"):
         table.add_column(col, no_wrap=True)
+    for col in ("input", "output"):  # a streaming model has six of each: one per line, wrapped if need be
+        table.add_column(col)
     for r in rows:
         _row(table, (r["name"], f"{r['parameters']:,}", f"{r['flops_at_default_time'] / 1e9:.3g} @ {r['default_time']}",
-                     ", ".join(map(shape, r["inputs"])), ", ".join(map(shape, r["outputs"]))))
+                     "\n".join(map(shape, r["inputs"])), "\n".join(map(shape, r["outputs"]))))
     return table
 
 

@@ -64,6 +64,26 @@ def _cbhg_spec(name: str, description: str, cfg, speech_dim: int | None = None) 
     )
 
 
+def _stream_spec() -> ModelSpec:
+    from .streaming import CBHG_LITE_STREAM, STATE_OUTPUT_SUFFIX, StreamingCBHGLite
+
+    cfg = CBHG_LITE_STREAM
+    states = cfg.state_shapes()
+    return ModelSpec(
+        name="cbhg-lite-stream",
+        description="CBHG-Lite for streaming: causal bank / pool / projections, GRU 128, state in and out",
+        factory=lambda: StreamingCBHGLite(cfg),
+        inputs=(TensorSpec("features", (BATCH, TIME, cfg.in_dim)),)
+        + tuple(TensorSpec(name, (BATCH, *shape)) for name, shape in states.items()),
+        outputs=(TensorSpec("encoded", (BATCH, TIME, cfg.gru_hidden)),)
+        + tuple(TensorSpec(name + STATE_OUTPUT_SUFFIX, (BATCH, *shape)) for name, shape in states.items()),
+        speech_dim=cfg.in_dim,
+        config=cfg.to_dict(),
+        frames_per_second=80.0,
+        state=tuple((name, name + STATE_OUTPUT_SUFFIX) for name in states),
+    )
+
+
 _BUILTINS_DONE = False
 
 
@@ -93,6 +113,7 @@ def _register_builtins() -> None:
             "attention-cbhg", "CBHG + 4-head self-attention (residual + layer norm) before the BiGRU", cbhg.ATTENTION_CBHG
         )
     )
+    register(_stream_spec())
     register(
         ModelSpec(
             name="seq-cnn",

@@ -40,6 +40,7 @@ class ModelSpec:
     frames_per_second: float | None = None  # the time axis' frame rate, for a real-time factor (None: no RTF)
     source: str = ""  # the FILE.py:FACTORY / package.module:FACTORY a user model was loaded from
     bidirectional_outputs: tuple[str, ...] = ()  # outputs laid out [forward | backward] on their last axis
+    state: tuple[tuple[str, str], ...] = ()  # (state input, the output carrying it to the next call): streaming
 
     # ---- shape facts -------------------------------------------------------------------------------------------
     @property

@@ -1,0 +1,146 @@
+"""The chunked-vs-full gate: an artifact with explicit state, fed N frames at a time with its state carried from
+call to call, must give what the PyTorch original gives over the whole sequence at once; and what each chunk costs.
+
+A model streams when its spec declares `state` pairs (state input -> the output carrying it to the next call), as
+cbhg-lite-stream does; an app does exactly what `stream` below does. Results are frozen dataclasses that
+serialize to JSON like parity rows.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time as _time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import is_integer
+from .errors import InputError
+from .parity import OutputError, Tolerances, compare
+
+DEFAULT_CHUNKS = (1, 8, 32)
+DEFAULT_TIME = 256  # frames streamed per case: 8 chunks of 32, 256 calls of 1
+TIMING_REPEATS = 3  # the stream is replayed this many times for its timings; medians are reported
+
+
+@dataclass(frozen=True)
+class StreamCase:
+    """One chunk size: the concatenated chunk outputs and the final state against the full-sequence reference,
+    and the cost of a chunk next to the same frames' share of one full-sequence call on this runtime."""
+
+    chunk: int
+    calls: int
+    outputs: tuple[OutputError, ...]  # the streamed outputs, then each final state
+    first_chunk_ms: float
+    chunk_ms: float  # median of the calls after the first
+    full_ms: float  # one call over the whole sequence, same runtime
+    time: int
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outputs)
+
+    @property
+    def share_ratio(self) -> float:
+        """A steady-state chunk's cost over its frames' share of a full-sequence call (1.0: state costs nothing)."""
+        share = self.full_ms * self.chunk / self.time
+        return self.chunk_ms / share if share > 0 else float("inf")
+
+    def to_dict(self) -> dict:
+        return {"chunk": self.chunk, "calls": self.calls, "time": self.time, "passed": self.passed,
+                "first_chunk_ms": self.first_chunk_ms, "chunk_ms": self.chunk_ms, "full_ms": self.full_ms,
+                "share_ratio": self.share_ratio, "outputs": [o.to_dict() for o in self.outputs]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StreamCase":
+        return cls(d["chunk"], d["calls"], tuple(OutputError.from_dict(o) for o in d["outputs"]),
+                   d["first_chunk_ms"], d["chunk_ms"], d["full_ms"], d["time"])
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    model: str
+    runtime: str
+    precision: str
+    artifact: str
+    batch: int
+    source: str
+    cases: tuple[StreamCase, ...]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.cases) and all(c.passed for c in self.cases)
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"chunk {c.chunk}: {o.output}: {o.reason}" for c in self.cases for o in c.outputs if not o.passed]
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "runtime": self.runtime, "precision": self.precision, "artifact": self.artifact,
+                "batch": self.batch, "source": self.source, "passed": self.passed,
+                "cases": [c.to_dict() for c in self.cases]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StreamResult":
+        return cls(d["model"], d["runtime"], d["precision"], d["artifact"], d["batch"], d["source"],
+                   tuple(StreamCase.from_dict(c) for c in d["cases"]))
+
+
+def zero_state(spec, batch: int) -> dict[str, np.ndarray]:
+    """The state a stream starts from: zeros of each state input's shape (the full-sequence run's padding)."""
+    by_name = {t.name: t for t in spec.inputs}
+    return {name: np.zeros(spec.shape_for(by_name[name], batch, 1), np.dtype(by_name[name].dtype))
+            for name, _ in spec.state}
+
+
+def stream(infer, spec, feed: dict[str, np.ndarray], chunk: int, time_axis: int = 1, on_call=None) -> dict:
+    """Run `infer` chunk by chunk over `feed`'s streamed inputs, carrying the state; the outputs concatenated, and
+    the final state under each state output's name. on_call(seconds) gets each call's time."""
+    state = {name: feed[name] for name, _ in spec.state}
+    streamed = [t.name for t in spec.inputs if t.name not in state]
+    total = feed[streamed[0]].shape[time_axis]
+    pieces: dict[str, list[np.ndarray]] = {}
+    for start in range(0, total, chunk):
+        window = {n: np.take(feed[n], range(start, min(start + chunk, total)), axis=time_axis) for n in streamed}
+        began = _time.perf_counter()
+        got = infer({**window, **state})
+        if on_call:
+            on_call(_time.perf_counter() - began)
+        state = {name: got[out] for name, out in spec.state}
+        for name, value in got.items():
+            if name not in dict(spec.state).values():
+                pieces.setdefault(name, []).append(value)
+    out = {name: np.concatenate(parts, axis=time_axis) for name, parts in pieces.items()}
+    return {**out, **{out_name: state[name] for name, out_name in spec.state}}
+
+
+def check_stream(runner, reference, spec, *, precision: str, tolerances: Tolerances, chunks=DEFAULT_CHUNKS,
+                 time: int = DEFAULT_TIME, batch: int = 1, source: str = "speech", artifact: str = "",
+                 repeats: int = TIMING_REPEATS) -> StreamResult:
+    """The gate over loaded runners: each chunk size's stream against the reference's one full-sequence call."""
+    if not spec.state:
+        raise InputError(f"model {spec.name!r} declares no state inputs / outputs, so it cannot stream; a streaming "
+                         "model pairs each state input with the output that carries it (ModelSpec.state)")
+    if not chunks or any(not is_integer(c) or c < 1 for c in chunks):
+        raise InputError(f"chunk sizes must be whole numbers >= 1, got {list(chunks)}")
+    feed = {**spec.example_inputs(batch=batch, time=time, source=source), **zero_state(spec, batch)}
+    expected = reference.infer(feed)
+    full_times: list[float] = []
+    calls: dict[int, list[list[float]]] = {chunk: [] for chunk in chunks}
+    got: dict[int, dict] = {}
+    for _ in range(repeats):  # interleaved: the full call and every chunk size see the same machine load
+        began = _time.perf_counter()
+        runner.infer(feed)
+        full_times.append(_time.perf_counter() - began)
+        for chunk in chunks:
+            calls[chunk].append([])
+            got[chunk] = stream(runner.infer, spec, feed, chunk, on_call=calls[chunk][-1].append)
+    cases = []
+    for chunk in chunks:
+        outputs = tuple(compare(name, expected[name], got[chunk][name], tolerances.get(precision, name))
+                        for name in expected)
+        runs = calls[chunk]
+        later = [t for run in runs for t in run[1:]] or [t for run in runs for t in run]
+        cases.append(StreamCase(chunk, len(runs[0]), outputs, 1e3 * statistics.median(run[0] for run in runs),
+                                1e3 * statistics.median(later), 1e3 * statistics.median(full_times), time))
+    return StreamResult(spec.name, runner.runtime, str(precision), artifact, batch, source, tuple(cases))

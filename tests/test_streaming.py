@@ -1,0 +1,148 @@
+"""Streaming: cbhg-lite-stream fed chunk by chunk with its state carried equals one full-sequence call, in PyTorch,
+ONNX Runtime (.onnx and .ort) and LiteRT; the gate fails a runtime that drops the state or drifts past tolerance."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import edgeseq
+from edgeseq.errors import InputError
+from edgeseq.parity import DEFAULT_TOLERANCES
+from edgeseq.streaming import StreamResult, check_stream, stream, zero_state
+
+from conftest import assert_one_line_error
+
+MODEL = "cbhg-lite-stream"
+SPEC = edgeseq.get_model(MODEL)
+
+
+def test_the_pytorch_model_streams_exactly():
+    """Causal everywhere: any chunking of any input, from any state, gives the full call's outputs and state."""
+    module = SPEC.build()
+    feed = SPEC.example_inputs(batch=2, time=45, source="random", seed=3)  # a random (not zero) start state
+    tensors = {k: torch.from_numpy(v) for k, v in feed.items()}
+
+    def infer(f):
+        with torch.inference_mode():
+            out = module(*(torch.from_numpy(f[n]) if isinstance(f[n], np.ndarray) else f[n]
+                           for n in SPEC.input_names))
+        return dict(zip(SPEC.output_names, (o.numpy() for o in out)))
+
+    whole = infer({k: v.numpy() for k, v in tensors.items()})
+    for chunk in (1, 4, 7, 45):
+        got = stream(infer, SPEC, feed, chunk)
+        for name in SPEC.output_names:
+            np.testing.assert_allclose(got[name], whole[name], rtol=0, atol=2e-6, err_msg=f"chunk {chunk} {name}")
+    assert [t.shape for t in SPEC.inputs[1:]] == [("batch", *s) for s in _state_shapes().values()]
+
+
+def _state_shapes():
+    from edgeseq.models.streaming import CBHG_LITE_STREAM
+
+    return CBHG_LITE_STREAM.state_shapes()
+
+
+@pytest.fixture(scope="module")
+def stream_onnx(tmp_path_factory):
+    return edgeseq.export(MODEL, "onnx", out_dir=tmp_path_factory.mktemp("stream-onnx"))
+
+
+def _gate_passes(path, chunks=(1, 8, 32)):
+    result = edgeseq.check_stream(path, chunks=chunks, time=64)
+    assert result.passed, result.failures
+    assert [c.chunk for c in result.cases] == list(chunks)
+    assert [c.calls for c in result.cases] == [-(-64 // c) for c in chunks]
+    assert all(o.rel_l2 < 1e-5 for c in result.cases for o in c.outputs)
+    assert {o.output for o in result.cases[0].outputs} == set(SPEC.output_names)  # outputs and every final state
+    assert all(c.chunk_ms > 0 and c.full_ms > 0 and c.share_ratio > 0 for c in result.cases)
+    assert StreamResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+    return result
+
+
+@pytest.mark.covers(MODEL, "onnx")
+def test_onnx_passes_parity_and_the_chunked_gate(stream_onnx):
+    parity = edgeseq.check(stream_onnx.path, times=(1, 7, 200), batches=(1, 3))
+    assert parity.passed and parity.worst.rel_l2 < 1e-5, parity.failures
+    _gate_passes(stream_onnx.path)
+
+
+@pytest.mark.covers(MODEL, "ort")
+def test_ort_mobile_streams_too(tmp_path):
+    art = edgeseq.export(MODEL, "ort", out_dir=tmp_path)
+    assert edgeseq.check(art.path, times=(1, 50), batches=(1, 2)).passed
+    _gate_passes(art.path, chunks=(8,))
+
+
+@pytest.mark.covers(MODEL, "tflite")
+def test_tflite_passes_parity_and_the_chunked_gate(tmp_path):
+    pytest.importorskip("litert_torch", reason="needs litert-torch: pip install 'edgeseq[tflite]'")
+    art = edgeseq.export(MODEL, "tflite", out_dir=tmp_path)
+    parity = edgeseq.check(art.path, times=(1, 7, 200), batches=(1, 3))
+    assert parity.passed and parity.worst.rel_l2 < 1e-5, parity.failures
+    _gate_passes(art.path)
+
+
+class _Perturbed:
+    """A runner around a real one: drops the carried state, or adds noise of a set relative size to each chunk."""
+
+    def __init__(self, runner, *, forget=False, rel=0.0):
+        self.runner, self.forget, self.rel = runner, forget, rel
+        self.runtime = runner.runtime
+        self.rng = np.random.default_rng(0)
+
+    def infer(self, feed):
+        if self.forget:
+            feed = {**feed, **zero_state(SPEC, feed["features"].shape[0])}
+        out = self.runner.infer(feed)
+        if self.rel:
+            y = out["encoded"].astype(np.float64)
+            noise = self.rng.standard_normal(y.shape)
+            out["encoded"] = (y + self.rel * np.linalg.norm(y) / np.linalg.norm(noise) * noise).astype(np.float32)
+        return out
+
+
+def _reference():
+    from edgeseq.formats.torch import reference
+
+    ref = reference(SPEC, None)
+    ref.load()
+    return ref
+
+
+def test_the_gate_fails_a_runtime_that_drops_the_state(stream_onnx):
+    with edgeseq.load(stream_onnx.path) as runner:
+        result = check_stream(_Perturbed(runner, forget=True), _reference(), SPEC, precision="fp32",
+                              tolerances=DEFAULT_TOLERANCES, chunks=(8,), time=48, repeats=1)
+    assert not result.passed and any(line.startswith("chunk 8: encoded: rel_l2") for line in result.failures)
+
+
+@pytest.mark.parametrize("rel, passes", [(1.1e-5, False), (0.9e-5, True)])
+def test_the_gate_just_over_and_just_under_the_fp32_tolerance(stream_onnx, rel, passes):
+    """Each chunk off by `rel` of its own norm: the streamed output is off by about `rel` overall."""
+    with edgeseq.load(stream_onnx.path) as runner:
+        result = check_stream(_Perturbed(runner, rel=rel), _reference(), SPEC, precision="fp32",
+                              tolerances=DEFAULT_TOLERANCES, chunks=(16,), time=64, repeats=1)
+    encoded = next(o for o in result.cases[0].outputs if o.output == "encoded")
+    assert encoded.rel_l2 == pytest.approx(rel, rel=0.02) and result.passed is passes
+
+
+def test_bad_chunks_and_models_that_cannot_stream(stream_onnx, lite_onnx):
+    with pytest.raises(InputError, match="chunks must be an integer or a list of integers >= 1"):
+        edgeseq.check_stream(stream_onnx.path, chunks=(8, 0))
+    with pytest.raises(InputError, match="'cbhg-lite' declares no state"):
+        edgeseq.check_stream(lite_onnx.path)
+
+
+def test_cli_check_streams_a_streaming_model(run_cli, stream_onnx, lite_onnx, tmp_path):
+    out = tmp_path / "check.json"
+    proc = run_cli("check", stream_onnx.path, "--times", "1,30", "--batches", "1", "--chunks", "4,16",
+                   "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "PASS streaming cbhg-lite-stream on onnxruntime-cpu: chunks of 4, 16 frames" in proc.stdout
+    assert [c["chunk"] for c in json.loads(out.read_text())["stream"]["cases"]] == [4, 16]
+    line = assert_one_line_error(run_cli("check", lite_onnx.path, "--times", "1", "--chunks", "8"))
+    assert "model 'cbhg-lite' declares no state inputs / outputs, so it cannot stream" in line
+    proc = run_cli("check", lite_onnx.path, "--times", "1", "--batches", "1")
+    assert proc.returncode == 0 and "streaming" not in proc.stdout  # no state: no gate, nothing said
