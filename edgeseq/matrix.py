@@ -21,6 +21,7 @@ from .environment import cpu_info, fingerprint
 from .errors import EdgeseqError
 from .plan import MatrixOptions, MatrixPlan, plan_matrix
 from .report import Report, html_available, render_markdown, write_html
+from .streaming import DEFAULT_CHUNKS, check_stream
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +107,7 @@ def run_plan(plan: MatrixPlan, progress: Progress = lambda msg: None) -> Report:
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir))
     finished = False
     try:
-        artifacts, parity, latency, bisections = [], [], [], []
+        artifacts, parity, latency, bisections, streams = [], [], [], [], []
         track.say(f"timing torch-cpu eager (reference) at T={next(iter(latency_feed.values())).shape[1]}")
         latency.append(api.profile(reference, feed=latency_feed, warmup=options.warmup,
                                    iterations=options.iterations, artifact_label=""))
@@ -172,6 +173,12 @@ def run_plan(plan: MatrixPlan, progress: Progress = lambda msg: None) -> Report:
                     parity[-1], found = _bisect_failure(parity[-1], spec, weights, options, track,
                                                         artifact=staged, label=str(final))
                     bisections += found
+                    if spec.state:  # a streaming model: chunk by chunk with the state carried, against one call
+                        track.say(f"streaming {staged.name} on {runner.runtime} in chunks of "
+                                  f"{', '.join(map(str, DEFAULT_CHUNKS))} frames")
+                        streams.append(check_stream(runner, reference, spec, precision=prec.value,
+                                                    tolerances=options.tolerances,  # resolved by the plan
+                                                    artifact=str(final)))
                     if _record_validation(contract, staged, parity[-1]):
                         artifact = dataclasses.replace(artifact, sha256=sha256_file(staged),
                                                        size_bytes=staged.stat().st_size)
@@ -185,7 +192,7 @@ def run_plan(plan: MatrixPlan, progress: Progress = lambda msg: None) -> Report:
                     track.advance()
         report = Report(model=spec.summary(), environment={**fingerprint(), "threads": options.threads},
                         artifacts=tuple(artifacts), parity=tuple(parity), latency=tuple(latency),
-                        references=tuple(references), bisections=tuple(bisections),
+                        references=tuple(references), bisections=tuple(bisections), streams=tuple(streams),
                         quantization=quant_summaries(artifacts, parity, latency, references))
         for staged_file in sorted(staging.iterdir()):  # artifacts and their companions (plans, sidecars, caches)
             staged_file.replace(out_dir / staged_file.name)

@@ -146,3 +146,22 @@ def test_cli_check_streams_a_streaming_model(run_cli, stream_onnx, lite_onnx, tm
     assert "model 'cbhg-lite' declares no state inputs / outputs, so it cannot stream" in line
     proc = run_cli("check", lite_onnx.path, "--times", "1", "--batches", "1")
     assert proc.returncode == 0 and "streaming" not in proc.stdout  # no state: no gate, nothing said
+
+
+def test_the_matrix_streams_a_streaming_model_and_reports_it(tmp_path):
+    from edgeseq.plan import MatrixOptions
+    from edgeseq.report import render_junit, render_markdown
+
+    report = edgeseq.run_matrix(MODEL, ["onnx"], out_dir=tmp_path,
+                                options=MatrixOptions(times=(1, 30), batches=(1,), warmup=1, iterations=2))
+    assert report.passed and [s.runtime for s in report.streams] == ["onnxruntime-cpu"]
+    assert [c.chunk for c in report.streams[0].cases] == [1, 8, 32]
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert "## Streaming" in (tmp_path / "report.md").read_text()
+    assert 'classname="stream.fp32"' in render_junit(data)
+    encoded = data["streams"][0]["cases"][1]["outputs"][0]
+    encoded.update(passed=False, reason="rel_l2 2e-05 > 1e-05")
+    data["streams"][0]["cases"][1]["passed"] = data["streams"][0]["passed"] = False
+    assert not edgeseq.Report.from_dict(data).passed  # a failed stream fails the report
+    assert "| 8 | FAIL |" in render_markdown(data)
+    assert "chunk 8: encoded: rel_l2 2e-05 &gt; 1e-05" in render_junit(data)

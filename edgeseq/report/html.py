@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..artifact import write_text_atomic
-from .rows import COLUMNS, bisection_lines, growth_notes, isa_suffix, latency_notes, matrix_rows
+from .rows import (COLUMNS, STREAM_COLUMNS, bisection_lines, growth_notes, isa_suffix, latency_notes, matrix_rows,
+                   stream_rows)
 
 
 def _png(fig) -> str:
@@ -147,6 +148,12 @@ def render_html(report: dict) -> str:
     body = "".join(
         "<tr class='{}'>".format("fail" if r["parity"] == "FAIL" else "")
         + "".join(f"<td>{html.escape(r[c])}</td>" for c in COLUMNS) + "</tr>" for r in rows)
+    streamed = stream_rows(report)
+    stream_table = ("<h2>Streaming</h2><table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in STREAM_COLUMNS)
+                    + "</tr>" + "".join(
+                        "<tr class='{}'>".format("fail" if r["streamed vs full"] == "FAIL" else "")
+                        + "".join(f"<td>{html.escape(r[c])}</td>" for c in STREAM_COLUMNS) + "</tr>"
+                        for r in streamed) + "</table>") if streamed else ""
     failures = [
         f"<li>{html.escape(p['runtime'])} batch={c['batch']} T={c['time']} {html.escape(c['source'])}: "
         + html.escape(c["error"] or "; ".join(o["reason"] for o in c["outputs"] if not o["passed"])) + "</li>"
@@ -171,6 +178,7 @@ figure{{display:inline-block;margin:1em}} .PASSED{{color:#070}} .FAILED{{color:#
 {html.escape(', '.join(f'{k} {v}' for k, v in env['packages'].items()))}; created {html.escape(report['created'])}</p>
 <table><tr>{head}</tr>{body}</table>
 {'<ul>' + bullets(notes) + '</ul>' if notes else ''}
+{stream_table}
 {'<h2>Failures</h2><ul>' + ''.join(failures[:50]) + '</ul>' if failures else ''}
 {'<h2>Which layer diverged</h2><ul>' + bullets(bisected) + '</ul>' if bisected else ''}
 {images}

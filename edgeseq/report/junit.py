@@ -9,7 +9,7 @@ from xml.etree import ElementTree as ET
 from ..artifact import write_text_atomic
 from ..bisection import verdict
 from .diff import regression_lines
-from .rows import failure_lines, timestep_line
+from .rows import failure_lines, stream_failure_lines, timestep_line
 
 
 def render_junit(report: dict, budgets: list[dict] | None = None, baseline: dict | None = None) -> str:
@@ -30,6 +30,14 @@ def render_junit(report: dict, budgets: list[dict] | None = None, baseline: dict
         over_t = timestep_line(par)
         if over_t:  # a passing row whose error grows over T says so where CI shows a case's output
             ET.SubElement(case, "system-out").text = over_t
+    for stream in report.get("streams", []):
+        case = ET.SubElement(suite, "testcase", classname=f"stream.{stream['precision']}",
+                             name=f"{stream['runtime']} {Path(stream['artifact']).name} chunks "
+                             + ",".join(str(c["chunk"]) for c in stream["cases"]))
+        if not stream["passed"]:
+            failures += 1
+            lines = stream_failure_lines(stream) or ["streamed output differs from the full call"]
+            ET.SubElement(case, "failure", message=lines[0]).text = "\n".join(lines)
     for b in budgets or []:
         case = ET.SubElement(suite, "testcase", classname=f"budget.{b['precision']}",
                              name=f"{b['device']} {b['metric']} <= {b['limit_ms']} ms"

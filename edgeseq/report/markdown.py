@@ -17,6 +17,8 @@ from .rows import (
     latency_notes,
     matrix_rows,
     quant_rows,
+    STREAM_COLUMNS,
+    stream_rows,
     timestep_line,
     unstable_notes,
 )
@@ -51,6 +53,13 @@ def render_markdown(report: dict) -> str:
         lines += [f"- FAIL {line}" for line in failure_lines(par)[:10]]
         lines += [f"- note: {note}" for note in par.get("notes", [])]
         lines += [f"- {line}" for line in (timestep_line(par),) if line]
+    streamed = stream_rows(report)
+    if streamed:
+        lines += ["", "## Streaming", "",
+                  f"Fed chunk by chunk with the state carried, against one PyTorch call over T="
+                  f"{report['streams'][0]['cases'][0]['time']} (batch {report['streams'][0]['batch']}); a later "
+                  "call's cost over its frames' share of one full call on the same runtime.", ""]
+        lines += _table(STREAM_COLUMNS, streamed)
     bisected = bisection_lines(report)
     if bisected:
         lines += ["", "## Which layer diverged", "",

@@ -14,6 +14,7 @@ from ..errors import ArtifactError, EdgeseqError
 from ..latency import LatencyResult
 from ..parity import ParityResult
 from ..quantize import QuantSummary
+from ..streaming import StreamResult
 
 SCHEMA = "edgeseq.report/1"
 
@@ -28,11 +29,12 @@ class Report:
     references: tuple[ParityResult, ...] = ()  # informative comparisons that do not gate (PyTorch's own int8)
     quantization: tuple[QuantSummary, ...] = ()
     bisections: tuple[BisectResult, ...] = ()  # one per failed parity row: the first module that diverged
+    streams: tuple[StreamResult, ...] = ()  # a streaming model's chunked-vs-full gate, per runtime
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     @property
     def passed(self) -> bool:
-        return all(p.passed for p in self.parity)
+        return all(p.passed for p in self.parity) and all(s.passed for s in self.streams)
 
     def to_dict(self) -> dict:
         return {
@@ -47,6 +49,7 @@ class Report:
             "references": [p.to_dict() for p in self.references],
             "quantization": [q.to_dict() for q in self.quantization],
             "bisections": [b.to_dict() for b in self.bisections],
+            "streams": [x.to_dict() for x in self.streams],
         }
 
     @classmethod
@@ -60,6 +63,7 @@ class Report:
             references=tuple(ParityResult.from_dict(p) for p in d.get("references", ())),
             quantization=tuple(QuantSummary.from_dict(q) for q in d.get("quantization", ())),
             bisections=tuple(BisectResult.from_dict(b) for b in d.get("bisections", ())),
+            streams=tuple(StreamResult.from_dict(x) for x in d.get("streams", ())),
             created=d.get("created", ""),
         )
 

@@ -187,3 +187,26 @@ def timestep_line(par: dict) -> str:
         return ""
     return f"error over t (T={max(t.time for t in found)}, growth end / start): " + ", ".join(
         f"{t.label} x{t.growth:.2f}{' FLAGGED' if t.flagged else ''}" for t in found)
+
+
+STREAM_COLUMNS = ("runtime", "artifact", "chunk", "streamed vs full", "rel L2", "first call ms", "later call ms",
+                  "x share of full")
+
+
+def stream_rows(report: dict) -> list[dict[str, str]]:
+    """One row per (streaming artifact on a runtime, chunk size): the gate's verdict and what a chunk costs."""
+    rows = []
+    for s in report.get("streams", ()):
+        for c in s["cases"]:
+            worst = max((o["rel_l2"] for o in c["outputs"]), default=float("nan"))
+            rows.append({"runtime": s["runtime"], "artifact": Path(s["artifact"]).name or "-",
+                         "chunk": str(c["chunk"]), "streamed vs full": "PASS" if c["passed"] else "FAIL",
+                         "rel L2": fmt_value(worst, ".2e"), "first call ms": fmt_value(c["first_chunk_ms"], ".3f"),
+                         "later call ms": fmt_value(c["chunk_ms"], ".3f"),
+                         "x share of full": fmt_value(c["share_ratio"], ".2f")})
+    return rows
+
+
+def stream_failure_lines(stream: dict) -> list[str]:
+    return [f"chunk {c['chunk']}: {o['output']}: {o['reason']}" for c in stream["cases"] for o in c["outputs"]
+            if not o["passed"]]

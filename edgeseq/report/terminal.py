@@ -3,7 +3,7 @@ rich markup: a runtime, a path or a pip hint ('edgeseq[report]') prints as writt
 
 from __future__ import annotations
 
-from .rows import growth_notes, matrix_rows, quant_rows, unstable_notes
+from .rows import STREAM_COLUMNS, growth_notes, matrix_rows, quant_rows, stream_rows, unstable_notes
 
 TERMINAL_COLUMNS = ("format", "precision", "runtime", "parity", "rel L2 (worst)", "max abs", "p50 ms",
                     "x torch eager", "size")
@@ -22,6 +22,11 @@ def print_table(report: dict, console=None) -> None:
                                styles=["red" if row["parity"] == "FAIL" else None for row in matrix]))
     for note in unstable_notes(report) + growth_notes(report):
         console.print(note, style="yellow", highlight=False, markup=False)
+    streamed = stream_rows(report)
+    if streamed:
+        console.print(fitted_table("streamed in chunks vs one full call", STREAM_COLUMNS, streamed, console.width,
+                                   text=("runtime", "artifact"),
+                                   styles=["red" if r["streamed vs full"] == "FAIL" else None for r in streamed]))
     rows = quant_rows(report)
     if rows:
         columns = ("artifact", "runtime", "size x fp32", "p50 x fp32", "rel L2", "torch int8 rel L2", "still float")
