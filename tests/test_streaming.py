@@ -165,3 +165,35 @@ def test_the_matrix_streams_a_streaming_model_and_reports_it(tmp_path):
     assert not edgeseq.Report.from_dict(data).passed  # a failed stream fails the report
     assert "| 8 | FAIL |" in render_markdown(data)
     assert "chunk 8: encoded: rel_l2 2e-05 &gt; 1e-05" in render_junit(data)
+
+
+def test_a_user_model_that_declares_its_state_gets_the_gate(tmp_path):
+    """Channels-first input, a GRU state with the batch on axis 1: declared once, streamed on ONNX Runtime."""
+    from pathlib import Path
+
+    ref = f"{Path(__file__).resolve().parent / 'fixtures' / 'public_cbhg.py'}:streaming_encoder"
+    spec = edgeseq.get_model(ref)
+    assert spec.state == (("conv_ctx", "conv_ctx_next"), ("h", "h_next"))
+    art = edgeseq.export(ref, "onnx", out_dir=tmp_path)
+    result = edgeseq.check_stream(art.path, chunks=(1, 5), time=40, batch=2)
+    assert result.passed and result.model == "user-streaming-encoder", result.failures
+    assert {o.output for o in result.cases[0].outputs} == {"y", "conv_ctx_next", "h_next"}
+
+
+@pytest.mark.parametrize("state, says", [
+    ({"nope": "h_next"}, "state names input 'nope', which the module does not take"),
+    ({"h": "nope"}, "state pairs 'h' with output 'nope', which the module does not return"),
+    ({"conv_ctx": "h_next"}, "state input 'conv_ctx' has shape [2, 32, 2] but output 'h_next' returns [1, 2, 16]"),
+])
+def test_bad_state_declarations_are_one_line_errors(state, says):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent / "fixtures" / "public_cbhg.py"
+    loaded = importlib.util.spec_from_file_location("public_cbhg_for_state", path)
+    mod = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(mod)
+    example = (torch.randn(2, mod.IN_DIM, 17), torch.zeros(2, mod.IN_DIM, 2), torch.zeros(1, 2, mod.HIDDEN))
+    with pytest.raises(InputError, match=says.replace("[", r"\[").replace("]", r"\]")):
+        edgeseq.ModelSpec.from_module(mod.StreamingEncoder(), example, ["x", "conv_ctx", "h"],
+                                      ["y", "conv_ctx_next", "h_next"], {"x": {0: "B", 2: "T"}}, state=state)

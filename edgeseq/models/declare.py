@@ -21,7 +21,7 @@ PROBE_EXTRA_TIME, PROBE_EXTRA_BATCH = 5, 1  # the second run that shows which ou
 def spec_from_module(cls, module: nn.Module, example_inputs, input_names=None, output_names=None, dynamic_axes=None,
                      name: str | None = None, *, value_ranges: dict | None = None, lengths=(),
                      time_sweep: tuple[int, ...] | None = None, batch_sweep: tuple[int, ...] | None = None,
-                     frames_per_second: float | None = None, bidirectional_outputs=()):
+                     frames_per_second: float | None = None, bidirectional_outputs=(), state=None):
     """See ModelSpec.from_module."""
     if not isinstance(module, nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(module).__name__}")
@@ -46,6 +46,7 @@ def spec_from_module(cls, module: nn.Module, example_inputs, input_names=None, o
     axes = _check_axes(dynamic_axes or {}, input_names, output_names, arrays, outs)
     bidirectional_outputs = (bidirectional_outputs,) if isinstance(bidirectional_outputs, str) else tuple(
         bidirectional_outputs)
+    state = _state_pairs(state, input_names, output_names, arrays, outs)
     unknown = [n for n in bidirectional_outputs if n not in output_names]
     if unknown:
         raise InputError(f"bidirectional_outputs names {unknown}, which the module does not return; its outputs: "
@@ -77,6 +78,7 @@ def spec_from_module(cls, module: nn.Module, example_inputs, input_names=None, o
         lengths=lengths,
         frames_per_second=frames_per_second,
         bidirectional_outputs=bidirectional_outputs,
+        state=state,
     )
     object.__setattr__(spec, "_axis_sizes", {k: v for k, v in sizes.items() if k not in (BATCH, TIME)})
     undeclared = [n for n in output_names if n not in axes]
@@ -202,3 +204,24 @@ def _declare_output_axes(spec, module: nn.Module, names: list[str], batch: int, 
 
 def _input_axes(spec) -> set[str]:
     return {d for t in spec.inputs for d in t.shape if isinstance(d, str)}
+
+
+def _state_pairs(state, input_names, output_names, arrays, outs) -> tuple[tuple[str, str], ...]:
+    """{state input: the output carrying it to the next call}: both must exist and have the same shape."""
+    if not state:
+        return ()
+    if not isinstance(state, dict):
+        raise InputError(f"state must be a dict {{state input: its next-call output}}, got {type(state).__name__}")
+    pairs = []
+    for name, out in state.items():
+        if name not in input_names:
+            raise InputError(f"state names input {name!r}, which the module does not take; its inputs: {input_names}")
+        if out not in output_names:
+            raise InputError(f"state pairs {name!r} with output {out!r}, which the module does not return; its "
+                             f"outputs: {output_names}")
+        have, give = arrays[input_names.index(name)].shape, tuple(outs[output_names.index(out)].shape)
+        if tuple(have) != give:
+            raise InputError(f"state input {name!r} has shape {list(have)} but output {out!r} returns {list(give)}: "
+                             "the output must carry the state to the next call unchanged in shape")
+        pairs.append((name, out))
+    return tuple(pairs)

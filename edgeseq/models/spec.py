@@ -185,8 +185,9 @@ class ModelSpec:
         row's valid length; a 1-D integer input whose example values end at T is taken as one), time_sweep and
         batch_sweep (default: T = 1..1000 and batch 1, 3 where those axes are dynamic), frames_per_second (for
         the real-time factor), bidirectional_outputs (outputs that are a BiGRU's [forward | backward] halves on the
-        last axis: their error over t is shown per half). Generated inputs (sweeps, probes, calibration) obey the
-        declared ranges."""
+        last axis: their error over t is shown per half), state ({state input: the output that carries it to the
+        next call}: the model streams, and check feeds it chunk by chunk against one full call). Generated inputs
+        (sweeps, probes, calibration) obey the declared ranges."""
         from .declare import spec_from_module
 
         return spec_from_module(cls, module, example_inputs, input_names, output_names, dynamic_axes, name,

@@ -8,7 +8,7 @@ from pathlib import Path
 COLUMNS = ("format", "precision", "runtime", "parity", "rel L2 (worst)", "max abs", "cosine", "SNR dB",
            "p50 ms", "p90 ms", "x torch eager", "size")
 QUANT_COLUMNS = ("artifact", "runtime", "size x fp32", "p50 x fp32", "max abs", "rel L2", "cosine", "SNR dB",
-                 "torch int8 rel L2", "still float")
+                 "torch int8 rel L2", "error over t", "still float")
 UNSTABLE_P90_OVER_P50 = 2.0
 
 
@@ -101,6 +101,16 @@ def _ops(ops: dict) -> str:
     return ", ".join(f"{k} x{v}" if v > 1 else k for k, v in sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))) or "-"
 
 
+def _over_t(report: dict, artifact: str, runtime: str) -> str:
+    """'start -> end (xgrowth)' of the quantized row's most-growing output: the float ops beside what they cost."""
+    found = [t for p in report.get("parity", ()) if p["artifact"] == artifact and p["runtime"] == runtime
+             for t in p.get("timestep_error", ())]
+    if not found:
+        return "-"
+    t = max(found, key=lambda t: t["growth"])
+    return f"{t['start']:.1e} -> {t['end']:.1e} (x{t['growth']:.2f})"
+
+
 def quant_rows(report: dict) -> list[dict[str, str]]:
     """One row per quantized artifact against its fp32 parent, keyed by QUANT_COLUMNS."""
     rows = []
@@ -115,6 +125,7 @@ def quant_rows(report: dict) -> list[dict[str, str]]:
             "cosine": fmt_value(q["cosine"], ".6f"),
             "SNR dB": fmt_value(q["snr_db"], ".1f"),
             "torch int8 rel L2": fmt_value(q.get("torch_int8_rel_l2"), ".2e"),
+            "error over t": _over_t(report, q["artifact"], q["runtime"]),
             "still float": _ops(q.get("float_ops", {})),
         })
     return rows

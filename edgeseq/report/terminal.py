@@ -29,7 +29,8 @@ def print_table(report: dict, console=None) -> None:
                                    styles=["red" if r["streamed vs full"] == "FAIL" else None for r in streamed]))
     rows = quant_rows(report)
     if rows:
-        columns = ("artifact", "runtime", "size x fp32", "p50 x fp32", "rel L2", "torch int8 rel L2", "still float")
+        columns = ("artifact", "runtime", "size x fp32", "p50 x fp32", "rel L2", "torch int8 rel L2", "error over t",
+                   "still float")
         console.print(fitted_table("quantized vs fp32 (same runtime)", columns, rows, console.width,
                                    text=("artifact", "runtime", "still float"), wrap=("still float",)))
 
