@@ -153,6 +153,15 @@ def test_unsupported_precisions_settings_and_models_fail_before_writing(tmp_path
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
 
 
+def test_a_package_of_another_model_is_not_overwritten(lite, tmp_path):
+    import shutil
+
+    shutil.copytree(lite["fp16"].path, tmp_path / "cbhg.fp16.mlpackage")  # cbhg-lite's package under cbhg's name
+    with pytest.raises(InputError, match="holds model 'cbhg-lite'.*not this one \\('cbhg'\\)"):
+        edgeseq.export("cbhg", "coreml", precision="fp16", out_dir=tmp_path)
+    assert formats.read_metadata(tmp_path / "cbhg.fp16.mlpackage")["edgeseq.model"] == "cbhg-lite"
+
+
 # ---- the runner: feed / fetch conversion with a fake model (Core ML itself is macOS only) --------------------------
 
 

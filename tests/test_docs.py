@@ -52,6 +52,7 @@ NEEDS = {
     "root": (lambda: False, "needs root: it installs system packages or registers QEMU"),
     "install": (lambda: False, "installs packages into the environment (the README's test command is checked against "
                                ".ci/run by test_readme_test_command_is_what_ci_runs)"),
+    "macos": (lambda: sys.platform == "darwin", "needs macOS: Core ML prediction (coremltools' MLModel.predict)"),
     "long": (lambda: False, "takes many minutes on its own (run it by hand)"),
     "fragment": (lambda: False, "an excerpt: needs your own code or files (a module, a checkpoint, a mutant) to run"),
 }

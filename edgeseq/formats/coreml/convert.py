@@ -101,11 +101,11 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Cor
         if read_structure(saved) != structure or saved.description.metadata.userDefined[STRUCTURE_KEY] != \
                 meta[STRUCTURE_KEY]:
             raise ExportError("the saved .mlpackage does not read back as the converted program")
+        if can_predict():
+            _probe(ct, package, spec)  # from a path ending in .mlpackage, as Core ML names packages
         for item in package.iterdir():
             item.rename(staged / item.name)
         package.rmdir()
-        if can_predict():
-            _probe(ct, staged, spec)
     elapsed = time.perf_counter() - started
     n_grus = sum(1 for m in module.modules() if isinstance(m, torch.nn.GRU))
     notes = [f"{NOT_RUN}: {MACOS_ONLY}"] if not can_predict() else []
