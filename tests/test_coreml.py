@@ -45,7 +45,8 @@ def test_both_precisions_are_mlprograms_whose_grus_became_while_loops(lite):
     spec = edgeseq.get_model("cbhg-lite")
     for precision, art in lite.items():
         assert art.format == "coreml" and art.precision == precision
-        assert art.path.endswith(f"cbhg-lite.{precision}.mlpackage") and formats.detect_format(art.path).value == "coreml"
+        assert art.path.endswith(f"cbhg-lite.{precision}.mlpackage")
+        assert formats.detect_format(art.path).value == "coreml"
         structure = read_structure(load_spec(art.path))
         assert len(structure.while_loops) == gru_directions("cbhg-lite") == structure.ops["while_loop"]
         for loop in structure.while_loops:  # the GRU's gates are inside each loop body
