@@ -154,6 +154,14 @@ def test_unsupported_precisions_settings_and_models_fail_before_writing(tmp_path
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
 
 
+def test_without_coremltools_export_and_read_name_the_extra(lite, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "coremltools", None)  # as if not installed
+    for call in (lambda: edgeseq.export("cbhg-lite", "coreml", out_dir=tmp_path), lambda: load_spec(lite["fp32"].path)):
+        with pytest.raises(edgeseq.errors.MissingExtraError, match=r"pip install 'edgeseq\[coreml\]'"):
+            call()
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_package_of_another_model_is_not_overwritten(lite, tmp_path):
     import shutil
 

@@ -424,7 +424,9 @@ class CoremlModel(object):
 
     def infer(self, feed):
         out = self.model.predict(dict((k, v.astype(self._types.get(k, v.dtype))) for k, v in feed.items()))
-        return dict((f.name, out[f.name]) for f in self._spec.output)
+        numpy = _import_numpy()  # fp16 outputs widened to fp32, as edgeseq's local runners give them
+        outputs = dict((f.name, numpy.asarray(out[f.name])) for f in self._spec.output)
+        return dict((k, v.astype("float32") if v.dtype == numpy.float16 else v) for k, v in outputs.items())
 
 
 RUNTIMES = {"onnxruntime": OrtModel, "litert": LiteRtModel, "tensorrt": TrtexecModel, "coreml": CoremlModel}
