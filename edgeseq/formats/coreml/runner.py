@@ -16,7 +16,7 @@ from ...runner import Runner
 from ...tensors import TensorSpec
 from .options import MACOS_ONLY, RUNTIME, can_predict
 
-# runner device -> ct.ComputeUnit member: cpu is the exact reference; gpu / ane let Core ML place ops there
+# runner device -> ct.ComputeUnit member: cpu keeps every op on the CPU; gpu / ane let Core ML place ops there
 COMPUTE_UNITS = {"cpu": "CPU_ONLY", "gpu": "CPU_AND_GPU", "ane": "CPU_AND_NE", "all": "ALL"}
 _CASTS = {"float32": "float32", "float16": "float16", "int32": "int32", "int64": "int32"}  # Core ML has no int64
 
