@@ -15,7 +15,6 @@ import sys
 import coremltools
 import numpy as np
 
-ASKED = []  # compute units the agent asked for (printed nowhere: the unpacked folder and outputs are the evidence)
 
 
 class FakeMLModel:

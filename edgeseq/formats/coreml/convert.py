@@ -109,12 +109,10 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Cor
     elapsed = time.perf_counter() - started
     n_grus = sum(1 for m in module.modules() if isinstance(m, torch.nn.GRU))
     notes = [f"{NOT_RUN}: {MACOS_ONLY}"] if not can_predict() else []
-    notes += [
-        (f"{n_grus} nn.GRU -> {len(structure.while_loops)} Core ML while_loop(s) (Core ML's gru op has another "
-         f"reset-gate bias); batch / time as RangeDim up to {options.max_batch} / {options.max_time}"),
-        structure.note(),
-        _PRECISION_NOTES[precision],
-    ]
+    if n_grus:
+        notes.append(f"{n_grus} nn.GRU -> {len(structure.while_loops)} Core ML while_loop(s) (Core ML's gru op "
+                     "defines the reset-gate bias differently from PyTorch)")
+    notes += [structure.note(), _PRECISION_NOTES[precision]]
     return artifact_for(out_path, Format.COREML, precision, spec, weights_sha256=weights_sha,
                         exporter=meta["edgeseq.exporter"], export_seconds=round(elapsed, 3), notes=tuple(notes))
 
