@@ -16,7 +16,6 @@ import coremltools
 import numpy as np
 
 
-
 class FakeMLModel:
     def __init__(self, path, compute_units=None):
         from coremltools.models.utils import load_spec
