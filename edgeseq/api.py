@@ -50,7 +50,7 @@ def export(
 ) -> Artifact:
     """Convert only (no parity, no latency): returns the Artifact written atomically into out_dir.
 
-    `max_time` (TFLite): the longest sequence the artifact serves; longer inputs are refused, never cropped.
+    `max_time` (TFLite, Core ML): the longest sequence the artifact serves; longer inputs are refused, never cropped.
     `shapes` (TensorRT only) overrides the optimization profile taken from the model: NAME=MIN:OPT:MAX strings
     (e.g. "features=1x1x128:1x200x128:16x1000x128") or {name: (min, opt, max)}. Without TensorRT on this machine a
     TensorRT export writes the ONNX and the build plan (trtexec command) and says so in the Artifact's notes.

@@ -56,7 +56,7 @@ def artifact_for(path: str | Path, fmt, precision, spec, **fields) -> "Artifact"
     """The record of a file just written for `spec`: checksum, size and the model's declared I/O filled in."""
     path = Path(path)
     return Artifact(path=str(path), format=Format.parse(fmt), precision=Precision.parse(precision), model=spec.name,
-                    sha256=sha256_file(path), size_bytes=path.stat().st_size,
+                    sha256=sha256_path(path), size_bytes=size_path(path),
                     inputs=tuple(t.to_dict() for t in spec.inputs), outputs=tuple(t.to_dict() for t in spec.outputs),
                     **fields)
 
@@ -67,6 +67,58 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_path(path: str | Path) -> str:
+    """sha256_file for a file; for a folder artifact (Core ML's .mlpackage), the digest of its files' relative paths
+    and contents in sorted order, so the same tree always gives the same digest."""
+    path = Path(path)
+    if not path.is_dir():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{item.relative_to(path).as_posix()}\0{sha256_file(item)}\0".encode())
+    return digest.hexdigest()
+
+
+def size_path(path: str | Path) -> int:
+    """Bytes of a file, or of every file in a folder artifact."""
+    path = Path(path)
+    if not path.is_dir():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+@contextmanager
+def atomic_dir(final: str | Path) -> Iterator[Path]:
+    """atomic_path for a folder artifact: yield a fresh temporary folder beside `final` (named like atomic_path's
+    files, so remove_stale clears one a killed run left); it replaces `final` only if the block succeeds."""
+    final = Path(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(final.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".partial", dir=final.parent))
+    except OSError as exc:
+        raise _output_error(final, exc) from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a finished artifact gets the usual permissions
+    old = tmp.with_name(tmp.name[: -len(".partial")] + "-old.partial")  # the same pid for remove_stale
+    try:
+        yield tmp
+        try:
+            if final.is_dir() and not final.is_symlink():
+                os.replace(final, old)  # a folder cannot be renamed over a non-empty one: move the old aside first
+            elif final.exists() or final.is_symlink():
+                final.unlink()
+            os.replace(tmp, final)
+        except OSError as exc:
+            if old.exists() and not final.exists():
+                os.replace(old, final)
+            raise _output_error(final, exc) from None
+    finally:
+        for leftover in (tmp, old):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 @contextmanager

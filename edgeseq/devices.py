@@ -22,6 +22,7 @@ class Runtime(_Named):
     LITERT = "litert"
     TENSORRT = "tensorrt"
     TORCH = "torch"
+    COREML = "coreml"
 
 
 class Delegate(_Named):
@@ -31,6 +32,8 @@ class Delegate(_Named):
     NNAPI = "nnapi"
     CUDA = "cuda"
     TENSORRT = "tensorrt"
+    ANE = "ane"  # Core ML: CPU + Neural Engine (ct.ComputeUnit.CPU_AND_NE)
+    ALL = "all"  # Core ML: every compute unit, Core ML's own choice (ct.ComputeUnit.ALL)
 
 
 class TransportKind(_Named):
@@ -45,9 +48,10 @@ _LOCAL_DELEGATES = {
     Runtime.LITERT: (Delegate.CPU, Delegate.XNNPACK),
     Runtime.TENSORRT: (Delegate.TENSORRT, Delegate.CUDA, Delegate.GPU),
     Runtime.TORCH: (Delegate.CPU, Delegate.CUDA, Delegate.GPU),
+    Runtime.COREML: (Delegate.CPU, Delegate.GPU, Delegate.ANE, Delegate.ALL),  # on macOS; a Mac over ssh otherwise
 }
 RUNTIME_FORMAT = {Runtime.ONNXRUNTIME: Format.ONNX, Runtime.LITERT: Format.TFLITE, Runtime.TENSORRT: Format.TENSORRT,
-                  Runtime.TORCH: Format.TORCH}
+                  Runtime.TORCH: Format.TORCH, Runtime.COREML: Format.COREML}
 
 
 ADB_REMOTE_DIR = "/data/local/tmp/edgeseq"
@@ -121,7 +125,9 @@ class DeviceProfile:
                              f"the artifact is {precision.value}")
 
     def runner_device(self) -> str:
-        """What a local runner's `device=` gets: the delegate, in the runner's terms."""
+        """What a local runner's `device=` gets: the delegate, in the runner's terms (Core ML's are its own)."""
+        if self.runtime is Runtime.COREML:
+            return self.delegate.value
         return {Delegate.XNNPACK: "cpu", Delegate.NNAPI: "cpu", Delegate.GPU: "cuda"}.get(self.delegate, self.delegate.value)
 
     def to_dict(self) -> dict:

@@ -29,6 +29,7 @@ class Format(_Named):
     TFLITE = "tflite"
     TENSORRT = "tensorrt"
     ORT = "ort"
+    COREML = "coreml"
 
 
 class Precision(_Named):

@@ -156,7 +156,8 @@ def run_plan(plan: MatrixPlan, progress: Progress = lambda msg: None) -> Report:
                 parents[fmt] = staged
             final = out_dir / Path(artifact.path).name  # a TensorRT plan-only export writes a .trt.onnx
             artifacts.append(dataclasses.replace(artifact, path=str(final)))
-            if formats.detect_format(artifact.path) is not fmt:  # e.g. a TensorRT plan without an engine:
+            if formats.detect_format(artifact.path) is not fmt or not devices[fmt]:  # a TensorRT plan without an
+                # engine, a Core ML package off macOS:
                 track.advance(2 * len(devices[fmt]))
                 track.say(f"{Path(artifact.path).name}: {artifact.notes[0] if artifact.notes else 'not run'}")
                 continue  # nothing runs it here, so no parity or latency row claims anything for it
@@ -195,7 +196,10 @@ def run_plan(plan: MatrixPlan, progress: Progress = lambda msg: None) -> Report:
                         references=tuple(references), bisections=tuple(bisections), streams=tuple(streams),
                         quantization=quant_summaries(artifacts, parity, latency, references))
         for staged_file in sorted(staging.iterdir()):  # artifacts and their companions (plans, sidecars, caches)
-            staged_file.replace(out_dir / staged_file.name)
+            target = out_dir / staged_file.name
+            if staged_file.is_dir() and target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)  # a folder artifact (.mlpackage) from an earlier run: rename needs it gone
+            staged_file.replace(target)
         track.say("writing report.json, report.md" + (" and report.html" if html_available() else ""))
         report.save(out_dir / "report.json")
         write_text_atomic(out_dir / "report.md", render_markdown(report.to_dict()))

@@ -34,7 +34,7 @@ class MatrixOptions:
     exporter: str = "torchscript"
     tolerances: Tolerances | dict[str, float] | None = None  # None: the model's own; a dict: on top of them
     shapes: tuple[str, ...] | None = None  # TensorRT optimization profile overrides, NAME=MIN:OPT:MAX
-    max_time: int | None = None  # TFLite: the longest sequence the artifact serves (None: the format's default)
+    max_time: int | None = None  # TFLite, Core ML: the longest T the artifact serves (None: the format's default)
     quant: tuple[str, ...] = ()  # KEY=VALUE changes to the format's QuantConfig defaults, for every fp16 / int8 export
     calibration: str | None = None  # directory of .npy calibration inputs for int8-static (default: the model's own)
     bisect: bool = True  # a failing row is bisected at its worst case: the report names the first divergent layer

@@ -64,7 +64,7 @@ def resolve_spec(
 def refuse_overwriting_another_model(path: Path, spec: ModelSpec) -> None:
     """Two user models that share a class name (and so an artifact name) must not overwrite each other's files: an
     artifact already there from another model (name or factory) is an InputError before any work."""
-    if not path.is_file():
+    if not path.exists():  # a file, or a folder artifact (.mlpackage)
         return
     try:
         meta = formats.read_metadata(path)

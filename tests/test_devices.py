@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from edgeseq.devices import Delegate, Runtime, TransportKind, get_profile, list_profiles, load_profile
@@ -38,7 +40,7 @@ def test_by_name_or_path(tmp_path):
         ('name = "x"\nruntime = "onnxruntime"\ndelegate = "cpu"\nthreads = -2\n[transport]\nkind = "local"\n',
          "'threads' must be >= 1"),
         ('name = "x"\nruntime = "onnxruntime"\ndelegate = "cpu"\n', "missing required key 'transport'"),
-        ('name = "x"\nruntime = "coreml"\ndelegate = "cpu"\n[transport]\nkind = "local"\n', "unknown runtime 'coreml'"),
+        ('name = "x"\nruntime = "qnn"\ndelegate = "cpu"\n[transport]\nkind = "local"\n', "unknown runtime 'qnn'"),
         ('name = "x"\nruntime = "litert"\ndelegate = "cpu"\n[transport]\nkind = "ssh"\n', "ssh needs 'host'"),
         ('name = "x"\nruntime = "litert"\ndelegate = "cpu"\n[transport]\nkind = "adb"\nport = "22"\n',
          "'port' must be int"),
@@ -55,6 +57,18 @@ def test_bad_profiles_name_the_file_and_key(tmp_path, text, message):
     with pytest.raises(InputError, match=message) as info:
         load_profile(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_coreml_profiles_reach_a_mac_with_core_mls_own_compute_units():
+    mac, ane = get_profile("mac-coreml"), get_profile("mac-neural-engine")
+    assert (mac.format, mac.transport.kind.value, mac.runner_device()) == (Format.COREML, "ssh", "cpu")
+    assert (ane.runner_device(), [p.value for p in ane.precisions]) == ("ane", ["fp16"])
+    local = dataclasses.replace(mac, transport=dataclasses.replace(mac.transport, kind=TransportKind.LOCAL))
+    local.validate_local(Format.COREML)  # on macOS the local runner takes it; elsewhere it says macOS at load
+    with pytest.raises(InputError, match="runs coreml, which takes .coreml files; this artifact is onnx"):
+        local.validate_local(Format.ONNX)
+    with pytest.raises(InputError, match="not the xnnpack delegate"):
+        dataclasses.replace(local, delegate=Delegate.XNNPACK).validate_local(Format.COREML)
 
 
 def test_missing_profile_file(tmp_path):

@@ -52,6 +52,7 @@ NEEDS = {
     "root": (lambda: False, "needs root: it installs system packages or registers QEMU"),
     "install": (lambda: False, "installs packages into the environment (the README's test command is checked against "
                                ".ci/run by test_readme_test_command_is_what_ci_runs)"),
+    "macos": (lambda: sys.platform == "darwin", "needs macOS: Core ML prediction (coremltools' MLModel.predict)"),
     "long": (lambda: False, "takes many minutes on its own (run it by hand)"),
     "fragment": (lambda: False, "an excerpt: needs your own code or files (a module, a checkpoint, a mutant) to run"),
 }
@@ -257,7 +258,7 @@ def test_readme_test_command_is_what_ci_runs():
     commands = [b.code.strip() for b in parse_blocks(ROOT / "README.md")
                 if b.lang == "bash" and section.find(b.code.strip()) >= 0]
     test_cmd = next(c for c in commands if "pytest" in c)
-    assert test_cmd == ("pip install torch==2.13.0 && pip install -e '.[onnx,report,tflite,test]' && "
+    assert test_cmd == ("pip install torch==2.13.0 && pip install -e '.[onnx,report,tflite,coreml,test]' && "
                         "python -m pytest -m \"not slow\""), test_cmd
     ci = [ln.strip() for ln in (ROOT / ".ci/run").read_text().splitlines()
           if ln.strip() and not ln.strip().startswith("#")]

@@ -10,7 +10,7 @@ import pytest
 
 from edgeseq import formats
 from edgeseq.enums import Format, Precision
-from edgeseq.errors import InputError, UnsupportedError
+from edgeseq.errors import ArtifactError, InputError, UnsupportedError
 from edgeseq.formats.contract import SETTING_WHAT, ExportFormat, ExportSettings, validate_contract
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,9 +50,24 @@ def test_suffixes_belong_to_one_format_each_and_detect_reads_them(tmp_path):
     assert len(seen) == len(set(seen))
     for fmt in REGISTERED:
         path = tmp_path / f"x{fmt.suffixes[0]}"
+        if fmt.folder:  # Core ML's .mlpackage: a folder whose manifest names its root model
+            path.mkdir()
+            (path / "Manifest.json").write_text('{"itemInfoEntries": {"m": {"path": "x"}}, "rootModelIdentifier": "m"}')
+            assert formats.detect_format(path) is fmt.format
+            continue
         heads = (b"\x08\x07\x12\x00TFL3", b"\x08\x07\x12\x00ORTM")  # ONNX + TFLite + TensorRT; ORT
         path.write_bytes(next(h for h in heads if fmt.looks_like(h)) + bytes(64))
         assert formats.detect_format(path) is fmt.format
+
+
+def test_a_folder_is_an_artifact_only_for_a_folder_format(tmp_path):
+    for name, message in (("x.onnx", "is a directory, not a model file"), ("x.mlpackage", "is not a Core ML package")):
+        (tmp_path / name).mkdir()
+        with pytest.raises(ArtifactError, match=message):
+            formats.detect_format(tmp_path / name)
+    (tmp_path / "y.mlpackage").write_bytes(b"\x08\x07\x12\x00TFL3" + bytes(64))
+    with pytest.raises(ArtifactError, match="is a file; a Core ML package"):
+        formats.detect_format(tmp_path / "y.mlpackage")
 
 
 @pytest.mark.parametrize("setting, value", [("shapes", ("features=1x1x128:1x2x128:1x3x128",)), ("max_time", 100),

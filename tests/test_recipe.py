@@ -30,6 +30,14 @@ def test_shipped_recipes_parse():
     assert android.tolerances == {"int8-static": 2e-2}
 
 
+def test_the_ios_recipe_builds_core_ml_for_the_macs_a_user_points_at():
+    from edgeseq.devices import Runtime, get_profile
+
+    ios = load_recipe(builtin_recipe("ios"))
+    assert ios.model == "cbhg-lite" and ios.formats == ("coreml",) and set(ios.precisions) == {"fp32", "fp16"}
+    assert ios.devices and all(get_profile(d).runtime is Runtime.COREML for d in ios.devices)
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

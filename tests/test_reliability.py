@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import edgeseq
-from edgeseq.artifact import STAGING_PREFIX, atomic_path, remove_stale
+from edgeseq.artifact import STAGING_PREFIX, atomic_dir, atomic_path, remove_stale, sha256_path, size_path
 
 KILL_SCRIPT = """
 import sys, edgeseq
@@ -53,6 +53,29 @@ def test_failed_atomic_write_leaves_nothing(tmp_path):
             tmp.write_bytes(b"half")
             raise RuntimeError("converter crashed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_artifact_is_replaced_whole_or_not_at_all(tmp_path):
+    """Core ML's .mlpackage: a failed write keeps the old folder as it was; a good one replaces it, with the usual
+    permissions, and its digest covers every file's path and content."""
+    final = tmp_path / "m.mlpackage"
+    with atomic_dir(final) as staged:
+        (staged / "Data").mkdir()
+        (staged / "Data" / "w.bin").write_bytes(b"old")
+    digest = sha256_path(final)
+    assert size_path(final) == len(b"old") and os.stat(final).st_mode & 0o055
+    with pytest.raises(RuntimeError), atomic_dir(final) as staged:
+        (staged / "half").write_bytes(b"x")
+        raise RuntimeError("converter crashed")
+    assert [p.name for p in tmp_path.iterdir()] == ["m.mlpackage"] and sha256_path(final) == digest
+    with atomic_dir(final) as staged:
+        (staged / "Data").mkdir()
+        (staged / "Data" / "w.bin").write_bytes(b"new")
+    assert [p.name for p in tmp_path.iterdir()] == ["m.mlpackage"] and sha256_path(final) != digest
+    (final / "Data" / "w.bin").rename(final / "w.bin")  # same bytes, another path: another digest
+    moved = sha256_path(final)
+    (final / "w.bin").rename(final / "Data" / "w.bin")
+    assert moved != sha256_path(final)
 
 
 def test_stale_partials_of_dead_processes_are_removed_live_ones_kept(tmp_path):

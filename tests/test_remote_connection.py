@@ -107,7 +107,7 @@ def test_device_agent_speaks_the_hosts_protocol():
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module.split(".")[0])
     assert imported <= {"contextlib", "io", "json", "sys", "time", "os", "platform", "resource", "shutil", "struct",
-                        "subprocess", "tempfile", "numpy", "onnxruntime"}, imported  # the standard library, numpy, a runtime; never edgeseq
+                        "subprocess", "tempfile", "zipfile", "numpy", "onnxruntime", "coremltools"}, imported  # the standard library, numpy, a runtime; never edgeseq
 
 
 def test_tensorrt_build_job_from_the_plan_and_without_one(tmp_path, lite_onnx):

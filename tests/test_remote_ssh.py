@@ -522,3 +522,28 @@ def test_check_refuses_a_second_device(sshd, lite_onnx, run_cli):
     assert "check runs on one --device (got 2:" in line and "edgeseq profile" in line, line
     proc = run_cli("check", lite_onnx.path, "--device", str(sshd.profile()), "--times", "7", "--batches", "1")
     assert proc.returncode == 0 and "onnxruntime-cpu@loopback" in proc.stdout, proc.stderr
+
+
+# ---- Core ML devices (a Mac): the .mlpackage travels zipped; coremltools' predict is a double here ----------------
+
+
+def test_a_coreml_device_gets_the_package_zipped_and_answers_parity(sshd, tmp_path, lite_onnx):
+    """The protocol path of runtime = "coreml" with tests/doubles/fake_coremltools.py as the Mac's python."""
+    pytest.importorskip("coremltools", reason="needs coremltools: pip install 'edgeseq[coreml]'")
+    art = edgeseq.export("cbhg-lite", "coreml", precision="fp16", out_dir=tmp_path / "art")
+    python = tmp_path / "python"
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).parent / 'doubles' / 'fake_coremltools.py'}"
+                      " \"$@\"\n")
+    python.chmod(0o755)
+    device = tmp_path / "mac"
+    path = sshd.profile("mac-like", runtime="coreml", delegate="ane", python=str(python), remote_dir=str(device))
+    path.write_text(path.read_text().replace("threads = 2", 'threads = 2\nprecisions = ["fp16"]'))
+    profile = str(path)
+    result = edgeseq.check(art.path, device=profile, times=(7, 50), batches=(1, 2))
+    assert result.passed and result.runtime == "coreml-ane@mac-like", result.failures
+    cached = sorted(p.name for p in (device / "cache").iterdir())
+    assert [n for n in cached if n.endswith(".mlpackage.zip")] and [n for n in cached if n.endswith(".mlpackage")]
+    assert len([n for n in cached if n.endswith(".mlpackage")]) == 1  # unpacked once: describe and run share it
+    assert not list((device / "jobs").iterdir())
+    with pytest.raises(edgeseq.errors.InputError, match="runs coreml, which takes .coreml files; .* is onnx"):
+        edgeseq.load(lite_onnx.path, device=profile)

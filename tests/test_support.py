@@ -17,10 +17,11 @@ def test_support_table_lists_every_model_in_every_format_with_its_precisions():
     table = support_table()
     assert {"cbhg", "cbhg-lite", "cbhg-postnet", "attention-cbhg", "seq-cnn"} <= set(table)
     for formats in table.values():
-        assert set(formats) == {Format.ONNX, Format.TFLITE, Format.TENSORRT, Format.ORT}
+        assert set(formats) == {Format.ONNX, Format.TFLITE, Format.TENSORRT, Format.ORT, Format.COREML}
         assert [p.value for p in formats[Format.TENSORRT]] == ["fp32", "fp16", "int8-static"]
         assert len(formats[Format.ONNX]) == len(formats[Format.TFLITE]) == 4
         assert formats[Format.ORT] == formats[Format.ONNX]  # an .ort is converted from the ONNX of its precision
+        assert [p.value for p in formats[Format.COREML]] == ["fp32", "fp16"]  # Core ML's two compute precisions
 
 
 def test_every_model_format_pair_is_exercised_by_the_default_run(tmp_path):
@@ -40,5 +41,6 @@ def test_formats_left_out_of_all_are_named_with_their_extra(monkeypatch):
     import edgeseq.formats as formats
 
     assert formats.formats_not_installed() == {}  # the test environment has every extra
-    monkeypatch.setattr(formats, "installed_formats", lambda: [Format.ONNX, Format.TENSORRT, Format.ORT])
+    monkeypatch.setattr(formats, "installed_formats", lambda: [Format.ONNX, Format.TENSORRT, Format.ORT,
+                                                                    Format.COREML])
     assert formats.formats_not_installed() == {Format.TFLITE: "pip install 'edgeseq[tflite]'"}

@@ -26,10 +26,10 @@ _RECIPE_SETS = {"format": "--format / -f", "precision": "--precision / -p", "wei
 def export_cmd(
     ctx: typer.Context,
     model: Annotated[Optional[str], typer.Argument(help="Registered model name, e.g. cbhg-lite, or your own: FILE.py:FACTORY (a factory returning a ModelSpec).")] = None,
-    recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="A recipe .toml or a shipped recipe name (android, jetson, server).")] = None,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="A recipe .toml or a shipped recipe name (android, ios, jetson, server).")] = None,
     on_device: Annotated[bool, typer.Option("--on-device", help="With --recipe: time each budget on its ssh / adb device and gate on it.")] = False,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Also write JUnit XML (one case per check and budget).")] = None,
-    format: Annotated[Optional[List[str]], typer.Option("--format", "-f", help="Format(s): onnx, tflite, tensorrt, ort (repeat -f for several), or all: every format installed here.")] = None,
+    format: Annotated[Optional[List[str]], typer.Option("--format", "-f", help="Format(s): onnx, tflite, tensorrt, ort, coreml (repeat -f for several), or all: every format installed here.")] = None,
     precision: Annotated[Optional[List[str]], typer.Option("--precision", "-p", help="fp32 | fp16 | int8-dynamic | int8-static | all (each format's own).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: edgeseq-out/MODEL).")] = None,
     weights: args.Weights = None,

@@ -11,7 +11,8 @@ from ..errors import ArtifactError, UnsupportedError
 from .contract import ExportFormat, ExportSettings
 
 # registration: Format -> the package whose FORMAT meets the contract (adding a format = one package + one line)
-_PACKAGES = {Format.ONNX: "onnx", Format.TFLITE: "tflite", Format.TENSORRT: "tensorrt", Format.ORT: "ort"}
+_PACKAGES = {Format.ONNX: "onnx", Format.TFLITE: "tflite", Format.TENSORRT: "tensorrt", Format.ORT: "ort",
+             Format.COREML: "coreml"}
 
 
 def get(fmt: Format | str) -> ExportFormat:
@@ -65,21 +66,31 @@ def detect_format(path: str | Path) -> Format:
     path = Path(path)
     if not path.exists():
         raise ArtifactError(f"{str(path)!r} does not exist")
-    if not path.is_file():
-        raise ArtifactError(f"{str(path)!r} is a directory, not a model file")
     suffixes = _by_suffix()
     fmt = suffixes.get(path.suffix.lower())
+    if path.is_dir():  # a folder artifact (Core ML's .mlpackage) is checked by its format
+        if fmt is None or not fmt.folder:
+            raise ArtifactError(f"{str(path)!r} is a directory, not a model file")
+        if not fmt.looks_like_folder(path):
+            raise ArtifactError(f"{str(path)!r} is not {_a(fmt.title)} package (its manifest is missing or unreadable)")
+        return fmt.format
     if fmt is None:
         known = ", ".join(sorted(suffixes))
         raise ArtifactError(f"cannot tell the format of {str(path)!r}: expected a file ending in {known}")
+    if fmt.folder:
+        raise ArtifactError(f"{str(path)!r} is a file; {_a(fmt.title)} package ({path.suffix}) is a folder")
     if path.stat().st_size == 0:
         raise ArtifactError(f"{str(path)!r} is empty")
     with open(path, "rb") as fh:
         head = fh.read(8)
     if not fmt.looks_like(head):
-        raise ArtifactError(f"{str(path)!r} is not {'an' if fmt.title[0] in 'AEIOU' else 'a'} {fmt.title} model "
+        raise ArtifactError(f"{str(path)!r} is not {_a(fmt.title)} model "
                             "(its first bytes are not that format's)")
     return fmt.format
+
+
+def _a(title: str) -> str:
+    return f"{'an' if title[0] in 'AEIOU' else 'a'} {title}"
 
 
 def for_file(path: str | Path) -> ExportFormat:

@@ -71,6 +71,7 @@ class ExportFormat(ABC):
     needs: ClassVar[tuple[str, ...]]  # modules export + run need importable (found by spec, never imported)
     settings: ClassVar[frozenset[str]] = frozenset()  # which of ExportSettings.given() it takes
     runtime: ClassVar[str]  # the runtime's name in runner labels: "<runtime>-<device>"
+    folder: ClassVar[bool] = False  # the artifact is a folder (Core ML's .mlpackage), not one file
 
     # ---- facts ------------------------------------------------------------------------------------------------
     def artifact_name(self, model_name: str, precision: Precision) -> str:
@@ -83,6 +84,10 @@ class ExportFormat(ABC):
     def looks_like(self, head: bytes) -> bool:
         """Whether a file's first 8 bytes can be this format (cheap sanity check behind the suffix)."""
         return True
+
+    def looks_like_folder(self, path: Path) -> bool:
+        """For a folder format: whether the folder can be this format (its manifest is there)."""
+        return False
 
     def install_hint(self) -> str:
         return f"pip install 'edgeseq[{self.extra}]'"

@@ -1,8 +1,8 @@
 """edgeseq's device agent: copied to the device and run there with the device's own python.
 
 Self-contained on purpose: it needs only numpy and the runtime (onnxruntime for .onnx; ai_edge_litert,
-tflite_runtime or tensorflow for .tflite; TensorRT's trtexec for a TensorRT build job), never edgeseq, and runs on
-Python 3.8+. Two verbs:
+tflite_runtime or tensorflow for .tflite; TensorRT's trtexec for a TensorRT build job; coremltools on macOS for a
+zipped .mlpackage), never edgeseq, and runs on Python 3.8+. Two verbs:
 
     python3 agent.py describe MODEL RUNTIME DELEGATE THREADS      -> one JSON line on stdout
     python3 agent.py run JOB.json                                 -> writes the job's result + outputs files
@@ -375,7 +375,61 @@ class TrtexecModel(object):
         return [float(t["latencyMs"]) for t in trace][warmup:][:iterations]
 
 
-RUNTIMES = {"onnxruntime": OrtModel, "litert": LiteRtModel, "tensorrt": TrtexecModel}
+# ---- Core ML (a Mac) ------------------------------------------------------------------------------------------------
+
+
+class CoremlModel(object):
+    """An .mlpackage through coremltools' MLModel on macOS. The host sends the package folder zipped; it is unpacked
+    once beside the zip (content-addressed, like every cached artifact). Core ML schedules its own threads."""
+
+    UNITS = {"cpu": "CPU_ONLY", "gpu": "CPU_AND_GPU", "ane": "CPU_AND_NE", "all": "ALL"}
+    TYPES = {65568: "float32", 65552: "float16", 131104: "int32"}  # Core ML's ArrayDataType values
+
+    def __init__(self, path, delegate, threads, workdir=None):  # workdir: unused, the package is unpacked in cache
+        try:
+            import coremltools as ct
+        except ImportError:
+            raise DeviceError("coremltools is not installed for %s on the device (pip install coremltools)"
+                              % sys.executable)
+        if sys.platform != "darwin" or delegate not in self.UNITS:
+            raise DeviceError("Core ML runs on macOS with delegate %s; this is %s with %r"
+                              % ("/".join(self.UNITS), sys.platform, delegate))
+        try:
+            if path.endswith(".zip") and not os.path.isdir(path[:-4]):
+                import tempfile
+                import zipfile
+
+                staged = tempfile.mkdtemp(dir=os.path.dirname(path) or ".")
+                with zipfile.ZipFile(path) as archive:
+                    archive.extractall(staged)
+                os.rename(staged, path[:-4])
+            self.model = ct.models.MLModel(path[:-4] if path.endswith(".zip") else path,
+                                           compute_units=getattr(ct.ComputeUnit, self.UNITS[delegate]))
+        except Exception as exc:
+            raise DeviceError("Core ML on the device cannot load the model: %s" % _first_line(exc))
+        self.version, self.provider = "coremltools " + ct.__version__, delegate
+        self._spec = self.model.get_spec().description
+        self._types = dict((i["name"], i["dtype"]) for i in self.describe()["inputs"])
+
+    def describe(self):
+        def spec(f):
+            array = f.type.multiArrayType
+            ranges = [(r.lowerBound, r.upperBound) for r in array.shapeRange.sizeRanges]
+            shape = [lo if lo == hi else None for lo, hi in ranges] if ranges else [int(d) for d in array.shape]
+            return {"name": f.name, "shape": shape, "dtype": self.TYPES.get(array.dataType, "float32")}
+
+        return {"inputs": [spec(f) for f in self._spec.input], "outputs": [f.name for f in self._spec.output],
+                "metadata": dict(self._spec.metadata.userDefined), "provider": self.provider,
+                "runtime_version": self.version}
+
+    def infer(self, feed):
+        out = self.model.predict(dict((k, v.astype(self._types.get(k, v.dtype))) for k, v in feed.items()))
+        numpy = _import_numpy()  # fp16 outputs widened to fp32, as edgeseq's local runners give them
+        outputs = dict((f.name, numpy.asarray(out[f.name])) for f in self._spec.output)
+        return dict((k, v.astype("float32") if v.dtype == numpy.float16 else v) for k, v in outputs.items())
+
+
+RUNTIMES = {"onnxruntime": OrtModel, "litert": LiteRtModel, "tensorrt": TrtexecModel, "coreml": CoremlModel}
 
 
 def open_model(path, runtime, delegate, threads, workdir=None):

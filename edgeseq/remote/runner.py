@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifact import sha256_file
+from ..artifact import sha256_path
 from ..devices import DeviceProfile
 from ..enums import Format
 from ..errors import DeviceError, InputError, MissingExtraError, RuntimeFailure, UnsupportedError
@@ -37,7 +37,8 @@ from .connection import Completed, Connection, RetryPolicy, validate_remote_path
 AGENT = "agent.py"  # shipped as package data of edgeseq.remote, copied to the device, never imported on the host
 ERROR_PREFIX = "edgeseq-device-error: "  # kept equal to agent.ERROR_PREFIX (a test checks)
 PYTHON_RUNTIMES = {"onnxruntime": Format.ONNX, "litert": Format.TFLITE,
-                   "tensorrt": Format.ONNX}  # TensorRT: the device builds its engine from the TensorRT-ready ONNX
+                   "tensorrt": Format.ONNX,  # TensorRT: the device builds its engine from the TensorRT-ready ONNX
+                   "coreml": Format.COREML}  # a folder (.mlpackage): it travels as a zip the agent unpacks
 _PROVIDERS = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "tensorrt",
               "XnnpackExecutionProvider": "xnnpack", "NnapiExecutionProvider": "nnapi"}
 DESCRIBE_TIMEOUT_S = 300
@@ -159,7 +160,8 @@ class RemoteRunner(Runner):
                 opener()
             agent = agent_bytes()
             self._agent_name = f"agent-{hashlib.sha256(agent).hexdigest()[:16]}.py"
-            self._artifact_name = f"{sha256_file(self.path)[:16]}-{self.path.name}"
+            zipped = ".zip" if self.path.is_dir() else ""  # a folder artifact travels as one zip file
+            self._artifact_name = f"{sha256_path(self.path)[:16]}-{self.path.name}{zipped}"
             validate_remote_path(self._artifact_name, "artifact file name")
             self._model_name, job = self._artifact_name, None
             if self.profile.runtime.value == "tensorrt":
@@ -174,7 +176,7 @@ class RemoteRunner(Runner):
                 if self._agent_name in missing:
                     (stage / self._agent_name).write_bytes(agent)
                 if self._artifact_name in missing:
-                    _link_or_copy(self.path, stage / self._artifact_name)
+                    (_zip_folder if self.path.is_dir() else _link_or_copy)(self.path, stage / self._artifact_name)
                 if job is not None and self._model_name in missing:
                     (stage / self._model_name).write_bytes(job)
                 self.connection.push([str(stage / name) for name in missing], f"{self.remote_dir}/{self.job_dir}")
@@ -358,6 +360,15 @@ class RemoteRunner(Runner):
         if self._local:
             shutil.rmtree(self._local, ignore_errors=True)
             self._local = None
+
+
+def _zip_folder(src: Path, dst: Path) -> None:
+    """A folder artifact as one stored (uncompressed) zip of its files, paths relative to the folder."""
+    import zipfile
+
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as archive:
+        for item in sorted(p for p in src.rglob("*") if p.is_file()):
+            archive.write(item, item.relative_to(src).as_posix())
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
