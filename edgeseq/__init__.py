@@ -15,6 +15,7 @@ _API = {
     "load": "edgeseq.api",
     "check": "edgeseq.api",
     "check_stream": "edgeseq.api",
+    "check_padding": "edgeseq.api",
     "profile": "edgeseq.api",
     "bisect": "edgeseq.bisection",
     "diff_reports": "edgeseq.report",
@@ -43,7 +44,7 @@ _API = {
 __all__ = ["__version__", *_API]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .api import check, check_stream, export, load, profile  # noqa: F401
+    from .api import check, check_padding, check_stream, export, load, profile  # noqa: F401
     from .models import ModelSpec, get_model, list_models  # noqa: F401
 
 

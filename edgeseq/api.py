@@ -25,6 +25,7 @@ from .runner import Runner
 
 if TYPE_CHECKING:  # pragma: no cover
     from .devices import DeviceProfile
+    from .padding import PaddingResult
     from .streaming import StreamResult
 
 
@@ -171,6 +172,37 @@ def check_stream(
         ref.load()
         return gate(runner, ref, spec, precision=precision.value, tolerances=tolerances, chunks=chunks, time=time,
                     batch=batch, source=source, artifact=str(getattr(runner, "path", "")))
+    finally:
+        if owned:
+            runner.close()
+
+
+def check_padding(
+    artifact,
+    model=None,
+    *,
+    batches: Sequence[int] = (3, 8),
+    time: int | None = None,
+    precision: str | Precision | None = None,
+    tolerances: Tolerances | dict[str, float] | None = None,
+    device: "str | DeviceProfile | None" = None,
+    threads: int | None = None,
+) -> "PaddingResult":
+    """Padding safety of an artifact: each row of zero-padded ragged batches (lengths 1 .. `time`, the model's
+    lengths input set where it declares one) against the same row run alone at its own length, at the precision's
+    tolerance. Not a gate: a model that lets padding reach valid frames is reported so, with the error."""
+    from .padding import DEFAULT_TIME, check_padding as measure
+
+    time = integer(DEFAULT_TIME if time is None else time, "time")
+    batches = integers(batches, "batches") or (3, 8)
+    runner, owned, profile = runner_for_call(artifact, device, threads, "check")
+    try:
+        runner.load()
+        spec = model_of(runner, model)
+        precision = Precision.parse(precision or meta_of(runner).get("edgeseq.precision", "fp32"))
+        tolerances = resolve_tolerances(spec, tolerances, device=profile.tolerances if profile else None)
+        return measure(runner, spec, precision=precision.value, tolerances=tolerances, batches=batches, time=time,
+                       artifact=str(getattr(runner, "path", "")))
     finally:
         if owned:
             runner.close()

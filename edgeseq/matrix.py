@@ -21,6 +21,7 @@ from .environment import cpu_info, fingerprint
 from .errors import EdgeseqError
 from .plan import MatrixOptions, MatrixPlan, plan_matrix
 from .report import Report, html_available, render_markdown, write_html
+from .padding import check_padding
 from .streaming import DEFAULT_CHUNKS, check_stream
 
 
@@ -107,7 +108,7 @@ def run_plan(plan: MatrixPlan, progress: Progress = lambda msg: None) -> Report:
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir))
     finished = False
     try:
-        artifacts, parity, latency, bisections, streams = [], [], [], [], []
+        artifacts, parity, latency, bisections, streams, padding = [], [], [], [], [], []
         track.say(f"timing torch-cpu eager (reference) at T={next(iter(latency_feed.values())).shape[1]}")
         latency.append(api.profile(reference, feed=latency_feed, warmup=options.warmup,
                                    iterations=options.iterations, artifact_label=""))
@@ -174,6 +175,10 @@ def run_plan(plan: MatrixPlan, progress: Progress = lambda msg: None) -> Report:
                     parity[-1], found = _bisect_failure(parity[-1], spec, weights, options, track,
                                                         artifact=staged, label=str(final))
                     bisections += found
+                    if spec.has_dynamic_time and not spec.state:  # does padding reach valid frames? (info)
+                        track.say(f"padding safety of {staged.name} on {runner.runtime}")
+                        padding.append(check_padding(runner, spec, precision=prec.value,
+                                                     tolerances=options.tolerances, artifact=str(final)))
                     if spec.state:  # a streaming model: chunk by chunk with the state carried, against one call
                         track.say(f"streaming {staged.name} on {runner.runtime} in chunks of "
                                   f"{', '.join(map(str, DEFAULT_CHUNKS))} frames")
@@ -194,6 +199,7 @@ def run_plan(plan: MatrixPlan, progress: Progress = lambda msg: None) -> Report:
         report = Report(model=spec.summary(), environment={**fingerprint(), "threads": options.threads},
                         artifacts=tuple(artifacts), parity=tuple(parity), latency=tuple(latency),
                         references=tuple(references), bisections=tuple(bisections), streams=tuple(streams),
+                        padding=tuple(padding),
                         quantization=quant_summaries(artifacts, parity, latency, references))
         for staged_file in sorted(staging.iterdir()):  # artifacts and their companions (plans, sidecars, caches)
             target = out_dir / staged_file.name

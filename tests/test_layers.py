@@ -14,7 +14,7 @@ LAYERS = [
     ("base", ["_version", "_lazy", "_quiet", "_checks", "enums", "errors", "tensors", "environment", "inputs", "tomlfile"]),
     ("records", ["artifact", "runner", "timesteps", "parity", "latency", "quantize", "devices", "models", "kernels"]),
     ("formats", ["formats", "remote"]),
-    ("services", ["resolve", "bisection", "stage_profile", "streaming", "report"]),
+    ("services", ["resolve", "bisection", "stage_profile", "streaming", "padding", "report"]),
     ("jobs", ["plan", "matrix", "recipe", "api"]),
     ("front", ["cli", "__init__", "__main__"]),
 ]

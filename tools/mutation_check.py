@@ -247,6 +247,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "pooled = torch.maximum(pooled_in[:, :, 1:], torch.nn.functional.pad(pooled_in[:, :, 2:], (0, 1)))",
            _t("test_streaming.py", "test_the_pytorch_model_streams_exactly"),
            "the streaming model's pool looks one frame ahead: chunked output differs from the full call"),
+    Mutant("padding-lengths-not-fed", "edgeseq/padding.py",
+           "            feed[lengths_input] = np.asarray(lengths, dtype=feed[lengths_input].dtype)\n",
+           "            pass\n",
+           _t("test_padding.py", "test_a_masked_model_is_padding_safe_in_pytorch_and_onnx"),
+           "a padded batch keeps the example's lengths: a masked model is called unsafe, a leaky one may pass"),
     # ---- GPU kernels and the device agent --------------------------------------------------------------------------
     Mutant("cuda-gru-grid-one-row", "edgeseq/kernels/cuda_gru.py",
            "driver.launch(func, device, (2, gi.shape[0]),", "driver.launch(func, device, (2, 1),",

@@ -25,6 +25,9 @@ def check_cmd(
     json_out: args.JsonOut = None,
     bisect: Annotated[bool, typer.Option("--bisect", help="On failure, name the first PyTorch module that diverged.")] = False,
     tolerance: args.ToleranceOverrides = None,
+    padding: Annotated[bool, typer.Option(
+        "--padding", help="Also check padding safety: each row of ragged zero-padded batches against its own run.")
+    ] = False,
     chunks: Annotated[str | None, typer.Option(
         "--chunks", help="Streaming models: chunk sizes for the chunked-vs-full gate (default 1,8,32).")] = None,
 ):
@@ -58,6 +61,12 @@ def check_cmd(
     print_failures({"parity": [data]}, notes=False)
     if bisect and not result.passed:
         data["bisect"] = _bisect(artifact, result, weights, device, overrides)
+    if padding:
+        from ..api import check_padding
+
+        padded = check_padding(artifact, model, device=device, threads=threads, tolerances=overrides)
+        say(f"padding: {padded.verdict()}")
+        data["padding"] = padded.to_dict()
     streamed = _stream(artifact, model, weights, device, threads, overrides, sizes) if sizes else None
     if streamed is not None:
         data["stream"] = streamed.to_dict()

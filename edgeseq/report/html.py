@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..artifact import write_text_atomic
 from .rows import (COLUMNS, STREAM_COLUMNS, bisection_lines, growth_notes, isa_suffix, latency_notes, matrix_rows,
-                   stream_rows)
+                   padding_summary, stream_rows)
 
 
 def _png(fig) -> str:
@@ -163,7 +163,8 @@ def render_html(report: dict) -> str:
     env = report["environment"]
     isa = html.escape(isa_suffix(env))
     status = "PASSED" if report["passed"] else "FAILED"
-    notes, bisected = latency_notes(report) + growth_notes(report), bisection_lines(report)
+    notes = latency_notes(report) + growth_notes(report) + [n for n in (padding_summary(report),) if n]
+    bisected = bisection_lines(report)
 
     def bullets(items) -> str:
         return "".join(f"<li>{html.escape(x)}</li>" for x in items)

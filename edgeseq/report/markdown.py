@@ -12,6 +12,7 @@ from .rows import (
     failure_lines,
     fmt_size,
     growth_notes,
+    padding_line,
     fmt_value,
     isa_suffix,
     latency_notes,
@@ -52,7 +53,7 @@ def render_markdown(report: dict) -> str:
         lines += ["", _parity_heading(par)]
         lines += [f"- FAIL {line}" for line in failure_lines(par)[:10]]
         lines += [f"- note: {note}" for note in par.get("notes", [])]
-        lines += [f"- {line}" for line in (timestep_line(par),) if line]
+        lines += [f"- {line}" for line in (timestep_line(par), padding_line(report, par)) if line]
     streamed = stream_rows(report)
     if streamed:
         lines += ["", "## Streaming", "",

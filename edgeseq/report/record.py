@@ -14,6 +14,7 @@ from ..errors import ArtifactError, EdgeseqError
 from ..latency import LatencyResult
 from ..parity import ParityResult
 from ..quantize import QuantSummary
+from ..padding import PaddingResult
 from ..streaming import StreamResult
 
 SCHEMA = "edgeseq.report/1"
@@ -30,6 +31,7 @@ class Report:
     quantization: tuple[QuantSummary, ...] = ()
     bisections: tuple[BisectResult, ...] = ()  # one per failed parity row: the first module that diverged
     streams: tuple[StreamResult, ...] = ()  # a streaming model's chunked-vs-full gate, per runtime
+    padding: tuple[PaddingResult, ...] = ()  # padded ragged batches against each row alone, per artifact row
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     @property
@@ -50,6 +52,7 @@ class Report:
             "quantization": [q.to_dict() for q in self.quantization],
             "bisections": [b.to_dict() for b in self.bisections],
             "streams": [x.to_dict() for x in self.streams],
+            "padding": [x.to_dict() for x in self.padding],
         }
 
     @classmethod
@@ -64,6 +67,7 @@ class Report:
             quantization=tuple(QuantSummary.from_dict(q) for q in d.get("quantization", ())),
             bisections=tuple(BisectResult.from_dict(b) for b in d.get("bisections", ())),
             streams=tuple(StreamResult.from_dict(x) for x in d.get("streams", ())),
+            padding=tuple(PaddingResult.from_dict(x) for x in d.get("padding", ())),
             created=d.get("created", ""),
         )
 

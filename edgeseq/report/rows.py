@@ -221,3 +221,23 @@ def stream_rows(report: dict) -> list[dict[str, str]]:
 def stream_failure_lines(stream: dict) -> list[str]:
     return [f"chunk {c['chunk']}: {o['output']}: {o['reason']}" for c in stream["cases"] for o in c["outputs"]
             if not o["passed"]]
+
+
+def padding_line(report: dict, par: dict) -> str:
+    """'padding: <verdict>' for the parity row's artifact on its runtime; '' where padding was not checked."""
+    found = [x for x in report.get("padding", ()) if x["artifact"] == par["artifact"] and x["runtime"] == par["runtime"]]
+    return f"padding: {found[0]['verdict']}" if found else ""
+
+
+def padding_summary(report: dict) -> str:
+    """One line for the terminal: on which rows padding is safe, else the worst row's verdict."""
+    rows = report.get("padding", ())
+    if not rows:
+        return ""
+    safe = [f"{x['runtime']} {x['precision']}" for x in rows if x["padding_safe"]]
+    unsafe = [x for x in rows if not x["padding_safe"]]
+    if not unsafe:
+        return f"padding: every row is padding-safe ({len(safe)} checked)"
+    worst = max(unsafe, key=lambda x: max((r["rel_l2"] for c in x["cases"] for r in c["rows"]), default=0.0))
+    return (f"padding: {len(unsafe)} of {len(rows)} rows not padding-safe; worst {worst['runtime']} "
+            f"{worst['precision']}: {worst['verdict']}")

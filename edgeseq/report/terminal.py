@@ -3,7 +3,8 @@ rich markup: a runtime, a path or a pip hint ('edgeseq[report]') prints as writt
 
 from __future__ import annotations
 
-from .rows import STREAM_COLUMNS, growth_notes, matrix_rows, quant_rows, stream_rows, unstable_notes
+from .rows import (STREAM_COLUMNS, growth_notes, matrix_rows, padding_summary, quant_rows, stream_rows,
+                   unstable_notes)
 
 TERMINAL_COLUMNS = ("format", "precision", "runtime", "parity", "rel L2 (worst)", "max abs", "p50 ms",
                     "x torch eager", "size")
@@ -20,7 +21,7 @@ def print_table(report: dict, console=None) -> None:
     console.print(fitted_table(f"edgeseq: {escape(report['model']['name'])}", TERMINAL_COLUMNS, matrix,
                                console.width, text=("format", "precision", "runtime"),
                                styles=["red" if row["parity"] == "FAIL" else None for row in matrix]))
-    for note in unstable_notes(report) + growth_notes(report):
+    for note in unstable_notes(report) + growth_notes(report) + [n for n in (padding_summary(report),) if n]:
         console.print(note, style="yellow", highlight=False, markup=False)
     streamed = stream_rows(report)
     if streamed:
