@@ -142,8 +142,11 @@ def test_cli_check_streams_a_streaming_model(run_cli, stream_onnx, lite_onnx, tm
     assert proc.returncode == 0, proc.stderr
     assert "PASS streaming cbhg-lite-stream on onnxruntime-cpu: chunks of 4, 16 frames" in proc.stdout
     assert [c["chunk"] for c in json.loads(out.read_text())["stream"]["cases"]] == [4, 16]
-    line = assert_one_line_error(run_cli("check", lite_onnx.path, "--times", "1", "--chunks", "8"))
-    assert "model 'cbhg-lite' declares no state inputs / outputs, so it cannot stream" in line
+    proc = run_cli("check", lite_onnx.path, "--times", "1", "--batches", "1", "--chunks", "8")
+    assert proc.returncode == 0, proc.stderr  # a BiGRU cannot stream exactly: the approximation's cost is shown
+    assert "cbhg-lite carries no state, so it cannot stream exactly" in proc.stdout
+    assert "chunk 8: lookahead 0 -> rel L2 " in proc.stdout
+    assert_one_line_error(run_cli("check", lite_onnx.path, "--times", "1", "--chunks", "0"))
     proc = run_cli("check", lite_onnx.path, "--times", "1", "--batches", "1")
     assert proc.returncode == 0 and "streaming" not in proc.stdout  # no state: no gate, nothing said
 
@@ -197,3 +200,21 @@ def test_bad_state_declarations_are_one_line_errors(state, says):
     with pytest.raises(InputError, match=says.replace("[", r"\[").replace("]", r"\]")):
         edgeseq.ModelSpec.from_module(mod.StreamingEncoder(), example, ["x", "conv_ctx", "h"],
                                       ["y", "conv_ctx_next", "h_next"], {"x": {0: "B", 2: "T"}}, state=state)
+
+
+def test_a_bidirectional_model_gets_its_windowed_streaming_error(lite_onnx):
+    """No state: each chunk from 32 past frames + the chunk + a lookahead. With no lookahead the backward GRU sees
+    nothing of the future and the error is large; it falls as the lookahead grows."""
+    from edgeseq.streaming import windowed_stream
+
+    spec = edgeseq.get_model("cbhg-lite")
+    with edgeseq.load(lite_onnx.path) as runner:
+        found = windowed_stream(runner, spec, chunks=(8,), lookaheads=(0, 8, 32), time=96)
+        with pytest.raises(InputError, match="lookaheads must be whole numbers >= 0"):
+            windowed_stream(runner, spec, lookaheads=(-1,))
+        with pytest.raises(InputError, match="carries state"):
+            windowed_stream(runner, SPEC)
+    errors = [c.rel_l2 for c in found.cases]
+    assert errors[0] > 1e-2 and errors[0] > errors[1] > errors[2]
+    assert found.lines()[0].startswith("chunk 8: lookahead 0 -> rel L2 ")
+    assert json.loads(json.dumps(found.to_dict()))["context"] == 32

@@ -85,15 +85,26 @@ def _stream_sizes(artifact: Path, model, device, chunks: str | None) -> tuple[in
     with open_runner(artifact, device=device) as runner:
         spec = model_of(runner, model)
     if not spec.state:
-        if sizes:
-            raise InputError(f"--chunks: model {spec.name!r} declares no state inputs / outputs, so it cannot stream")
-        return ()
+        return sizes or ()  # --chunks on a stateless model: what a windowed approximation would cost
     return sizes or (1, 8, 32)
 
 
 def _stream(artifact: Path, model, weights, device, threads, overrides: dict, sizes: tuple[int, ...]):
-    """The chunked-vs-full gate: prints its verdict and each chunk size's cost, returns the StreamResult."""
+    """The chunked-vs-full gate: prints its verdict and each chunk size's cost, returns the StreamResult. A model
+    without state cannot stream exactly: its windowed approximation's error is printed instead (None returned)."""
     from ..api import check_stream
+    from ..resolve import model_of, open_runner
+    from ..streaming import windowed_stream
+
+    with open_runner(artifact, device=device, threads=threads) as runner:
+        spec = model_of(runner, model)
+        if not spec.state:
+            found = windowed_stream(runner, spec, chunks=sizes, artifact=str(artifact))
+            say(f"streaming: {spec.name} carries no state, so it cannot stream exactly; computing each chunk from "
+                f"{found.context} past frames, the chunk and a lookahead, against one call over T={found.time}:")
+            for line in found.lines():
+                say(f"  {line}")
+            return None
 
     result = check_stream(artifact, model, chunks=sizes, weights=weights, device=device, threads=threads,
                           tolerances=overrides)
