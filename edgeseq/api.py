@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
@@ -162,16 +163,23 @@ def check_stream(
     time = integer(DEFAULT_TIME if time is None else time, "time")
     batch = integer(batch, "batch")
     chunks = integers(chunks, "chunks") or (1, 8, 32)
+    with _judged(artifact, model, precision, tolerances, device, threads) as (runner, spec, precision, tolerances):
+        ref = torch_reference(spec, weights)
+        ref.load()
+        return gate(runner, ref, spec, precision=precision.value, tolerances=tolerances, chunks=chunks, time=time,
+                    batch=batch, source=source, artifact=str(getattr(runner, "path", "")))
+
+
+@contextmanager
+def _judged(artifact, model, precision, tolerances, device, threads):
+    """(runner, spec, precision, tolerances) of an artifact under test, as check resolves them; closed after."""
     runner, owned, profile = runner_for_call(artifact, device, threads, "check")
     try:
         runner.load()
         spec = model_of(runner, model)
         precision = Precision.parse(precision or meta_of(runner).get("edgeseq.precision", "fp32"))
-        tolerances = resolve_tolerances(spec, tolerances, device=profile.tolerances if profile else None)
-        ref = torch_reference(spec, weights)
-        ref.load()
-        return gate(runner, ref, spec, precision=precision.value, tolerances=tolerances, chunks=chunks, time=time,
-                    batch=batch, source=source, artifact=str(getattr(runner, "path", "")))
+        yield runner, spec, precision, resolve_tolerances(spec, tolerances,
+                                                          device=profile.tolerances if profile else None)
     finally:
         if owned:
             runner.close()
@@ -195,17 +203,9 @@ def check_padding(
 
     time = integer(DEFAULT_TIME if time is None else time, "time")
     batches = integers(batches, "batches") or (3, 8)
-    runner, owned, profile = runner_for_call(artifact, device, threads, "check")
-    try:
-        runner.load()
-        spec = model_of(runner, model)
-        precision = Precision.parse(precision or meta_of(runner).get("edgeseq.precision", "fp32"))
-        tolerances = resolve_tolerances(spec, tolerances, device=profile.tolerances if profile else None)
+    with _judged(artifact, model, precision, tolerances, device, threads) as (runner, spec, precision, tolerances):
         return measure(runner, spec, precision=precision.value, tolerances=tolerances, batches=batches, time=time,
                        artifact=str(getattr(runner, "path", "")))
-    finally:
-        if owned:
-            runner.close()
 
 
 def profile(
