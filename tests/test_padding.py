@@ -132,3 +132,42 @@ def test_cli_check_padding_and_the_report(run_cli, lite_onnx, tmp_path):
                                 options=MatrixOptions(times=(1,), batches=(1,), warmup=1, iterations=2))
     assert report.passed and len(report.padding) == 1 and not report.padding[0].padding_safe
     assert "- padding: not padding-safe" in render_markdown(report.to_dict())
+
+
+PADDED = "edgeseq.models.padded:cbhg_lite"
+
+
+def test_the_padded_cbhg_equals_the_plain_one_on_full_rows():
+    """Same seed, same weights: with every row at full length the lengths variant is cbhg-lite."""
+    padded, plain = edgeseq.get_model(PADDED), edgeseq.get_model("cbhg-lite")
+    assert padded.name == "cbhg-lite-lengths" and padded.input_names == ["features", "lengths"]
+    feed = plain.example_inputs(batch=2, time=30, source="random")
+    with torch.inference_mode():
+        want = plain.build()(torch.from_numpy(feed["features"]))
+        got = padded.build()(torch.from_numpy(feed["features"]), torch.tensor([30, 30]))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="attention-cbhg takes no lengths"):
+        from edgeseq.models.cbhg import ATTENTION_CBHG, CBHG
+
+        CBHG(ATTENTION_CBHG, takes_lengths=True)
+
+
+@pytest.mark.parametrize("fmt", ["torch", "onnx", "tflite"])
+def test_the_padded_cbhg_lite_is_padding_safe_everywhere(fmt, tmp_path):
+    """The #19 target: every row of ragged batches of 3 and 8 (lengths 1 .. 50) within 1e-5 of its own run, on
+    PyTorch, ONNX Runtime and LiteRT; and the usual parity sweep, whose batches carry ragged lengths too."""
+    from edgeseq.formats.torch import reference
+
+    spec = edgeseq.get_model(PADDED)
+    if fmt == "torch":
+        with reference(spec, None) as runner:
+            result = check_padding(runner, spec, precision="fp32", tolerances=DEFAULT_TOLERANCES)
+    else:
+        if fmt == "tflite":
+            pytest.importorskip("litert_torch", reason="needs litert-torch: pip install 'edgeseq[tflite]'")
+        art = edgeseq.export(PADDED, fmt, out_dir=tmp_path)
+        parity = edgeseq.check(art.path, times=(1, 7, 200), batches=(1, 3))
+        assert parity.passed and parity.worst.rel_l2 < 1e-5, parity.failures
+        result = edgeseq.check_padding(art.path)
+    assert result.padding_safe and result.worst.rel_l2 < 1e-5, result.verdict()
+    assert [len(c.lengths) for c in result.cases] == [3, 8]

@@ -46,7 +46,8 @@ def list_models() -> list[ModelSpec]:
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
-def _cbhg_spec(name: str, description: str, cfg, speech_dim: int | None = None) -> ModelSpec:
+def _cbhg_spec(name: str, description: str, cfg, speech_dim: int | None = None, lengths: bool = False) -> ModelSpec:
+    """lengths: the padding-safe variant, with a [batch] int64 `lengths` input (models/padded.py)."""
     from .cbhg import CBHG
 
     out_dim = cfg.out_dim or 2 * cfg.gru_hidden
@@ -54,8 +55,10 @@ def _cbhg_spec(name: str, description: str, cfg, speech_dim: int | None = None) 
     return ModelSpec(
         name=name,
         description=description,
-        factory=lambda: CBHG(cfg),
-        inputs=(TensorSpec("features", (BATCH, TIME, cfg.in_dim)),),
+        factory=lambda: CBHG(cfg, takes_lengths=lengths),
+        inputs=(TensorSpec("features", (BATCH, TIME, cfg.in_dim)),)
+        + ((TensorSpec("lengths", (BATCH,), "int64"),) if lengths else ()),
+        lengths=("lengths",) if lengths else (),
         outputs=(TensorSpec(output, (BATCH, TIME, out_dim)),),
         speech_dim=cfg.in_dim if speech_dim is None else speech_dim,
         config=cfg.to_dict(),

@@ -141,16 +141,37 @@ class BiGRU(nn.Module):
         super().__init__()
         self.rnn = nn.GRU(dim, hidden, batch_first=True, bidirectional=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rnn(x)[0]
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """lengths: each row's valid frames; the backward direction then starts at the row's own last frame (ONNX
+        exports it as the GRU's sequence_lens, TFLite as edgeseq's masked loop) and padded frames come out zero."""
+        if lengths is None:
+            return self.rnn(x)[0]
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.rnn(packed)
+        return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+
+
+class LengthMask(nn.Module):
+    """[B, 1, T] float: 1 on each row's valid frames of x [B, T, C]. A module of its own so that an exporter that
+    cannot lower a dynamic arange (TFLite) swaps in its own op."""
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        steps = torch.arange(x.shape[1], device=x.device)
+        return (steps[None, :] < lengths[:, None]).to(x.dtype)[:, None, :]
 
 
 class CBHG(nn.Module):
-    """Input [batch, time, in_dim] -> [batch, time, 2 * gru_hidden] (or out_dim with a final linear)."""
+    """Input [batch, time, in_dim] -> [batch, time, 2 * gru_hidden] (or out_dim with a final linear).
+    takes_lengths: the padding-safe variant (models/padded.py), whose forward gets each row's length too."""
 
-    def __init__(self, cfg: CBHGConfig):
+    def __init__(self, cfg: CBHGConfig, takes_lengths: bool = False):
         super().__init__()
         self.cfg = cfg
+        self.takes_lengths = takes_lengths
+        if takes_lengths:
+            if cfg.attention_heads:
+                raise ValueError("attention-cbhg takes no lengths: its attention has no key mask")
+            self.length_mask = LengthMask()
         bank_out = cfg.bank_k * cfg.bank_channels
         p0, p1 = cfg.proj_channels
         self.bank = ConvBank(cfg.in_dim, cfg.bank_channels, cfg.bank_k, cfg.conv)
@@ -167,12 +188,26 @@ class CBHG(nn.Module):
         self.gru = BiGRU(cfg.highway_dim, cfg.gru_hidden)
         self.out = nn.Linear(2 * cfg.gru_hidden, cfg.out_dim) if cfg.out_dim else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x.transpose(1, 2)
-        y = self.projections(self.pool(self.bank(y)))
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """lengths (optional, [batch] int): each row's valid frames. Given, the model is padding-safe: every conv
+        and the pool see zeros / -inf past a row's end, as they do at the end of an unpadded row, and the BiGRU runs
+        over each row's own length; without it, the graph is the plain CBHG."""
+        if lengths is None:
+            y = x.transpose(1, 2)
+            y = self.projections(self.pool(self.bank(y)))
+            y = y.transpose(1, 2) + x
+            y = self.attention(self.highway(self.pre_highway(y)))
+            return self.out(self.gru(y))
+        if not self.takes_lengths:
+            raise ValueError("this CBHG was built without lengths (CBHG(cfg, takes_lengths=True) takes them)")
+        valid = self.length_mask(x, lengths)
+        # the bank ends in ReLU, so its outputs are >= 0 and a zeroed frame is what the pool's -inf edge is: max(x, 0)
+        # = x; multiplications only (TFLite's lowering of a broadcast `where` over conv outputs fails)
+        y = self.pool(self.bank(x.transpose(1, 2) * valid) * valid) * valid
+        y = self.projections[1](self.projections[0](y) * valid)
         y = y.transpose(1, 2) + x
-        y = self.attention(self.highway(self.pre_highway(y)))
-        return self.out(self.gru(y))
+        y = self.highway(self.pre_highway(y))
+        return self.out(self.gru(y, lengths))
 
     def output_dim(self) -> int:
         return self.cfg.out_dim or 2 * self.cfg.gru_hidden

@@ -403,13 +403,22 @@ class Projections2d(nn.Module):
         return x.flatten(2)
 
 
+class LengthMaskOp(nn.Module):
+    """models.cbhg.LengthMask through edgeseq's length_mask op (TFLite RANGE + LESS): [B, 1, T] float."""
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return length_mask(x.transpose(0, 1), lengths).transpose(0, 1)[:, None, :]
+
+
 def _conv_stack_2d(module: nn.Module) -> int:
-    """Run each CBHG's bank -> pool -> projections as one 4-D (NHWC after conversion) conv stack."""
+    """Run each CBHG's bank -> pool -> projections as one 4-D (NHWC after conversion) conv stack (not a CBHG that
+    takes lengths: it masks between its convs)."""
     from ...models.cbhg import CBHG, ConvBN
 
     done = 0
     for m in list(module.modules()):
-        blocks = list(m.bank.convs) + list(m.projections) if isinstance(m, CBHG) else []
+        plain = isinstance(m, CBHG) and not m.takes_lengths
+        blocks = list(m.bank.convs) + list(m.projections) if plain else []
         if blocks and all(isinstance(b, ConvBN) and isinstance(b.bn, nn.Identity) for b in blocks) \
                 and isinstance(m.pool, ShiftMaxPool):  # ShiftMaxPool works on the last axis of any rank
             m.bank = ConvBank2d(m.bank).eval()
@@ -480,9 +489,10 @@ def rewrite_for_export(module: nn.Module) -> tuple[nn.Module, int]:
     """A copy with every nn.GRU -> LoopGRU, every CBHG SamePool -> ShiftMaxPool, every non-overlapping MaxPool1d ->
     WindowMaxPool, batch norms folded into the convs before them (what ONNX simplifiers do too) and LayerNorms
     decomposed; returns (copy, GRU count)."""
-    from ...models.cbhg import SamePool
+    from ...models.cbhg import LengthMask, SamePool
 
     module, n_grus = replace_grus(module)
+    module, _ = _swap(module, LengthMask, lambda _: LengthMaskOp())
     module, _ = _swap(module, SamePool, lambda _: ShiftMaxPool())
     module, _ = _swap(module, nn.MaxPool1d, WindowMaxPool, where=window_pool_ok)
     module, _ = _swap(module, nn.MaxPool1d, SlidingMaxPool, where=sliding_pool_ok)
