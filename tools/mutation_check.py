@@ -252,6 +252,11 @@ MUTANTS: tuple[Mutant, ...] = (
            "            pass\n",
            _t("test_padding.py", "test_a_masked_model_is_padding_safe_in_pytorch_and_onnx"),
            "a padded batch keeps the example's lengths: a masked model is called unsafe, a leaky one may pass"),
+    Mutant("padded-cbhg-projection-unmasked", "edgeseq/models/cbhg.py",
+           "        y = self.projections[1](self.projections[0](y) * valid)\n",
+           "        y = self.projections[1](self.projections[0](y))\n",
+           _t("test_padding.py", "test_the_padded_cbhg_lite_is_padding_safe_everywhere"),
+           "the padded CBHG's first projection leaks a padded frame into the second: rows differ from their own run"),
     # ---- GPU kernels and the device agent --------------------------------------------------------------------------
     Mutant("cuda-gru-grid-one-row", "edgeseq/kernels/cuda_gru.py",
            "driver.launch(func, device, (2, gi.shape[0]),", "driver.launch(func, device, (2, 1),",
