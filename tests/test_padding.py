@@ -146,6 +146,7 @@ def test_the_padded_cbhg_equals_the_plain_one_on_full_rows():
         want = plain.build()(torch.from_numpy(feed["features"]))
         got = padded.build()(torch.from_numpy(feed["features"]), torch.tensor([30, 30]))
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    assert padded.flops(time=200) == plain.flops(time=200)  # the FLOP counter reads a packed GRU's steps
     with pytest.raises(ValueError, match="attention-cbhg takes no lengths"):
         from edgeseq.models.cbhg import ATTENTION_CBHG, CBHG
 

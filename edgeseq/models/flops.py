@@ -26,7 +26,10 @@ def _linear(m: nn.Linear, inp, out) -> int:
 
 def _gru(m: nn.GRU, inp, out) -> int:
     x = inp[0]
-    batch, time = (x.shape[0], x.shape[1]) if m.batch_first else (x.shape[1], x.shape[0])
+    if isinstance(x, nn.utils.rnn.PackedSequence):  # packed rows: the steps actually run, sum of the lengths
+        batch, time = 1, x.data.shape[0]
+    else:
+        batch, time = (x.shape[0], x.shape[1]) if m.batch_first else (x.shape[1], x.shape[0])
     dirs = 2 if m.bidirectional else 1
     total, in_size = 0, m.input_size
     for _ in range(m.num_layers):
