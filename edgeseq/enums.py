@@ -29,6 +29,7 @@ class Format(_Named):
     TFLITE = "tflite"
     TENSORRT = "tensorrt"
     ORT = "ort"
+    EXECUTORCH = "executorch"
 
 
 class Precision(_Named):

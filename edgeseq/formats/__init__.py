@@ -11,7 +11,8 @@ from ..errors import ArtifactError, UnsupportedError
 from .contract import ExportFormat, ExportSettings
 
 # registration: Format -> the package whose FORMAT meets the contract (adding a format = one package + one line)
-_PACKAGES = {Format.ONNX: "onnx", Format.TFLITE: "tflite", Format.TENSORRT: "tensorrt", Format.ORT: "ort"}
+_PACKAGES = {Format.ONNX: "onnx", Format.TFLITE: "tflite", Format.TENSORRT: "tensorrt", Format.ORT: "ort",
+             Format.EXECUTORCH: "executorch"}
 
 
 def get(fmt: Format | str) -> ExportFormat:

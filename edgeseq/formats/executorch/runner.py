@@ -1,0 +1,186 @@
+"""ExecutorchRunner: a .pte on ExecuTorch's runtime (XNNPACK delegate), running the program's plan of methods.
+
+The plan (metadata `edgeseq.plan`, see split.py) lists the methods in order: a `method` step runs one delegated
+method on named values, a `scan` step runs a recurrence method ceil(T / K) times, carrying the hidden state, over
+the GRU input padded at its end (scan order: the padding follows every valid step, so it never reaches one)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..._lazy import require
+from ..._quiet import native_stderr_quiet
+from ...enums import Format
+from ...errors import ArtifactError, InputError, RuntimeFailure, UnsupportedError
+from ...runner import Runner
+from ...tensors import TensorSpec
+from .options import EXTRA, METADATA_METHOD, PLAN_KEY
+
+RUNTIME = "executorch-xnnpack"
+
+
+def _runtime():
+    return require("executorch.runtime", EXTRA, quiet=True).Runtime.get()
+
+
+def runtime_devices() -> list[str]:
+    _runtime()
+    return ["cpu"]
+
+
+def set_threads(threads: int | None) -> None:
+    """XNNPACK's thread pool is process-wide in ExecuTorch's Python bindings; size it for this runner."""
+    if not threads:
+        return
+    try:
+        from executorch.extension.pybindings import portable_lib
+
+        portable_lib._unsafe_reset_threadpool(int(threads))
+    except (ImportError, AttributeError):  # an older runtime without it: its default pool
+        pass
+
+
+def load_program(path: Path):
+    if not path.is_file():
+        raise ArtifactError(f"{str(path)!r} does not exist or is not a file")
+    runtime = _runtime()
+    try:
+        with native_stderr_quiet(replay=False):
+            return runtime.load_program(path.read_bytes())
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ArtifactError(f"ExecuTorch cannot load {str(path)!r}: {first[:300]}") from None
+
+
+def program_metadata(program, path: Path) -> dict[str, str]:
+    if METADATA_METHOD not in set(program.method_names):
+        raise ArtifactError(f"{str(path)!r} holds no edgeseq metadata (no {METADATA_METHOD} method)")
+    try:
+        blob = program.load_method(METADATA_METHOD).execute([])[0]
+        meta = json.loads(bytes(blob.numpy().astype(np.uint8)).decode())
+    except Exception as exc:
+        raise ArtifactError(f"{str(path)!r} has unreadable edgeseq metadata ({type(exc).__name__})") from None
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{str(path)!r} has corrupted edgeseq metadata (not a table)")
+    return {str(k): str(v) for k, v in meta.items()}
+
+
+class ExecutorchRunner(Runner):
+    """The .pte's methods on ExecuTorch; a batch runs row by row (every method is planned for batch 1)."""
+
+    format = Format.EXECUTORCH
+
+    def __init__(self, path: str | Path, *, device: str | None = None, threads: int | None = None):
+        if device not in (None, "cpu"):
+            raise UnsupportedError(f"the ExecuTorch runner runs on cpu (XNNPACK) here, not {device!r}")
+        super().__init__(device="cpu", threads=threads)
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._meta: dict[str, str] = {}
+        self._methods: dict = {}
+
+    @property
+    def runtime(self) -> str:
+        return f"{RUNTIME}-cpu"
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        self.load()
+        return dict(self._meta)
+
+    @property
+    def max_time(self) -> int | None:
+        self.load()
+        value = self._meta.get("edgeseq.max_time")
+        return int(value) if value else None
+
+    def _load(self):
+        set_threads(self.threads)
+        program = load_program(self.path)
+        self._meta = program_metadata(program, self.path)
+        try:
+            self._plan = json.loads(self._meta[PLAN_KEY])
+            declared_in = json.loads(self._meta["edgeseq.inputs"])
+            declared_out = json.loads(self._meta["edgeseq.outputs"])
+            self._methods = {s["method"]: program.load_method(s["method"]) for s in self._plan["steps"]}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"{str(self.path)!r} has corrupted edgeseq metadata ({type(exc).__name__}: "
+                                f"{str(exc)[:100]})") from None
+        except Exception as exc:
+            raise ArtifactError(f"ExecuTorch cannot load the methods of {str(self.path)!r}: "
+                                f"{(str(exc).splitlines() or [''])[0][:200]}") from None
+        self._program = program
+        specs = tuple(TensorSpec(d["name"], tuple(d["shape"]), d.get("dtype", "float32")) for d in declared_in)
+        self._out_batch = [list(d["shape"]).index("batch") if "batch" in d["shape"] else None for d in declared_out]
+        return specs, tuple(d["name"] for d in declared_out)
+
+    def _infer(self, feed):
+        import torch
+
+        max_time = self.max_time
+        batch_axes = [list(s.shape).index("batch") if "batch" in s.shape else None for s in self._inputs]
+        rows = 1
+        for spec, axis in zip(self._inputs, batch_axes):
+            value = feed[spec.name]
+            for k, dim in enumerate(spec.shape):
+                if dim == "time" and max_time is not None and value.shape[k] > max_time:
+                    raise InputError(f"{self.path.name} serves sequences up to T={max_time}; got T={value.shape[k]} "
+                                     "(re-export with a larger max_time, or split the input)")
+            if axis is not None:
+                rows = value.shape[axis]
+        results = []
+        with self._lock, torch.inference_mode():
+            for b in range(rows):
+                row = [torch.from_numpy(np.ascontiguousarray(
+                    feed[s.name] if ax is None else np.take(feed[s.name], [b], axis=ax)))
+                    for s, ax in zip(self._inputs, batch_axes)]
+                try:
+                    results.append(self._run_plan(row))
+                except (InputError, RuntimeFailure):
+                    raise
+                except Exception as exc:
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    raise RuntimeFailure(f"ExecuTorch failed on {self.path.name}: {first[:300]}") from None
+        outs = {}
+        for k, name in enumerate(self._outputs):
+            axis = self._out_batch[k]
+            parts = [r[k] for r in results]
+            outs[name] = parts[0] if axis is None or len(parts) == 1 else np.concatenate(parts, axis=axis)
+        return outs
+
+    def _run_plan(self, row: list) -> list[np.ndarray]:
+        import torch
+
+        env = dict(zip(self._plan["inputs"], row))
+        for step in self._plan["steps"]:
+            method = self._methods[step["method"]]
+            if step["kind"] == "method":
+                outs = method.execute([env[n] for n in step["inputs"]])
+                env.update((n, o.clone()) for n, o in zip(step["outputs"], outs))
+                continue
+            gi, k = env[step["gi"]], step["steps"]  # [T, D, 1, 3H] in scan order
+            t = gi.shape[0]
+            padded = -(-t // k) * k
+            if padded != t:
+                gi = torch.cat([gi, gi.new_zeros((padded - t, *gi.shape[1:]))], 0)
+            h = env[step["h0"]] if step.get("h0") else gi.new_zeros((step["directions"], 1, step["hidden"]))
+            ys = []
+            for start in range(0, padded, k):
+                y, h = method.execute([gi[start:start + k].contiguous(), h])
+                ys.append(y.clone())
+                h = h.clone()
+            env[step["output"]] = torch.cat(ys, 0)[:t]
+        return [env[n].numpy() for n in self._plan["outputs"]]
+
+    def _close(self):
+        self._methods, self._program = {}, None
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The program's edgeseq metadata (its constant method), read without running the model."""
+    path = Path(path)
+    return program_metadata(load_program(path), path)
