@@ -55,7 +55,8 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
         raise InputError("max_time must be >= 2 and chunk >= 1 for an ExecuTorch export")
     require("executorch.exir", EXTRA, quiet=True)
     from ...models.weights import state_dict_sha256
-    from ..tflite.rewrites import contains, rewrite_for_export
+    from ..tflite.rewrites import contains
+    from .rewrites import rewrite_for_export
     from .split import Piece, ScanChunk, _ExportFailed, split_program
 
     module = spec.build(weights)
@@ -90,7 +91,8 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
                     example = (torch.zeros(options.chunk, d, 1, 3 * h), torch.zeros(d, 1, h))
                     programs[step.name] = torch.export.export(chunk, example, strict=False)
                     plan.append({"kind": "scan", "method": step.name, "gi": step.gi, "h0": step.h0,
-                                 "output": step.output, "steps": options.chunk, "directions": d, "hidden": h})
+                                 "output": step.output, "steps": options.chunk, "directions": d, "hidden": h,
+                                 "layout": step.layout})
     except ExportError:
         raise
     except _ExportFailed as exc:
@@ -189,7 +191,7 @@ def _widen(edge, names, max_time: int) -> None:
 
 
 def _census(edge, names) -> dict:
-    """How many ops XNNPACK took, and which stayed on ExecuTorch's portable kernels (outside every delegate)."""
+    """How many delegate calls XNNPACK got, and which ops stayed on ExecuTorch's portable kernels, per method."""
     delegated, portable = 0, {}
     for name in names:
         for node in edge.exported_program(name).graph.nodes:
@@ -198,9 +200,10 @@ def _census(edge, names) -> dict:
             target = str(getattr(node.target, "__name__", node.target))
             if "executorch_call_delegate" in target:
                 delegated += 1
-            elif not target.startswith(("getitem", "sym_size", "aten.sym_size", "_operator")):
-                op = target.split(".")[0] if "::" not in target else target
-                portable[op] = portable.get(op, 0) + 1
+            elif target not in ("getitem", "sym_size.int", "aten.sym_size.int"):
+                op = target.replace("aten.", "").split(".")[0]
+                key = f"{name}:{op}"
+                portable[key] = portable.get(key, 0) + 1
     return {"delegated": delegated, "portable": portable}
 
 

@@ -153,8 +153,6 @@ class ExecutorchRunner(Runner):
         return outs
 
     def _run_plan(self, row: list) -> list[np.ndarray]:
-        import torch
-
         env = dict(zip(self._plan["inputs"], row))
         for step in self._plan["steps"]:
             method = self._methods[step["method"]]
@@ -162,19 +160,36 @@ class ExecutorchRunner(Runner):
                 outs = method.execute([env[n] for n in step["inputs"]])
                 env.update((n, o.clone()) for n, o in zip(step["outputs"], outs))
                 continue
-            gi, k = env[step["gi"]], step["steps"]  # [T, D, 1, 3H] in scan order
-            t = gi.shape[0]
-            padded = -(-t // k) * k
-            if padded != t:
-                gi = torch.cat([gi, gi.new_zeros((padded - t, *gi.shape[1:]))], 0)
-            h = env[step["h0"]] if step.get("h0") else gi.new_zeros((step["directions"], 1, step["hidden"]))
-            ys = []
-            for start in range(0, padded, k):
-                y, h = method.execute([gi[start:start + k].contiguous(), h])
-                ys.append(y.clone())
-                h = h.clone()
-            env[step["output"]] = torch.cat(ys, 0)[:t]
+            env[step["output"]] = self._scan(method, step, env[step["gi"]],
+                                             env[step["h0"]] if step.get("h0") else None)
         return [env[n].numpy() for n in self._plan["outputs"]]
+
+    @staticmethod
+    def _scan(method, step: dict, gi, h0):
+        """One recurrence: the K-step method over ceil(T / K) chunks, the hidden state carried between calls."""
+        import torch
+
+        d, hidden, k, seq = step["directions"], step["hidden"], step["steps"], step.get("layout") == "seq"
+        if seq:  # [1, T, D*3H], time order -> [T, D, 1, 3H], scan order (the backward direction flipped)
+            gi = gi[0].reshape(gi.shape[1], d, 3 * hidden).unsqueeze(2)
+            if d == 2:
+                gi = torch.stack([gi[:, 0], torch.flip(gi[:, 1], [0])], 1)
+        t = gi.shape[0]
+        padded = -(-t // k) * k
+        if padded != t:  # zeros after the last valid step (scan order): they never reach a valid output
+            gi = torch.cat([gi, gi.new_zeros((padded - t, *gi.shape[1:]))], 0)
+        h = h0 if h0 is not None else gi.new_zeros((d, 1, hidden))
+        ys = []
+        for start in range(0, padded, k):
+            y, h = method.execute([gi[start:start + k].contiguous(), h])
+            ys.append(y.clone())
+            h = h.clone()
+        y = torch.cat(ys, 0)[:t]  # [T, D, 1, H]
+        if not seq:
+            return y
+        if d == 2:
+            y = torch.stack([y[:, 0], torch.flip(y[:, 1], [0])], 1)
+        return y.permute(2, 0, 1, 3).reshape(1, t, d * hidden)
 
     def _close(self):
         self._methods, self._program = {}, None

@@ -25,27 +25,31 @@ from torch import fx, nn
 
 from ...errors import ExportError
 
-SCAN_OP = "gru_scan"
+SCAN_OPS = {"gru_seq": "seq", "gru_scan": "scan"}  # the recurrence ops (rewrites.py, tflite/rewrites.py): layout
 
 
 class ScanChunk(nn.Module):
-    """K steps of a (bi)GRU recurrence: gi [K, D, 1, 3H] in scan order, h [D, 1, H] -> (y [K, D, 1, H], h)."""
+    """K steps of a (bi)GRU recurrence: gi [K, D, 1, 3H] in scan order, h [D, 1, H] -> (y [K, D, 1, H], h).
+
+    Gate by gate (three matmuls, no split of h @ W_hh) and the input's per-step slices taken up front: slices and
+    splits stay on portable kernels, and one between two steps would cut the delegate into K pieces."""
 
     def __init__(self, w_hh: torch.Tensor, b_hh: torch.Tensor, steps: int):
         super().__init__()
-        self.register_buffer("w_t", w_hh.detach().transpose(1, 2).contiguous().clone())  # [D, H, 3H]
-        self.register_buffer("b_hh", b_hh.detach().clone())  # [D, 1, 3H]
-        self.steps, self.hidden = steps, int(w_hh.shape[-1])
+        hidden = int(w_hh.shape[-1])
+        w_t = w_hh.detach().transpose(1, 2).contiguous()  # [D, H, 3H]
+        for k, gate in enumerate("rzn"):
+            self.register_buffer(f"w_{gate}", w_t[..., k * hidden:(k + 1) * hidden].contiguous().clone())
+            self.register_buffer(f"b_{gate}", b_hh.detach()[..., k * hidden:(k + 1) * hidden].contiguous().clone())
+        self.steps, self.hidden = steps, hidden
 
     def forward(self, gi: torch.Tensor, h: torch.Tensor):
-        hidden, outs = self.hidden, []
+        xs_r, xs_z, xs_n = (x.unbind(0) for x in gi.split(self.hidden, dim=-1))
+        outs = []
         for t in range(self.steps):
-            gh = torch.bmm(h, self.w_t) + self.b_hh
-            xr, xz, xn = gi[t].split(hidden, dim=-1)
-            hr, hz, hn = gh.split(hidden, dim=-1)
-            r = torch.sigmoid(xr + hr)
-            z = torch.sigmoid(xz + hz)
-            n = torch.tanh(xn + r * hn)
+            r = torch.sigmoid(xs_r[t] + torch.bmm(h, self.w_r) + self.b_r)
+            z = torch.sigmoid(xs_z[t] + torch.bmm(h, self.w_z) + self.b_z)
+            n = torch.tanh(xs_n[t] + r * (torch.bmm(h, self.w_n) + self.b_n))
             h = n + z * (h - n)
             outs.append(h)
         return torch.stack(outs, 0), h
@@ -72,6 +76,7 @@ class Scan:
     output: str
     w_hh: torch.Tensor
     b_hh: torch.Tensor
+    layout: str = "seq"
 
     @property
     def directions(self) -> int:
@@ -82,8 +87,16 @@ class Scan:
         return int(self.w_hh.shape[-1])
 
 
+def _layout(node) -> str | None:
+    """'seq' (gi [B, T, D*3H], every direction in time order) or 'scan' (gi [T, D, B, 3H] in scan order) for a
+    recurrence op, None for any other node."""
+    if node.op != "call_function":
+        return None
+    return next((layout for op, layout in SCAN_OPS.items() if f"edgeseq.{op}" in str(node.target)), None)
+
+
 def _is_scan(node) -> bool:
-    return node.op == "call_function" and SCAN_OP in str(node.target)
+    return _layout(node) is not None
 
 
 def _record(gm: fx.GraphModule, args: tuple) -> dict:
@@ -114,6 +127,8 @@ def split_program(module: nn.Module, args: tuple, dynamic_shapes, probe_args: tu
     except Exception as exc:
         raise _ExportFailed(exc) from None
     gm = ep.module()
+    gm.graph.eliminate_dead_code()  # e.g. a GRU's final states the model never reads
+    gm.recompile()
     nodes = list(gm.graph.nodes)
     env_a, env_b = _record(gm, args), _record(gm, probe_args)
     t_a, t_b = time_of(args), time_of(probe_args)
@@ -179,6 +194,8 @@ def split_program(module: nn.Module, args: tuple, dynamic_shapes, probe_args: tu
             mapping[n].meta = {}  # the first trace's shapes and ranges: the re-export derives its own
         outs = [n for n in members if isinstance(env_a[n.name], torch.Tensor)
                 and (users_outside(n, p) or n in flat_outputs)]
+        if not outs:
+            continue
         graph.output(tuple(mapping[n] for n in outs))
         piece = fx.GraphModule(gm, graph, class_name=f"Piece{p}")
         steps.append(Piece(f"piece_{p}", piece, inputs, [n.name for n in outs], time_axes, tuple(examples)))
@@ -187,10 +204,11 @@ def split_program(module: nn.Module, args: tuple, dynamic_shapes, probe_args: tu
             gi, w_hh, b_hh, h0 = (list(scan.args) + [None] * 4)[:4]
             if w_hh.op != "get_attr" or b_hh.op != "get_attr":
                 raise ExportError("a GRU's recurrent weights are computed in the graph, not stored; cannot cut there")
-            if time_axis(gi.name) != 0:
-                raise ExportError("a GRU's input projection has no time axis first (scan order expected)")
+            layout = _layout(scan)
+            if time_axis(gi.name) != (1 if layout == "seq" else 0):
+                raise ExportError("a GRU's input projection has its time axis elsewhere than the rewrite put it")
             steps.append(Scan(f"gru_{p}", gi.name, h0.name if h0 is not None else None, scan.name,
-                              _attr(gm, w_hh.target), _attr(gm, b_hh.target)))
+                              _attr(gm, w_hh.target), _attr(gm, b_hh.target), layout))
     for out in flat_outputs:
         if not isinstance(env_a.get(getattr(out, "name", None)), torch.Tensor):
             raise ExportError("a model output is not a tensor")
