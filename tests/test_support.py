@@ -17,7 +17,7 @@ def test_support_table_lists_every_model_in_every_format_with_its_precisions():
     table = support_table()
     assert {"cbhg", "cbhg-lite", "cbhg-postnet", "attention-cbhg", "seq-cnn"} <= set(table)
     for formats in table.values():
-        assert set(formats) == {Format.ONNX, Format.TFLITE, Format.TENSORRT, Format.ORT}
+        assert set(formats) == {Format.ONNX, Format.TFLITE, Format.TENSORRT, Format.ORT, Format.EXECUTORCH}
         assert [p.value for p in formats[Format.TENSORRT]] == ["fp32", "fp16", "int8-static"]
         assert len(formats[Format.ONNX]) == len(formats[Format.TFLITE]) == 4
         assert formats[Format.ORT] == formats[Format.ONNX]  # an .ort is converted from the ONNX of its precision
