@@ -13,7 +13,7 @@ PRECISIONS = (Precision.FP32,)
 DEFAULT_MAX_TIME = 2048
 # GRU steps per call of a recurrence method: fewer calls (Python and delegate overhead per call) against more
 # wasted steps in the last, padded chunk and a longer export (the method is unrolled); see docs/formats.md
-DEFAULT_CHUNK = 32
+DEFAULT_CHUNK = 8
 METADATA_METHOD = "edgeseq_metadata"  # a constant method returning the metadata JSON as a uint8 tensor
 PLAN_KEY = "edgeseq.plan"
 
