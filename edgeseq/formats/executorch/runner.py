@@ -6,6 +6,7 @@ the GRU input padded at its end (scan order: the padding follows every valid ste
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from pathlib import Path
@@ -119,8 +120,6 @@ class ExecutorchRunner(Runner):
         return specs, tuple(d["name"] for d in declared_out)
 
     def _infer(self, feed):
-        import torch
-
         max_time = self.max_time
         batch_axes = [list(s.shape).index("batch") if "batch" in s.shape else None for s in self._inputs]
         rows = 1
@@ -133,11 +132,10 @@ class ExecutorchRunner(Runner):
             if axis is not None:
                 rows = value.shape[axis]
         results = []
-        with self._lock, torch.inference_mode():
+        with self._lock, _torch_serial():
             for b in range(rows):
-                row = [torch.from_numpy(np.ascontiguousarray(
-                    feed[s.name] if ax is None else np.take(feed[s.name], [b], axis=ax)))
-                    for s, ax in zip(self._inputs, batch_axes)]
+                row = [np.ascontiguousarray(feed[s.name] if ax is None else np.take(feed[s.name], [b], axis=ax))
+                       for s, ax in zip(self._inputs, batch_axes)]
                 try:
                     results.append(self._run_plan(row))
                 except (InputError, RuntimeFailure):
@@ -153,46 +151,69 @@ class ExecutorchRunner(Runner):
         return outs
 
     def _run_plan(self, row: list) -> list[np.ndarray]:
+        """The plan on one batch row. Values between methods are numpy arrays: torch's own ops on them (stack,
+        flip) took milliseconds each here, its thread pool contending with XNNPACK's."""
         env = dict(zip(self._plan["inputs"], row))
         for step in self._plan["steps"]:
             method = self._methods[step["method"]]
             if step["kind"] == "method":
-                outs = method.execute([env[n] for n in step["inputs"]])
-                env.update((n, o.clone()) for n, o in zip(step["outputs"], outs))
+                outs = method.execute([_tensor(env[n]) for n in step["inputs"]])
+                env.update((n, o.numpy().copy()) for n, o in zip(step["outputs"], outs))
                 continue
             env[step["output"]] = self._scan(method, step, env[step["gi"]],
                                              env[step["h0"]] if step.get("h0") else None)
-        return [env[n].numpy() for n in self._plan["outputs"]]
+        return [env[n] for n in self._plan["outputs"]]
 
     @staticmethod
-    def _scan(method, step: dict, gi, h0):
+    def _scan(method, step: dict, gi: np.ndarray, h0):
         """One recurrence: the K-step method over ceil(T / K) chunks, the hidden state carried between calls."""
-        import torch
-
         d, hidden, k, seq = step["directions"], step["hidden"], step["steps"], step.get("layout") == "seq"
         if seq:  # [1, T, D*3H], time order -> [T, D, 1, 3H], scan order (the backward direction flipped)
-            gi = gi[0].reshape(gi.shape[1], d, 3 * hidden).unsqueeze(2)
-            if d == 2:
-                gi = torch.stack([gi[:, 0], torch.flip(gi[:, 1], [0])], 1)
+            gi = gi[0].reshape(gi.shape[1], d, 1, 3 * hidden)
         t = gi.shape[0]
         padded = -(-t // k) * k
-        if padded != t:  # zeros after the last valid step (scan order): they never reach a valid output
-            gi = torch.cat([gi, gi.new_zeros((padded - t, *gi.shape[1:]))], 0)
-        h = h0 if h0 is not None else gi.new_zeros((d, 1, hidden))
-        ys = []
+        scan = np.zeros((padded, *gi.shape[1:]), np.float32)  # zeros after the last valid step (scan order)
+        scan[:t] = gi
+        if seq and d == 2:
+            scan[:t, 1] = gi[::-1, 1]
+        ys = np.empty((padded, d, 1, hidden), np.float32)
+        h = np.zeros((d, 1, hidden), np.float32) if h0 is None else np.ascontiguousarray(h0, np.float32)
         for start in range(0, padded, k):
-            y, h = method.execute([gi[start:start + k].contiguous(), h])
-            ys.append(y.clone())
-            h = h.clone()
-        y = torch.cat(ys, 0)[:t]  # [T, D, 1, H]
+            y, h_out = method.execute([_tensor(scan[start:start + k]), _tensor(h)])
+            ys[start:start + k] = y.numpy()
+            h = h_out.numpy().copy()
+        y = ys[:t]  # [T, D, 1, H]
         if not seq:
             return y
         if d == 2:
-            y = torch.stack([y[:, 0], torch.flip(y[:, 1], [0])], 1)
-        return y.permute(2, 0, 1, 3).reshape(1, t, d * hidden)
+            y = np.stack([y[:, 0], y[::-1, 1]], 1)
+        return np.ascontiguousarray(y.transpose(2, 0, 1, 3)).reshape(1, t, d * hidden)
 
     def _close(self):
         self._methods, self._program = {}, None
+
+
+@contextlib.contextmanager
+def _torch_serial():
+    """torch's intra-op pool off while the methods run: the bindings copy each output into a torch tensor, and
+    above ~300 KB torch splits that copy over its OpenMP threads, which cost a constant 8 ms per copy on a loaded
+    2-core host (measured; its pool contends with XNNPACK's). The methods' own threads are XNNPACK's (`threads`)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if before != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if before != 1:
+            torch.set_num_threads(before)
+
+
+def _tensor(array: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
