@@ -120,10 +120,11 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
         _probe(tmp, spec, options)
     elapsed = time.perf_counter() - started
     n_scans = sum(1 for s in plan if s["kind"] == "scan")
-    notes = [f"{n_grus} nn.GRU -> {n_scans} recurrence method(s) of {options.chunk} unrolled steps; "
-             f"{len(plan) - n_scans} method(s) with T dynamic up to {options.max_time}; batch runs row by row",
-             f"XNNPACK delegated {census['delegated']} op(s); left on portable kernels: "
-             f"{', '.join(f'{k} x{v}' for k, v in sorted(census['portable'].items())) or 'none'}"]
+    portable = ", ".join(f"{k} x{v}" for k, v in sorted(census["portable"].items())) or "none"
+    notes = [(f"{n_grus} nn.GRU -> {n_scans} recurrence method(s) of {options.chunk} unrolled steps; "
+              f"{len(plan) - n_scans} method(s) with T dynamic up to {options.max_time}; batch runs row by row"),
+             (f"XNNPACK runs {census['delegated']} delegate call(s) over all methods; left on portable kernels: "
+              f"{portable}")]
     return artifact_for(out_path, Format.EXECUTORCH, precision, spec, weights_sha256=weights_sha,
                         exporter=meta["edgeseq.exporter"] + " + xnnpack", export_seconds=round(elapsed, 3),
                         notes=tuple(notes))
@@ -152,7 +153,6 @@ def _lower(programs: dict, meta: dict, spec, max_time: int) -> tuple[bytes, dict
     """Lower every method with the XNNPACK partitioner into one program; (the .pte bytes, the op census)."""
     import numpy as np
     import torch
-
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 

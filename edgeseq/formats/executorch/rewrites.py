@@ -13,7 +13,6 @@ lowering differs. Only torch here.
 
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 from torch import nn
@@ -24,7 +23,7 @@ from ..tflite import rewrites as _tfl
 SEQ_OP = "edgeseq::gru_seq"
 
 
-def _seq_reference(gi: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, h0: Optional[torch.Tensor]):
+def _seq_reference(gi: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, h0: torch.Tensor | None):
     """gi [B, T, D*3H] in time order -> y [B, T, D*H]; direction 1 runs backward in time."""
     d, hidden = w_hh.shape[0], w_hh.shape[-1]
     batch, time = gi.shape[0], gi.shape[1]
@@ -57,7 +56,7 @@ _register()
 class SeqGRU(_tfl.LoopGRU):
     """LoopGRU (same weights, same outputs) whose recurrence op works in the model's layout (see the module doc)."""
 
-    def forward(self, x, hx: Optional[torch.Tensor] = None):
+    def forward(self, x, hx: torch.Tensor | None = None):
         if isinstance(x, _tfl.MaskedSequence):
             return super().forward(x, hx)
         if x.dim() != 3:

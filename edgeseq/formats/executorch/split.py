@@ -190,7 +190,7 @@ def split_program(module: nn.Module, args: tuple, dynamic_shapes, probe_args: tu
             for a in n.all_input_nodes:
                 if a.op == "get_attr" and a not in mapping:
                     mapping[a] = graph.get_attr(a.target)
-            mapping[n] = graph.node_copy(n, lambda x: mapping[x])
+            mapping[n] = graph.node_copy(n, mapping.__getitem__)
             mapping[n].meta = {}  # the first trace's shapes and ranges: the re-export derives its own
         outs = [n for n in members if isinstance(env_a[n.name], torch.Tensor)
                 and (users_outside(n, p) or n in flat_outputs)]
