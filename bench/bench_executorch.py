@@ -19,9 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import interleaved_p50, print_table, results_path, write_report
-
 import numpy as np
+from _common import interleaved_p50, print_table, results_path, write_report
 
 import edgeseq
 from edgeseq.environment import fingerprint

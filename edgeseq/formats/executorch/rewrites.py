@@ -13,7 +13,6 @@ lowering differs. Only torch here.
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 from torch.nn import functional as F
