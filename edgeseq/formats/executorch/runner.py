@@ -25,7 +25,10 @@ RUNTIME = "executorch-xnnpack"
 
 
 def _runtime():
-    return require("executorch.runtime", EXTRA, quiet=True).Runtime.get()
+    """The runtime, its native start-up chatter (cpuinfo, threadpool lines on stderr) kept off the CLI's output."""
+    runtime = require("executorch.runtime", EXTRA, quiet=True).Runtime
+    with native_stderr_quiet(replay=False):
+        return runtime.get()
 
 
 def runtime_devices() -> list[str]:
@@ -40,7 +43,8 @@ def set_threads(threads: int | None) -> None:
     try:
         from executorch.extension.pybindings import portable_lib
 
-        portable_lib._unsafe_reset_threadpool(int(threads))
+        with native_stderr_quiet(replay=False):  # "Resetting threadpool to N threads."
+            portable_lib._unsafe_reset_threadpool(int(threads))
     except (ImportError, AttributeError):  # an older runtime without it: its default pool
         pass
 
@@ -61,7 +65,8 @@ def program_metadata(program, path: Path) -> dict[str, str]:
     if METADATA_METHOD not in set(program.method_names):
         raise ArtifactError(f"{str(path)!r} holds no edgeseq metadata (no {METADATA_METHOD} method)")
     try:
-        blob = program.load_method(METADATA_METHOD).execute([])[0]
+        with native_stderr_quiet(replay=False):
+            blob = program.load_method(METADATA_METHOD).execute([])[0]
         meta = json.loads(bytes(blob.numpy().astype(np.uint8)).decode())
     except Exception as exc:
         raise ArtifactError(f"{str(path)!r} has unreadable edgeseq metadata ({type(exc).__name__})") from None
@@ -107,7 +112,8 @@ class ExecutorchRunner(Runner):
             self._plan = json.loads(self._meta[PLAN_KEY])
             declared_in = json.loads(self._meta["edgeseq.inputs"])
             declared_out = json.loads(self._meta["edgeseq.outputs"])
-            self._methods = {s["method"]: program.load_method(s["method"]) for s in self._plan["steps"]}
+            with native_stderr_quiet(replay=False):  # XNNPACK's cpuinfo lines at its first init
+                self._methods = {s["method"]: program.load_method(s["method"]) for s in self._plan["steps"]}
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{str(self.path)!r} has corrupted edgeseq metadata ({type(exc).__name__}: "
                                 f"{str(exc)[:100]})") from None
