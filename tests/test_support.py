@@ -41,4 +41,5 @@ def test_formats_left_out_of_all_are_named_with_their_extra(monkeypatch):
 
     assert formats.formats_not_installed() == {}  # the test environment has every extra
     monkeypatch.setattr(formats, "installed_formats", lambda: [Format.ONNX, Format.TENSORRT, Format.ORT])
-    assert formats.formats_not_installed() == {Format.TFLITE: "pip install 'edgeseq[tflite]'"}
+    assert formats.formats_not_installed() == {Format.TFLITE: "pip install 'edgeseq[tflite]'",
+                                               Format.EXECUTORCH: "pip install 'edgeseq[executorch]'"}
