@@ -92,3 +92,20 @@ def test_every_model_exports_to_executorch_and_passes_parity(model, tmp_path):
     times = (1, 7, SHORT_MAX) if spec.has_dynamic_time else None
     result = edgeseq.check(artifact.path, times=times, batches=(1, 2))
     assert result.passed, result.worst
+
+
+PUBLIC_CBHG = Path(__file__).resolve().parent / "fixtures" / "public_cbhg.py"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("factory", ["coqui_style", "channels_first", "coqui_style_two_layers"])
+def test_user_models_take_the_same_path(factory, tmp_path):
+    artifact = edgeseq.export(f"{PUBLIC_CBHG}:{factory}", "executorch", out_dir=tmp_path, max_time=SHORT_MAX)
+    result = edgeseq.check(artifact.path, times=(1, 7, SHORT_MAX), batches=(1, 2))
+    assert result.passed, result.worst
+
+
+def test_a_packed_sequence_model_is_refused_with_one_line(tmp_path):
+    with pytest.raises(UnsupportedError, match="packed sequences .* not supported by the ExecuTorch export yet"):
+        edgeseq.export(f"{PUBLIC_CBHG}:packed", "executorch", out_dir=tmp_path, max_time=SHORT_MAX)
+    assert not [p for p in tmp_path.rglob("*.pte")]

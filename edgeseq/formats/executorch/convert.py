@@ -55,7 +55,7 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
         raise InputError("max_time must be >= 2 and chunk >= 1 for an ExecuTorch export")
     require("executorch.exir", EXTRA, quiet=True)
     from ...models.weights import state_dict_sha256
-    from ..tflite.rewrites import contains
+    from ..tflite.rewrites import contains, masked_packing
     from .rewrites import rewrite_for_export
     from .split import Piece, ScanChunk, _ExportFailed, split_program
 
@@ -75,8 +75,11 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
     started = time.perf_counter()
     try:
         with _quiet():
-            steps, inputs, outputs = split_program(loop_module, args, dynamic_shapes if dynamic else None, probe_args,
-                                              lambda a: a[0].shape[time_axis] if time_axis is not None else 0)
+            with masked_packing(loop_module):  # pack_padded_sequence as a padded batch + lengths (TFLite's way)
+                steps, inputs, outputs = split_program(loop_module, args, dynamic_shapes if dynamic else None,
+                                                       probe_args,
+                                                       lambda a: a[0].shape[time_axis] if time_axis is not None else 0)
+            _refuse_packed(steps, spec)
             programs, plan = {}, []
             for step in steps:
                 if isinstance(step, Piece):
@@ -93,7 +96,7 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
                     plan.append({"kind": "scan", "method": step.name, "gi": step.gi, "h0": step.h0,
                                  "output": step.output, "steps": options.chunk, "directions": d, "hidden": h,
                                  "layout": step.layout})
-    except ExportError:
+    except (ExportError, UnsupportedError):
         raise
     except _ExportFailed as exc:
         why = _explain(exc.original, loop_module, args, dynamic_shapes, spec)
@@ -128,6 +131,21 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
     return artifact_for(out_path, Format.EXECUTORCH, precision, spec, weights_sha256=weights_sha,
                         exporter=meta["edgeseq.exporter"] + " + xnnpack", export_seconds=round(elapsed, 3),
                         notes=tuple(notes))
+
+
+def _refuse_packed(steps, spec) -> None:
+    """A packed sequence (pack_padded_sequence) is traced as a padded batch and a length mask (TFLite's way); the
+    mask is an edgeseq op ExecuTorch has no kernel for, and the packed recurrence is not cut into chunks yet."""
+    from .split import Piece
+
+    for step in steps:
+        if not isinstance(step, Piece):
+            if step.layout != "seq":
+                raise UnsupportedError(f"{spec.name}: packed sequences (pack_padded_sequence) are not supported by "
+                                       "the ExecuTorch export yet; export with padded input, or use -f tflite / onnx")
+        elif any("length_mask" in str(n.target) for n in step.module.graph.nodes):
+            raise UnsupportedError(f"{spec.name}: packed sequences (pack_padded_sequence) are not supported by the "
+                                   "ExecuTorch export yet; export with padded input, or use -f tflite / onnx")
 
 
 def _args(spec, t) -> tuple:
