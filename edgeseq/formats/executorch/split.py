@@ -159,11 +159,8 @@ def split_program(module: nn.Module, args: tuple, dynamic_shapes, probe_args: tu
     def users_outside(node, p):
         return any(part.get(u) != p for u in node.users)
 
-    steps = []
-    for p in range(n_parts):
-        members = [n for n in nodes if part.get(n) == p]
-        if not members and p > 0:
-            continue
+    def _build_piece(p, members):
+        """The method for the nodes between two recurrences (None when none of them is needed later)."""
         graph = fx.Graph()
         mapping, inputs, time_axes, examples = {}, [], [], []
         outer = []
@@ -195,10 +192,18 @@ def split_program(module: nn.Module, args: tuple, dynamic_shapes, probe_args: tu
         outs = [n for n in members if isinstance(env_a[n.name], torch.Tensor)
                 and (users_outside(n, p) or n in flat_outputs)]
         if not outs:
-            continue
+            return None
         graph.output(tuple(mapping[n] for n in outs))
         piece = fx.GraphModule(gm, graph, class_name=f"Piece{p}")
-        steps.append(Piece(f"piece_{p}", piece, inputs, [n.name for n in outs], time_axes, tuple(examples)))
+        return Piece(f"piece_{p}", piece, inputs, [n.name for n in outs], time_axes, tuple(examples))
+
+    steps = []
+    for p in range(n_parts):
+        members = [n for n in nodes if part.get(n) == p]
+        if members or p == 0:
+            piece = _build_piece(p, members)
+            if piece is not None:
+                steps.append(piece)
         scan = next((n for n in nodes if part.get(n) == -(p + 1)), None)
         if scan is not None:
             gi, w_hh, b_hh, h0 = (list(scan.args) + [None] * 4)[:4]
