@@ -154,7 +154,8 @@ def split_program(module: nn.Module, args: tuple, dynamic_shapes, probe_args: tu
             part[node] = seen
     n_parts = seen + 1
     output_node = nodes[-1]
-    flat_outputs = list(output_node.args[0]) if isinstance(output_node.args[0], (list, tuple)) else [output_node.args[0]]
+    returned = output_node.args[0]
+    flat_outputs = list(returned) if isinstance(returned, (list, tuple)) else [returned]
 
     def users_outside(node, p):
         return any(part.get(u) != p for u in node.users)
