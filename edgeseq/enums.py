@@ -30,6 +30,7 @@ class Format(_Named):
     TENSORRT = "tensorrt"
     ORT = "ort"
     COREML = "coreml"
+    EXECUTORCH = "executorch"
 
 
 class Precision(_Named):

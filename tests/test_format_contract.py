@@ -55,7 +55,8 @@ def test_suffixes_belong_to_one_format_each_and_detect_reads_them(tmp_path):
             (path / "Manifest.json").write_text('{"itemInfoEntries": {"m": {"path": "x"}}, "rootModelIdentifier": "m"}')
             assert formats.detect_format(path) is fmt.format
             continue
-        heads = (b"\x08\x07\x12\x00TFL3", b"\x08\x07\x12\x00ORTM")  # ONNX + TFLite + TensorRT; ORT
+        heads = (b"\x08\x07\x12\x00TFL3", b"\x08\x07\x12\x00ORTM",  # ONNX + TFLite + TensorRT; ORT
+                 b"\x3c\x00\x00\x00ET12")  # ExecuTorch
         path.write_bytes(next(h for h in heads if fmt.looks_like(h)) + bytes(64))
         assert formats.detect_format(path) is fmt.format
 

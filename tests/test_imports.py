@@ -8,7 +8,7 @@ import sys
 import edgeseq
 
 OPTIONAL = ("onnx", "onnxruntime", "onnxslim", "onnxscript", "onnxconverter_common", "tensorrt", "ai_edge_litert",
-            "tensorflow", "litert_torch", "triton", "coremltools")
+            "tensorflow", "litert_torch", "triton", "coremltools", "executorch")
 # Modules that hold an optional SDK's own code (Triton kernels), imported lazily by their one user only.
 SDK_MODULES = {"edgeseq.kernels.triton_gru_kernels"}
 

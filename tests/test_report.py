@@ -105,16 +105,17 @@ def test_installed_formats_are_found_without_importing_the_sdks(monkeypatch):
     from edgeseq import formats
     from edgeseq.enums import Format
 
-    assert formats.installed_formats() == [Format.ONNX, Format.TFLITE, Format.TENSORRT, Format.ORT, Format.COREML]  # the
-    # test extras
+    assert formats.installed_formats() == [Format.ONNX, Format.TFLITE, Format.TENSORRT, Format.ORT, Format.COREML,
+                                           Format.EXECUTORCH]  # the test extras
     from test_imports import OPTIONAL, _imported_after
 
     mods = _imported_after("from edgeseq.formats import installed_formats\n"
-                           "assert [f.value for f in installed_formats()] == ['onnx', 'tflite', 'tensorrt', 'ort', 'coreml']")
+                           "assert [f.value for f in installed_formats()] == "
+                           "['onnx', 'tflite', 'tensorrt', 'ort', 'coreml', 'executorch']")
     assert not set(OPTIONAL) & mods, set(OPTIONAL) & mods  # onnx, onnxruntime, litert_torch, ai_edge_litert, ...
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "litert_torch" else real(name, *a))
-    assert formats.installed_formats() == [Format.ONNX, Format.TENSORRT, Format.ORT, Format.COREML]
+    assert formats.installed_formats() == [Format.ONNX, Format.TENSORRT, Format.ORT, Format.COREML, Format.EXECUTORCH]
 
 
 def test_all_precisions_means_each_formats_own(tmp_path):

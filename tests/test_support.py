@@ -17,7 +17,8 @@ def test_support_table_lists_every_model_in_every_format_with_its_precisions():
     table = support_table()
     assert {"cbhg", "cbhg-lite", "cbhg-postnet", "attention-cbhg", "seq-cnn"} <= set(table)
     for formats in table.values():
-        assert set(formats) == {Format.ONNX, Format.TFLITE, Format.TENSORRT, Format.ORT, Format.COREML}
+        assert set(formats) == {Format.ONNX, Format.TFLITE, Format.TENSORRT, Format.ORT, Format.COREML,
+                                Format.EXECUTORCH}
         assert [p.value for p in formats[Format.TENSORRT]] == ["fp32", "fp16", "int8-static"]
         assert len(formats[Format.ONNX]) == len(formats[Format.TFLITE]) == 4
         assert formats[Format.ORT] == formats[Format.ONNX]  # an .ort is converted from the ONNX of its precision
@@ -43,4 +44,5 @@ def test_formats_left_out_of_all_are_named_with_their_extra(monkeypatch):
     assert formats.formats_not_installed() == {}  # the test environment has every extra
     monkeypatch.setattr(formats, "installed_formats", lambda: [Format.ONNX, Format.TENSORRT, Format.ORT,
                                                                     Format.COREML])
-    assert formats.formats_not_installed() == {Format.TFLITE: "pip install 'edgeseq[tflite]'"}
+    assert formats.formats_not_installed() == {Format.TFLITE: "pip install 'edgeseq[tflite]'",
+                                               Format.EXECUTORCH: "pip install 'edgeseq[executorch]'"}

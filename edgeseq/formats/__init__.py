@@ -12,7 +12,8 @@ from .contract import ExportFormat, ExportSettings
 
 # registration: Format -> the package whose FORMAT meets the contract (adding a format = one package + one line)
 _PACKAGES = {Format.ONNX: "onnx", Format.TFLITE: "tflite", Format.TENSORRT: "tensorrt", Format.ORT: "ort",
-             Format.COREML: "coreml"}
+             Format.COREML: "coreml",
+             Format.EXECUTORCH: "executorch"}
 
 
 def get(fmt: Format | str) -> ExportFormat:

@@ -1,0 +1,100 @@
+"""ExecuTorch's .pte against LiteRT's .tflite, fp32: p50 from one artifact per format at several T, and export time.
+
+For each model (batch 1, real speech, 1 thread by default):
+  1. one fp32 .pte (max_time = the longest T asked) and one fp32 .tflite, each export timed;
+  2. at each T: both runners' relative L2 error against the PyTorch original, then their p50 timed in interleaved
+     rounds (_common.interleaved_p50) and the ratio executorch / litert (issue #18's target: <= 1.3);
+  3. the .pte's plan: its recurrence chunk K and how many methods it chains.
+
+    python bench/bench_executorch.py            # cbhg-lite + cbhg, T=200 and 1000, 1 thread
+    python bench/bench_executorch.py --quick    # smoke test: few rounds, nothing written unless --out
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import interleaved_p50, print_table, results_path, write_report
+
+import edgeseq
+from edgeseq.environment import fingerprint
+from edgeseq.formats import read_metadata, runner_for
+
+
+def rel_l2(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
+
+
+def measure(model: str, args, workdir: Path) -> list[dict]:
+    import torch
+
+    spec = edgeseq.get_model(model)
+    made, seconds = {}, {}
+    for fmt in ("executorch", "tflite"):
+        t0 = time.perf_counter()
+        made[fmt] = edgeseq.export(model, fmt, out_dir=workdir, max_time=max(args.times))
+        seconds[fmt] = time.perf_counter() - t0
+    plan = json.loads(read_metadata(made["executorch"].path)["edgeseq.plan"])
+    chunk = [s["steps"] for s in plan["steps"] if s["kind"] == "scan"]
+    module = spec.build()
+    rows = []
+    with runner_for(made["executorch"].path, threads=args.threads) as et, \
+            runner_for(made["tflite"].path, threads=args.threads) as lite:
+        for t in args.times:
+            feed = spec.example_inputs(batch=1, time=t, source="speech", seed=11)
+            with torch.no_grad():
+                want = module(*[torch.from_numpy(feed[n]) for n in spec.input_names])
+            want = (want[0] if isinstance(want, tuple) else want).numpy()
+            out = spec.output_names[0]
+            errors = {"executorch": rel_l2(et.infer(feed)[out], want), "litert": rel_l2(lite.infer(feed)[out], want)}
+            p50_et, p50_lite, load = interleaved_p50(et, lite, feed, args.rounds, args.iterations)
+            rows.append({"model": model, "time": t, "batch": 1, "threads": args.threads,
+                         "rel_l2_executorch": errors["executorch"], "rel_l2_litert": errors["litert"],
+                         "p50_ms_executorch": round(p50_et, 4), "p50_ms_litert": round(p50_lite, 4),
+                         "ratio_executorch_over_litert": round(p50_et / p50_lite, 4),
+                         "export_s_executorch": round(seconds["executorch"], 1),
+                         "export_s_litert": round(seconds["tflite"], 1),
+                         "max_time": max(args.times), "chunk": chunk, "methods": len(plan["steps"]),
+                         "size_bytes_executorch": made["executorch"].size_bytes,
+                         "size_bytes_litert": made["tflite"].size_bytes,
+                         "foreign_load": None if load is None else round(load, 3)})
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["cbhg-lite", "cbhg"])
+    p.add_argument("--times", nargs="+", type=int, default=[200, 1000])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
+    p.add_argument("--iterations", type=int, default=10, help="timed runs per runner per round (default 10)")
+    p.add_argument("--quick", action="store_true", help="3 rounds of 3; nothing written unless --out")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.iterations = 3, 3
+    out = args.out if args.out is not None else (None if args.quick else results_path("executorch-vs-litert"))
+    started = time.perf_counter()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-et-") as tmp:
+        for model in args.models:
+            results += measure(model, args, Path(tmp) / model)
+    print_table(["model", "T", "rel L2 et", "rel L2 litert", "p50 et ms", "p50 litert ms", "et/litert", "export et s",
+                 "export litert s"],
+                [(r["model"], r["time"], f"{r['rel_l2_executorch']:.1e}", f"{r['rel_l2_litert']:.1e}",
+                  r["p50_ms_executorch"], r["p50_ms_litert"], r["ratio_executorch_over_litert"],
+                  r["export_s_executorch"], r["export_s_litert"]) for r in results],
+                f"ExecuTorch (.pte) vs LiteRT (.tflite), fp32: batch 1, {args.threads} thread(s), one artifact each")
+    settings = {k: getattr(args, k) for k in ("models", "times", "threads", "rounds", "iterations", "quick")}
+    write_report(out, "executorch-vs-litert", started, fingerprint(), settings, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Exact module rewrites for the ExecuTorch path: the TFLite path's where they fit, and ExecuTorch's own where its
+lowering differs. Only torch here.
+
+- nn.GRU -> `SeqGRU` (a LoopGRU whose recurrence op takes the input projection and gives the output in the model's
+  own [B, T, D*3H] / [B, T, D*H] layout, every direction in time order): the reshape / flip / stack around the
+  TFLite op would stay on ExecuTorch's portable kernels and cut the XNNPACK delegate in pieces; the runner flips the
+  backward direction itself. A packed (MaskedSequence) input keeps LoopGRU's scan-order op.
+- batch norms folded into convs (tflite.rewrites._fold_conv_bn), CBHG's conv stack run 4-D (ConvStack4d) with
+  its pads as pad ops, and SamePool -> PadMaxPool (-inf pad + max_pool2d): all delegated. SamePool's x[:, :, 1:]
+  makes torch.export guard T != 2, max_pool1d specializes T, and the TFLite path's crops stay on portable kernels.
+- the TFLite path's pool rewrites for other MaxPool1d (public CBHG code).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..tflite import rewrites as _tfl
+
+SEQ_OP = "edgeseq::gru_seq"
+
+
+def _seq_reference(gi: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, h0: torch.Tensor | None):
+    """gi [B, T, D*3H] in time order -> y [B, T, D*H]; direction 1 runs backward in time."""
+    d, hidden = w_hh.shape[0], w_hh.shape[-1]
+    batch, time = gi.shape[0], gi.shape[1]
+    scan = gi.reshape(batch, time, d, 3 * hidden).permute(1, 2, 0, 3)  # [T, D, B, 3H]
+    if d == 2:
+        scan = torch.stack([scan[:, 0], torch.flip(scan[:, 1], [0])], 1)
+    s = _tfl._scan_reference(scan, w_hh, b_hh, h0)
+    if d == 2:
+        s = torch.stack([s[:, 0], torch.flip(s[:, 1], [0])], 1)
+    return s.permute(2, 0, 1, 3).reshape(batch, time, d * hidden)
+
+
+def _register():
+    if hasattr(torch.ops.edgeseq, "gru_seq"):
+        return
+    torch.library.define(SEQ_OP, "(Tensor gi, Tensor w_hh, Tensor b_hh, Tensor? h0) -> Tensor")
+
+    @torch.library.impl(SEQ_OP, "CompositeExplicitAutograd")
+    def _impl(gi, w_hh, b_hh, h0):
+        return _seq_reference(gi, w_hh, b_hh, h0)
+
+    @torch.library.register_fake(SEQ_OP)
+    def _fake(gi, w_hh, b_hh, h0):
+        return gi.new_empty((gi.shape[0], gi.shape[1], w_hh.shape[0] * w_hh.shape[-1]))
+
+
+_register()
+
+
+class SeqGRU(_tfl.LoopGRU):
+    """LoopGRU (same weights, same outputs) whose recurrence op works in the model's layout (see the module doc)."""
+
+    def forward(self, x, hx: torch.Tensor | None = None):
+        if isinstance(x, _tfl.MaskedSequence):
+            return super().forward(x, hx)
+        if x.dim() != 3:
+            raise ValueError("SeqGRU takes batched 3-D input")
+        y = x if self.batch_first else x.transpose(0, 1)
+        d, h = self.directions, self.hidden
+        finals = []
+        for layer in range(self.layers):
+            gi = F.linear(y, getattr(self, f"w_ih_{layer}"), getattr(self, f"b_ih_{layer}"))  # [B, T, D*3H]
+            h0 = None if hx is None else hx[layer * d:(layer + 1) * d]
+            y = torch.ops.edgeseq.gru_seq(gi, getattr(self, f"w_hh_{layer}"), getattr(self, f"b_hh_{layer}"), h0)
+            finals.append(y[:, -1, :h])
+            if d == 2:
+                finals.append(y[:, 0, h:])
+        out = y if self.batch_first else y.transpose(0, 1)
+        return out, torch.stack(finals, 0)
+
+
+class PadMaxPool(_tfl.ShiftMaxPool):
+    """CBHG's SamePool (out[t] = max(x[t], x[t+1]), the last frame pooled with -inf) as -inf pad + max_pool2d over
+    [B, C, 1, T] (max_pool1d makes torch.export specialize T); 3-D input goes through a 4-D view."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:
+            return self.forward(x.unsqueeze(2)).squeeze(2)
+        return F.max_pool2d(F.pad(x, (0, 1), value=float("-inf")), (1, 2), 1)
+
+
+class ConvBN4d(nn.Module):
+    """A CBHG ConvBN (batch norm folded) on [B, C, 1, T]: zero pad (asymmetric for an even kernel), Conv2d(s),
+    activation: every op XNNPACK takes with a dynamic T (the TFLite version's crop would stay portable)."""
+
+    def __init__(self, block):
+        super().__init__()
+        convs = list(block.conv) if isinstance(block.conv, nn.Sequential) else [block.conv]
+        self.pad = tuple(block.pad)
+        layers = [_tfl.Conv1dAs2d(c).conv for c in convs]
+        self.conv = nn.Sequential(*layers) if isinstance(block.conv, nn.Sequential) else layers[0]
+        self.act = block.act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv(F.pad(x, self.pad)))
+
+
+class ConvStack4d(nn.Module):
+    """CBHG's bank (3-D in) or projections (3-D out) as one 4-D stack, so the pool between them stays 4-D."""
+
+    def __init__(self, blocks, bank: bool):
+        super().__init__()
+        self.convs, self.bank = nn.ModuleList(ConvBN4d(b) for b in blocks), bank
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bank:
+            x = x.unsqueeze(2)
+            return torch.cat([conv(x) for conv in self.convs], dim=1)
+        for conv in self.convs:
+            x = conv(x)
+        return x.flatten(2)
+
+
+def _conv_stack_4d(module: nn.Module) -> None:
+    from ...models.cbhg import CBHG, ConvBN
+
+    for m in list(module.modules()):
+        blocks = list(m.bank.convs) + list(m.projections) if isinstance(m, CBHG) else []
+        if blocks and all(isinstance(b, ConvBN) and isinstance(b.bn, nn.Identity) for b in blocks) \
+                and isinstance(m.pool, PadMaxPool):
+            m.bank = ConvStack4d(list(m.bank.convs), True).eval()
+            m.projections = ConvStack4d(list(m.projections), False).eval()
+
+
+def rewrite_for_export(module: nn.Module) -> tuple[nn.Module, int]:
+    """A copy with every nn.GRU -> SeqGRU, SamePool -> PadMaxPool, other MaxPool1d as the TFLite path rewrites
+    them, batch norms folded; returns (copy, GRU count)."""
+    import copy
+
+    from ...models.cbhg import SamePool
+
+    module, n_grus = _tfl._swap(copy.deepcopy(module).eval(), nn.GRU, SeqGRU)
+    module, _ = _tfl._swap(module, SamePool, lambda _: PadMaxPool())
+    module, _ = _tfl._swap(module, nn.MaxPool1d, _tfl.WindowMaxPool, where=_tfl.window_pool_ok)
+    module, _ = _tfl._swap(module, nn.MaxPool1d, _tfl.SlidingMaxPool, where=_tfl.sliding_pool_ok)
+    with torch.no_grad():
+        _tfl._fold_conv_bn(module)
+        _conv_stack_4d(module)
+    return module, n_grus

@@ -1,0 +1,111 @@
+"""ExecuTorch (.pte): one program, cut at its GRUs into XNNPACK-delegated methods, computes what the PyTorch original
+computes at every T from 1 to its max_time (the chunk boundaries and the batch included), carries its metadata and
+plan in the file, and refuses what it cannot serve with one line."""
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import assert_one_line_error
+
+import edgeseq
+from edgeseq import formats
+from edgeseq.errors import ArtifactError, InputError, UnsupportedError
+
+pytest.importorskip("executorch", reason="needs executorch: pip install 'edgeseq[executorch]'")
+
+LITE = edgeseq.get_model("cbhg-lite")
+LONG = max(LITE.time_sweep)  # the longest T the parity sweep asks of every format
+SHORT_MAX = 64  # the other models' exports serve T up to here: their parity sweep stays short and cheap
+
+
+@pytest.fixture(scope="module")
+def lite(tmp_path_factory):
+    return edgeseq.export("cbhg-lite", "executorch", out_dir=tmp_path_factory.mktemp("et"), max_time=LONG)
+
+
+def plan_of(artifact) -> dict:
+    return json.loads(formats.read_metadata(artifact.path)["edgeseq.plan"])
+
+
+@pytest.mark.covers("cbhg-lite", "executorch")
+def test_one_artifact_is_exact_from_t1_to_its_max_time_and_at_every_chunk_boundary(lite):
+    steps = [s["steps"] for s in plan_of(lite)["steps"] if s["kind"] == "scan"]
+    assert steps, "cbhg-lite's BiGRU became no recurrence method"
+    k = steps[0]
+    times = sorted({1, k - 1, k, k + 1, 2 * k + 1, LONG})
+    result = edgeseq.check(lite.path, times=times, batches=(1, 2))
+    assert result.passed, result.worst
+
+
+def test_the_program_holds_its_metadata_plan_and_what_xnnpack_took(lite):
+    meta = formats.read_metadata(lite.path)
+    assert meta["edgeseq.model"] == "cbhg-lite" and meta["edgeseq.precision"] == "fp32"
+    assert meta["edgeseq.max_time"] == str(LONG)
+    assert meta["edgeseq.weights_sha256"] == lite.weights_sha256
+    kinds = [s["kind"] for s in plan_of(lite)["steps"]]
+    assert kinds.count("scan") == 1 and kinds[0] == "method"  # the front, then the BiGRU's recurrence
+    assert formats.detect_format(lite.path).value == "executorch"
+    assert lite.format == "executorch" and lite.path.endswith("cbhg-lite.fp32.pte")
+    assert any(n.startswith("1 nn.GRU -> 1 recurrence method") for n in lite.notes)
+    assert any(n.startswith("XNNPACK runs") for n in lite.notes)
+
+
+def test_a_sequence_over_max_time_is_refused_not_cropped(lite):
+    with formats.runner_for(lite.path) as runner, pytest.raises(InputError, match=f"serves sequences up to T={LONG}"):
+        runner.infer(LITE.example_inputs(time=LONG + 1, source="random"))
+
+
+def test_rows_are_named_and_run_on_the_cpu(lite):
+    fmt = formats.get("executorch")
+    assert fmt.runtime_label("cpu") == "executorch-xnnpack-cpu"
+    assert fmt.runtime_devices() == ["cpu"]
+    with pytest.raises(UnsupportedError, match="cpu"):
+        fmt.runner(lite.path, device="cuda")
+
+
+def test_a_precision_it_does_not_make_is_refused_before_any_work(tmp_path):
+    with pytest.raises(UnsupportedError, match="ExecuTorch export at fp16 is not available"):
+        edgeseq.export("cbhg-lite", "executorch", precision="fp16", out_dir=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_corrupt_pte_is_a_one_line_artifact_error(lite, tmp_path, run_cli):
+    bad = tmp_path / "cut.fp32.pte"
+    bad.write_bytes(Path(lite.path).read_bytes()[:4096])
+    with pytest.raises(ArtifactError, match="cut.fp32.pte"):
+        formats.read_metadata(bad)
+    line = assert_one_line_error(run_cli("check", str(bad), "--model", "cbhg-lite", "--times", "7"))
+    assert "cut.fp32.pte" in line
+    foreign = tmp_path / "x.pte"
+    foreign.write_bytes(b"\x08\x07\x12\x00TFL3" + bytes(64))
+    with pytest.raises(ArtifactError, match="is not an ExecuTorch model"):
+        formats.detect_format(foreign)
+
+
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.covers(m, "executorch"))
+                                   for m in ("cbhg", "cbhg-postnet", "attention-cbhg", "seq-cnn")])
+def test_every_model_exports_to_executorch_and_passes_parity(model, tmp_path):
+    spec = edgeseq.get_model(model)
+    artifact = edgeseq.export(model, "executorch", out_dir=tmp_path,
+                              max_time=SHORT_MAX if spec.has_dynamic_time else None)
+    times = (1, 7, SHORT_MAX) if spec.has_dynamic_time else None
+    result = edgeseq.check(artifact.path, times=times, batches=(1, 2))
+    assert result.passed, result.worst
+
+
+PUBLIC_CBHG = Path(__file__).resolve().parent / "fixtures" / "public_cbhg.py"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("factory", ["coqui_style", "channels_first", "coqui_style_two_layers"])
+def test_user_models_take_the_same_path(factory, tmp_path):
+    artifact = edgeseq.export(f"{PUBLIC_CBHG}:{factory}", "executorch", out_dir=tmp_path, max_time=SHORT_MAX)
+    result = edgeseq.check(artifact.path, times=(1, 7, SHORT_MAX), batches=(1, 2))
+    assert result.passed, result.worst
+
+
+def test_a_packed_sequence_model_is_refused_with_one_line(tmp_path):
+    with pytest.raises(UnsupportedError, match="packed sequences .* not supported by the ExecuTorch export yet"):
+        edgeseq.export(f"{PUBLIC_CBHG}:packed", "executorch", out_dir=tmp_path, max_time=SHORT_MAX)
+    assert not [p for p in tmp_path.rglob("*.pte")]
