@@ -109,6 +109,10 @@ def _formats(formats_) -> list[Format]:
     return fmts
 
 
+def _asks_all(formats_) -> bool:
+    return "all" in ([formats_] if isinstance(formats_, (str, Format)) else list(formats_))
+
+
 def plan_matrix(
     model,
     formats_: Iterable[str | Format] = (Format.ONNX,),
@@ -151,6 +155,12 @@ def plan_matrix(
             step.options()
             steps.append(step)
     spec = resolve_spec(model)
+    refused = {fmt: formats.get(fmt).refuses(spec) for fmt in fmts if formats.get(fmt).refuses(spec)}
+    if refused and not _asks_all(formats_):  # asked for by name: one line before any work
+        fmt, why = next(iter(refused.items()))
+        raise InputError(f"{formats.get(fmt).title} cannot export {spec.name}: {why}")
+    fmts = [fmt for fmt in fmts if fmt not in refused]  # -f all: the formats that can
+    steps = [step for step in steps if step.format not in refused]
     weights = weights_arg(weights)  # weights=5 is an InputError, not a TypeError in the middle of the run
     # --tolerance (rel_l2) on top of the model's or the recipe's tolerances
     options = dataclasses.replace(options, tolerances=resolve_tolerances(spec, options.tolerances, options.rel_l2))

@@ -168,7 +168,7 @@ def test_a_sweep_past_the_tflite_max_time_is_refused_before_any_work(tmp_path, m
     monkeypatch.setattr(api, "profile", exported)
     with pytest.raises(InputError, match="serves T up to 100; the sweep asks for T=1000"):
         edgeseq.run_matrix("cbhg-lite", ["tflite"], out_dir=tmp_path / "o", options=edgeseq.MatrixOptions(max_time=100))
-    with pytest.raises(InputError, match="max_time applies to TFLite / ExecuTorch exports"):
+    with pytest.raises(InputError, match="max_time applies to TFLite / Core ML / ExecuTorch exports"):
         edgeseq.run_matrix("cbhg-lite", ["onnx"], out_dir=tmp_path / "o", options=edgeseq.MatrixOptions(max_time=100))
     assert not (tmp_path / "o").exists()
 

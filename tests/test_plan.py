@@ -49,7 +49,7 @@ def test_settings_reach_only_the_formats_that_take_them(tmp_path):
 
 @pytest.mark.parametrize("formats, options, says", [
     (("onnx",), {"shapes": ("features=1x1x128:1x2x128:1x3x128",)}, "--shapes applies to TensorRT exports only"),
-    (("tensorrt",), {"max_time": 100}, "max_time applies to TFLite / ExecuTorch exports only"),
+    (("tensorrt",), {"max_time": 100}, "max_time applies to TFLite / Core ML / ExecuTorch exports only"),
     (("tensorrt",), {"quant": ("per_channel=false",)}, "--quant applies to ONNX .*exports only"),
 ])
 def test_a_setting_no_requested_format_takes_is_refused(tmp_path, formats, options, says):

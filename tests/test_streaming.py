@@ -218,3 +218,18 @@ def test_a_bidirectional_model_gets_its_windowed_streaming_error(lite_onnx):
     assert errors[0] > 1e-2 and errors[0] > errors[1] > errors[2]
     assert found.lines()[0].startswith("chunk 8: lookahead 0 -> rel L2 ")
     assert json.loads(json.dumps(found.to_dict()))["context"] == 32
+
+
+def test_formats_that_cannot_stream_say_so_before_any_work(tmp_path):
+    """ExecuTorch's program is cut at its GRUs by T; a state input's context frames make it longer: refused in one
+    line by name, left out of -f all, and absent from the support table."""
+    from edgeseq.enums import Format
+    from edgeseq.formats import support_table, unsupported_pairs
+    from edgeseq.plan import plan_matrix
+
+    assert Format.EXECUTORCH not in support_table()[MODEL]
+    assert "streaming model with state inputs" in unsupported_pairs()[(MODEL, Format.EXECUTORCH)]
+    with pytest.raises(InputError, match="ExecuTorch cannot export cbhg-lite-stream: a streaming model"):
+        plan_matrix(MODEL, ["onnx", "executorch"], out_dir=tmp_path / "a")
+    assert Format.EXECUTORCH not in plan_matrix(MODEL, ["all"], out_dir=tmp_path / "b").formats
+    assert not (tmp_path / "a").exists()

@@ -41,7 +41,14 @@ def support_table() -> dict[str, dict[Format, tuple]]:
     each (model, format) pair, so a new model or format cannot land untested."""
     from ..models import list_models
 
-    return {spec.name: {f.format: f.precisions for f in registered()} for spec in list_models()}
+    return {spec.name: {f.format: f.precisions for f in registered() if not f.refuses(spec)} for spec in list_models()}
+
+
+def unsupported_pairs() -> dict[tuple[str, Format], str]:
+    """(model, format) -> why the format cannot export the registered model: what support_table leaves out."""
+    from ..models import list_models
+
+    return {(spec.name, f.format): f.refuses(spec) for spec in list_models() for f in registered() if f.refuses(spec)}
 
 
 def installed_formats() -> list[Format]:

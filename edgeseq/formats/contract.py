@@ -117,6 +117,11 @@ class ExportFormat(ABC):
                weights=None) -> "Artifact":
         """Convert only (never validate): spec -> one file written atomically, described by an Artifact."""
 
+    def refuses(self, spec) -> str:
+        """Why this format cannot export the model at all ('' when it can); the support table leaves such pairs out
+        and export refuses them in one line before any work."""
+        return ""
+
     def validate_plan(self, spec, options) -> None:
         """Checks that need the model (TensorRT: the shape profile against its inputs), before anything is written."""
 
