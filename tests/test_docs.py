@@ -258,7 +258,7 @@ def test_readme_test_command_is_what_ci_runs():
     commands = [b.code.strip() for b in parse_blocks(ROOT / "README.md")
                 if b.lang == "bash" and section.find(b.code.strip()) >= 0]
     test_cmd = next(c for c in commands if "pytest" in c)
-    assert test_cmd == ("pip install torch==2.13.0 && pip install -e '.[onnx,report,tflite,coreml,test]' && "
+    assert test_cmd == ("pip install torch==2.13.0 && pip install -e '.[onnx,report,tflite,coreml,executorch,test]' && "
                         "python -m pytest -m \"not slow\""), test_cmd
     ci = [ln.strip() for ln in (ROOT / ".ci/run").read_text().splitlines()
           if ln.strip() and not ln.strip().startswith("#")]
