@@ -61,7 +61,7 @@ def make(tmp_path, lite_path):
         "bad --shape syntax": (["profile", lite_path, "--shape", "features:1x2"], "bad --shape"),
         "T = 0": (["check", lite_path, "--times", "0"], "--times must"),
         "unknown model": (["export", "wavenet"], "unknown model"),
-        "unknown format": (["export", "cbhg", "-f", "coreml"], "unknown format"),
+        "unknown format": (["export", "cbhg", "-f", "qnn"], "unknown format"),
         "unknown precision": (["export", "cbhg", "-p", "int4"], "unknown precision"),
         "garbage checkpoint": (["export", "cbhg-lite", "--weights", file("w.pt", b"garbage")], "refused to load"),
         "garbage safetensors": (["export", "cbhg-lite", "--weights", file("w.safetensors", b"\x01\x02")],

@@ -238,6 +238,10 @@ def padding_summary(report: dict) -> str:
     unsafe = [x for x in rows if not x["padding_safe"]]
     if not unsafe:
         return f"padding: every row is padding-safe ({len(safe)} checked)"
-    worst = max(unsafe, key=lambda x: max((r["rel_l2"] for c in x["cases"] for r in c["rows"]), default=0.0))
-    return (f"padding: {len(unsafe)} of {len(rows)} rows not padding-safe; worst {worst['runtime']} "
-            f"{worst['precision']}: {worst['verdict']}")
+    def err(x):
+        return max((r["rel_l2"] for c in x["cases"] for r in c["rows"]), default=0.0)
+
+    worst = max(unsafe, key=err)
+    why = f"lengths from {worst['lengths_input']!r}" if worst["lengths_input"] else "the model takes no lengths input"
+    return (f"padding: {len(unsafe)} of {len(rows)} rows not padding-safe (worst row rel L2 {err(worst):.2g} on "
+            f"{worst['runtime']} {worst['precision']}; {why}); see report.md")
