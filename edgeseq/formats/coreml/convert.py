@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..._lazy import require
 from ..._quiet import native_stderr_quiet, python_chatter_quiet
 from ..._version import __version__
 from ...artifact import Artifact, artifact_for, atomic_dir
@@ -23,22 +22,13 @@ from ...enums import Format, Precision
 from ...errors import ExportError, InputError, UnsupportedError
 from ...models.spec import BATCH, TIME
 from .metadata import load_spec
-from .options import DEPLOYMENT_TARGET, EXTRA, MACOS_ONLY, PRECISIONS, CoremlOptions, can_predict
+from .options import _QUIET, DEPLOYMENT_TARGET, MACOS_ONLY, PRECISIONS, CoremlOptions, can_predict, coremltools
 from .structure import STRUCTURE_KEY, Structure, read_structure
 
 _EXPORT_BATCH, _EXPORT_TIME = 2, 37  # the traced example: neither 1 nor a size the model declares
 PROBE_BATCH, PROBE_TIME = 3, 50
 _DTYPES = {"float32": np.float32, "float16": np.float16, "int32": np.int32, "int64": np.int32}  # Core ML has no int64
 NOT_RUN = "converted, not run here"  # how the first note of an artifact no runtime here can run begins
-_QUIET = {"coremltools": logging.ERROR, "torch.jit": logging.ERROR}
-
-
-def coremltools():
-    """coremltools, imported quietly (its import prints torch-version and libcoremlpython warnings on Linux)."""
-    with python_chatter_quiet(_QUIET):
-        return require("coremltools", EXTRA, quiet=True)
-
-
 def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: CoremlOptions | None = None,
            weights=None) -> Artifact:
     """spec -> .mlpackage folder at out_path, written atomically (a staged folder replaces it at the end)."""

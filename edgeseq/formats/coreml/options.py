@@ -3,9 +3,12 @@ largest batch its flexible input shapes serve."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass
 
+from ..._lazy import require
+from ..._quiet import python_chatter_quiet
 from ...enums import Precision
 
 EXTRA = "coreml"
@@ -34,3 +37,12 @@ class CoremlOptions:
 def can_predict() -> bool:
     """Core ML runs only where its framework is: macOS (coremltools' predict is a stub elsewhere)."""
     return sys.platform == "darwin"
+
+
+_QUIET = {"coremltools": logging.ERROR, "torch.jit": logging.ERROR}
+
+
+def coremltools():
+    """coremltools, imported quietly (its import prints torch-version and libcoremlpython warnings on Linux)."""
+    with python_chatter_quiet(_QUIET):
+        return require("coremltools", EXTRA, quiet=True)

@@ -77,7 +77,7 @@ class CoremlRunner(Runner):
 
     def _open(self):
         """The MLModel on this runner's compute units (a test swaps in a fake model object here)."""
-        from .convert import coremltools
+        from .options import coremltools
 
         ct = coremltools()
         try:
