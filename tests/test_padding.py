@@ -147,10 +147,32 @@ def test_the_padded_cbhg_equals_the_plain_one_on_full_rows():
         got = padded.build()(torch.from_numpy(feed["features"]), torch.tensor([30, 30]))
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
     assert padded.flops(time=200) == plain.flops(time=200)  # the FLOP counter reads a packed GRU's steps
-    with pytest.raises(ValueError, match="attention-cbhg takes no lengths"):
-        from edgeseq.models.cbhg import ATTENTION_CBHG, CBHG
 
-        CBHG(ATTENTION_CBHG, takes_lengths=True)
+
+def test_the_padded_attention_cbhg_masks_its_keys(monkeypatch, tmp_path):
+    """attention-cbhg's self-attention would let every valid frame attend to the padding; its lengths variant adds
+    a key mask: safe in PyTorch and ONNX Runtime, equal to attention-cbhg on full rows, and not safe without it."""
+    from edgeseq.formats.torch import reference
+    from edgeseq.models.cbhg import SelfAttention
+
+    spec, plain = edgeseq.get_model("edgeseq.models.padded:attention_cbhg"), edgeseq.get_model("attention-cbhg")
+    assert spec.name == "attention-cbhg-lengths"
+    feed = plain.example_inputs(batch=2, time=30, source="random")
+    with torch.inference_mode():
+        want = plain.build()(torch.from_numpy(feed["features"]))
+        got = spec.build()(torch.from_numpy(feed["features"]), torch.tensor([30, 30]))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    art = edgeseq.export("edgeseq.models.padded:attention_cbhg", "onnx", out_dir=tmp_path)
+    onnx = edgeseq.check_padding(art.path, batches=(3,))
+    assert onnx.padding_safe and onnx.worst.rel_l2 < 1e-5, onnx.verdict()
+    with reference(spec, None) as runner:
+        safe = check_padding(runner, spec, precision="fp32", tolerances=DEFAULT_TOLERANCES, batches=(3,))
+    unmasked = SelfAttention.forward
+    monkeypatch.setattr(SelfAttention, "forward", lambda self, x, valid=None: unmasked(self, x))
+    with reference(spec, None) as runner:
+        leaky = check_padding(runner, spec, precision="fp32", tolerances=DEFAULT_TOLERANCES, batches=(3,))
+    assert safe.padding_safe and safe.worst.rel_l2 < 1e-5, safe.verdict()
+    assert not leaky.padding_safe and leaky.worst.rel_l2 > 1e-3, leaky.verdict()
 
 
 @pytest.mark.parametrize("fmt", ["torch", "onnx", "tflite"])

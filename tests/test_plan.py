@@ -73,3 +73,20 @@ def test_the_sweep_is_checked_against_what_the_artifacts_serve(tmp_path):
 def test_torch_is_never_a_requested_format(tmp_path):
     with pytest.raises(InputError, match="reference"):
         _plan(tmp_path, ("torch",))
+
+
+def test_a_format_that_refuses_a_model_says_so_before_any_work(monkeypatch, tmp_path):
+    """The contract's refuses(spec) (no registered format refuses a registered model today; this one is made to):
+    asked for by name it is one line before any work, -f all leaves it out, and the support table omits the pair."""
+    from edgeseq.enums import Format
+    from edgeseq.formats import support_table, unsupported_pairs
+    from edgeseq.formats.ort import OrtFormat
+
+    monkeypatch.setattr(OrtFormat, "refuses", lambda self, spec: "it keeps state" if spec.state else "")
+    assert Format.ORT not in support_table()["cbhg-lite-stream"] and Format.ORT in support_table()["cbhg-lite"]
+    assert unsupported_pairs() == {("cbhg-lite-stream", Format.ORT): "it keeps state"}
+    with pytest.raises(InputError, match="^ORT cannot export cbhg-lite-stream: it keeps state$"):
+        plan_matrix("cbhg-lite-stream", ["onnx", "ort"], out_dir=tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    assert Format.ORT not in plan_matrix("cbhg-lite-stream", ["all"], out_dir=tmp_path / "b").formats
+    assert Format.ORT in plan_matrix("cbhg-lite", ["all"], out_dir=tmp_path / "c").formats

@@ -220,16 +220,12 @@ def test_a_bidirectional_model_gets_its_windowed_streaming_error(lite_onnx):
     assert json.loads(json.dumps(found.to_dict()))["context"] == 32
 
 
-def test_formats_that_cannot_stream_say_so_before_any_work(tmp_path):
-    """ExecuTorch's program is cut at its GRUs by T; a state input's context frames make it longer: refused in one
-    line by name, left out of -f all, and absent from the support table."""
-    from edgeseq.enums import Format
-    from edgeseq.formats import support_table, unsupported_pairs
-    from edgeseq.plan import plan_matrix
-
-    assert Format.EXECUTORCH not in support_table()[MODEL]
-    assert "streaming model with state inputs" in unsupported_pairs()[(MODEL, Format.EXECUTORCH)]
-    with pytest.raises(InputError, match="ExecuTorch cannot export cbhg-lite-stream: a streaming model"):
-        plan_matrix(MODEL, ["onnx", "executorch"], out_dir=tmp_path / "a")
-    assert Format.EXECUTORCH not in plan_matrix(MODEL, ["all"], out_dir=tmp_path / "b").formats
-    assert not (tmp_path / "a").exists()
+@pytest.mark.covers(MODEL, "executorch")
+def test_executorch_streams_from_one_program_cut_at_its_gru(tmp_path):
+    """The state slices come last in the trace but read the context + T long input: the cut puts each node in the
+    first method where its inputs exist, so nothing longer than T crosses a cut."""
+    pytest.importorskip("executorch", reason="needs executorch: pip install 'edgeseq[executorch]'")
+    art = edgeseq.export(MODEL, "executorch", out_dir=tmp_path, max_time=64)
+    parity = edgeseq.check(art.path, times=(1, 7, 9, 64), batches=(1, 2))
+    assert parity.passed and parity.worst.rel_l2 < 1e-5, parity.failures
+    _gate_passes(art.path)

@@ -127,10 +127,14 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """valid ([B, 1, T] float, 1 on each row's valid frames): the key mask; a padded key gets -1e9 added to its
+        score, so its softmax weight is exactly 0 in fp32 and no valid frame attends to padding."""
         b, t = x.shape[0], x.shape[1]
         q, k, v = self.qkv(x).reshape(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))
+        if valid is not None:  # additions and multiplications only: every exporter lowers them
+            scores = scores + (valid[:, :, None, :] - 1.0) * 1e9
         y = torch.matmul(torch.softmax(scores, dim=-1), v)
         y = y.transpose(1, 2).reshape(b, t, self.heads * self.head_dim)
         return self.norm(x + self.proj(y))
@@ -169,8 +173,6 @@ class CBHG(nn.Module):
         self.cfg = cfg
         self.takes_lengths = takes_lengths
         if takes_lengths:
-            if cfg.attention_heads:
-                raise ValueError("attention-cbhg takes no lengths: its attention has no key mask")
             self.length_mask = LengthMask()
         bank_out = cfg.bank_k * cfg.bank_channels
         p0, p1 = cfg.proj_channels
@@ -207,6 +209,8 @@ class CBHG(nn.Module):
         y = self.projections[1](self.projections[0](y) * valid)
         y = y.transpose(1, 2) + x
         y = self.highway(self.pre_highway(y))
+        if self.cfg.attention_heads:
+            y = self.attention(y, valid)
         return self.out(self.gru(y, lengths))
 
     def output_dim(self) -> int:

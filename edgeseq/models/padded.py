@@ -9,7 +9,7 @@ are the registered models' (same seed), so on full-length rows they equal cbhg-l
 from __future__ import annotations
 
 from . import _cbhg_spec, get_model
-from .cbhg import CBHG_ENCODER, CBHG_LITE, CBHG_POSTNET
+from .cbhg import ATTENTION_CBHG, CBHG_ENCODER, CBHG_LITE, CBHG_POSTNET
 
 
 def _with_lengths(name: str, cfg):
@@ -28,3 +28,7 @@ def cbhg():
 
 def cbhg_postnet():
     return _with_lengths("cbhg-postnet", CBHG_POSTNET)
+
+
+def attention_cbhg():
+    return _with_lengths("attention-cbhg", ATTENTION_CBHG)

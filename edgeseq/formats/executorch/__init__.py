@@ -31,19 +31,9 @@ class ExecutorchFormat(ExportFormat):
     def _options(self, precision: Precision, settings: ExportSettings) -> ExecutorchOptions:
         return ExecutorchOptions() if settings.max_time is None else ExecutorchOptions(max_time=settings.max_time)
 
-    def refuses(self, spec) -> str:
-        if spec.state:  # its state inputs make the tensors around the GRU context + T long: the split cannot cut there
-            return ("a streaming model with state inputs (its context frames make the tensors around the GRU longer "
-                    "than T, and the program is cut at its GRUs by T); stream it as ONNX, ORT or TFLite")
-        return ""
-
     def export(self, spec, out, *, precision=Precision.FP32, options=None, weights=None):
-        from ...errors import UnsupportedError
         from .convert import export
 
-        why = self.refuses(spec)
-        if why:
-            raise UnsupportedError(f"ExecuTorch cannot export {spec.name}: {why}")
         return export(spec, out, precision=precision, options=options, weights=weights)
 
     def sweep_limits(self, options: ExecutorchOptions) -> dict[str, int]:

@@ -145,13 +145,16 @@ def split_program(module: nn.Module, args: tuple, dynamic_shapes, probe_args: tu
                               "axis that is not T itself; this split needs T-preserving layers around each GRU")
         return axes[0]
 
+    # each node runs in the first piece where all its inputs exist (a scan's output exists from the piece after
+    # it), not in the piece its place in the trace gives: a streaming model's state slices come last in the trace,
+    # but read tensors context + T long that must not cross a cut
     part, seen = {}, 0
     for node in nodes:
         if _is_scan(node):
             seen += 1
             part[node] = -seen
         elif node.op not in ("placeholder", "output", "get_attr"):
-            part[node] = seen
+            part[node] = max((abs(part[a]) for a in node.all_input_nodes if a in part), default=0)
     n_parts = seen + 1
     output_node = nodes[-1]
     returned = output_node.args[0]
