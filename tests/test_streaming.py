@@ -68,6 +68,18 @@ def test_onnx_passes_parity_and_the_chunked_gate(stream_onnx):
     _gate_passes(stream_onnx.path)
 
 
+@pytest.mark.parametrize("precision, worst", [("fp16", 1e-3), ("int8-dynamic", 0.015)])
+def test_quantized_and_fp16_artifacts_stream_within_their_precision_tolerance(stream_onnx, tmp_path, precision,
+                                                                             worst):
+    """The gate judges each precision by its own tolerance (fp16 1e-3, int8 0.015), every chunk size alike: the
+    state round trip adds no error of its own beyond the precision's (measured 4.7e-4 fp16, 1.0-1.3e-2 int8)."""
+    art = edgeseq.export(MODEL, "onnx", precision=precision, out_dir=tmp_path, parent=stream_onnx)
+    result = edgeseq.check_stream(art.path, chunks=(1, 8, 32), time=64)
+    assert result.passed and result.precision == precision, result.failures
+    errors = [o.rel_l2 for c in result.cases for o in c.outputs if o.output == "encoded"]
+    assert all(1e-6 < e < worst for e in errors), errors  # really quantized, and still within its tolerance
+
+
 @pytest.mark.covers(MODEL, "ort")
 def test_ort_mobile_streams_too(tmp_path):
     art = edgeseq.export(MODEL, "ort", out_dir=tmp_path)
