@@ -95,7 +95,7 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
                     programs[step.name] = torch.export.export(chunk, example, strict=False)
                     plan.append({"kind": "scan", "method": step.name, "gi": step.gi, "h0": step.h0,
                                  "output": step.output, "steps": options.chunk, "directions": d, "hidden": h,
-                                 "layout": step.layout})
+                                 "layout": step.layout, "lengths": step.lengths})
     except (ExportError, UnsupportedError):
         raise
     except _ExportFailed as exc:
@@ -134,18 +134,16 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
 
 
 def _refuse_packed(steps, spec) -> None:
-    """A packed sequence (pack_padded_sequence) is traced as a padded batch and a length mask (TFLite's way); the
-    mask is an edgeseq op ExecuTorch has no kernel for, and the packed recurrence is not cut into chunks yet."""
+    """A packed GRU becomes `gru_seq_len` (rewrites.py), which the runner serves; what is left of the TFLite way
+    (LoopGRU's scan-order op, its length-mask op: pad_packed_sequence with a padding_value) has no ExecuTorch
+    kernel."""
     from .split import Piece
 
     for step in steps:
-        if not isinstance(step, Piece):
-            if step.layout != "seq":
-                raise UnsupportedError(f"{spec.name}: packed sequences (pack_padded_sequence) are not supported by "
-                                       "the ExecuTorch export yet; export with padded input, or use -f tflite / onnx")
-        elif any("length_mask" in str(n.target) for n in step.module.graph.nodes):
-            raise UnsupportedError(f"{spec.name}: packed sequences (pack_padded_sequence) are not supported by the "
-                                   "ExecuTorch export yet; export with padded input, or use -f tflite / onnx")
+        if (step.layout != "seq") if not isinstance(step, Piece) else \
+                any("length_mask" in str(n.target) for n in step.module.graph.nodes):
+            raise UnsupportedError(f"{spec.name}: this packed-sequence form (pad_packed_sequence with a "
+                                   "padding_value) is not supported by the ExecuTorch export; use -f tflite / onnx")
 
 
 def _args(spec, t) -> tuple:
@@ -181,7 +179,10 @@ def _lower(programs: dict, meta: dict, spec, max_time: int) -> tuple[bytes, dict
                                                constant_methods={METADATA_METHOD: blob})
             _widen(edge, list(programs), max_time)
             census = _census(edge, list(programs))
+            _refuse_missing_kernels(census, spec)
             content = bytes(edge.to_executorch().buffer)
+    except UnsupportedError:
+        raise
     except Exception as exc:
         raise ExportError(f"ExecuTorch failed to lower {spec.name}: {_why(exc)}") from None
     return content, census
@@ -210,7 +211,7 @@ def _widen(edge, names, max_time: int) -> None:
 
 def _census(edge, names) -> dict:
     """How many delegate calls XNNPACK got, and which ops stayed on ExecuTorch's portable kernels, per method."""
-    delegated, portable = 0, {}
+    delegated, portable, aten = 0, {}, set()
     for name in names:
         for node in edge.exported_program(name).graph.nodes:
             if node.op != "call_function":
@@ -222,7 +223,25 @@ def _census(edge, names) -> dict:
                 op = target.replace("aten.", "").split(".")[0]
                 key = f"{name}:{op}"
                 portable[key] = portable.get(key, 0) + 1
-    return {"delegated": delegated, "portable": portable}
+                if target.startswith("aten."):
+                    aten.add(key)
+    return {"delegated": delegated, "portable": portable, "aten": aten}
+
+
+def _refuse_missing_kernels(census: dict, spec) -> None:
+    """An op left on portable kernels that this ExecuTorch runtime has no kernel for would fail only at load
+    ("error 0x14"); name it at export instead (ESPnet's sort by length, for one)."""
+    try:
+        from executorch.extension.pybindings import portable_lib
+
+        have = {n.split(".")[0] for n in portable_lib._get_operator_names()}
+    except (ImportError, AttributeError):
+        return
+    missing = sorted(key for key in census["aten"] if f"aten::{key.split(':')[1]}" not in have)
+    if missing:
+        where = ", ".join(f"{k.split(':')[1]} (in {k.split(':')[0]})" for k in missing)
+        raise UnsupportedError(f"{spec.name}: ExecuTorch's runtime has no kernel for {where}; rewrite that step "
+                               "without it, or use -f onnx / tflite")
 
 
 def _quiet():

@@ -4,7 +4,8 @@ lowering differs. Only torch here.
 - nn.GRU -> `SeqGRU` (a LoopGRU whose recurrence op takes the input projection and gives the output in the model's
   own [B, T, D*3H] / [B, T, D*H] layout, every direction in time order): the reshape / flip / stack around the
   TFLite op would stay on ExecuTorch's portable kernels and cut the XNNPACK delegate in pieces; the runner flips the
-  backward direction itself. A packed (MaskedSequence) input keeps LoopGRU's scan-order op.
+  backward direction itself. A packed (MaskedSequence) input takes `gru_seq_len`, the same op with each row's
+  length: the runner (which runs a batch row by row) runs the recurrence over the row's own frames.
 - batch norms folded into convs (tflite.rewrites._fold_conv_bn), CBHG's conv stack run 4-D (ConvStack4d) with
   its pads as pad ops, and SamePool -> PadMaxPool (-inf pad + max_pool2d): all delegated. SamePool's x[:, :, 1:]
   makes torch.export guard T != 2, max_pool1d specializes T, and the TFLite path's crops stay on portable kernels.
@@ -20,6 +21,7 @@ from torch.nn import functional as F
 from ..tflite import rewrites as _tfl
 
 SEQ_OP = "edgeseq::gru_seq"
+SEQ_LEN_OP = "edgeseq::gru_seq_len"  # the same over a packed batch: each row's own length (the runner crops to it)
 
 
 def _seq_reference(gi: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, h0: torch.Tensor | None):
@@ -35,10 +37,22 @@ def _seq_reference(gi: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, h0:
     return s.permute(2, 0, 1, 3).reshape(batch, time, d * hidden)
 
 
+def _seq_len_reference(gi, w_hh, b_hh, h0, lengths):
+    """_seq_reference over each row's own frames [0, lengths[b]) (the backward direction starts at the row's last
+    frame, as over a PackedSequence); zeros past them, as pad_packed_sequence gives."""
+    y = gi.new_zeros((gi.shape[0], gi.shape[1], w_hh.shape[0] * w_hh.shape[-1]))
+    for b in range(gi.shape[0]):
+        n = int(lengths[b])
+        if n > 0:
+            y[b:b + 1, :n] = _seq_reference(gi[b:b + 1, :n], w_hh, b_hh, None if h0 is None else h0[:, b:b + 1])
+    return y
+
+
 def _register():
     if hasattr(torch.ops.edgeseq, "gru_seq"):
         return
     torch.library.define(SEQ_OP, "(Tensor gi, Tensor w_hh, Tensor b_hh, Tensor? h0) -> Tensor")
+    torch.library.define(SEQ_LEN_OP, "(Tensor gi, Tensor w_hh, Tensor b_hh, Tensor? h0, Tensor lengths) -> Tensor")
 
     @torch.library.impl(SEQ_OP, "CompositeExplicitAutograd")
     def _impl(gi, w_hh, b_hh, h0):
@@ -46,6 +60,14 @@ def _register():
 
     @torch.library.register_fake(SEQ_OP)
     def _fake(gi, w_hh, b_hh, h0):
+        return gi.new_empty((gi.shape[0], gi.shape[1], w_hh.shape[0] * w_hh.shape[-1]))
+
+    @torch.library.impl(SEQ_LEN_OP, "CompositeExplicitAutograd")
+    def _impl_len(gi, w_hh, b_hh, h0, lengths):
+        return _seq_len_reference(gi, w_hh, b_hh, h0, lengths)
+
+    @torch.library.register_fake(SEQ_LEN_OP)
+    def _fake_len(gi, w_hh, b_hh, h0, lengths):
         return gi.new_empty((gi.shape[0], gi.shape[1], w_hh.shape[0] * w_hh.shape[-1]))
 
 
@@ -56,20 +78,31 @@ class SeqGRU(_tfl.LoopGRU):
     """LoopGRU (same weights, same outputs) whose recurrence op works in the model's layout (see the module doc)."""
 
     def forward(self, x, hx: torch.Tensor | None = None):
-        if isinstance(x, _tfl.MaskedSequence):
-            return super().forward(x, hx)
-        if x.dim() != 3:
+        packed = isinstance(x, _tfl.MaskedSequence)
+        if packed:  # a padded batch and its lengths (masked_packing), in place of a PackedSequence
+            lengths = x.lengths
+            x = x.data if x.batch_first else x.data.transpose(0, 1)
+        elif x.dim() != 3:
             raise ValueError("SeqGRU takes batched 3-D input")
-        y = x if self.batch_first else x.transpose(0, 1)
-        d, h = self.directions, self.hidden
+        elif not self.batch_first:
+            x = x.transpose(0, 1)
+        y, d, h = x, self.directions, self.hidden
         finals = []
         for layer in range(self.layers):
             gi = F.linear(y, getattr(self, f"w_ih_{layer}"), getattr(self, f"b_ih_{layer}"))  # [B, T, D*3H]
             h0 = None if hx is None else hx[layer * d:(layer + 1) * d]
-            y = torch.ops.edgeseq.gru_seq(gi, getattr(self, f"w_hh_{layer}"), getattr(self, f"b_hh_{layer}"), h0)
-            finals.append(y[:, -1, :h])
+            weights = (getattr(self, f"w_hh_{layer}"), getattr(self, f"b_hh_{layer}"), h0)
+            if packed:
+                y = torch.ops.edgeseq.gru_seq_len(gi, *weights, lengths)
+                last = (torch.arange(y.shape[1]) == lengths[:, None] - 1).to(y.dtype)[:, :, None]  # [B, T, 1]
+                finals.append((y[:, :, :h] * last).sum(1))  # the forward state at each row's last frame
+            else:
+                y = torch.ops.edgeseq.gru_seq(gi, *weights)
+                finals.append(y[:, -1, :h])
             if d == 2:
                 finals.append(y[:, 0, h:])
+        if packed:
+            return _tfl.MaskedSequence(y, lengths, True), torch.stack(finals, 0)
         out = y if self.batch_first else y.transpose(0, 1)
         return out, torch.stack(finals, 0)
 
@@ -120,7 +153,8 @@ def _conv_stack_4d(module: nn.Module) -> None:
     from ...models.cbhg import CBHG, ConvBN
 
     for m in list(module.modules()):
-        blocks = list(m.bank.convs) + list(m.projections) if isinstance(m, CBHG) else []
+        # a lengths CBHG masks between its convs (models/cbhg.py): its stack stays as written
+        blocks = list(m.bank.convs) + list(m.projections) if isinstance(m, CBHG) and not m.takes_lengths else []
         if blocks and all(isinstance(b, ConvBN) and isinstance(b.bn, nn.Identity) for b in blocks) \
                 and isinstance(m.pool, PadMaxPool):
             m.bank = ConvStack4d(list(m.bank.convs), True).eval()

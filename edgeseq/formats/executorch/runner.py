@@ -167,13 +167,18 @@ class ExecutorchRunner(Runner):
                 env.update((n, o.numpy().copy()) for n, o in zip(step["outputs"], outs))
                 continue
             env[step["output"]] = self._scan(method, step, env[step["gi"]],
-                                             env[step["h0"]] if step.get("h0") else None)
+                                             env[step["h0"]] if step.get("h0") else None,
+                                             env[step["lengths"]] if step.get("lengths") else None)
         return [env[n] for n in self._plan["outputs"]]
 
     @staticmethod
-    def _scan(method, step: dict, gi: np.ndarray, h0):
-        """One recurrence: the K-step method over ceil(T / K) chunks, the hidden state carried between calls."""
+    def _scan(method, step: dict, gi: np.ndarray, h0, lengths=None):
+        """One recurrence: the K-step method over ceil(T / K) chunks, the hidden state carried between calls. With
+        `lengths` (a packed batch; one row here) over the row's own frames only, zeros after them."""
         d, hidden, k, seq = step["directions"], step["hidden"], step["steps"], step.get("layout") == "seq"
+        full = gi.shape[1]
+        if lengths is not None:
+            gi = gi[:, :max(0, min(int(np.asarray(lengths).reshape(-1)[0]), full))]
         if seq:  # [1, T, D*3H], time order -> [T, D, 1, 3H], scan order (the backward direction flipped)
             gi = gi[0].reshape(gi.shape[1], d, 1, 3 * hidden)
         t = gi.shape[0]
@@ -193,7 +198,9 @@ class ExecutorchRunner(Runner):
             return y
         if d == 2:
             y = np.stack([y[:, 0], y[::-1, 1]], 1)
-        return np.ascontiguousarray(y.transpose(2, 0, 1, 3)).reshape(1, t, d * hidden)
+        out = np.zeros((1, full, d * hidden), np.float32)
+        out[:, :t] = y.transpose(2, 0, 1, 3).reshape(1, t, d * hidden)
+        return out
 
     def _close(self):
         self._methods, self._program = {}, None

@@ -25,7 +25,8 @@ from torch import fx, nn
 
 from ...errors import ExportError
 
-SCAN_OPS = {"gru_seq": "seq", "gru_scan": "scan"}  # the recurrence ops (rewrites.py, tflite/rewrites.py): layout
+# the recurrence ops (rewrites.py, tflite/rewrites.py) -> their layout
+SCAN_OPS = {"gru_seq_len": "seq", "gru_seq": "seq", "gru_scan": "scan"}
 
 
 class ScanChunk(nn.Module):
@@ -77,6 +78,7 @@ class Scan:
     w_hh: torch.Tensor
     b_hh: torch.Tensor
     layout: str = "seq"
+    lengths: str | None = None  # the value holding each row's length (a packed batch), None: every row is T long
 
     @property
     def directions(self) -> int:
@@ -210,14 +212,15 @@ def split_program(module: nn.Module, args: tuple, dynamic_shapes, probe_args: tu
                 steps.append(piece)
         scan = next((n for n in nodes if part.get(n) == -(p + 1)), None)
         if scan is not None:
-            gi, w_hh, b_hh, h0 = (list(scan.args) + [None] * 4)[:4]
+            gi, w_hh, b_hh, h0, lengths = (list(scan.args) + [None] * 5)[:5]
             if w_hh.op != "get_attr" or b_hh.op != "get_attr":
                 raise ExportError("a GRU's recurrent weights are computed in the graph, not stored; cannot cut there")
             layout = _layout(scan)
             if time_axis(gi.name) != (1 if layout == "seq" else 0):
                 raise ExportError("a GRU's input projection has its time axis elsewhere than the rewrite put it")
             steps.append(Scan(f"gru_{p}", gi.name, h0.name if h0 is not None else None, scan.name,
-                              _attr(gm, w_hh.target), _attr(gm, b_hh.target), layout))
+                              _attr(gm, w_hh.target), _attr(gm, b_hh.target), layout,
+                              lengths.name if lengths is not None else None))
     for out in flat_outputs:
         if not isinstance(env_a.get(getattr(out, "name", None)), torch.Tensor):
             raise ExportError("a model output is not a tensor")
