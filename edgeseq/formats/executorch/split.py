@@ -42,14 +42,20 @@ class ScanChunk(nn.Module):
         for k, gate in enumerate("rzn"):
             self.register_buffer(f"w_{gate}", w_t[..., k * hidden:(k + 1) * hidden].contiguous().clone())
             self.register_buffer(f"b_{gate}", b_hh.detach()[..., k * hidden:(k + 1) * hidden].contiguous().clone())
+        # LoopGRU folds the reset and update biases into the input projection: adding their zeros is two of the
+        # dozen delegate ops of every step
+        self.rz_bias = bool(b_hh.detach()[..., :2 * hidden].any())
         self.steps, self.hidden = steps, hidden
 
     def forward(self, gi: torch.Tensor, h: torch.Tensor):
         xs_r, xs_z, xs_n = (x.unbind(0) for x in gi.split(self.hidden, dim=-1))
         outs = []
         for t in range(self.steps):
-            r = torch.sigmoid(xs_r[t] + torch.bmm(h, self.w_r) + self.b_r)
-            z = torch.sigmoid(xs_z[t] + torch.bmm(h, self.w_z) + self.b_z)
+            hr, hz = torch.bmm(h, self.w_r), torch.bmm(h, self.w_z)
+            if self.rz_bias:
+                hr, hz = hr + self.b_r, hz + self.b_z
+            r = torch.sigmoid(xs_r[t] + hr)
+            z = torch.sigmoid(xs_z[t] + hz)
             n = torch.tanh(xs_n[t] + r * (torch.bmm(h, self.w_n) + self.b_n))
             h = n + z * (h - n)
             outs.append(h)
