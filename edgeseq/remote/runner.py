@@ -84,9 +84,12 @@ class RemoteRunner(Runner):
         if want is None:
             raise UnsupportedError(f"device {profile.name!r} runs {runtime}; edgeseq's device agent drives "
                                    f"{', '.join(PYTHON_RUNTIMES)} (not {runtime} yet)")
-        if self.format is not want:
-            raise InputError(f"device {profile.name!r} runs {runtime}, which takes .{want.value} files; "
-                             f"{self.path.name} is {self.format.value}")
+        if self.format is not want and runtime not in self._format_facts().device_runtimes:
+            from ..formats import registered
+
+            takes = [want] + [f.format for f in registered() if runtime in f.device_runtimes]
+            raise InputError(f"device {profile.name!r} runs {runtime}, which takes "
+                             f"{' / '.join('.' + f.value for f in takes)} files; {self.path.name} is {self.format.value}")
         transport = profile.transport
         self.python = validate_remote_path(transport.python, f"{profile.source or profile.name} [transport] python")
         self.remote_dir = remote_relative(validate_remote_path(transport.remote_dir,
@@ -104,9 +107,18 @@ class RemoteRunner(Runner):
         self._from_device: dict[str, str] = {}  # the device runtime's output name -> declared
 
     # ---- Runner ------------------------------------------------------------------------------------------------
+    def _format_facts(self):
+        from ..formats import get
+
+        return get(self.format)
+
     @property
     def runtime(self) -> str:
-        return f"{self.profile.runtime.value}-{self.device}@{self.profile.name}"
+        """'<runtime>-<device>@<profile>'; a file the profile's runtime opens besides its own format (an .ort on
+        onnxruntime) is labelled as that format labels its local rows (onnxruntime-ort-cpu@...)."""
+        if self.format is PYTHON_RUNTIMES[self.profile.runtime.value]:
+            return f"{self.profile.runtime.value}-{self.device}@{self.profile.name}"
+        return f"{self._format_facts().runtime_label(self.device)}@{self.profile.name}"
 
     @property
     def emulated(self) -> bool:
@@ -252,6 +264,30 @@ class RemoteRunner(Runner):
         peak = result.get("peak_rss_mb")
         return Timings.from_samples(samples, peak_rss_mb=float("nan") if peak is None else peak)
 
+    def stream_runs(self, feed, plan: dict, chunks: tuple[int, ...], repeats: int):
+        """The chunked-vs-full gate's calls (edgeseq.streaming.stream_plan's plan) run by the agent in one job, so a
+        stream costs one round trip, not one per chunk, and each call is timed on the device: (full-call seconds,
+        {chunk: each repeat's call seconds}, {chunk: the stream's outputs and final state, by declared names})."""
+        self.load()
+        feed = validate_feed(self._inputs, feed)
+        to_in = self._to_device
+        to_out = {declared: device for device, declared in self._from_device.items()}
+        job = {"state": [[to_in.get(i, i), to_out.get(o, o)] for i, o in plan["state"]],
+               "streamed": {to_in.get(n, n): axis for n, axis in plan["streamed"].items()},
+               "out_axes": {to_out.get(n, n): axis for n, axis in plan["out_axes"].items()},
+               "chunks": [int(c) for c in chunks], "repeats": int(repeats)}
+        result = self._job([feed], infer=False, timing=None, stream=job)
+        got: dict[int, dict[str, np.ndarray]] = {int(c): {} for c in chunks}
+        with np.load(Path(self._local) / "outputs.npz", allow_pickle=False) as data:
+            for key in data.files:
+                chunk, _, name = key.partition("/")
+                got[int(chunk[5:])][self._from_device.get(name, name)] = data[key]
+        timings = result.get("stream") or {}
+        calls = {int(c): [list(run) for run in timings.get("calls_s", {}).get(str(c), [])] for c in chunks}
+        if not timings.get("full_s") or not all(calls.values()):
+            raise DeviceError(f"{self.connection.label}: the device sent no stream timings back")
+        return list(timings["full_s"]), calls, got
+
     def node_trace(self, feed, *, warmup: int, iterations: int) -> list[dict]:
         """The device's onnxruntime profiler events for `iterations` runs after `warmup` (stage_profile maps them
         to the model's stages); a runtime without a profiler is a one-line DeviceError from the device."""
@@ -292,7 +328,7 @@ class RemoteRunner(Runner):
             self._answers[feed_digest(feed)] = case["error"] or outputs.get(i, {})
 
     def _job(self, feeds: list[dict[str, np.ndarray]], *, infer: bool, timing: dict | None,
-             node_profile: dict | None = None) -> dict:
+             node_profile: dict | None = None, stream: dict | None = None) -> dict:
         local = Path(self._local)
         np.savez(local / "feeds.npz", **{f"case{i}/{self._to_device.get(name, name)}": value
                                          for i, feed in enumerate(feeds) for name, value in feed.items()})
@@ -307,13 +343,14 @@ class RemoteRunner(Runner):
             "infer": infer,
             "timing": timing,
             "node_profile": node_profile,
+            "stream": stream,
         }
         (local / "job.json").write_text(json.dumps(job))
         for stale in ("result.json", "outputs.npz"):
             (local / stale).unlink(missing_ok=True)
         self.connection.push([str(local / "feeds.npz"), str(local / "job.json")], f"{self.remote_dir}/{self.job_dir}")
         self._run_in_dir(self._python_command("run", f"{self.job_dir}/job.json"), self.timeout_s)
-        wanted = ["result.json", "outputs.npz"] if infer else ["result.json"]
+        wanted = ["result.json", "outputs.npz"] if infer or stream else ["result.json"]
         self.connection.pull([f"{self.remote_dir}/{self.job_dir}/{name}" for name in wanted], str(local))
         try:
             return json.loads((local / "result.json").read_text())
