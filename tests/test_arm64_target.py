@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import edgeseq
@@ -325,3 +326,30 @@ def test_an_ort_file_on_a_litert_device_is_one_line(tmp_path):
     tfl.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(24))
     with pytest.raises(InputError, match=r"runs onnxruntime, which takes \.onnx / \.ort files; m\.fp32\.tflite is"):
         runner_for(tfl, onnx_profile)
+
+
+def test_a_narrowed_int64_input_is_cast_on_its_way_to_the_device(tmp_path):
+    """LiteRT's converter narrows an int64 input (the padded model's lengths) to int32: the device describes int32,
+    the runner takes the declared int64 and casts on the way (a value past int32 is one line), as the local runner."""
+    from edgeseq.devices import parse_device_profile
+    from edgeseq.errors import InputError
+    from edgeseq.remote import runner_for
+    from edgeseq.tensors import TensorSpec
+
+    tfl = tmp_path / "m.fp32.tflite"
+    tfl.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(24))
+    profile = parse_device_profile({"name": "pi-litert", "runtime": "litert", "delegate": "xnnpack",
+                                    "transport": {"kind": "ssh", "host": "127.0.0.1"}}, "pi-litert.toml")
+    runner = runner_for(tfl, profile)
+    runner._metadata = {"edgeseq.inputs": json.dumps([{"name": "features", "shape": [None, None, 4], "dtype": "float32"},
+                                                      {"name": "lengths", "shape": [None], "dtype": "int64"}]),
+                        "edgeseq.outputs": json.dumps([{"name": "encoded", "shape": [None, None, 4],
+                                                        "dtype": "float32"}])}
+    inputs, outputs = runner._declared_names((TensorSpec("args_0", (None, None, 4), "float32"),
+                                              TensorSpec("args_1", (None,), "int32")), ("output_0",))
+    assert [(t.name, t.dtype) for t in inputs] == [("features", "float32"), ("lengths", "int64")]
+    assert outputs == ("encoded",) and runner._to_device == {"features": "args_0", "lengths": "args_1"}
+    sent = runner._device_value("lengths", np.array([3, 50], dtype=np.int64))
+    assert sent.dtype == np.int32 and sent.tolist() == [3, 50]
+    with pytest.raises(InputError, match=r"^input 'lengths' has values outside int32, which m\.fp32\.tflite takes$"):
+        runner._device_value("lengths", np.array([2 ** 40], dtype=np.int64))

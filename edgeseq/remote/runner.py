@@ -105,6 +105,8 @@ class RemoteRunner(Runner):
         self._metadata: dict[str, str] | None = None
         self._to_device: dict[str, str] = {}  # declared input name -> the device runtime's (LiteRT: args_0, ...)
         self._from_device: dict[str, str] = {}  # the device runtime's output name -> declared
+        self._narrow: dict[str, str] = {}  # declared input -> the narrower dtype the file takes (LiteRT: int32)
+        self._widen: dict[str, str] = {}  # declared output -> its declared dtype, where the file narrowed it
 
     # ---- Runner ------------------------------------------------------------------------------------------------
     def _format_facts(self):
@@ -219,16 +221,35 @@ class RemoteRunner(Runner):
         if self._metadata is None:
             self._metadata = self._local_metadata()
         meta = self._metadata if self._metadata is not None else self._info.get("metadata", {})
-        from ..formats.tflite import declared_names
+        from ..formats.tflite import declared_tensors, narrowed
 
-        declared = {key: declared_names(meta, f"edgeseq.{key}") for key in ("inputs", "outputs")}
+        declared = {key: declared_tensors(meta, f"edgeseq.{key}") for key in ("inputs", "outputs")}
         if declared["inputs"] and len(declared["inputs"]) == len(inputs):
-            self._to_device = {name: t.name for name, t in zip(declared["inputs"], inputs)}
-            inputs = tuple(TensorSpec(name, t.shape, t.dtype) for name, t in zip(declared["inputs"], inputs))
+            self._to_device = {name: t.name for (name, _), t in zip(declared["inputs"], inputs)}
+            # an int64 input the converter narrowed to int32 is taken as declared and cast on its way to the device
+            self._narrow = {name: t.dtype for (name, dtype), t in zip(declared["inputs"], inputs)
+                            if narrowed(dtype, t.dtype)}
+            inputs = tuple(TensorSpec(name, t.shape, dtype if name in self._narrow else t.dtype)
+                           for (name, dtype), t in zip(declared["inputs"], inputs))
         if declared["outputs"] and len(declared["outputs"]) == len(outputs):
-            self._from_device = dict(zip(outputs, declared["outputs"]))
-            outputs = tuple(declared["outputs"])
+            self._from_device = {device: name for device, (name, _) in zip(outputs, declared["outputs"])}
+            self._widen = {name: dtype for name, dtype in declared["outputs"] if dtype == "int64"}
+            outputs = tuple(name for name, _ in declared["outputs"])
         return inputs, outputs
+
+    def _device_value(self, name: str, value: np.ndarray) -> np.ndarray:
+        """A declared input as the file takes it (int64 lengths -> int32), refused when its values do not fit."""
+        cast = self._narrow.get(name)
+        if cast is None:
+            return value
+        if value.size and (value.min() < np.iinfo(cast).min or value.max() > np.iinfo(cast).max):
+            raise InputError(f"input {name!r} has values outside {cast}, which {self.path.name} takes")
+        return value.astype(cast)
+
+    def _declared_value(self, device_name: str, value: np.ndarray) -> tuple[str, np.ndarray]:
+        name = self._from_device.get(device_name, device_name)
+        widen = self._widen.get(name)
+        return name, (value.astype(widen) if widen and value.dtype != widen else value)
 
     def _infer(self, feed):
         key = feed_digest(feed)
@@ -281,7 +302,8 @@ class RemoteRunner(Runner):
         with np.load(Path(self._local) / "outputs.npz", allow_pickle=False) as data:
             for key in data.files:
                 chunk, _, name = key.partition("/")
-                got[int(chunk[5:])][self._from_device.get(name, name)] = data[key]
+                declared, value = self._declared_value(name, data[key])
+                got[int(chunk[5:])][declared] = value
         timings = result.get("stream") or {}
         calls = {int(c): [list(run) for run in timings.get("calls_s", {}).get(str(c), [])] for c in chunks}
         if not timings.get("full_s") or not all(calls.values()):
@@ -323,14 +345,15 @@ class RemoteRunner(Runner):
             outputs: dict[int, dict[str, np.ndarray]] = {}
             for key in data.files:
                 case, _, name = key.partition("/")
-                outputs.setdefault(int(case[4:]), {})[self._from_device.get(name, name)] = data[key]
+                declared, value = self._declared_value(name, data[key])
+                outputs.setdefault(int(case[4:]), {})[declared] = value
         for i, (feed, case) in enumerate(zip(feeds, cases)):
             self._answers[feed_digest(feed)] = case["error"] or outputs.get(i, {})
 
     def _job(self, feeds: list[dict[str, np.ndarray]], *, infer: bool, timing: dict | None,
              node_profile: dict | None = None, stream: dict | None = None) -> dict:
         local = Path(self._local)
-        np.savez(local / "feeds.npz", **{f"case{i}/{self._to_device.get(name, name)}": value
+        np.savez(local / "feeds.npz", **{f"case{i}/{self._to_device.get(name, name)}": self._device_value(name, value)
                                          for i, feed in enumerate(feeds) for name, value in feed.items()})
         job = {
             "model": f"cache/{self._model_name}",
