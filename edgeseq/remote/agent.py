@@ -7,8 +7,8 @@ zipped .mlpackage), never edgeseq, and runs on Python 3.8+. Two verbs:
     python3 agent.py describe MODEL RUNTIME DELEGATE THREADS      -> one JSON line on stdout
     python3 agent.py run JOB.json                                 -> writes the job's result + outputs files
 
-A job runs every case of a feeds .npz (keys "case<i>/<input name>") and/or times case 0, in one process, so a whole
-parity sweep is one round trip. Results: a JSON file (describe, per-case errors, timing samples in ms, peak RSS) and
+A job runs every case of a feeds .npz (keys "case<i>/<input name>") and/or times case 0, or streams case 0 chunk by
+chunk with its state carried (the streaming gate), in one process, so a whole sweep or gate is one round trip. Results: a JSON file (describe, per-case errors, timing samples in ms, peak RSS) and
 an .npz of outputs ("case<i>/<output name>"). A problem the host should report (numpy or the runtime missing, a model
 the runtime rejects, a provider the build lacks) is one line on stderr starting with ERROR_PREFIX and exit code 3.
 

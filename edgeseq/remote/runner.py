@@ -7,7 +7,8 @@ Session layout on the device (remote_dir from the profile):
     REMOTE_DIR/jobs/<session>/              this session's feeds, job, outputs and results; removed on close()
 
 Round trips: load() = probe the cache, push what is missing, describe the model (3 commands, 2 when cached);
-a batch of feeds (prefetch: a whole parity sweep) or a timing job = push, run, pull (3 commands). infer() answers
+a batch of feeds (prefetch: a whole parity sweep, or padding's batches and rows), a timing job or the streaming
+gate's streams (stream_runs) = push, run, pull (3 commands). infer() answers
 from what prefetch brought back and only makes its own round trip for a feed it has not seen.
 """
 
