@@ -223,14 +223,15 @@ def test_the_padded_model_is_padding_safe_on_arm64(target, artifact, fmt):
     assert result.runtime.endswith(f"@{ONNX if fmt == 'onnx' else LITERT}")
 
 
-@pytest.mark.parametrize("fmt", [pytest.param(f, id=f, marks=pytest.mark.covers(STREAM, f)) for f in ("onnx", "tflite")])
+@pytest.mark.parametrize("fmt", [pytest.param(f, id=f, marks=pytest.mark.covers(STREAM, f))
+                                 for f in ("onnx", "tflite")])
 def test_the_streaming_gate_on_arm64(target, artifact, fmt):
     """The chunked-vs-full gate on ARM64 kernels: each stream runs in one agent job (a round trip per chunk would
     cost seconds each under QEMU), its calls timed on the device."""
     result = edgeseq.check_stream(artifact(STREAM, fmt, "fp32"), device=ONNX if fmt == "onnx" else LITERT,
-                                  chunks=(1, 8), time=64)
+                                  chunks=(1, 8), time=32)
     assert result.passed, result.failures
-    assert [(c.chunk, c.calls) for c in result.cases] == [(1, 64), (8, 8)]
+    assert [(c.chunk, c.calls) for c in result.cases] == [(1, 32), (8, 4)]
     assert all(0 < c.chunk_ms < c.full_ms for c in result.cases), [c.to_dict() for c in result.cases]
     assert result.runtime.endswith(f"@{ONNX if fmt == 'onnx' else LITERT}")
 
@@ -240,15 +241,11 @@ def test_each_profile_runs_on_its_own_core(target, artifact):
     kernels) passes on arm64-qemu-a53 (computed in float), and each run's CPU record names its own core."""
     a76, a53 = get_profile(ONNX), get_profile(A53)
     assert (a76.cpu, a53.cpu) == (target["cpu"], "cortex-a53") and target["cores"][A53] == "cortex-a53"
-    path = artifact(*FP16_ONNX)
-    result = edgeseq.check(path, device=A53, times=SHORT, batches=(1,))
+    result = edgeseq.check(artifact(*FP16_ONNX), device=A53, times=SHORT, batches=(1,))
     assert result.passed and result.worst.rel_l2 < 1e-3, result.failures
-    with edgeseq.load(path, device=ONNX) as runner:
-        other = runner.cpu()
-    assert "cortex-a53" in result.cpu["model"] and target["cpu"] in other["model"], (result.cpu, other)
+    assert result.runtime.endswith(f"@{A53}") and "QEMU cortex-a53" in result.cpu["model"], result.cpu
+    assert target["cpu"] not in result.cpu["model"]  # arm64-qemu's rows name target["cpu"] (_check_on_arm64)
     assert result.cpu["int8_isa"] == "arm64-neon" and "fphp" not in result.cpu["flags"], result.cpu
-    if target["cpu"] == "cortex-a76":
-        assert other["int8_isa"] == "arm64-dotprod" and "fphp" in other["flags"], other
 
 
 # ---- the tool itself, without a target ----------------------------------------------------------------------------
@@ -341,7 +338,8 @@ def test_a_narrowed_int64_input_is_cast_on_its_way_to_the_device(tmp_path):
     profile = parse_device_profile({"name": "pi-litert", "runtime": "litert", "delegate": "xnnpack",
                                     "transport": {"kind": "ssh", "host": "127.0.0.1"}}, "pi-litert.toml")
     runner = runner_for(tfl, profile)
-    runner._metadata = {"edgeseq.inputs": json.dumps([{"name": "features", "shape": [None, None, 4], "dtype": "float32"},
+    runner._metadata = {"edgeseq.inputs": json.dumps([{"name": "features", "shape": [None, None, 4],
+                                                       "dtype": "float32"},
                                                       {"name": "lengths", "shape": [None], "dtype": "int64"}]),
                         "edgeseq.outputs": json.dumps([{"name": "encoded", "shape": [None, None, 4],
                                                         "dtype": "float32"}])}

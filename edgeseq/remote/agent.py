@@ -8,9 +8,11 @@ zipped .mlpackage), never edgeseq, and runs on Python 3.8+. Two verbs:
     python3 agent.py run JOB.json                                 -> writes the job's result + outputs files
 
 A job runs every case of a feeds .npz (keys "case<i>/<input name>") and/or times case 0, or streams case 0 chunk by
-chunk with its state carried (the streaming gate), in one process, so a whole sweep or gate is one round trip. Results: a JSON file (describe, per-case errors, timing samples in ms, peak RSS) and
-an .npz of outputs ("case<i>/<output name>"). A problem the host should report (numpy or the runtime missing, a model
-the runtime rejects, a provider the build lacks) is one line on stderr starting with ERROR_PREFIX and exit code 3.
+chunk with its state carried (the streaming gate), in one process, so a whole sweep or gate is one round trip.
+Results: a JSON file (describe, per-case errors, timing samples in ms, stream call times, peak RSS) and an .npz of
+outputs ("case<i>/<output name>"; a stream's "chunk<c>/<output name>"). A problem the host should report (numpy or
+the runtime missing, a model the runtime rejects, a provider the build lacks) is one line on stderr starting with
+ERROR_PREFIX and exit code 3.
 
 Nothing here is imported by edgeseq on the host; the host reads this file as package data and ships it.
 """
@@ -562,7 +564,7 @@ def _stream(numpy, model, feed, plan, chunk, outputs):
     the state carried; the outputs concatenated and the final state go into `outputs`; the calls' seconds back."""
     state_of = dict(plan["state"])  # state input -> the output carrying it
     streamed, out_axes = plan["streamed"], plan["out_axes"]
-    first = sorted(streamed)[0]
+    first = min(streamed)
     total = feed[first].shape[streamed[first]]
     state, pieces, times = dict((n, feed[n]) for n in state_of), {}, []
     for start in range(0, total, chunk):

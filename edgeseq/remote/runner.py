@@ -90,7 +90,8 @@ class RemoteRunner(Runner):
 
             takes = [want] + [f.format for f in registered() if runtime in f.device_runtimes]
             raise InputError(f"device {profile.name!r} runs {runtime}, which takes "
-                             f"{' / '.join('.' + f.value for f in takes)} files; {self.path.name} is {self.format.value}")
+                             f"{' / '.join('.' + f.value for f in takes)} files; {self.path.name} is "
+                             f"{self.format.value}")
         transport = profile.transport
         self.python = validate_remote_path(transport.python, f"{profile.source or profile.name} [transport] python")
         self.remote_dir = remote_relative(validate_remote_path(transport.remote_dir,

@@ -63,5 +63,6 @@ class TfliteFormat(ExportFormat):
 FORMAT = TfliteFormat()
 
 __all__ = ["DEFAULT_MAX_TIME", "EXTRA", "FORMAT", "PRECISIONS", "TfliteFormat", "TfliteOptions", "TfliteRunner",
-           "validate_precision", "declared_names", "declared_tensors", "narrowed", "export", "read_metadata", "runner", "runtime_devices",
+           "validate_precision", "declared_names", "declared_tensors", "narrowed", "export", "read_metadata", "runner",
+           "runtime_devices",
            "update_metadata"]
