@@ -89,6 +89,8 @@ class DeviceProfile:
     tolerances: dict[str, float] = field(default_factory=dict)  # precision -> rel L2, overriding the model's
     source: str = ""
     emulated: bool = False  # an emulator (QEMU): its numerics are the device's kernels, its timings are not latency
+    cpu: str = ""  # the core the profile is for (QEMU_CPU for an emulated one): kernels, and so int8 / fp16 parity,
+    # follow the core, so two profiles of one board can differ only here
 
     @property
     def format(self) -> Format:
@@ -142,13 +144,14 @@ class DeviceProfile:
             "transport": self.transport.to_dict(),
             "source": self.source,
             "emulated": self.emulated,
+            "cpu": self.cpu,
         }
 
 
 # ---- loading and validation -----------------------------------------------------------------------------------------
 
 _TOP = {"name": str, "description": str, "runtime": str, "delegate": str, "threads": int, "precisions": list,
-        "transport": dict, "tolerances": dict, "emulated": bool}
+        "transport": dict, "tolerances": dict, "emulated": bool, "cpu": str}
 _REQUIRED = ("name", "runtime", "delegate", "transport")
 _TRANSPORT = {"kind": str, "host": str, "user": str, "port": int, "key": str, "python": str, "serial": str,
               "remote_dir": str, "known_hosts": str, "benchmark_model": str, "trtexec": str}
@@ -187,7 +190,8 @@ def parse_device_profile(data: dict, source: str) -> DeviceProfile:
     transport = Transport(kind=kind, **fields)
     return DeviceProfile(name=data["name"], description=data.get("description", ""), runtime=runtime,
                          delegate=delegate, transport=transport, threads=threads, precisions=precisions,
-                         tolerances=tolerances, source=source, emulated=data.get("emulated", False))
+                         tolerances=tolerances, source=source, emulated=data.get("emulated", False),
+                         cpu=data.get("cpu", ""))
 
 
 def load_profile(path: str | Path) -> DeviceProfile:

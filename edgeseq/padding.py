@@ -116,7 +116,7 @@ def check_padding(runner, spec, *, precision: str, tolerances: Tolerances, batch
         raise InputError(f"model {spec.name!r} streams with state; its chunked-vs-full gate covers lengths")
     in_axes, out_axes = _time_axes(spec.inputs), _time_axes(spec.outputs)
     lengths_input = spec.lengths[0] if spec.lengths else ""
-    cases = []
+    batches_fed = []
     for k, batch in enumerate(batches):
         lengths = ragged_lengths(batch, time, seed=k)
         feed = spec.example_inputs(batch=batch, time=time, source=source, seed=k)
@@ -127,10 +127,16 @@ def check_padding(runner, spec, *, precision: str, tolerances: Tolerances, batch
                 feed[name][tuple(index)] = 0
         if lengths_input:
             feed[lengths_input] = np.asarray(lengths, dtype=feed[lengths_input].dtype)
+        batches_fed.append((lengths, feed, [_row(feed, b, length, in_axes) for b, length in enumerate(lengths)]))
+    prefetch = getattr(runner, "prefetch", None)  # a remote runner: every batch and row alone in one round trip
+    if prefetch is not None:
+        prefetch([f for _, feed, alone in batches_fed for f in (feed, *alone)])
+    cases = []
+    for lengths, feed, alone_feeds in batches_fed:
         padded = runner.infer(feed)
         rows = []
-        for b, length in enumerate(lengths):
-            alone = runner.infer(_row(feed, b, length, in_axes))
+        for b, (length, row_feed) in enumerate(zip(lengths, alone_feeds)):
+            alone = runner.infer(row_feed)
             errors = []
             for name, value in alone.items():
                 got = padded[name][b:b + 1]

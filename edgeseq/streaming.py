@@ -94,19 +94,27 @@ def zero_state(spec, batch: int) -> dict[str, np.ndarray]:
             for name, _ in spec.state}
 
 
+def stream_plan(spec) -> dict:
+    """What a stream needs to know of the model, as plain data (a device agent runs the same loop): the state pairs,
+    each streamed input's time axis, each output's time axis."""
+    from .models.axes import TIME
+
+    state = dict(spec.state)
+    streamed = {t.name: t.shape.index(TIME) for t in spec.inputs if t.name not in state and TIME in t.shape}
+    if not streamed:
+        raise InputError(f"model {spec.name!r} has no input with a time axis to stream")
+    return {"state": [list(pair) for pair in spec.state], "streamed": streamed,
+            "out_axes": {t.name: t.shape.index(TIME) for t in spec.outputs if TIME in t.shape}}
+
+
 def stream(infer, spec, feed: dict[str, np.ndarray], chunk: int, on_call=None) -> dict:
     """Run `infer` chunk by chunk over `feed`'s streamed inputs (cut along each one's time axis), carrying the state;
     the outputs concatenated along their time axes, and the final state under each state output's name.
-    on_call(seconds) gets each call's time."""
-    from .models.axes import TIME
-
+    on_call(seconds) gets each call's time. (edgeseq/remote/agent.py's _stream is this loop on a device.)"""
+    plan = stream_plan(spec)
     state = {name: feed[name] for name, _ in spec.state}
     carried = set(dict(spec.state).values())
-    streamed = {t.name: t.shape.index(TIME) for t in spec.inputs if t.name not in state and TIME in t.shape}
-    fixed = {t.name: feed[t.name] for t in spec.inputs if t.name not in state and t.name not in streamed}
-    out_axes = {t.name: t.shape.index(TIME) for t in spec.outputs if TIME in t.shape}
-    if not streamed:
-        raise InputError(f"model {spec.name!r} has no input with a time axis to stream")
+    streamed, out_axes = plan["streamed"], plan["out_axes"]
     first = next(iter(streamed))
     total = feed[first].shape[streamed[first]]
     pieces: dict[str, list[np.ndarray]] = {}
@@ -114,7 +122,7 @@ def stream(infer, spec, feed: dict[str, np.ndarray], chunk: int, on_call=None) -
         window = {n: np.take(feed[n], range(start, min(start + chunk, total)), axis=axis)
                   for n, axis in streamed.items()}
         began = _time.perf_counter()
-        got = infer({**window, **fixed, **state})
+        got = infer({**feed, **window, **state})
         if on_call:
             on_call(_time.perf_counter() - began)
         state = {name: got[out] for name, out in spec.state}
@@ -123,6 +131,21 @@ def stream(infer, spec, feed: dict[str, np.ndarray], chunk: int, on_call=None) -
                 pieces.setdefault(name, []).append(value)
     out = {name: np.concatenate(parts, axis=out_axes[name]) for name, parts in pieces.items()}
     return {**out, **{out_name: state[name] for name, out_name in spec.state}}
+
+
+def _local_streams(runner, spec, feed, chunks, repeats):
+    """(full-call seconds, {chunk: each repeat's call seconds}, {chunk: stream outputs}), each call timed here."""
+    full_times: list[float] = []
+    calls: dict[int, list[list[float]]] = {chunk: [] for chunk in chunks}
+    got: dict[int, dict] = {}
+    for _ in range(repeats):  # interleaved: the full call and every chunk size see the same machine load
+        began = _time.perf_counter()
+        runner.infer(feed)
+        full_times.append(_time.perf_counter() - began)
+        for chunk in chunks:
+            calls[chunk].append([])
+            got[chunk] = stream(runner.infer, spec, feed, chunk, on_call=calls[chunk][-1].append)
+    return full_times, calls, got
 
 
 def check_stream(runner, reference, spec, *, precision: str, tolerances: Tolerances, chunks=DEFAULT_CHUNKS,
@@ -136,16 +159,11 @@ def check_stream(runner, reference, spec, *, precision: str, tolerances: Toleran
         raise InputError(f"chunk sizes must be whole numbers >= 1, got {list(chunks)}")
     feed = {**spec.example_inputs(batch=batch, time=time, source=source), **zero_state(spec, batch)}
     expected = reference.infer(feed)
-    full_times: list[float] = []
-    calls: dict[int, list[list[float]]] = {chunk: [] for chunk in chunks}
-    got: dict[int, dict] = {}
-    for _ in range(repeats):  # interleaved: the full call and every chunk size see the same machine load
-        began = _time.perf_counter()
-        runner.infer(feed)
-        full_times.append(_time.perf_counter() - began)
-        for chunk in chunks:
-            calls[chunk].append([])
-            got[chunk] = stream(runner.infer, spec, feed, chunk, on_call=calls[chunk][-1].append)
+    remote = getattr(runner, "stream_runs", None)  # a device runs every stream in one job: no round trip per chunk
+    if remote is not None:
+        full_times, calls, got = remote(feed, stream_plan(spec), tuple(chunks), repeats)
+    else:
+        full_times, calls, got = _local_streams(runner, spec, feed, chunks, repeats)
     cases = []
     for chunk in chunks:
         outputs = tuple(compare(name, expected[name], got[chunk][name], tolerances.get(precision, name))

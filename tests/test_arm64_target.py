@@ -3,7 +3,10 @@ over ssh through the same device path as a Raspberry Pi.
 
 Every ONNX and TFLite precision of cbhg-lite and cbhg is exported once here (module-scoped), then checked on the
 target at T = 1, 200, 1000 (batch 1): each must pass the default tolerances, and each parity row must record an
-ARM64 int8 kernel family read by the device agent inside the emulated root, not this x86 host's.
+ARM64 int8 kernel family read by the device agent inside the emulated root, not this x86 host's. Then, cheaper
+(T = 1, 200, one precision): cbhg-lite's .ort (ONNX Runtime Mobile) files, a user's model (ONNX and TFLite), the
+padding-safe cbhg-lite's padded batches, the streaming cbhg-lite's chunked-vs-full gate (one job on the device), and
+one file on two emulated cores (arm64-qemu and arm64-qemu-a53), whose kernels and recorded CPUs differ.
 
 Skips, naming what is missing, when the target is not up (`sudo tools/arm64-target up`); with
 EDGESEQ_REQUIRE_ARM64=1 (what .ci/run sets after bringing it up) the same condition fails instead.
@@ -15,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import edgeseq
@@ -30,6 +34,23 @@ TIMES = (1, 200, 1000)
 CASES = [pytest.param(m, f, p, id=f"{m}-{f}-{p}", marks=pytest.mark.covers(m, f))
          for m in MODELS for f in ("onnx", "tflite") for p in PRECISIONS if (f, p) != ("onnx", "fp16")]
 FP16_ONNX = ("cbhg-lite", "onnx", "fp16")
+ORT_CASES = [pytest.param("cbhg-lite", "ort", p, id=f"cbhg-lite-ort-{p}", marks=pytest.mark.covers("cbhg-lite", "ort"))
+             for p in ("fp32", "int8-dynamic")]
+A53 = "arm64-qemu-a53"  # tools/arm64-target's second core (a Pi 3's): no FP16 arithmetic, no dot products
+SHORT = (1, 200)  # the T's of the cheaper checks: a single frame and a real utterance's length
+USER_MODEL = str(Path(__file__).resolve().parent / "fixtures" / "public_cbhg.py") + ":coqui_style"
+PADDED = "edgeseq.models.padded:cbhg_lite"
+STREAM = "cbhg-lite-stream"
+FORMATS = [pytest.param(f, id=f) for f in ("onnx", "tflite")]
+# what each test without (model, fmt, precision) parameters needs exported, so a -k run exports only that
+NEEDS = {
+    "test_fp16_onnx_is_caught_where_it_computes_in_half_precision": [FP16_ONNX],
+    "test_latency_there_is_marked_emulated": [("cbhg-lite", "onnx", "fp32")],
+    "test_a_user_model_on_arm64": [(USER_MODEL, "{fmt}", "fp32")],
+    "test_the_padded_model_is_padding_safe_on_arm64": [(PADDED, "{fmt}", "fp32")],
+    "test_the_streaming_gate_on_arm64": [(STREAM, "{fmt}", "fp32")],
+    "test_each_profile_runs_on_its_own_core": [FP16_ONNX],
+}
 
 
 def target_status() -> dict:
@@ -70,8 +91,8 @@ os.dup2(2, 1)  # whatever the converters print goes to the log, never into the a
 import edgeseq
 fp32 = {}
 for model, fmt, precision in json.loads(sys.argv[2]):
-    try:
-        parent = fp32.get((model, fmt)) if fmt == "onnx" and precision != "fp32" else None
+    try:  # fp16 / int8 ONNX and ORT derive from the fp32 ONNX when this run made it
+        parent = fp32.get((model, "onnx")) if fmt in ("onnx", "ort") and precision != "fp32" else None
         art = edgeseq.export(model, fmt, out_dir=sys.argv[1], precision=precision, parent=parent)
         if precision == "fp32":
             fp32[(model, fmt)] = art
@@ -82,10 +103,19 @@ for model, fmt, precision in json.loads(sys.argv[2]):
 """
 
 
+def _needs(item) -> list[tuple[str, str, str]]:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if {"model", "fmt", "precision"} <= params.keys():
+        return [(params["model"], params["fmt"], params["precision"])]
+    return [(m, f.format(**params), p) for m, f, p in NEEDS.get(item.originalname, [])]
+
+
 @pytest.fixture(scope="module")
-def artifact(target, tmp_path_factory):
-    """The path of export(model, format, precision), made once per module by a background exporter process."""
-    keys = [tuple(p.values) for p in CASES] + [FP16_ONNX]
+def artifact(target, tmp_path_factory, request):
+    """The path of export(model, format, precision), made once per module by a background exporter process, in the
+    order the selected tests ask (a -k run exports only what it checks)."""
+    items = [i for i in request.session.items if getattr(i, "module", None) is request.module]
+    keys = list(dict.fromkeys(k for item in items for k in _needs(item)))
     if not _has_litert_torch():
         keys = [k for k in keys if k[1] != "tflite"]
     out = tmp_path_factory.mktemp("arm64-artifacts")
@@ -162,6 +192,62 @@ def test_latency_there_is_marked_emulated(target, artifact):
     assert timing.emulated and timing.iterations == 3 and timing.p50_ms > 0
 
 
+# ---- .ort, a user's model, padding, streaming, a second core: one precision, T = 1, 200 ------------------------
+
+
+@pytest.mark.parametrize("model, fmt, precision", ORT_CASES)
+def test_ort_mobile_on_arm64(target, artifact, model, fmt, precision):
+    """ONNX Runtime Mobile's .ort runs on the device's onnxruntime through the same agent, labelled as its own rows."""
+    result = edgeseq.check(artifact(model, fmt, precision), device=ONNX, times=TIMES, batches=(1,))
+    assert not [c.error for c in result.cases if c.error] and result.passed, result.failures
+    assert result.runtime == f"onnxruntime-ort-cpu@{ONNX}" and result.cpu["machine"] == "aarch64", result.runtime
+    assert sorted({c.time for c in result.cases}) == list(TIMES)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_user_model_on_arm64(target, artifact, fmt):
+    """A user's module (file.py:factory) found again from the artifact's metadata, checked on ARM64 kernels."""
+    result = edgeseq.check(artifact(USER_MODEL, fmt, "fp32"), device=ONNX if fmt == "onnx" else LITERT, times=SHORT,
+                           batches=(1,))
+    assert result.model == "coqui-style-cbhg" and result.passed, result.failures
+    assert result.cpu["machine"] == "aarch64" and sorted({c.time for c in result.cases}) == list(SHORT)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_padded_model_is_padding_safe_on_arm64(target, artifact, fmt):
+    """Every row of ragged batches of 3 and 8 (zero padding, the lengths input set) equals its own run there too;
+    all 13 calls go to the device in one job."""
+    result = edgeseq.check_padding(artifact(PADDED, fmt, "fp32"), device=ONNX if fmt == "onnx" else LITERT)
+    assert result.padding_safe and result.worst.rel_l2 < 1e-5, result.verdict()
+    assert result.lengths_input == "lengths" and [len(c.lengths) for c in result.cases] == [3, 8]
+    assert result.runtime.endswith(f"@{ONNX if fmt == 'onnx' else LITERT}")
+
+
+@pytest.mark.parametrize("fmt", [pytest.param(f, id=f, marks=pytest.mark.covers(STREAM, f))
+                                 for f in ("onnx", "tflite")])
+def test_the_streaming_gate_on_arm64(target, artifact, fmt):
+    """The chunked-vs-full gate on ARM64 kernels: each stream runs in one agent job (a round trip per chunk would
+    cost seconds each under QEMU), its calls timed on the device."""
+    result = edgeseq.check_stream(artifact(STREAM, fmt, "fp32"), device=ONNX if fmt == "onnx" else LITERT,
+                                  chunks=(1, 8), time=32)
+    assert result.passed, result.failures
+    assert [(c.chunk, c.calls) for c in result.cases] == [(1, 32), (8, 4)]
+    assert all(0 < c.chunk_ms < c.full_ms for c in result.cases), [c.to_dict() for c in result.cases]
+    assert result.runtime.endswith(f"@{ONNX if fmt == 'onnx' else LITERT}")
+
+
+def test_each_profile_runs_on_its_own_core(target, artifact):
+    """The core is a fact of the profile: the same fp16 .onnx that fails on the A76 (FP16 arithmetic: half-precision
+    kernels) passes on arm64-qemu-a53 (computed in float), and each run's CPU record names its own core."""
+    a76, a53 = get_profile(ONNX), get_profile(A53)
+    assert (a76.cpu, a53.cpu) == (target["cpu"], "cortex-a53") and target["cores"][A53] == "cortex-a53"
+    result = edgeseq.check(artifact(*FP16_ONNX), device=A53, times=SHORT, batches=(1,))
+    assert result.passed and result.worst.rel_l2 < 1e-3, result.failures
+    assert result.runtime.endswith(f"@{A53}") and "QEMU cortex-a53" in result.cpu["model"], result.cpu
+    assert target["cpu"] not in result.cpu["model"]  # arm64-qemu's rows name target["cpu"] (_check_on_arm64)
+    assert result.cpu["int8_isa"] == "arm64-neon" and "fphp" not in result.cpu["flags"], result.cpu
+
+
 # ---- the tool itself, without a target ----------------------------------------------------------------------------
 
 
@@ -201,3 +287,67 @@ def test_bad_cpu_is_one_line(tool, capsys):
     assert tool.main(["up", "--cpu", "cortex-x9"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: unknown --cpu 'cortex-x9'; choose one of: cortex-a76") and "\n" not in err
+
+
+def test_each_core_gets_profiles_of_its_own(tool):
+    specs = tool.profile_specs("cortex-a76", ("cortex-a53", "neoverse-n1"))
+    assert [(n, c) for n, _, _, c in specs] == [
+        ("arm64-qemu", "cortex-a76"), ("arm64-qemu-litert", "cortex-a76"), ("arm64-qemu-a53", "cortex-a53"),
+        ("arm64-qemu-a53-litert", "cortex-a53"), ("arm64-qemu-neoverse-n1", "neoverse-n1"),
+        ("arm64-qemu-neoverse-n1-litert", "neoverse-n1")]
+    assert tool.python_for("cortex-a53") == tool.VENV + "/bin/python-cortex-a53"
+
+
+def test_bad_also_cpu_is_one_line(tool, capsys):
+    assert tool.main(["up", "--also-cpu", "cortex-a53", "--also-cpu", "a53"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown --also-cpu 'a53'; choose one of: cortex-a76") and "\n" not in err
+
+
+def test_an_ort_file_on_a_litert_device_is_one_line(tmp_path):
+    from edgeseq.devices import parse_device_profile
+    from edgeseq.errors import InputError
+    from edgeseq.remote import runner_for
+
+    ort = tmp_path / "m.fp32.ort"
+    ort.write_bytes(b"\x00\x00\x00\x00ORTM" + bytes(24))
+    profile = parse_device_profile({"name": "pi-litert", "runtime": "litert", "delegate": "xnnpack",
+                                    "transport": {"kind": "ssh", "host": "127.0.0.1"}}, "pi-litert.toml")
+    with pytest.raises(InputError, match=r"^device 'pi-litert' runs litert, which takes \.tflite files; m\.fp32\.ort "
+                                         r"is ort$"):
+        runner_for(ort, profile)
+    onnx_profile = parse_device_profile({"name": "pi", "runtime": "onnxruntime", "delegate": "cpu",
+                                         "transport": {"kind": "ssh", "host": "127.0.0.1"}}, "pi.toml")
+    assert runner_for(ort, onnx_profile).runtime == "onnxruntime-ort-cpu@pi"  # cheap: nothing connects yet
+    tfl = tmp_path / "m.fp32.tflite"
+    tfl.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(24))
+    with pytest.raises(InputError, match=r"runs onnxruntime, which takes \.onnx / \.ort files; m\.fp32\.tflite is"):
+        runner_for(tfl, onnx_profile)
+
+
+def test_a_narrowed_int64_input_is_cast_on_its_way_to_the_device(tmp_path):
+    """LiteRT's converter narrows an int64 input (the padded model's lengths) to int32: the device describes int32,
+    the runner takes the declared int64 and casts on the way (a value past int32 is one line), as the local runner."""
+    from edgeseq.devices import parse_device_profile
+    from edgeseq.errors import InputError
+    from edgeseq.remote import runner_for
+    from edgeseq.tensors import TensorSpec
+
+    tfl = tmp_path / "m.fp32.tflite"
+    tfl.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(24))
+    profile = parse_device_profile({"name": "pi-litert", "runtime": "litert", "delegate": "xnnpack",
+                                    "transport": {"kind": "ssh", "host": "127.0.0.1"}}, "pi-litert.toml")
+    runner = runner_for(tfl, profile)
+    runner._metadata = {"edgeseq.inputs": json.dumps([{"name": "features", "shape": [None, None, 4],
+                                                       "dtype": "float32"},
+                                                      {"name": "lengths", "shape": [None], "dtype": "int64"}]),
+                        "edgeseq.outputs": json.dumps([{"name": "encoded", "shape": [None, None, 4],
+                                                        "dtype": "float32"}])}
+    inputs, outputs = runner._declared_names((TensorSpec("args_0", (None, None, 4), "float32"),
+                                              TensorSpec("args_1", (None,), "int32")), ("output_0",))
+    assert [(t.name, t.dtype) for t in inputs] == [("features", "float32"), ("lengths", "int64")]
+    assert outputs == ("encoded",) and runner._to_device == {"features": "args_0", "lengths": "args_1"}
+    sent = runner._device_value("lengths", np.array([3, 50], dtype=np.int64))
+    assert sent.dtype == np.int32 and sent.tolist() == [3, 50]
+    with pytest.raises(InputError, match=r"^input 'lengths' has values outside int32, which m\.fp32\.tflite takes$"):
+        runner._device_value("lengths", np.array([2 ** 40], dtype=np.int64))

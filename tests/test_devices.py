@@ -120,3 +120,16 @@ def test_an_adb_profile_without_remote_dir_uses_android_s_writable_folder(tmp_pa
     assert load_profile(path).transport.remote_dir == "/data/local/tmp/edgeseq"  # Android has no /tmp for adb shell
     path.write_text('name = "box"\nruntime = "onnxruntime"\ndelegate = "cpu"\n[transport]\nkind = "ssh"\nhost = "h"\n')
     assert load_profile(path).transport.remote_dir == "/tmp/edgeseq"
+
+
+def test_a_profile_records_its_core(tmp_path):
+    """`cpu` names the core a profile is for (tools/arm64-target: each profile's QEMU_CPU); it is text or an error."""
+    body = 'runtime = "onnxruntime"\ndelegate = "cpu"\n{cpu}\n[transport]\nkind = "ssh"\nhost = "h"\n'
+    (tmp_path / "a53.toml").write_text('name = "a53"\n' + body.format(cpu='cpu = "cortex-a53"'))
+    profile = load_profile(tmp_path / "a53.toml")
+    assert profile.cpu == "cortex-a53" and profile.to_dict()["cpu"] == "cortex-a53"
+    (tmp_path / "bad.toml").write_text('name = "bad"\n' + body.format(cpu="cpu = 53"))
+    with pytest.raises(InputError, match=r"^.*bad\.toml: 'cpu' must be .*, got int$"):
+        load_profile(tmp_path / "bad.toml")
+    (tmp_path / "none.toml").write_text('name = "none"\n' + body.format(cpu=""))
+    assert load_profile(tmp_path / "none.toml").cpu == ""

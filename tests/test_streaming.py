@@ -140,6 +140,35 @@ def test_the_gate_just_over_and_just_under_the_fp32_tolerance(stream_onnx, rel, 
     assert encoded.rel_l2 == pytest.approx(rel, rel=0.02) and result.passed is passes
 
 
+def _agent():
+    from importlib.util import module_from_spec, spec_from_file_location
+    from pathlib import Path
+
+    spec = spec_from_file_location("device_agent", Path(edgeseq.__file__).parent / "remote" / "agent.py")
+    module = module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_device_agent_streams_as_the_host_does(stream_onnx):
+    """A device runs the gate's streams in one job (agent._streams, a copy of streaming.stream: the agent cannot
+    import edgeseq): the same runner gives bit-identical outputs and final states either way, and a call per chunk."""
+    from edgeseq.streaming import stream_plan
+
+    agent = _agent()
+    feed = {**SPEC.example_inputs(batch=1, time=21, source="random", seed=5), **zero_state(SPEC, 1)}
+    plan = dict(stream_plan(SPEC), chunks=[1, 4, 21], repeats=2)
+    with edgeseq.load(stream_onnx.path) as runner:
+        outputs = {}
+        timings = agent._streams(np, runner, feed, json.loads(json.dumps(plan)), outputs)  # as JSON carries it
+        for chunk in plan["chunks"]:
+            here = stream(runner.infer, SPEC, feed, chunk)
+            assert sorted(here) == sorted(k.split("/", 1)[1] for k in outputs if k.startswith(f"chunk{chunk}/"))
+            for name, value in here.items():
+                np.testing.assert_array_equal(outputs[f"chunk{chunk}/{name}"], value, err_msg=f"{chunk} {name}")
+    assert len(timings["full_s"]) == 2 and [len(r) for r in timings["calls_s"]["4"]] == [6, 6]
+
+
 def test_bad_chunks_and_models_that_cannot_stream(stream_onnx, lite_onnx):
     with pytest.raises(InputError, match="chunks must be an integer or a list of integers >= 1"):
         edgeseq.check_stream(stream_onnx.path, chunks=(8, 0))

@@ -72,6 +72,9 @@ class ExportFormat(ABC):
     settings: ClassVar[frozenset[str]] = frozenset()  # which of ExportSettings.given() it takes
     runtime: ClassVar[str]  # the runtime's name in runner labels: "<runtime>-<device>"
     folder: ClassVar[bool] = False  # the artifact is a folder (Core ML's .mlpackage), not one file
+    # device-profile runtimes whose agent opens this file as it is, besides the runtime whose own format it is
+    # (ORT: "onnxruntime", which loads an .ort like an .onnx), so a device reached over ssh runs it too
+    device_runtimes: ClassVar[tuple[str, ...]] = ()
 
     # ---- facts ------------------------------------------------------------------------------------------------
     def artifact_name(self, model_name: str, precision: Precision) -> str:

@@ -7,10 +7,12 @@ zipped .mlpackage), never edgeseq, and runs on Python 3.8+. Two verbs:
     python3 agent.py describe MODEL RUNTIME DELEGATE THREADS      -> one JSON line on stdout
     python3 agent.py run JOB.json                                 -> writes the job's result + outputs files
 
-A job runs every case of a feeds .npz (keys "case<i>/<input name>") and/or times case 0, in one process, so a whole
-parity sweep is one round trip. Results: a JSON file (describe, per-case errors, timing samples in ms, peak RSS) and
-an .npz of outputs ("case<i>/<output name>"). A problem the host should report (numpy or the runtime missing, a model
-the runtime rejects, a provider the build lacks) is one line on stderr starting with ERROR_PREFIX and exit code 3.
+A job runs every case of a feeds .npz (keys "case<i>/<input name>") and/or times case 0, or streams case 0 chunk by
+chunk with its state carried (the streaming gate), in one process, so a whole sweep or gate is one round trip.
+Results: a JSON file (describe, per-case errors, timing samples in ms, stream call times, peak RSS) and an .npz of
+outputs ("case<i>/<output name>"; a stream's "chunk<c>/<output name>"). A problem the host should report (numpy or
+the runtime missing, a model the runtime rejects, a provider the build lacks) is one line on stderr starting with
+ERROR_PREFIX and exit code 3.
 
 Nothing here is imported by edgeseq on the host; the host reads this file as package data and ships it.
 """
@@ -557,6 +559,45 @@ def _time(model, feed, timing):
     return samples
 
 
+def _stream(numpy, model, feed, plan, chunk, outputs):
+    """One stream of the chunked-vs-full gate (edgeseq.streaming.stream, here on the device): `chunk` frames per call,
+    the state carried; the outputs concatenated and the final state go into `outputs`; the calls' seconds back."""
+    state_of = dict(plan["state"])  # state input -> the output carrying it
+    streamed, out_axes = plan["streamed"], plan["out_axes"]
+    first = min(streamed)
+    total = feed[first].shape[streamed[first]]
+    state, pieces, times = dict((n, feed[n]) for n in state_of), {}, []
+    for start in range(0, total, chunk):
+        call = dict(feed)
+        call.update((n, numpy.take(feed[n], range(start, min(start + chunk, total)), axis=a))
+                    for n, a in streamed.items())
+        call.update(state)
+        began = time.perf_counter()
+        got = model.infer(call)
+        times.append(time.perf_counter() - began)
+        state = dict((n, got[o]) for n, o in state_of.items())
+        for name, value in got.items():
+            if name not in state_of.values() and name in out_axes:
+                pieces.setdefault(name, []).append(value)
+    for name, parts in pieces.items():
+        outputs["chunk%d/%s" % (chunk, name)] = numpy.concatenate(parts, axis=out_axes[name])
+    outputs.update(("chunk%d/%s" % (chunk, o), state[n]) for n, o in state_of.items())
+    return times
+
+
+def _streams(numpy, model, feed, plan, outputs):
+    """The whole gate in one job (a round trip per chunk would time the link): per repeat, one full call, then each
+    chunk size's stream, interleaved as on the host."""
+    full, calls = [], dict((str(c), []) for c in plan["chunks"])
+    for _ in range(int(plan["repeats"])):
+        began = time.perf_counter()
+        model.infer(feed)
+        full.append(time.perf_counter() - began)
+        for chunk in plan["chunks"]:
+            calls[str(chunk)].append(_stream(numpy, model, feed, plan, int(chunk), outputs))
+    return {"full_s": full, "calls_s": calls}
+
+
 def run(args):
     (job_path,) = args
     numpy = _import_numpy()
@@ -594,6 +635,11 @@ def _run_job(numpy, job, model):
         except Exception as exc:
             raise DeviceError("%s failed on the device while timing: %s" % (job["runtime"], _first_line(exc)))
         result["timing"] = {"samples_ms": samples, "warmup": int(timing["warmup"])}
+    if job.get("stream"):
+        try:
+            result["stream"] = _streams(numpy, model, feeds[0], job["stream"], outputs)
+        except Exception as exc:
+            raise DeviceError("%s failed on the device while streaming: %s" % (job["runtime"], _first_line(exc)))
     nodes = job.get("node_profile")
     if nodes:
         if not hasattr(model, "node_trace"):

@@ -7,7 +7,8 @@ Session layout on the device (remote_dir from the profile):
     REMOTE_DIR/jobs/<session>/              this session's feeds, job, outputs and results; removed on close()
 
 Round trips: load() = probe the cache, push what is missing, describe the model (3 commands, 2 when cached);
-a batch of feeds (prefetch: a whole parity sweep) or a timing job = push, run, pull (3 commands). infer() answers
+a batch of feeds (prefetch: a whole parity sweep, or padding's batches and rows), a timing job or the streaming
+gate's streams (stream_runs) = push, run, pull (3 commands). infer() answers
 from what prefetch brought back and only makes its own round trip for a feed it has not seen.
 """
 
@@ -84,9 +85,13 @@ class RemoteRunner(Runner):
         if want is None:
             raise UnsupportedError(f"device {profile.name!r} runs {runtime}; edgeseq's device agent drives "
                                    f"{', '.join(PYTHON_RUNTIMES)} (not {runtime} yet)")
-        if self.format is not want:
-            raise InputError(f"device {profile.name!r} runs {runtime}, which takes .{want.value} files; "
-                             f"{self.path.name} is {self.format.value}")
+        if self.format is not want and runtime not in self._format_facts().device_runtimes:
+            from ..formats import registered
+
+            takes = [want] + [f.format for f in registered() if runtime in f.device_runtimes]
+            raise InputError(f"device {profile.name!r} runs {runtime}, which takes "
+                             f"{' / '.join('.' + f.value for f in takes)} files; {self.path.name} is "
+                             f"{self.format.value}")
         transport = profile.transport
         self.python = validate_remote_path(transport.python, f"{profile.source or profile.name} [transport] python")
         self.remote_dir = remote_relative(validate_remote_path(transport.remote_dir,
@@ -102,11 +107,22 @@ class RemoteRunner(Runner):
         self._metadata: dict[str, str] | None = None
         self._to_device: dict[str, str] = {}  # declared input name -> the device runtime's (LiteRT: args_0, ...)
         self._from_device: dict[str, str] = {}  # the device runtime's output name -> declared
+        self._narrow: dict[str, str] = {}  # declared input -> the narrower dtype the file takes (LiteRT: int32)
+        self._widen: dict[str, str] = {}  # declared output -> its declared dtype, where the file narrowed it
 
     # ---- Runner ------------------------------------------------------------------------------------------------
+    def _format_facts(self):
+        from ..formats import get
+
+        return get(self.format)
+
     @property
     def runtime(self) -> str:
-        return f"{self.profile.runtime.value}-{self.device}@{self.profile.name}"
+        """'<runtime>-<device>@<profile>'; a file the profile's runtime opens besides its own format (an .ort on
+        onnxruntime) is labelled as that format labels its local rows (onnxruntime-ort-cpu@...)."""
+        if self.format is PYTHON_RUNTIMES[self.profile.runtime.value]:
+            return f"{self.profile.runtime.value}-{self.device}@{self.profile.name}"
+        return f"{self._format_facts().runtime_label(self.device)}@{self.profile.name}"
 
     @property
     def emulated(self) -> bool:
@@ -207,16 +223,35 @@ class RemoteRunner(Runner):
         if self._metadata is None:
             self._metadata = self._local_metadata()
         meta = self._metadata if self._metadata is not None else self._info.get("metadata", {})
-        from ..formats.tflite import declared_names
+        from ..formats.tflite import declared_tensors, narrowed
 
-        declared = {key: declared_names(meta, f"edgeseq.{key}") for key in ("inputs", "outputs")}
+        declared = {key: declared_tensors(meta, f"edgeseq.{key}") for key in ("inputs", "outputs")}
         if declared["inputs"] and len(declared["inputs"]) == len(inputs):
-            self._to_device = {name: t.name for name, t in zip(declared["inputs"], inputs)}
-            inputs = tuple(TensorSpec(name, t.shape, t.dtype) for name, t in zip(declared["inputs"], inputs))
+            self._to_device = {name: t.name for (name, _), t in zip(declared["inputs"], inputs)}
+            # an int64 input the converter narrowed to int32 is taken as declared and cast on its way to the device
+            self._narrow = {name: t.dtype for (name, dtype), t in zip(declared["inputs"], inputs)
+                            if narrowed(dtype, t.dtype)}
+            inputs = tuple(TensorSpec(name, t.shape, dtype if name in self._narrow else t.dtype)
+                           for (name, dtype), t in zip(declared["inputs"], inputs))
         if declared["outputs"] and len(declared["outputs"]) == len(outputs):
-            self._from_device = dict(zip(outputs, declared["outputs"]))
-            outputs = tuple(declared["outputs"])
+            self._from_device = {device: name for device, (name, _) in zip(outputs, declared["outputs"])}
+            self._widen = {name: dtype for name, dtype in declared["outputs"] if dtype == "int64"}
+            outputs = tuple(name for name, _ in declared["outputs"])
         return inputs, outputs
+
+    def _device_value(self, name: str, value: np.ndarray) -> np.ndarray:
+        """A declared input as the file takes it (int64 lengths -> int32), refused when its values do not fit."""
+        cast = self._narrow.get(name)
+        if cast is None:
+            return value
+        if value.size and (value.min() < np.iinfo(cast).min or value.max() > np.iinfo(cast).max):
+            raise InputError(f"input {name!r} has values outside {cast}, which {self.path.name} takes")
+        return value.astype(cast)
+
+    def _declared_value(self, device_name: str, value: np.ndarray) -> tuple[str, np.ndarray]:
+        name = self._from_device.get(device_name, device_name)
+        widen = self._widen.get(name)
+        return name, (value.astype(widen) if widen and value.dtype != widen else value)
 
     def _infer(self, feed):
         key = feed_digest(feed)
@@ -251,6 +286,31 @@ class RemoteRunner(Runner):
         samples = result.get("timing", {}).get("samples_ms") or []
         peak = result.get("peak_rss_mb")
         return Timings.from_samples(samples, peak_rss_mb=float("nan") if peak is None else peak)
+
+    def stream_runs(self, feed, plan: dict, chunks: tuple[int, ...], repeats: int):
+        """The chunked-vs-full gate's calls (edgeseq.streaming.stream_plan's plan) run by the agent in one job, so a
+        stream costs one round trip, not one per chunk, and each call is timed on the device: (full-call seconds,
+        {chunk: each repeat's call seconds}, {chunk: the stream's outputs and final state, by declared names})."""
+        self.load()
+        feed = validate_feed(self._inputs, feed)
+        to_in = self._to_device
+        to_out = {declared: device for device, declared in self._from_device.items()}
+        job = {"state": [[to_in.get(i, i), to_out.get(o, o)] for i, o in plan["state"]],
+               "streamed": {to_in.get(n, n): axis for n, axis in plan["streamed"].items()},
+               "out_axes": {to_out.get(n, n): axis for n, axis in plan["out_axes"].items()},
+               "chunks": [int(c) for c in chunks], "repeats": int(repeats)}
+        result = self._job([feed], infer=False, timing=None, stream=job)
+        got: dict[int, dict[str, np.ndarray]] = {int(c): {} for c in chunks}
+        with np.load(Path(self._local) / "outputs.npz", allow_pickle=False) as data:
+            for key in data.files:
+                chunk, _, name = key.partition("/")
+                declared, value = self._declared_value(name, data[key])
+                got[int(chunk[5:])][declared] = value
+        timings = result.get("stream") or {}
+        calls = {int(c): [list(run) for run in timings.get("calls_s", {}).get(str(c), [])] for c in chunks}
+        if not timings.get("full_s") or not all(calls.values()):
+            raise DeviceError(f"{self.connection.label}: the device sent no stream timings back")
+        return list(timings["full_s"]), calls, got
 
     def node_trace(self, feed, *, warmup: int, iterations: int) -> list[dict]:
         """The device's onnxruntime profiler events for `iterations` runs after `warmup` (stage_profile maps them
@@ -287,14 +347,15 @@ class RemoteRunner(Runner):
             outputs: dict[int, dict[str, np.ndarray]] = {}
             for key in data.files:
                 case, _, name = key.partition("/")
-                outputs.setdefault(int(case[4:]), {})[self._from_device.get(name, name)] = data[key]
+                declared, value = self._declared_value(name, data[key])
+                outputs.setdefault(int(case[4:]), {})[declared] = value
         for i, (feed, case) in enumerate(zip(feeds, cases)):
             self._answers[feed_digest(feed)] = case["error"] or outputs.get(i, {})
 
     def _job(self, feeds: list[dict[str, np.ndarray]], *, infer: bool, timing: dict | None,
-             node_profile: dict | None = None) -> dict:
+             node_profile: dict | None = None, stream: dict | None = None) -> dict:
         local = Path(self._local)
-        np.savez(local / "feeds.npz", **{f"case{i}/{self._to_device.get(name, name)}": value
+        np.savez(local / "feeds.npz", **{f"case{i}/{self._to_device.get(name, name)}": self._device_value(name, value)
                                          for i, feed in enumerate(feeds) for name, value in feed.items()})
         job = {
             "model": f"cache/{self._model_name}",
@@ -307,13 +368,14 @@ class RemoteRunner(Runner):
             "infer": infer,
             "timing": timing,
             "node_profile": node_profile,
+            "stream": stream,
         }
         (local / "job.json").write_text(json.dumps(job))
         for stale in ("result.json", "outputs.npz"):
             (local / stale).unlink(missing_ok=True)
         self.connection.push([str(local / "feeds.npz"), str(local / "job.json")], f"{self.remote_dir}/{self.job_dir}")
         self._run_in_dir(self._python_command("run", f"{self.job_dir}/job.json"), self.timeout_s)
-        wanted = ["result.json", "outputs.npz"] if infer else ["result.json"]
+        wanted = ["result.json", "outputs.npz"] if infer or stream else ["result.json"]
         self.connection.pull([f"{self.remote_dir}/{self.job_dir}/{name}" for name in wanted], str(local))
         try:
             return json.loads((local / "result.json").read_text())

@@ -22,6 +22,7 @@ class OrtFormat(ExportFormat):
     needs = ("onnx", "onnxruntime")
     settings = frozenset({"quant", "calibration", "parent"})  # the ONNX export's: the .ort is converted from it
     runtime = RUNTIME
+    device_runtimes = ("onnxruntime",)  # a device's onnxruntime loads an .ort by its suffix (the agent keeps it)
 
     def looks_like(self, head: bytes) -> bool:
         return head[4:8] == IDENTIFIER

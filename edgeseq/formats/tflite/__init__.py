@@ -9,7 +9,7 @@ from ...enums import Format, Precision
 from ..contract import ExportFormat, ExportSettings
 from .metadata import read_metadata, update_metadata
 from .options import DEFAULT_MAX_TIME, EXTRA, PRECISIONS, TfliteOptions, validate_precision
-from .runner import TfliteRunner, declared_names, runner, runtime_devices
+from .runner import TfliteRunner, declared_names, declared_tensors, narrowed, runner, runtime_devices
 
 
 def export(spec, out_path, *, precision=Precision.FP32, options: TfliteOptions | None = None, weights=None):
@@ -63,5 +63,6 @@ class TfliteFormat(ExportFormat):
 FORMAT = TfliteFormat()
 
 __all__ = ["DEFAULT_MAX_TIME", "EXTRA", "FORMAT", "PRECISIONS", "TfliteFormat", "TfliteOptions", "TfliteRunner",
-           "validate_precision", "declared_names", "export", "read_metadata", "runner", "runtime_devices",
+           "validate_precision", "declared_names", "declared_tensors", "narrowed", "export", "read_metadata", "runner",
+           "runtime_devices",
            "update_metadata"]

@@ -182,11 +182,23 @@ def runner(path, *, device=None, threads=None) -> TfliteRunner:
 def declared_names(meta: dict, key: str) -> list[str] | None:
     """The tensor names edgeseq stamped under `key` (edgeseq.inputs / edgeseq.outputs), in signature order; None
     where there are none or they are unreadable (then the runtime's own names are all there is)."""
+    tensors = declared_tensors(meta, key)
+    return [name for name, _ in tensors] if tensors else None
+
+
+def declared_tensors(meta: dict, key: str) -> list[tuple[str, str | None]] | None:
+    """(name, declared dtype) of each tensor edgeseq stamped under `key`, in signature order; None as above."""
     try:
         value = _declared(meta, key, Path("?"))
     except ArtifactError:
         return None
-    return [d["name"] for d in value] if value else None
+    return [(d["name"], d.get("dtype")) for d in value] if value else None
+
+
+def narrowed(declared: str | None, actual: str) -> str | None:
+    """The dtype a file narrowed a declared one to (LiteRT's converter: int64 -> int32), which a runner elsewhere (a
+    device) must cast to on the way in and back from on the way out; None when it takes the declared dtype."""
+    return _narrowed(declared, actual)[1]
 
 
 def _declared(meta: dict, key: str, path: Path) -> list[dict] | None:
