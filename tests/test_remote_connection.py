@@ -97,17 +97,41 @@ def test_device_agent_speaks_the_hosts_protocol():
     from edgeseq.remote import agent, runner
 
     assert agent.ERROR_PREFIX == runner.ERROR_PREFIX
-    script = runner.agent_bytes()
-    assert script.startswith(b'"""edgeseq\'s device agent')
-    tree = ast.parse(script, feature_version=(3, 8))  # devices run older pythons than we do
+    sources = runner.agent_sources()
+    assert sources["agent.py"].startswith(b'"""edgeseq\'s device agent')
     imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            imported.add(node.module.split(".")[0])
+    for source in sources.values():
+        tree = ast.parse(source, feature_version=(3, 8))  # devices run older pythons than we do
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
     assert imported <= {"contextlib", "io", "json", "sys", "time", "os", "platform", "resource", "shutil", "struct",
-                        "subprocess", "tempfile", "zipfile", "numpy", "onnxruntime", "coremltools"}, imported  # the standard library, numpy, a runtime; never edgeseq
+                        "subprocess", "tempfile", "zipfile", "numpy", "onnxruntime", "coremltools",
+                        "agent", "agent_trtexec"}, imported  # the standard library, numpy, a runtime, its own modules
+    assert runner.agent_bytes() == runner.agent_bytes()  # byte-identical: the device's cached copy is reused
+
+
+def test_the_shipped_agent_runs_as_one_file_with_its_tensorrt_module(tmp_path):
+    """The zip python runs on the device: its own modules import each other there (no edgeseq), a bad verb is its
+    one usage line, and the TensorRT runtime (agent_trtexec.py) loads from inside the zip."""
+    import subprocess
+    import sys
+
+    from edgeseq.remote import runner
+
+    app = tmp_path / "agent-x.pyz"
+    app.write_bytes(runner.agent_bytes())
+    env = {"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}
+    bad = subprocess.run([sys.executable, "-I", str(app), "nope"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stderr.startswith(runner.ERROR_PREFIX + "usage: agent.py")
+    (tmp_path / "m.engine").write_bytes(b"")
+    (tmp_path / "m.engine.version").write_text("10.0")  # built and stamped: no trtexec call
+    (tmp_path / "job.json").write_text('{"engine": "m.engine", "onnx": "m.onnx", "inputs": [], "outputs": []}')
+    done = subprocess.run([sys.executable, "-I", str(app), "describe", str(tmp_path / "job.json"), "tensorrt",
+                           "tensorrt", "0"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0 and "TensorRT 10.0" in done.stdout, done.stdout + done.stderr
 
 
 def test_tensorrt_build_job_from_the_plan_and_without_one(tmp_path, lite_onnx):

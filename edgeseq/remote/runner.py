@@ -35,7 +35,9 @@ from ..runner import Runner
 from ..tensors import TensorSpec, validate_feed
 from .connection import Completed, Connection, RetryPolicy, validate_remote_path, last_line
 
-AGENT = "agent.py"  # shipped as package data of edgeseq.remote, copied to the device, never imported on the host
+# the device agent's modules (edgeseq.remote), shipped as one zip python runs; never imported on the host
+AGENT_MODULES = ("agent.py", "agent_trtexec.py")
+_AGENT_MAIN = b"import sys\n\nimport agent\n\nsys.exit(agent.main(sys.argv[1:]))\n"
 ERROR_PREFIX = "edgeseq-device-error: "  # kept equal to agent.ERROR_PREFIX (a test checks)
 PYTHON_RUNTIMES = {"onnxruntime": Format.ONNX, "litert": Format.TFLITE,
                    "tensorrt": Format.ONNX,  # TensorRT: the device builds its engine from the TensorRT-ready ONNX
@@ -45,8 +47,22 @@ _PROVIDERS = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda", "T
 DESCRIBE_TIMEOUT_S = 300
 
 
+def agent_sources() -> dict[str, bytes]:
+    """The agent's modules by file name, as they go into the zip."""
+    return {name: resources.files("edgeseq.remote").joinpath(name).read_bytes() for name in AGENT_MODULES}
+
+
 def agent_bytes() -> bytes:
-    return resources.files("edgeseq.remote").joinpath(AGENT).read_bytes()
+    """The agent as one zip application (`python agent-<hash>.pyz ...`): its modules and a __main__; fixed
+    timestamps, so the same sources give the same bytes and the device's cached copy is reused."""
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in [*agent_sources().items(), ("__main__.py", _AGENT_MAIN)]:
+            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
+    return out.getvalue()
 
 
 def feed_digest(feed: dict[str, np.ndarray]) -> str:
@@ -175,7 +191,7 @@ class RemoteRunner(Runner):
             if opener:
                 opener()
             agent = agent_bytes()
-            self._agent_name = f"agent-{hashlib.sha256(agent).hexdigest()[:16]}.py"
+            self._agent_name = f"agent-{hashlib.sha256(agent).hexdigest()[:16]}.pyz"
             zipped = ".zip" if self.path.is_dir() else ""  # a folder artifact travels as one zip file
             self._artifact_name = f"{sha256_path(self.path)[:16]}-{self.path.name}{zipped}"
             validate_remote_path(self._artifact_name, "artifact file name")
