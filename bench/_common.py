@@ -176,6 +176,23 @@ def _own_seconds() -> float:
     return t.user + t.system
 
 
+def add_timing_arguments(p, rounds: int = 10, iterations: int = 10) -> None:
+    """--threads, --rounds, --iterations, --quick and --out, as every interleaved-timing bench takes them."""
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=rounds, help=f"interleaved rounds (default {rounds})")
+    p.add_argument("--iterations", type=int, default=iterations,
+                   help=f"timed runs per runner per round (default {iterations})")
+    p.add_argument("--quick", action="store_true", help="3 rounds of 3; nothing written unless --out")
+    p.add_argument("--out", type=Path, default=None)
+
+
+def timing_out(args, name: str) -> Path | None:
+    """Where the results go (None for a --quick smoke run without --out); --quick also cuts the rounds to 3 of 3."""
+    if args.quick:
+        args.rounds, args.iterations = 3, 3
+    return args.out if args.out is not None else (None if args.quick else results_path(name))
+
+
 def interleaved_p50(a, b, feed, rounds: int, iterations: int) -> tuple[float, float, float | None]:
     """p50 ms of runner a and runner b, timed in alternating rounds so that load from other processes falls on both
     alike; also that load (ForeignLoad.share) meanwhile."""

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import interleaved_p50, print_table, results_path, write_report
+from _common import add_timing_arguments, interleaved_p50, print_table, timing_out, write_report
 
 import edgeseq
 from edgeseq.environment import fingerprint
@@ -71,15 +71,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["cbhg-lite", "cbhg"])
     p.add_argument("--times", nargs="+", type=int, default=[200, 1000])
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
-    p.add_argument("--iterations", type=int, default=10, help="timed runs per runner per round (default 10)")
-    p.add_argument("--quick", action="store_true", help="3 rounds of 3; nothing written unless --out")
-    p.add_argument("--out", type=Path, default=None)
+    add_timing_arguments(p, rounds=10, iterations=10)
     args = p.parse_args(argv)
-    if args.quick:
-        args.rounds, args.iterations = 3, 3
-    out = args.out if args.out is not None else (None if args.quick else results_path("executorch-vs-litert"))
+    out = timing_out(args, "executorch-vs-litert")
     started = time.perf_counter()
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-et-") as tmp:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import interleaved_p50, print_table, results_path, write_report
+from _common import add_timing_arguments, interleaved_p50, print_table, timing_out, write_report
 
 from edgeseq.environment import fingerprint
 
@@ -96,15 +96,9 @@ def measure(name: str, args, workdir: Path) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--layers", nargs="+", default=list(LAYERS), choices=list(LAYERS), metavar="LAYER")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
-    p.add_argument("--iterations", type=int, default=20, help="timed runs per runtime per round (default 20)")
-    p.add_argument("--quick", action="store_true", help="3 rounds of 3; nothing written unless --out")
-    p.add_argument("--out", type=Path, default=None)
+    add_timing_arguments(p, rounds=10, iterations=20)
     args = p.parse_args(argv)
-    if args.quick:
-        args.rounds, args.iterations = 3, 3
-    out = args.out if args.out is not None else (None if args.quick else results_path("executorch-kernels"))
+    out = timing_out(args, "executorch-kernels")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-et-kernels-") as tmp:
         results = [measure(name, args, Path(tmp)) for name in args.layers]
