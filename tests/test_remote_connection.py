@@ -109,7 +109,7 @@ def test_device_agent_speaks_the_hosts_protocol():
                 imported.add(node.module.split(".")[0])
     assert imported <= {"contextlib", "io", "json", "sys", "time", "os", "platform", "resource", "shutil", "struct",
                         "subprocess", "tempfile", "zipfile", "numpy", "onnxruntime", "coremltools",
-                        "agent", "agent_trtexec"}, imported  # the standard library, numpy, a runtime, its own modules
+                        "agent", "agent_base", "agent_trtexec"}, imported  # the standard library, numpy, a runtime, its own modules
     assert runner.agent_bytes() == runner.agent_bytes()  # byte-identical: the device's cached copy is reused
 
 

@@ -14,14 +14,20 @@ outputs ("case<i>/<output name>"; a stream's "chunk<c>/<output name>"). A proble
 the runtime missing, a model the runtime rejects, a provider the build lacks) is one line on stderr starting with
 ERROR_PREFIX and exit code 3.
 
-Nothing here is imported by edgeseq on the host; the host ships this file and agent_trtexec.py (the TensorRT
-build-and-run job) as one zip that python runs (runner.agent_bytes), so the device still gets one file.
+Nothing here is imported by edgeseq on the host; the host ships this file, agent_base.py (what both share) and
+agent_trtexec.py (the TensorRT build-and-run job) as one zip that python runs (runner.agent_bytes), so the device
+still gets one file.
 """
 
 import json
 import os
 import sys
 import time
+
+try:
+    from .agent_base import DeviceError, _import_numpy  # imported on the host (tests)
+except ImportError:
+    from agent_base import DeviceError, _import_numpy  # shipped: beside this file in the agent's zip
 
 ERROR_PREFIX = "edgeseq-device-error: "
 PROTOCOL = 1
@@ -44,10 +50,6 @@ _ORT_PROVIDERS = {
 }
 
 
-class DeviceError(Exception):
-    """Reported to the host as one line; exit code 3."""
-
-
 def _ort_session(ort, path, options, providers):
     """No "EP Error ... Falling back" banner from onnxruntime on stdout, which carries this agent's JSON."""
     import contextlib
@@ -62,14 +64,6 @@ def _first_line(exc):
         return "the file holds bytes that are not text where the model needs a name (corrupt or truncated?)"
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     return (lines[0] if lines else type(exc).__name__)[:300]
-
-
-def _import_numpy():
-    try:
-        import numpy
-    except ImportError:
-        raise DeviceError("numpy is not installed for %s on the device (pip install numpy)" % sys.executable)
-    return numpy
 
 
 # ---- onnxruntime ----------------------------------------------------------------------------------------------------

@@ -7,9 +7,9 @@ import json
 import os
 
 try:
-    from .agent import DeviceError, _import_numpy  # imported on the host (tests)
+    from .agent_base import DeviceError, _import_numpy  # imported on the host (tests)
 except ImportError:
-    from agent import DeviceError, _import_numpy  # shipped: beside agent.py in the agent's zip
+    from agent_base import DeviceError, _import_numpy  # shipped: beside agent.py in the agent's zip
 
 
 _TRT_DTYPES = {"float32": "<f4", "float16": "<f2", "int32": "<i4", "int64": "<i8", "int8": "i1", "bool": "?"}

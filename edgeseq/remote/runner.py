@@ -36,7 +36,7 @@ from ..tensors import TensorSpec, validate_feed
 from .connection import Completed, Connection, RetryPolicy, validate_remote_path, last_line
 
 # the device agent's modules (edgeseq.remote), shipped as one zip python runs; never imported on the host
-AGENT_MODULES = ("agent.py", "agent_trtexec.py")
+AGENT_MODULES = ("agent.py", "agent_base.py", "agent_trtexec.py")
 _AGENT_MAIN = b"import sys\n\nimport agent\n\nsys.exit(agent.main(sys.argv[1:]))\n"
 ERROR_PREFIX = "edgeseq-device-error: "  # kept equal to agent.ERROR_PREFIX (a test checks)
 PYTHON_RUNTIMES = {"onnxruntime": Format.ONNX, "litert": Format.TFLITE,
