@@ -141,13 +141,9 @@ def test_the_gate_just_over_and_just_under_the_fp32_tolerance(stream_onnx, rel, 
 
 
 def _agent():
-    from importlib.util import module_from_spec, spec_from_file_location
-    from pathlib import Path
+    from edgeseq.remote import agent  # the module the device runs from the agent's zip
 
-    spec = spec_from_file_location("device_agent", Path(edgeseq.__file__).parent / "remote" / "agent.py")
-    module = module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return agent
 
 
 def test_the_device_agent_streams_as_the_host_does(stream_onnx):
