@@ -233,7 +233,7 @@ def test_python_runner_over_adb_end_to_end(tmp_path, lite_onnx):
     assert verbs == ["shell", "push", "shell", "push", "shell", "pull", "shell"]  # probe+push+describe, job, cleanup
     assert all(c[:3] == ["adb", "-s", "emulator-5554"] for c in log)
     job = next(c[-1] for c in log if c[3] == "shell" and " run " in c[-1])
-    assert re.fullmatch(rf"cd {tmp_path}/phone && {sys.executable} cache/agent-[0-9a-f]{{16}}\.py run "
+    assert re.fullmatch(rf"cd {tmp_path}/phone && {sys.executable} cache/agent-[0-9a-f]{{16}}\.pyz run "
                         r"jobs/[0-9a-f]{12}/job\.json", job), job
     assert not math.isnan(result.worst.rel_l2)
 
