@@ -1,12 +1,13 @@
-"""ExecuTorch's .pte against LiteRT's .tflite, fp32: p50 from one artifact per format at several T, and export time.
+"""ExecuTorch's .pte against LiteRT's .tflite at each precision: p50 from one artifact per format at several T,
+error, size and export time.
 
-For each model (batch 1, real speech, 1 thread by default):
-  1. one fp32 .pte (max_time = the longest T asked) and one fp32 .tflite, each export timed;
+For each model and precision (batch 1, real speech, 1 thread by default):
+  1. one .pte (max_time = the longest T asked) and one .tflite at that precision, each export timed;
   2. at each T: both runners' relative L2 error against the PyTorch original, then their p50 timed in interleaved
      rounds (_common.interleaved_p50) and the ratio executorch / litert (issue #18's target: <= 1.3);
   3. the .pte's plan: its recurrence chunk K and how many methods it chains.
 
-    python bench/bench_executorch.py            # cbhg-lite + cbhg, T=200 and 1000, 1 thread
+    python bench/bench_executorch.py            # cbhg-lite + cbhg, fp32 / fp16 / int8-dynamic, T=200 and 1000
     python bench/bench_executorch.py --quick    # smoke test: few rounds, nothing written unless --out
 """
 
@@ -31,14 +32,14 @@ def rel_l2(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
 
 
-def measure(model: str, args, workdir: Path) -> list[dict]:
+def measure(model: str, precision: str, args, workdir: Path) -> list[dict]:
     import torch
 
     spec = edgeseq.get_model(model)
     made, seconds = {}, {}
     for fmt in ("executorch", "tflite"):
         t0 = time.perf_counter()
-        made[fmt] = edgeseq.export(model, fmt, out_dir=workdir, max_time=max(args.times))
+        made[fmt] = edgeseq.export(model, fmt, out_dir=workdir, precision=precision, max_time=max(args.times))
         seconds[fmt] = time.perf_counter() - t0
     plan = json.loads(read_metadata(made["executorch"].path)["edgeseq.plan"])
     chunk = [s["steps"] for s in plan["steps"] if s["kind"] == "scan"]
@@ -54,7 +55,7 @@ def measure(model: str, args, workdir: Path) -> list[dict]:
             out = spec.output_names[0]
             errors = {"executorch": rel_l2(et.infer(feed)[out], want), "litert": rel_l2(lite.infer(feed)[out], want)}
             p50_et, p50_lite, load = interleaved_p50(et, lite, feed, args.rounds, args.iterations)
-            rows.append({"model": model, "time": t, "batch": 1, "threads": args.threads,
+            rows.append({"model": model, "precision": precision, "time": t, "batch": 1, "threads": args.threads,
                          "rel_l2_executorch": errors["executorch"], "rel_l2_litert": errors["litert"],
                          "p50_ms_executorch": round(p50_et, 4), "p50_ms_litert": round(p50_lite, 4),
                          "ratio_executorch_over_litert": round(p50_et / p50_lite, 4),
@@ -71,6 +72,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["cbhg-lite", "cbhg"])
     p.add_argument("--times", nargs="+", type=int, default=[200, 1000])
+    p.add_argument("--precisions", nargs="+", default=["fp32", "fp16", "int8-dynamic"])
     add_timing_arguments(p, rounds=10, iterations=10)
     args = p.parse_args(argv)
     out = timing_out(args, "executorch-vs-litert")
@@ -78,14 +80,16 @@ def main(argv=None) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-et-") as tmp:
         for model in args.models:
-            results += measure(model, args, Path(tmp) / model)
-    print_table(["model", "T", "rel L2 et", "rel L2 litert", "p50 et ms", "p50 litert ms", "et/litert", "export et s",
-                 "export litert s"],
-                [(r["model"], r["time"], f"{r['rel_l2_executorch']:.1e}", f"{r['rel_l2_litert']:.1e}",
+            for precision in args.precisions:
+                results += measure(model, precision, args, Path(tmp) / model / precision)
+    print_table(["model", "precision", "T", "rel L2 et", "rel L2 litert", "p50 et ms", "p50 litert ms", "et/litert", "export et s",
+                 "export litert s", "size et / litert"],
+                [(r["model"], r["precision"], r["time"], f"{r['rel_l2_executorch']:.1e}", f"{r['rel_l2_litert']:.1e}",
                   r["p50_ms_executorch"], r["p50_ms_litert"], r["ratio_executorch_over_litert"],
-                  r["export_s_executorch"], r["export_s_litert"]) for r in results],
-                f"ExecuTorch (.pte) vs LiteRT (.tflite), fp32: batch 1, {args.threads} thread(s), one artifact each")
-    settings = {k: getattr(args, k) for k in ("models", "times", "threads", "rounds", "iterations", "quick")}
+                  r["export_s_executorch"], r["export_s_litert"],
+                  f"{r['size_bytes_executorch'] / r['size_bytes_litert']:.2f}") for r in results],
+                f"ExecuTorch (.pte) vs LiteRT (.tflite), each precision: batch 1, {args.threads} thread(s), one artifact each")
+    settings = {k: getattr(args, k) for k in ("models", "precisions", "times", "threads", "rounds", "iterations", "quick")}
     write_report(out, "executorch-vs-litert", started, fingerprint(), settings, results)
     return 0
 

@@ -11,6 +11,11 @@ import edgeseq
 if not __import__("torch").cuda.is_available():  # Triton kernels run on its CPU interpreter here (test_triton_gru.py)
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# pytest-xdist's workers start with COLUMNS=80 set (the README's test command runs two); the CLI's console takes it
+# for a terminal's width and would crop its tables, where a CI log gets the full width (edgeseq/cli/console.py)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+
 COVERS_OUT = "EDGESEQ_COVERS_OUT"  # tests/test_support.py: where a collection run lists the (model, format) pairs
 
 

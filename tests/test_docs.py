@@ -259,7 +259,7 @@ def test_readme_test_command_is_what_ci_runs():
                 if b.lang == "bash" and section.find(b.code.strip()) >= 0]
     test_cmd = next(c for c in commands if "pytest" in c)
     assert test_cmd == ("pip install torch==2.13.0 && pip install -e '.[onnx,report,tflite,coreml,executorch,test]' && "
-                        "python -m pytest -m \"not slow\""), test_cmd
+                        "python -m pytest -m \"not slow\" -n 2 --dist loadfile"), test_cmd
     ci = [ln.strip() for ln in (ROOT / ".ci/run").read_text().splitlines()
           if ln.strip() and not ln.strip().startswith("#")]
     ci_words = [shlex.split(ln) for ln in ci]
@@ -269,7 +269,7 @@ def test_readme_test_command_is_what_ci_runs():
                        for w in ci_words), f".ci/run does not run {' '.join(words)}"
         else:
             assert words in ci_words, f".ci/run does not run {' '.join(words)}"
-    assert ci_words[-1] == shlex.split('python -m pytest -m "not slow"'), ci[-1]
+    assert ci_words[-1] == shlex.split('python -m pytest -m "not slow" -n 2 --dist loadfile'), ci[-1]
 
 
 _LINK = re.compile(r"\]\((?P<target>[^)\s#]+)(?:#[^)]*)?\)")

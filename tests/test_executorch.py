@@ -65,9 +65,30 @@ def test_rows_are_named_and_run_on_the_cpu(lite):
 
 
 def test_a_precision_it_does_not_make_is_refused_before_any_work(tmp_path):
-    with pytest.raises(UnsupportedError, match="ExecuTorch export at fp16 is not available"):
-        edgeseq.export("cbhg-lite", "executorch", precision="fp16", out_dir=tmp_path)
+    with pytest.raises(UnsupportedError, match="ExecuTorch export at int8-static is not available"):
+        edgeseq.export("cbhg-lite", "executorch", precision="int8-static", out_dir=tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+# the quantizer's census for cbhg-lite: its 4 linears and 1 pointwise projection are int8; its depthwise convs and
+# the bank's pointwise convs stay float
+PRECISION_NOTES = {"fp16": "fp16: every dynamic-T method computes in half precision (fp32 in and out); the 1 "
+                           "recurrence method(s) (the GRUs' hidden-state matmuls) stay fp32",
+                   "int8-dynamic": "int8-dynamic: 5 of 24 weighted ops in int8 (the rest float): conv2d 1/20, "
+                                   "linear 4/4; the 1 recurrence method(s) (the GRUs' hidden-state matmuls) stay fp32"}
+
+
+@pytest.mark.parametrize("precision", list(PRECISION_NOTES))
+def test_below_fp32_one_artifact_passes_the_sweep_and_says_what_stayed_float(lite, precision, tmp_path):
+    """fp16 and int8-dynamic .pte files pass their precision's tolerance at T = 1, 200 and the sweep's longest, are
+    smaller than the fp32 file, and name which ops left fp32 (the recurrence never does)."""
+    artifact = edgeseq.export("cbhg-lite", "executorch", precision=precision, out_dir=tmp_path, max_time=LONG)
+    assert formats.read_metadata(artifact.path)["edgeseq.precision"] == precision
+    assert PRECISION_NOTES[precision] in artifact.notes
+    assert Path(artifact.path).stat().st_size < Path(lite.path).stat().st_size
+    result = edgeseq.check(artifact.path, times=(1, 200, LONG), batches=(1,))
+    assert result.precision == precision and result.passed, result.worst
+    assert result.worst.rel_l2 > 1e-5  # it computes below fp32: a copy of the fp32 graph would be ~1e-7
 
 
 def test_a_corrupt_pte_is_a_one_line_artifact_error(lite, tmp_path, run_cli):
@@ -128,3 +149,30 @@ def test_an_op_the_runtime_has_no_kernel_for_is_named_at_export():
     with pytest.raises(UnsupportedError, match=r"^cbhg-lite: ExecuTorch's runtime has no kernel for sort \(in "
                                                r"piece_0\); rewrite that step without it, or use -f onnx / tflite$"):
         _refuse_missing_kernels({"aten": {"piece_0:sort", "piece_0:slice_copy"}}, spec)
+
+
+def test_int8_dynamic_keeps_no_float_copy_of_a_quantized_weight():
+    """convert_pt2e leaves the float weight it quantized in the module; the method must not carry it too (cbhg's
+    .pte would be 16.5 MB, above fp32's 13.7 MB). The census names the float leftovers (a depthwise conv here)."""
+    import torch
+
+    from edgeseq.enums import Precision
+    from edgeseq.formats.executorch.precision import lower_precision
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.depthwise = torch.nn.Conv1d(16, 16, 3, padding=1, groups=16)
+            self.proj = torch.nn.Linear(16, 32)
+
+        def forward(self, x):
+            return self.proj(self.depthwise(x).transpose(1, 2))
+
+    example = (torch.randn(1, 16, 9),)
+    program = torch.export.export(Net().eval(), example, strict=False)
+    quantized, census = lower_precision(program, example, None, Precision.INT8_DYNAMIC)
+    assert census == {"int8": {"linear": 1}, "float": {"conv1d": 1}}
+    floats = {k: v for k, v in quantized.state_dict.items() if v.dtype == torch.float32 and v.numel() >= 16 * 32}
+    assert not floats, list(floats)
+    assert any(v.dtype == torch.int8 for v in [*quantized.state_dict.values(), *quantized.constants.values()])
+    assert lower_precision(program, example, None, Precision.FP32) == (program, {})

@@ -56,6 +56,7 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
     require("executorch.exir", EXTRA, quiet=True)
     from ...models.weights import state_dict_sha256
     from ..tflite.rewrites import contains, masked_packing
+    from .precision import lower_precision
     from .rewrites import rewrite_for_export
     from .split import Piece, ScanChunk, _ExportFailed, split_program
 
@@ -80,12 +81,15 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
                                                        probe_args,
                                                        lambda a: a[0].shape[time_axis] if time_axis is not None else 0)
             _refuse_packed(steps, spec)
-            programs, plan = {}, []
+            programs, plan, weighted = {}, [], {"int8": {}, "float": {}}
             for step in steps:
                 if isinstance(step, Piece):
                     shapes = tuple({ax: time_dim} if ax is not None and dynamic else None for ax in step.time_axes)
-                    programs[step.name] = torch.export.export(step.module, step.examples, dynamic_shapes=shapes,
-                                                              strict=False)
+                    program = torch.export.export(step.module, step.examples, dynamic_shapes=shapes, strict=False)
+                    programs[step.name], census = lower_precision(program, step.examples, shapes, precision)
+                    for kind, ops in census.items():
+                        for op, n in ops.items():
+                            weighted[kind][op] = weighted[kind].get(op, 0) + n
                     plan.append({"kind": "method", "method": step.name, "inputs": step.inputs,
                                  "outputs": step.outputs, "time_axes": step.time_axes})
                 else:
@@ -128,9 +132,24 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
               f"{len(plan) - n_scans} method(s) with T dynamic up to {options.max_time}; batch runs row by row"),
              (f"XNNPACK runs {census['delegated']} delegate call(s) over all methods; left on portable kernels: "
               f"{portable}")]
+    if precision is not Precision.FP32:
+        notes.append(_precision_note(precision, weighted, n_scans))
     return artifact_for(out_path, Format.EXECUTORCH, precision, spec, weights_sha256=weights_sha,
                         exporter=meta["edgeseq.exporter"] + " + xnnpack", export_seconds=round(elapsed, 3),
                         notes=tuple(notes))
+
+
+def _precision_note(precision: Precision, weighted: dict, n_scans: int) -> str:
+    """Which ops run below fp32 and which stayed float (the recurrence methods always do)."""
+    recurrence = f"the {n_scans} recurrence method(s) (the GRUs' hidden-state matmuls) stay fp32"
+    if precision is Precision.FP16:
+        return f"fp16: every dynamic-T method computes in half precision (fp32 in and out); {recurrence}"
+    total = {op: weighted["int8"].get(op, 0) + weighted["float"].get(op, 0)
+             for op in {*weighted["int8"], *weighted["float"]}}
+    each = ", ".join(f"{op} {weighted['int8'].get(op, 0)}/{n}" for op, n in sorted(total.items()))
+    left = " (the rest float)" if weighted["float"] else ""
+    return (f"int8-dynamic: {sum(weighted['int8'].values())} of {sum(total.values())} weighted ops in int8{left}: "
+            f"{each}; {recurrence}")
 
 
 def _refuse_packed(steps, spec) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ...enums import Precision
 
 EXTRA = "executorch"
-PRECISIONS = (Precision.FP32,)
+PRECISIONS = (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC)  # precision.py: how, and why not static
 # ExecuTorch plans every activation buffer for the upper bound of T, so the bound costs memory: cbhg needs ~50 MB at
 # 2048 frames (25.6 s at 80 frames/s). A longer input is refused with one line (re-export with a larger max_time).
 DEFAULT_MAX_TIME = 2048

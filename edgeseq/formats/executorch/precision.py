@@ -1,0 +1,85 @@
+"""The .pte's precisions below fp32, applied to the dynamic-T methods (the convolutions, projections, highway and
+the GRUs' input projections: nearly all the FLOPs). The recurrence methods stay fp32: K small steps whose hidden
+state would be requantized at every step, and XNNPACK's quantizer leaves the GRU's matmuls float anyway.
+
+- fp16: each method computes in half precision inside (weights and activations), its inputs and outputs stay fp32,
+  so the runner's plan and the recurrence methods do not change;
+- int8-dynamic: XNNPACK's PT2E quantizer, dynamic per-token activations and per-channel int8 weights on every
+  linear (the exporter writes the convolutions as linears); no calibration data, like ONNX / TFLite int8-dynamic.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ...enums import Precision
+
+WEIGHTED = ("linear", "conv1d", "conv2d", "convolution")
+
+
+def lower_precision(program, examples: tuple, dynamic_shapes, precision: Precision) -> tuple:
+    """An exported dynamic-T method -> (the same method at `precision`, exported again; {"int8": {op: n}, "float":
+    {op: n}}: which weighted ops the quantizer took and which it left float). fp32 and fp16 come back unchanged /
+    all in half, with an empty census."""
+    if precision is Precision.FP32:
+        return program, {}
+    census = {}
+    if precision is Precision.FP16:  # forward(*args): torch.export names the shapes by that parameter
+        module, dynamic_shapes = _Half(program.module()), {"args": dynamic_shapes}
+    else:
+        module = _int8_dynamic(program.module(), examples)
+        census = weighted_ops(module)
+    return torch.export.export(module, examples, dynamic_shapes=dynamic_shapes, strict=False), census
+
+
+def weighted_ops(module) -> dict[str, dict[str, int]]:
+    """Each linear / convolution of a converted PT2E graph, by whether its weight arrives through a dequantize (the
+    quantizer took it) or as a float parameter."""
+    census = {"int8": {}, "float": {}}
+    for node in module.graph.nodes:
+        op = str(getattr(node.target, "__name__", node.target)).split(".")[0]
+        if node.op != "call_function" or op not in WEIGHTED or len(node.args) < 2:
+            continue
+        weight = node.args[1]
+        kind = "int8" if "dequantize" in str(getattr(weight, "target", "")) else "float"
+        census[kind][op] = census[kind].get(op, 0) + 1
+    return census
+
+
+def _int8_dynamic(module, examples: tuple):
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True))
+    prepared = prepare_pt2e(module, quantizer)
+    prepared(*examples)  # dynamic activations need no statistics; the pass still wants one run
+    return _drop_unused(convert_pt2e(prepared))
+
+
+def _drop_unused(module):
+    """convert_pt2e folds each quantized weight into a new int8 constant but keeps the float parameter it came from;
+    torch.export would lift it too, and the .pte would carry both (cbhg: 16.5 MB against fp32's 13.7 MB)."""
+    used = {node.target for node in module.graph.nodes if node.op == "get_attr"}
+    for name, _ in [*module.named_parameters(), *module.named_buffers()]:
+        if name not in used:
+            owner, _, leaf = name.rpartition(".")
+            delattr(module.get_submodule(owner) if owner else module, leaf)
+    return module
+
+
+class _Half(torch.nn.Module):
+    """Runs `inner` in half precision between fp32 inputs and outputs (integer inputs such as lengths pass as they
+    are)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner.half()
+
+    def forward(self, *args):
+        outs = self.inner(*(a.half() if a.is_floating_point() else a for a in args))
+        if isinstance(outs, torch.Tensor):
+            return outs.float()
+        return type(outs)(o.float() if o.is_floating_point() else o for o in outs)
