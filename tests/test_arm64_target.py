@@ -283,6 +283,32 @@ def test_the_root_is_keyed_by_what_it_installs(tool, monkeypatch, tmp_path):
     assert tool.root_info(first) is None
 
 
+def test_under_sudo_the_profiles_and_state_are_the_callers(tool, monkeypatch):
+    """`sudo tools/arm64-target up` works as root for the caller: the profiles and the target's state (its client key,
+    known_hosts) go under the caller's home and are handed to them, so their edgeseq finds `arm64-qemu`; a plain
+    root run (CI) keeps root's own, and a SUDO_USER left in a user's shell is not root's business."""
+    import pwd
+
+    for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "EDGESEQ_DEVICES_DIR", "EDGESEQ_ARM64_STATE"):
+        monkeypatch.delenv(name, raising=False)
+    caller, root = pwd.getpwnam("nobody"), pwd.getpwuid(0)
+    chowned = []
+    monkeypatch.setattr(tool.os, "chown", lambda path, uid, gid: chowned.append((str(path), uid, gid)))
+    monkeypatch.setattr(tool.os, "geteuid", lambda: 0)
+    monkeypatch.setenv("SUDO_USER", "nobody")
+    assert tool.profile_dir() == Path(caller.pw_dir) / ".config" / "edgeseq" / "devices"
+    assert tool.state_dir() == Path(caller.pw_dir) / ".cache" / "edgeseq" / "arm64-target"
+    tool.give(Path("/k"))
+    assert chowned == [("/k", caller.pw_uid, caller.pw_gid)]
+    monkeypatch.delenv("SUDO_USER")
+    assert tool.profile_dir() == Path(root.pw_dir) / ".config" / "edgeseq" / "devices"
+    tool.give(Path("/k"))
+    assert len(chowned) == 1  # root's files stay root's
+    monkeypatch.setenv("SUDO_USER", "root")  # not root: whoever this process is, whatever the variable says
+    monkeypatch.setattr(tool.os, "geteuid", lambda: caller.pw_uid)
+    assert tool.login().pw_name == "nobody"
+
+
 def test_bad_cpu_is_one_line(tool, capsys):
     assert tool.main(["up", "--cpu", "cortex-x9"]) == 2
     err = capsys.readouterr().err.strip()
