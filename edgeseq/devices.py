@@ -23,6 +23,7 @@ class Runtime(_Named):
     TENSORRT = "tensorrt"
     TORCH = "torch"
     COREML = "coreml"
+    EXECUTORCH = "executorch"
 
 
 class Delegate(_Named):
@@ -49,9 +50,10 @@ _LOCAL_DELEGATES = {
     Runtime.TENSORRT: (Delegate.TENSORRT, Delegate.CUDA, Delegate.GPU),
     Runtime.TORCH: (Delegate.CPU, Delegate.CUDA, Delegate.GPU),
     Runtime.COREML: (Delegate.CPU, Delegate.GPU, Delegate.ANE, Delegate.ALL),  # on macOS; a Mac over ssh otherwise
+    Runtime.EXECUTORCH: (Delegate.CPU, Delegate.XNNPACK),
 }
 RUNTIME_FORMAT = {Runtime.ONNXRUNTIME: Format.ONNX, Runtime.LITERT: Format.TFLITE, Runtime.TENSORRT: Format.TENSORRT,
-                  Runtime.TORCH: Format.TORCH, Runtime.COREML: Format.COREML}
+                  Runtime.TORCH: Format.TORCH, Runtime.COREML: Format.COREML, Runtime.EXECUTORCH: Format.EXECUTORCH}
 
 
 ADB_REMOTE_DIR = "/data/local/tmp/edgeseq"
@@ -112,8 +114,10 @@ class DeviceProfile:
                              f"{'cuda' if gpu else 'cpu'} rows and recipe budgets time), not a runtime for artifact "
                              f"files; to run an .onnx on {where} use {use}")
         if fmt is not RUNTIME_FORMAT[self.runtime]:
+            from .formats import get
+
             raise InputError(f"device {self.name!r} runs {self.runtime.value}, which takes "
-                             f".{RUNTIME_FORMAT[self.runtime].value} files; "
+                             f"{get(RUNTIME_FORMAT[self.runtime]).suffixes[0]} files; "
                              f"this artifact is {fmt.value}")
         if self.delegate not in delegates:
             raise InputError(f"device {self.name!r}: edgeseq runs {self.runtime.value} on this machine with "

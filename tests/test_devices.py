@@ -19,6 +19,21 @@ def test_shipped_profiles_load_and_cover_the_targets():
     assert profiles["local-cpu"].local and profiles["local-cpu"].runner_device() == "cpu"
 
 
+def test_the_devices_listing_says_which_files_each_profile_runs(run_cli):
+    """`edgeseq devices --json`: an onnxruntime board takes .onnx and .ort, an executorch board a .pte, a TensorRT
+    board the .onnx it builds from, Core ML a .mlpackage; PyTorch on this GPU takes no file."""
+    import json
+
+    proc = run_cli("devices", "--json")
+    assert proc.returncode == 0, proc.stderr
+    files = {d["name"]: d["files"] for d in json.loads(proc.stdout)}
+    assert files["raspberry-pi-5"] == [".onnx", ".ort"] and files["raspberry-pi-5-executorch"] == [".pte"]
+    assert files["jetson-orin"] == [".onnx"] and files["mac-coreml"] == [".mlpackage"]
+    assert files["pixel-8"] == [".tflite"] and files["local-cpu"] == [".onnx"] and files["local-cuda"] == []
+    pi = get_profile("raspberry-pi-5-executorch")
+    assert (pi.runtime, pi.delegate, pi.format) == (Runtime.EXECUTORCH, Delegate.XNNPACK, Format.EXECUTORCH)
+
+
 def test_by_name_or_path(tmp_path):
     assert get_profile("pixel-8").name == "pixel-8"
     path = tmp_path / "mine.toml"
@@ -65,7 +80,7 @@ def test_coreml_profiles_reach_a_mac_with_core_mls_own_compute_units():
     assert (ane.runner_device(), [p.value for p in ane.precisions]) == ("ane", ["fp16"])
     local = dataclasses.replace(mac, transport=dataclasses.replace(mac.transport, kind=TransportKind.LOCAL))
     local.validate_local(Format.COREML)  # on macOS the local runner takes it; elsewhere it says macOS at load
-    with pytest.raises(InputError, match="runs coreml, which takes .coreml files; this artifact is onnx"):
+    with pytest.raises(InputError, match="runs coreml, which takes .mlpackage files; this artifact is onnx"):
         local.validate_local(Format.ONNX)
     with pytest.raises(InputError, match="not the xnnpack delegate"):
         dataclasses.replace(local, delegate=Delegate.XNNPACK).validate_local(Format.COREML)

@@ -3,6 +3,7 @@ computes at every T from 1 to its max_time (the chunk boundaries and the batch i
 plan in the file, and refuses what it cannot serve with one line."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,51 @@ def test_int8_dynamic_keeps_no_float_copy_of_a_quantized_weight():
     assert not floats, list(floats)
     assert any(v.dtype == torch.int8 for v in [*quantized.state_dict.values(), *quantized.constants.values()])
     assert lower_precision(program, example, None, Precision.FP32) == (program, {})
+
+
+# ---- on a board: a profile with runtime = "executorch", reached over ssh ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    from test_remote_ssh import MISSING, Sshd
+
+    if MISSING:
+        pytest.skip(f"needs {', '.join(MISSING)}: apt-get install openssh-server openssh-client")
+    server = Sshd(tmp_path_factory.mktemp("sshd-et")).start()
+    yield server
+    server.stop()
+
+
+def test_a_board_runs_the_pte_through_the_device_agent(lite, sshd, tmp_path):
+    """The device agent runs the .pte's plan with the interpreter this machine's runner uses (plan_exec.py, shipped
+    in its zip), so a board with executorch gives the local runner's answers: the same bytes here, where the
+    "board" is this CPU at the same thread count. The sweep and a batch go in one job."""
+    import numpy as np
+
+    profile = str(sshd.profile("pi-et", runtime="executorch", delegate="xnnpack"))
+    result = edgeseq.check(lite.path, device=profile, times=(1, 9, LONG), batches=(1, 2))
+    assert result.passed and result.runtime == "executorch-xnnpack@pi-et", result.failures
+    feed = LITE.example_inputs(time=37, batch=2, source="random")
+    with edgeseq.load(lite.path, device=profile) as remote, formats.runner_for(lite.path, threads=2) as local:
+        assert remote.metadata["edgeseq.plan"] == local.metadata["edgeseq.plan"]
+        got, want = remote.infer(feed), local.infer(feed)
+    assert set(got) == set(want) and all(np.array_equal(got[k], want[k]) for k in want)
+    timing = edgeseq.profile(lite.path, device=profile, time=50, iterations=3, warmup=1)
+    assert timing.runtime == "executorch-xnnpack@pi-et" and timing.iterations == 3 and timing.p50_ms > 0
+
+
+def test_a_board_without_executorch_or_given_another_file_is_one_line(lite, sshd, lite_onnx, tmp_path, run_cli):
+    block = tmp_path / "block" / "executorch"
+    block.mkdir(parents=True)
+    (block / "__init__.py").write_text("raise ImportError('No module named executorch')\n")
+    python = tmp_path / "python-without-et"
+    python.write_text(f"#!/bin/sh\nPYTHONPATH={block.parent} exec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    line = assert_one_line_error(run_cli("check", lite.path, "--device",
+                                         str(sshd.profile("pi-et", runtime="executorch", python=str(python)))))
+    assert "pi-et (" in line and "executorch is not installed for " in line, line
+    assert "on the device (pip install executorch; its runtime imports torch)" in line, line
+    line = assert_one_line_error(run_cli("check", lite_onnx.path, "--device",
+                                         str(sshd.profile("pi-et", runtime="executorch"))))
+    assert "runs executorch, which takes .pte files; cbhg-lite.fp32.onnx is onnx" in line, line

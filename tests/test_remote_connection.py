@@ -108,8 +108,10 @@ def test_device_agent_speaks_the_hosts_protocol():
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 imported.add(node.module.split(".")[0])
     assert imported <= {"contextlib", "io", "json", "sys", "time", "os", "platform", "resource", "shutil", "struct",
-                        "subprocess", "tempfile", "zipfile", "numpy", "onnxruntime", "coremltools",
-                        "agent", "agent_base", "agent_trtexec"}, imported  # the standard library, numpy, a runtime, its own modules
+                        "subprocess", "tempfile", "zipfile", "numpy", "onnxruntime", "coremltools", "executorch",
+                        "torch", "agent", "agent_base", "agent_trtexec", "agent_executorch", "plan_exec"}, imported
+    # the standard library, numpy, a runtime (torch: ExecuTorch's bindings take its tensors), its own modules
+    assert "plan_exec.py" in sources  # ExecuTorch's plan interpreter, from its format package (agent_modules)
     assert runner.agent_bytes() == runner.agent_bytes()  # byte-identical: the device's cached copy is reused
 
 

@@ -545,5 +545,5 @@ def test_a_coreml_device_gets_the_package_zipped_and_answers_parity(sshd, tmp_pa
     assert [n for n in cached if n.endswith(".mlpackage.zip")] and [n for n in cached if n.endswith(".mlpackage")]
     assert len([n for n in cached if n.endswith(".mlpackage")]) == 1  # unpacked once: describe and run share it
     assert not list((device / "jobs").iterdir())
-    with pytest.raises(edgeseq.errors.InputError, match="runs coreml, which takes .coreml files; .* is onnx"):
+    with pytest.raises(edgeseq.errors.InputError, match="runs coreml, which takes .mlpackage files; .* is onnx"):
         edgeseq.load(lite_onnx.path, device=profile)

@@ -15,8 +15,20 @@ def devices_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
     from ..devices import list_profiles
     from .tables import devices_table
 
-    profiles = [p.to_dict() for p in list_profiles(user=True)]
+    profiles = [dict(p.to_dict(), files=_files(p)) for p in list_profiles(user=True)]
     if as_json:
         print(json.dumps(profiles, indent=2))
         return
     out.print(devices_table(profiles))
+
+
+def _files(profile) -> list[str]:
+    """The artifact files the profile runs: on a device, what its agent opens for the runtime (an onnxruntime board
+    takes .onnx and .ort); here, the runtime's own format (none for PyTorch, whose rows are the references)."""
+    from ..devices import RUNTIME_FORMAT, Runtime
+    from ..formats import get
+    from ..remote.runner import device_suffixes
+
+    if not profile.local:
+        return device_suffixes(profile.runtime.value)
+    return [] if profile.runtime is Runtime.TORCH else [get(RUNTIME_FORMAT[profile.runtime]).suffixes[0]]

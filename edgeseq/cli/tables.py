@@ -29,16 +29,17 @@ def models_table(rows: list[dict]) -> Table:
 
 
 def devices_table(profiles: list[dict]) -> Table:
-    """One row per DeviceProfile.to_dict(): runtime, delegate, threads, precisions and how it is reached."""
+    """One row per DeviceProfile.to_dict() (with the "files" its runtime opens): runtime, the files it runs, delegate,
+    threads, precisions and how it is reached."""
     table = Table(title="edgeseq devices")
-    for col in ("name", "runtime", "delegate", "threads", "precisions", "transport", "description"):
+    for col in ("name", "runtime", "files", "delegate", "threads", "precisions", "transport", "description"):
         table.add_column(col)
     for p in profiles:
         t = p["transport"]
         where = {"ssh": f"ssh {t['user']}@{t['host']}:{t['port']}", "adb": f"adb {t['serial'] or '(default)'}"}.get(
             t["kind"], "local") + (" (emulated)" if p["emulated"] else "")
-        _row(table, (p["name"], p["runtime"], p["delegate"], str(p["threads"] or "default"),
-                     ", ".join(p["precisions"]), where, p["description"]))
+        _row(table, (p["name"], p["runtime"], " ".join(p.get("files") or ["-"]), p["delegate"],
+                     str(p["threads"] or "default"), ", ".join(p["precisions"]), where, p["description"]))
     return table
 
 

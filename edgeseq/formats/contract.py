@@ -75,6 +75,9 @@ class ExportFormat(ABC):
     # device-profile runtimes whose agent opens this file as it is, besides the runtime whose own format it is
     # (ORT: "onnxruntime", which loads an .ort like an .onnx), so a device reached over ssh runs it too
     device_runtimes: ClassVar[tuple[str, ...]] = ()
+    # self-contained modules of this format's package (numpy and the runtime only, Python 3.8+) that the device agent
+    # ships beside its own, flat in its zip: what runs the format's file on a device (ExecuTorch: the plan's interpreter)
+    agent_modules: ClassVar[tuple[str, ...]] = ()
 
     # ---- facts ------------------------------------------------------------------------------------------------
     def artifact_name(self, model_name: str, precision: Precision) -> str:

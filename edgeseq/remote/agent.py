@@ -2,7 +2,7 @@
 
 Self-contained on purpose: it needs only numpy and the runtime (onnxruntime for .onnx; ai_edge_litert,
 tflite_runtime or tensorflow for .tflite; TensorRT's trtexec for a TensorRT build job; coremltools on macOS for a
-zipped .mlpackage), never edgeseq, and runs on Python 3.8+. Two verbs:
+zipped .mlpackage; executorch, with the torch it imports, for a .pte), never edgeseq, and runs on Python 3.8+. Two verbs:
 
     python3 agent.py describe MODEL RUNTIME DELEGATE THREADS      -> one JSON line on stdout
     python3 agent.py run JOB.json                                 -> writes the job's result + outputs files
@@ -14,9 +14,9 @@ outputs ("case<i>/<output name>"; a stream's "chunk<c>/<output name>"). A proble
 the runtime missing, a model the runtime rejects, a provider the build lacks) is one line on stderr starting with
 ERROR_PREFIX and exit code 3.
 
-Nothing here is imported by edgeseq on the host; the host ships this file, agent_base.py (what both share) and
-agent_trtexec.py (the TensorRT build-and-run job) as one zip that python runs (runner.agent_bytes), so the device
-still gets one file.
+Nothing here is imported by edgeseq on the host; the host ships this file, agent_base.py (what they share),
+agent_trtexec.py (the TensorRT build-and-run job), agent_executorch.py and the formats' own device-side modules
+(ExecuTorch's plan interpreter) as one zip that python runs (runner.agent_bytes), so the device still gets one file.
 """
 
 import json
@@ -25,9 +25,9 @@ import sys
 import time
 
 try:
-    from .agent_base import DeviceError, _import_numpy  # imported on the host (tests)
+    from .agent_base import DeviceError, _first_line, _import_numpy  # imported on the host (tests)
 except ImportError:
-    from agent_base import DeviceError, _import_numpy  # shipped: beside this file in the agent's zip
+    from agent_base import DeviceError, _first_line, _import_numpy  # shipped: beside this file in the agent's zip
 
 ERROR_PREFIX = "edgeseq-device-error: "
 PROTOCOL = 1
@@ -57,13 +57,6 @@ def _ort_session(ort, path, options, providers):
 
     with contextlib.redirect_stdout(io.StringIO()):
         return ort.InferenceSession(path, sess_options=options, providers=providers)
-
-
-def _first_line(exc):
-    if isinstance(exc, UnicodeDecodeError):  # onnxruntime's message quoted undecodable bytes from the file
-        return "the file holds bytes that are not text where the model needs a name (corrupt or truncated?)"
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 # ---- onnxruntime ----------------------------------------------------------------------------------------------------
@@ -304,7 +297,16 @@ def _trtexec_model(path, delegate, threads, workdir=None):
     return TrtexecModel(path, delegate, threads, workdir)
 
 
-RUNTIMES = {"onnxruntime": OrtModel, "litert": LiteRtModel, "tensorrt": _trtexec_model, "coreml": CoremlModel}
+def _executorch_model(path, delegate, threads, workdir=None):
+    try:
+        from .agent_executorch import ExecutorchModel  # imported on the host (tests)
+    except ImportError:
+        from agent_executorch import ExecutorchModel  # shipped: beside this file in the agent's zip
+    return ExecutorchModel(path, delegate, threads, workdir)
+
+
+RUNTIMES = {"onnxruntime": OrtModel, "litert": LiteRtModel, "tensorrt": _trtexec_model, "coreml": CoremlModel,
+            "executorch": _executorch_model}
 
 
 def open_model(path, runtime, delegate, threads, workdir=None):

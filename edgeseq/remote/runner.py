@@ -36,20 +36,41 @@ from ..tensors import TensorSpec, validate_feed
 from .connection import Completed, Connection, RetryPolicy, validate_remote_path, last_line
 
 # the device agent's modules (edgeseq.remote), shipped as one zip python runs; never imported on the host
-AGENT_MODULES = ("agent.py", "agent_base.py", "agent_trtexec.py")
+AGENT_MODULES = ("agent.py", "agent_base.py", "agent_trtexec.py", "agent_executorch.py")
 _AGENT_MAIN = b"import sys\n\nimport agent\n\nsys.exit(agent.main(sys.argv[1:]))\n"
 ERROR_PREFIX = "edgeseq-device-error: "  # kept equal to agent.ERROR_PREFIX (a test checks)
 PYTHON_RUNTIMES = {"onnxruntime": Format.ONNX, "litert": Format.TFLITE,
                    "tensorrt": Format.ONNX,  # TensorRT: the device builds its engine from the TensorRT-ready ONNX
-                   "coreml": Format.COREML}  # a folder (.mlpackage): it travels as a zip the agent unpacks
+                   "coreml": Format.COREML,  # a folder (.mlpackage): it travels as a zip the agent unpacks
+                   "executorch": Format.EXECUTORCH}
 _PROVIDERS = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "tensorrt",
               "XnnpackExecutionProvider": "xnnpack", "NnapiExecutionProvider": "nnapi"}
 DESCRIBE_TIMEOUT_S = 300
 
 
+def device_suffixes(runtime: str) -> list[str]:
+    """The artifact files a device's agent opens for a profile's runtime: the runtime's own format (what a TensorRT
+    device builds from: an ONNX), then every format that names the runtime in its device_runtimes (.ort)."""
+    from ..formats import get, registered
+
+    want = PYTHON_RUNTIMES.get(runtime)
+    if want is None:
+        return []
+    return [get(want).suffixes[0]] + [f.suffixes[0] for f in registered() if runtime in f.device_runtimes]
+
+
 def agent_sources() -> dict[str, bytes]:
-    """The agent's modules by file name, as they go into the zip."""
-    return {name: resources.files("edgeseq.remote").joinpath(name).read_bytes() for name in AGENT_MODULES}
+    """The agent's modules by file name, as they go into the zip: its own, then each format's device-side modules
+    (`agent_modules`: self-contained files of the format's package, e.g. ExecuTorch's plan interpreter)."""
+    from ..formats import registered
+
+    sources = {name: resources.files("edgeseq.remote").joinpath(name).read_bytes() for name in AGENT_MODULES}
+    for fmt in registered():
+        for name in fmt.agent_modules:
+            if name in sources:
+                raise RuntimeError(f"two device-agent modules are named {name!r}")
+            sources[name] = resources.files(type(fmt).__module__).joinpath(name).read_bytes()
+    return sources
 
 
 def agent_bytes() -> bytes:
@@ -102,11 +123,8 @@ class RemoteRunner(Runner):
             raise UnsupportedError(f"device {profile.name!r} runs {runtime}; edgeseq's device agent drives "
                                    f"{', '.join(PYTHON_RUNTIMES)} (not {runtime} yet)")
         if self.format is not want and runtime not in self._format_facts().device_runtimes:
-            from ..formats import registered
-
-            takes = [want] + [f.format for f in registered() if runtime in f.device_runtimes]
             raise InputError(f"device {profile.name!r} runs {runtime}, which takes "
-                             f"{' / '.join('.' + f.value for f in takes)} files; {self.path.name} is "
+                             f"{' / '.join(device_suffixes(runtime))} files; {self.path.name} is "
                              f"{self.format.value}")
         transport = profile.transport
         self.python = validate_remote_path(transport.python, f"{profile.source or profile.name} [transport] python")

@@ -24,6 +24,7 @@ class ExecutorchFormat(ExportFormat):
     needs = ("executorch",)
     settings = frozenset({"max_time"})
     runtime = RUNTIME
+    agent_modules = ("plan_exec.py",)  # a board's agent runs the plan with the interpreter this runner uses
 
     def looks_like(self, head: bytes) -> bool:
         return head[4:6] == IDENTIFIER_PREFIX and head[6:8].isdigit()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...enums import Precision
+from .plan_exec import METADATA_METHOD, PLAN_KEY  # noqa: F401  (the plan's interpreter owns its keys)
 
 EXTRA = "executorch"
 PRECISIONS = (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC)  # precision.py: how, and why not static
@@ -14,8 +15,6 @@ DEFAULT_MAX_TIME = 2048
 # GRU steps per call of a recurrence method: fewer calls (Python and delegate overhead per call) against more
 # wasted steps in the last, padded chunk and a longer export (the method is unrolled); see docs/formats.md
 DEFAULT_CHUNK = 8
-METADATA_METHOD = "edgeseq_metadata"  # a constant method returning the metadata JSON as a uint8 tensor
-PLAN_KEY = "edgeseq.plan"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,161 @@
+"""A .pte's plan run on numpy values: what ExecutorchRunner does here and the device agent does on a board.
+
+Self-contained on purpose (numpy, and torch + executorch as the program's runtime needs them; Python 3.8+): the
+device agent ships this file in its zip, so one interpreter of the plan serves both sides.
+
+The plan (metadata `edgeseq.plan`, see split.py) lists the methods in order: a `method` step runs one delegated
+method on named values, a `scan` step runs a recurrence method ceil(T / K) times, carrying the hidden state, over
+the GRU input padded at its end (scan order: the padding follows every valid step, so it never reaches one).
+"""
+
+import contextlib
+import json
+
+import numpy as np
+
+PLAN_KEY = "edgeseq.plan"
+METADATA_METHOD = "edgeseq_metadata"  # a constant method returning the metadata JSON as a uint8 tensor
+
+
+def read_metadata(program) -> dict:
+    """The program's edgeseq metadata: its constant method's bytes, JSON. Raises KeyError when it has none."""
+    if METADATA_METHOD not in set(program.method_names):
+        raise KeyError(METADATA_METHOD)
+    blob = program.load_method(METADATA_METHOD).execute([])[0]
+    meta = json.loads(bytes(blob.numpy().astype(np.uint8)).decode())
+    if not isinstance(meta, dict):
+        raise ValueError("the edgeseq metadata is not a table")
+    return dict((str(k), str(v)) for k, v in meta.items())
+
+
+def set_threads(threads) -> None:
+    """XNNPACK's thread pool is process-wide in ExecuTorch's Python bindings; size it for this program."""
+    if not threads:
+        return
+    try:
+        from executorch.extension.pybindings import portable_lib
+
+        portable_lib._unsafe_reset_threadpool(int(threads))
+    except (ImportError, AttributeError):  # an older runtime without it: its default pool
+        pass
+
+
+class PlanProgram(object):
+    """A loaded program's plan: declared inputs and outputs, the methods each step runs, batch rows one by one
+    (every method is planned for batch 1)."""
+
+    def __init__(self, program, meta: dict):
+        self.meta = meta
+        self.plan = json.loads(meta[PLAN_KEY])
+        self.inputs = json.loads(meta["edgeseq.inputs"])  # [{"name", "shape" (ints, "batch", "time"), "dtype"}]
+        self.outputs = json.loads(meta["edgeseq.outputs"])
+        self.methods = dict((s["method"], program.load_method(s["method"])) for s in self.plan["steps"])
+        self.max_time = int(meta["edgeseq.max_time"]) if meta.get("edgeseq.max_time") else None
+
+    def describe(self) -> dict:
+        """Inputs and outputs as the device agent reports them (a symbolic axis is None)."""
+        def spec(d):
+            return {"name": d["name"], "shape": [x if isinstance(x, int) else None for x in d["shape"]],
+                    "dtype": d.get("dtype", "float32")}
+
+        return {"inputs": [spec(d) for d in self.inputs], "outputs": [d["name"] for d in self.outputs]}
+
+    def too_long(self, feed: dict):
+        """(the input's T, max_time) for the first input longer than the program serves, else None."""
+        for d in self.inputs:
+            for k, dim in enumerate(d["shape"]):
+                if dim == "time" and self.max_time is not None and feed[d["name"]].shape[k] > self.max_time:
+                    return feed[d["name"]].shape[k], self.max_time
+        return None
+
+    def rows(self, feed: dict) -> list:
+        """The feed cut into batch-1 rows, each a list of arrays in the plan's input order."""
+        axes = [list(d["shape"]).index("batch") if "batch" in d["shape"] else None for d in self.inputs]
+        count = 1
+        for d, axis in zip(self.inputs, axes):
+            if axis is not None:
+                count = feed[d["name"]].shape[axis]
+        return [[np.ascontiguousarray(feed[d["name"]] if ax is None else np.take(feed[d["name"]], [b], axis=ax))
+                 for d, ax in zip(self.inputs, axes)] for b in range(count)]
+
+    def join(self, results: list) -> dict:
+        """The rows' outputs concatenated on each output's batch axis, by declared name."""
+        outs = {}
+        for k, d in enumerate(self.outputs):
+            axis = list(d["shape"]).index("batch") if "batch" in d["shape"] else None
+            parts = [r[k] for r in results]
+            outs[d["name"]] = parts[0] if axis is None or len(parts) == 1 else np.concatenate(parts, axis=axis)
+        return outs
+
+    def infer(self, feed: dict) -> dict:
+        with torch_serial():
+            return self.join([self.run_row(row) for row in self.rows(feed)])
+
+    def run_row(self, row: list) -> list:
+        """The plan on one batch row. Values between methods are numpy arrays: torch's own ops on them (stack,
+        flip) took milliseconds each here, its thread pool contending with XNNPACK's."""
+        env = dict(zip(self.plan["inputs"], row))
+        for step in self.plan["steps"]:
+            method = self.methods[step["method"]]
+            if step["kind"] == "method":
+                outs = method.execute([_tensor(env[n]) for n in step["inputs"]])
+                env.update((n, o.numpy().copy()) for n, o in zip(step["outputs"], outs))
+                continue
+            env[step["output"]] = scan(method, step, env[step["gi"]],
+                                       env[step["h0"]] if step.get("h0") else None,
+                                       env[step["lengths"]] if step.get("lengths") else None)
+        return [env[n] for n in self.plan["outputs"]]
+
+
+def scan(method, step: dict, gi, h0, lengths=None):
+    """One recurrence: the K-step method over ceil(T / K) chunks, the hidden state carried between calls. With
+    `lengths` (a packed batch; one row here) over the row's own frames only, zeros after them."""
+    d, hidden, k, seq = step["directions"], step["hidden"], step["steps"], step.get("layout") == "seq"
+    full = gi.shape[1]
+    if lengths is not None:
+        gi = gi[:, :max(0, min(int(np.asarray(lengths).reshape(-1)[0]), full))]
+    if seq:  # [1, T, D*3H], time order -> [T, D, 1, 3H], scan order (the backward direction flipped)
+        gi = gi[0].reshape(gi.shape[1], d, 1, 3 * hidden)
+    t = gi.shape[0]
+    padded = -(-t // k) * k
+    frames = np.zeros((padded,) + tuple(gi.shape[1:]), np.float32)  # zeros after the last valid step (scan order)
+    frames[:t] = gi
+    if seq and d == 2:
+        frames[:t, 1] = gi[::-1, 1]
+    ys = np.empty((padded, d, 1, hidden), np.float32)
+    h = np.zeros((d, 1, hidden), np.float32) if h0 is None else np.ascontiguousarray(h0, np.float32)
+    for start in range(0, padded, k):
+        y, h_out = method.execute([_tensor(frames[start:start + k]), _tensor(h)])
+        ys[start:start + k] = y.numpy()
+        h = h_out.numpy().copy()
+    y = ys[:t]  # [T, D, 1, H]
+    if not seq:
+        return y
+    if d == 2:
+        y = np.stack([y[:, 0], y[::-1, 1]], 1)
+    out = np.zeros((1, full, d * hidden), np.float32)
+    out[:, :t] = y.transpose(2, 0, 1, 3).reshape(1, t, d * hidden)
+    return out
+
+
+@contextlib.contextmanager
+def torch_serial():
+    """torch's intra-op pool off while the methods run: the bindings copy each output into a torch tensor, and
+    above ~300 KB torch splits that copy over its OpenMP threads, which cost a constant 8 ms per copy on a loaded
+    2-core host (measured; its pool contends with XNNPACK's). The methods' own threads are XNNPACK's."""
+    import torch
+
+    before = torch.get_num_threads()
+    if before != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if before != 1:
+            torch.set_num_threads(before)
+
+
+def _tensor(array):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(array))
