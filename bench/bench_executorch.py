@@ -7,7 +7,7 @@ For each model and precision (batch 1, real speech, 1 thread by default):
      rounds (_common.interleaved_p50) and the ratio executorch / litert (issue #18's target: <= 1.3);
   3. the .pte's plan: its recurrence chunk K and how many methods it chains.
 
-    python bench/bench_executorch.py            # cbhg-lite + cbhg, fp32 / fp16 / int8-dynamic, T=200 and 1000
+    python bench/bench_executorch.py            # cbhg-lite + cbhg, fp32 / fp16 / int8-dynamic / int8-static, T=200, 1000
     python bench/bench_executorch.py --quick    # smoke test: few rounds, nothing written unless --out
 """
 
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["cbhg-lite", "cbhg"])
     p.add_argument("--times", nargs="+", type=int, default=[200, 1000])
-    p.add_argument("--precisions", nargs="+", default=["fp32", "fp16", "int8-dynamic"])
+    p.add_argument("--precisions", nargs="+", default=["fp32", "fp16", "int8-dynamic", "int8-static"])
     add_timing_arguments(p, rounds=10, iterations=10)
     args = p.parse_args(argv)
     out = timing_out(args, "executorch-vs-litert")

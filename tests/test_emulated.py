@@ -19,7 +19,7 @@ from edgeseq.latency import EMULATED_NOTE, LatencyResult
 from edgeseq.report import latency_notes, matrix_rows, print_table
 from edgeseq.report.diff import _slowdowns
 
-from test_remote_ssh import MISSING, Sshd
+from test_remote_ssh import MISSING, serve
 
 needs_ssh = pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)}: apt-get install openssh-server "
                                                      "openssh-client")
@@ -35,11 +35,7 @@ def _emulated(path):
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
-    if MISSING:
-        pytest.skip(f"needs {', '.join(MISSING)}")
-    server = Sshd(tmp_path_factory.mktemp("sshd-emu")).start()
-    yield server
-    server.stop()
+    yield from serve(tmp_path_factory, "sshd-emu")
 
 
 # ---- the profile field and where profiles are found --------------------------------------------------------------

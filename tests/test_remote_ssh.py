@@ -105,6 +105,27 @@ class Sshd:
         return path
 
 
+def serve(tmp_path_factory, name: str):
+    """A module's own sshd (a generator for a module-scoped fixture to `yield from`), or a skip naming what is
+    missing."""
+    if MISSING:
+        pytest.skip(SKIP_REASON)
+    server = Sshd(tmp_path_factory.mktemp(name)).start()
+    yield server
+    server.stop()
+
+
+def python_without(module: str, folder: Path) -> Path:
+    """A device python that lacks `module`: this python, with the module made unimportable."""
+    block = folder / "block" / module
+    block.mkdir(parents=True)
+    (block / "__init__.py").write_text(f"raise ImportError('No module named {module}')\n")
+    wrapper = folder / f"python-without-{module}"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={block.parent} exec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
 def _master_pid(connection) -> int | None:
     check = subprocess.run(["ssh", "-o", f"ControlPath={connection._control_dir}/cm", "-O", "check", "-p",
                             str(connection.port), connection.target], capture_output=True, text=True)
@@ -138,9 +159,7 @@ def _user() -> str:
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
-    server = Sshd(tmp_path_factory.mktemp("sshd")).start()
-    yield server
-    server.stop()
+    yield from serve(tmp_path_factory, "sshd")
 
 
 # ---- the device gives the answers a local run gives -----------------------------------------------------------------
@@ -244,13 +263,7 @@ def _python_without_onnxruntime(tmp_path: Path) -> str:
     if os.path.exists(system) and subprocess.run([system, "-c", "import onnxruntime"],
                                                  capture_output=True).returncode != 0:
         return system
-    block = tmp_path / "block" / "onnxruntime"
-    block.mkdir(parents=True)
-    (block / "__init__.py").write_text("raise ImportError('No module named onnxruntime')\n")
-    wrapper = tmp_path / "python-without-ort"
-    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={block.parent} exec {sys.executable} \"$@\"\n")
-    wrapper.chmod(0o755)
-    return str(wrapper)
+    return str(python_without("onnxruntime", tmp_path))
 
 
 def test_missing_runtime_on_the_device(sshd, lite_onnx, tmp_path, run_cli):
@@ -261,12 +274,7 @@ def test_missing_runtime_on_the_device(sshd, lite_onnx, tmp_path, run_cli):
 
 
 def test_onnxruntime_missing_is_named(sshd, lite_onnx, tmp_path):
-    block = tmp_path / "block" / "onnxruntime"
-    block.mkdir(parents=True)
-    (block / "__init__.py").write_text("raise ImportError('No module named onnxruntime')\n")
-    wrapper = tmp_path / "python"
-    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={block.parent} exec {sys.executable} \"$@\"\n")
-    wrapper.chmod(0o755)
+    wrapper = python_without("onnxruntime", tmp_path)
     with pytest.raises(DeviceError, match=r"loopback .*: onnxruntime is not installed .* \(pip install onnxruntime\)"):
         edgeseq.profile(lite_onnx.path, device=str(sshd.profile(python=str(wrapper))), iterations=1)
 

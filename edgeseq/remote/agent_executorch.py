@@ -5,11 +5,11 @@ on the host. Shipped in the agent's zip beside plan_exec.py; Python 3.8+."""
 import sys
 
 try:
-    from .agent_base import DeviceError, _first_line  # imported on the host (tests)
     from ..formats.executorch import plan_exec
+    from .agent_base import DeviceError, _first_line  # imported on the host (tests)
 except ImportError:
-    from agent_base import DeviceError, _first_line  # shipped: beside this file in the agent's zip
     import plan_exec
+    from agent_base import DeviceError, _first_line  # shipped: beside this file in the agent's zip
 
 
 class ExecutorchModel(object):

@@ -22,6 +22,7 @@ from ...errors import ExportError, InputError, UnsupportedError
 from .options import EXTRA, METADATA_METHOD, PLAN_KEY, PRECISIONS, ExecutorchOptions
 
 _EXPORT_TIME, _PROBE_TIME = 37, 50
+CALIBRATION_SAMPLES, CALIBRATION_TIME = 8, 200  # int8-static: the model's calibration inputs, as TFLite takes them
 
 
 def _version(dist: str) -> str:
@@ -56,7 +57,7 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
     require("executorch.exir", EXTRA, quiet=True)
     from ...models.weights import state_dict_sha256
     from ..tflite.rewrites import contains, masked_packing
-    from .precision import lower_precision
+    from .precision import add_census, conv_weights, int8_static, lower_precision
     from .rewrites import rewrite_for_export
     from .split import Piece, ScanChunk, _ExportFailed, split_program
 
@@ -65,7 +66,7 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
     if contains(module, (torch.nn.LSTM, torch.nn.RNN)) and spec.has_dynamic_time:
         raise UnsupportedError(f"{spec.name}: LSTM / RNN layers would fix the time axis in ExecuTorch; only nn.GRU "
                                "is cut into recurrence methods")
-    loop_module, n_grus = rewrite_for_export(module)
+    loop_module, n_grus = rewrite_for_export(module, gemm_convs=precision is not Precision.INT8_STATIC)
     dynamic = spec.has_dynamic_time
     t_a, t_b = (_EXPORT_TIME, _PROBE_TIME) if dynamic else (None, None)
     args = _args(spec, t_a)
@@ -81,15 +82,17 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
                                                        probe_args,
                                                        lambda a: a[0].shape[time_axis] if time_axis is not None else 0)
             _refuse_packed(steps, spec)
-            programs, plan, weighted = {}, [], {"int8": {}, "float": {}}
+            programs, plan, weighted, static_pieces = {}, [], {"int8": {}, "float": {}}, {}
             for step in steps:
                 if isinstance(step, Piece):
                     shapes = tuple({ax: time_dim} if ax is not None and dynamic else None for ax in step.time_axes)
                     program = torch.export.export(step.module, step.examples, dynamic_shapes=shapes, strict=False)
-                    programs[step.name], census = lower_precision(program, step.examples, shapes, precision)
-                    for kind, ops in census.items():
-                        for op, n in ops.items():
-                            weighted[kind][op] = weighted[kind].get(op, 0) + n
+                    if precision is Precision.INT8_STATIC:  # quantized below, once the whole plan can calibrate
+                        programs[step.name], census = program, {}
+                        static_pieces[step.name] = (step.examples, shapes)
+                    else:
+                        programs[step.name], census = lower_precision(program, step.examples, shapes, precision)
+                    add_census(weighted, census)
                     plan.append({"kind": "method", "method": step.name, "inputs": step.inputs,
                                  "outputs": step.outputs, "time_axes": step.time_axes})
                 else:
@@ -120,6 +123,14 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
         PLAN_KEY: json.dumps({"steps": plan, "inputs": inputs, "outputs": outputs}),
         **({"edgeseq.source": spec.source} if spec.source else {}),
     }
+    if precision is Precision.INT8_STATIC:
+        feeds = spec.calibration_inputs(n=CALIBRATION_SAMPLES,
+                                        time=min(CALIBRATION_TIME, options.max_time) if dynamic else None)
+        try:
+            with _quiet():
+                programs, weighted = int8_static(programs, static_pieces, meta, feeds, conv_weights(loop_module))
+        except Exception as exc:
+            raise ExportError(f"calibrating {spec.name}'s int8-static methods failed: {_why(exc)}") from None
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
         content, census = _lower(programs, meta, spec, options.max_time)
@@ -148,7 +159,7 @@ def _precision_note(precision: Precision, weighted: dict, n_scans: int) -> str:
              for op in {*weighted["int8"], *weighted["float"]}}
     each = ", ".join(f"{op} {weighted['int8'].get(op, 0)}/{n}" for op, n in sorted(total.items()))
     left = " (the rest float)" if weighted["float"] else ""
-    return (f"int8-dynamic: {sum(weighted['int8'].values())} of {sum(total.values())} weighted ops in int8{left}: "
+    return (f"{precision.value}: {sum(weighted['int8'].values())} of {sum(total.values())} weighted ops in int8{left}: "
             f"{each}; {recurrence}")
 
 

@@ -8,7 +8,7 @@ from ...enums import Precision
 from .plan_exec import METADATA_METHOD, PLAN_KEY  # noqa: F401  (the plan's interpreter owns its keys)
 
 EXTRA = "executorch"
-PRECISIONS = (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC)  # precision.py: how, and why not static
+PRECISIONS = (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8_STATIC)  # precision.py: how
 # ExecuTorch plans every activation buffer for the upper bound of T, so the bound costs memory: cbhg needs ~50 MB at
 # 2048 frames (25.6 s at 80 frames/s). A longer input is refused with one line (re-export with a larger max_time).
 DEFAULT_MAX_TIME = 2048

@@ -24,8 +24,8 @@ def read_metadata(program) -> dict:
     blob = program.load_method(METADATA_METHOD).execute([])[0]
     meta = json.loads(bytes(blob.numpy().astype(np.uint8)).decode())
     if not isinstance(meta, dict):
-        raise ValueError("the edgeseq metadata is not a table")
-    return dict((str(k), str(v)) for k, v in meta.items())
+        raise TypeError("the edgeseq metadata is not a table")
+    return {str(k): str(v) for k, v in meta.items()}
 
 
 def set_threads(threads) -> None:
@@ -40,16 +40,19 @@ def set_threads(threads) -> None:
         pass
 
 
-class PlanProgram(object):
+class PlanProgram:
     """A loaded program's plan: declared inputs and outputs, the methods each step runs, batch rows one by one
     (every method is planned for batch 1)."""
 
-    def __init__(self, program, meta: dict):
+    def __init__(self, program, meta: dict, methods=None):
+        """`methods`: {name: anything with execute(list of tensors) -> outputs} in place of the program's (the
+        exporter runs the plan on eager modules to calibrate int8-static)."""
         self.meta = meta
         self.plan = json.loads(meta[PLAN_KEY])
         self.inputs = json.loads(meta["edgeseq.inputs"])  # [{"name", "shape" (ints, "batch", "time"), "dtype"}]
         self.outputs = json.loads(meta["edgeseq.outputs"])
-        self.methods = dict((s["method"], program.load_method(s["method"])) for s in self.plan["steps"])
+        self.methods = methods if methods is not None else {
+            s["method"]: program.load_method(s["method"]) for s in self.plan["steps"]}
         self.max_time = int(meta["edgeseq.max_time"]) if meta.get("edgeseq.max_time") else None
 
     def describe(self) -> dict:

@@ -6,6 +6,11 @@ state would be requantized at every step, and XNNPACK's quantizer leaves the GRU
   so the runner's plan and the recurrence methods do not change;
 - int8-dynamic: XNNPACK's PT2E quantizer, dynamic per-token activations and per-channel int8 weights on every
   linear (the exporter writes the convolutions as linears); no calibration data, like ONNX / TFLite int8-dynamic.
+- int8-static: the same quantizer with static activation ranges on the convolutions only (the conv bank and
+  projections, as edgeseq's ONNX and TFLite int8-static: the highway and projection linears after them multiply
+  the error for no speed), calibrated by running the whole plan (every method, the recurrences between them, in
+  order) on the model's calibration inputs in PyTorch, so each method's observers see the values the previous
+  methods really hand it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,80 @@ def lower_precision(program, examples: tuple, dynamic_shapes, precision: Precisi
         module = _int8_dynamic(program.module(), examples)
         census = weighted_ops(module)
     return torch.export.export(module, examples, dynamic_shapes=dynamic_shapes, strict=False), census
+
+
+def conv_weights(module) -> set[str]:
+    """The names of the model's convolution weights (a GEMM-written one, rewrites.Im2colConv, is still a
+    convolution), as the exported methods' get_attr nodes name them."""
+    from .rewrites import Im2colConv
+
+    names = set()
+    for path, sub in module.named_modules():
+        if isinstance(sub, (torch.nn.modules.conv._ConvNd, Im2colConv)):
+            own = [*sub.named_parameters(recurse=False), *sub.named_buffers(recurse=False)]
+            names |= {f"{path}.{name}" if path else name for name, _ in own}
+    return names
+
+
+def int8_static(programs: dict, pieces: dict, meta: dict, feeds, convs: set[str]) -> tuple[dict, dict]:
+    """{method: exported fp32 program} -> the same with each dynamic-T method (`pieces`: {name: (examples, dynamic
+    shapes)}) quantized with static ranges on the ops whose weight is in `convs`, and the merged census. The
+    recurrence methods run in the calibration as they are, and stay fp32."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from .plan_exec import PlanProgram
+
+    activations = {torch.ops.aten.relu.default, torch.ops.aten.relu_.default, torch.ops.aten.hardtanh.default,
+                   torch.ops.aten.hardtanh_.default}
+
+    def is_conv(node) -> bool:
+        """Asked of every node of a pattern: a conv, its weight and bias, and the activation fused after it pass
+        (XNNPACK annotates a conv followed by relu only as the pair)."""
+        if node.op != "call_function":
+            return True
+        if node.target in activations:
+            return bool(node.args) and getattr(node.args[0], "op", "") == "call_function" and is_conv(node.args[0])
+        weight = node.args[1] if len(node.args) > 1 else None
+        return getattr(weight, "op", "") == "get_attr" and weight.target in convs
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    quantizer.set_filter_function(is_conv)
+    prepared = {name: prepare_pt2e(programs[name].module(), quantizer) for name in pieces}
+    plan = PlanProgram(None, meta, {name: _Eager(prepared[name] if name in prepared else program.module())
+                                    for name, program in programs.items()})
+    with torch.no_grad():
+        for feed in feeds:
+            for row in plan.rows(feed):
+                plan.run_row(row)
+    out, census = dict(programs), {"int8": {}, "float": {}}
+    for name, module in prepared.items():
+        converted = _drop_unused(convert_pt2e(module))
+        add_census(census, weighted_ops(converted))
+        examples, shapes = pieces[name]
+        out[name] = torch.export.export(converted, examples, dynamic_shapes=shapes, strict=False)
+    return out, census
+
+
+class _Eager:
+    """A method of the plan as PyTorch runs it (plan_exec calls execute(list of tensors) -> list of tensors)."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def execute(self, inputs: list) -> list:
+        out = self.module(*inputs)
+        return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def add_census(total: dict, census: dict) -> None:
+    """Adds one method's {"int8": {op: n}, "float": {op: n}} into the program's."""
+    for kind, ops in census.items():
+        for op, n in ops.items():
+            total.setdefault(kind, {})[op] = total.get(kind, {}).get(op, 0) + n
 
 
 def weighted_ops(module) -> dict[str, dict[str, int]]:

@@ -197,9 +197,10 @@ class LastPool(nn.Module):
         return torch.maximum(x, torch.cat([x, x[:, -1:]], dim=1)[:, 1:])
 
 
-def _conv_stack(module: nn.Module) -> None:
-    """A CBHG's conv stack: as im2col GEMMs where every conv is a plain one (cbhg, cbhg-postnet), else run 4-D
-    (depthwise-separable: cbhg-lite). A lengths CBHG masks between its convs (models/cbhg.py): kept as written."""
+def _conv_stack(module: nn.Module, gemm: bool = True) -> None:
+    """A CBHG's conv stack: as im2col GEMMs where every conv is a plain one (cbhg, cbhg-postnet) and `gemm`, else
+    run 4-D (depthwise-separable: cbhg-lite; int8-static, whose quantized im2col pad XNNPACK refuses). A lengths
+    CBHG masks between its convs (models/cbhg.py): kept as written."""
     from ...models.cbhg import CBHG, ConvBN
 
     for m in list(module.modules()):
@@ -208,7 +209,7 @@ def _conv_stack(module: nn.Module) -> None:
                 or not isinstance(m.pool, PadMaxPool):
             continue
         n_bank = len(m.bank.convs)
-        if all(isinstance(b.conv, nn.Conv1d) and b.conv.groups == 1 for b in blocks):
+        if gemm and all(isinstance(b.conv, nn.Conv1d) and b.conv.groups == 1 for b in blocks):
             m.bank = Im2colStack(blocks[:n_bank], True).eval()
             m.pool = LastPool()
             m.projections = Im2colStack(blocks[n_bank:], False).eval()
@@ -217,9 +218,9 @@ def _conv_stack(module: nn.Module) -> None:
             m.projections = ConvStack4d(blocks[n_bank:], False).eval()
 
 
-def rewrite_for_export(module: nn.Module) -> tuple[nn.Module, int]:
+def rewrite_for_export(module: nn.Module, gemm_convs: bool = True) -> tuple[nn.Module, int]:
     """A copy with every nn.GRU -> SeqGRU, SamePool -> PadMaxPool, other MaxPool1d as the TFLite path rewrites
-    them, batch norms folded; returns (copy, GRU count)."""
+    them, batch norms folded, a CBHG's conv stack as GEMMs (`gemm_convs`) or 4-D; returns (copy, GRU count)."""
     import copy
 
     from ...models.cbhg import SamePool
@@ -230,5 +231,5 @@ def rewrite_for_export(module: nn.Module) -> tuple[nn.Module, int]:
     module, _ = _tfl._swap(module, nn.MaxPool1d, _tfl.SlidingMaxPool, where=_tfl.sliding_pool_ok)
     with torch.no_grad():
         _tfl._fold_conv_bn(module)
-        _conv_stack(module)
+        _conv_stack(module, gemm_convs)
     return module, n_grus

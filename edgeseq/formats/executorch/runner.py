@@ -53,7 +53,7 @@ def program_metadata(program, path: Path) -> dict[str, str]:
             return plan_exec.read_metadata(program)
     except KeyError:
         raise ArtifactError(f"{str(path)!r} holds no edgeseq metadata (no {METADATA_METHOD} method)") from None
-    except ValueError:
+    except TypeError:
         raise ArtifactError(f"{str(path)!r} has corrupted edgeseq metadata (not a table)") from None
     except Exception as exc:
         raise ArtifactError(f"{str(path)!r} has unreadable edgeseq metadata ({type(exc).__name__})") from None
