@@ -200,11 +200,12 @@ def sshd(tmp_path_factory):
 def test_a_board_runs_the_pte_through_the_device_agent(lite, sshd, tmp_path):
     """The device agent runs the .pte's plan with the interpreter this machine's runner uses (plan_exec.py, shipped
     in its zip), so a board with executorch gives the local runner's answers: the same bytes here, where the
-    "board" is this CPU at the same thread count. The sweep and a batch go in one job."""
+    "board" is this CPU at the same thread count. The sweep and a batch go in one job (the longest T is checked
+    here, locally, by the other tests: the plan is the same file)."""
     import numpy as np
 
     profile = str(sshd.profile("pi-et", runtime="executorch", delegate="xnnpack"))
-    result = edgeseq.check(lite.path, device=profile, times=(1, 9, LONG), batches=(1, 2))
+    result = edgeseq.check(lite.path, device=profile, times=(1, 9), batches=(1, 2))  # 9: past the first chunk
     assert result.passed and result.runtime == "executorch-xnnpack@pi-et", result.failures
     feed = LITE.example_inputs(time=37, batch=2, source="random")
     with edgeseq.load(lite.path, device=profile) as remote, formats.runner_for(lite.path, threads=2) as local:
