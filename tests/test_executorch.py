@@ -83,6 +83,10 @@ def test_below_fp32_one_artifact_passes_the_sweep_and_says_what_stayed_float(lit
     artifact = edgeseq.export("cbhg-lite", "executorch", precision=precision, out_dir=tmp_path, max_time=LONG)
     assert formats.read_metadata(artifact.path)["edgeseq.precision"] == precision
     assert PRECISION_NOTES[precision] in artifact.notes
+    census = artifact.quantization  # what the report's "still float" column shows
+    assert census["config"]["recipe"] == precision and census["float_ops"]["gru recurrence method"] == 1
+    assert census["int8_ops"] == {"fp16": {}, "int8-dynamic": {"conv2d": 1, "linear": 4},
+                                  "int8-static": {"conv2d": 20}}[precision]
     assert Path(artifact.path).stat().st_size < Path(lite.path).stat().st_size
     result = edgeseq.check(artifact.path, times=(1, 200, LONG), batches=(1,))
     assert result.precision == precision and result.passed, result.worst

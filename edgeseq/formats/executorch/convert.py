@@ -147,7 +147,21 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
         notes.append(_precision_note(precision, weighted, n_scans))
     return artifact_for(out_path, Format.EXECUTORCH, precision, spec, weights_sha256=weights_sha,
                         exporter=meta["edgeseq.exporter"] + " + xnnpack", export_seconds=round(elapsed, 3),
-                        notes=tuple(notes))
+                        notes=tuple(notes), quantization=_quantization(precision, weighted, n_scans))
+
+
+def _quantization(precision: Precision, weighted: dict, n_scans: int) -> dict | None:
+    """The report's census of a quantized .pte: which weighted ops are int8 and which stayed float (every
+    recurrence method does)."""
+    if precision is Precision.FP32:
+        return None
+    how = {Precision.FP16: "the dynamic-T methods in half precision",
+           Precision.INT8_DYNAMIC: "XNNPACKQuantizer (PT2E), dynamic activations, per-channel weights, every linear",
+           Precision.INT8_STATIC: "XNNPACKQuantizer (PT2E), static activations, per-channel weights, convolutions "
+                                  f"only; calibrated on {CALIBRATION_SAMPLES} inputs of T={CALIBRATION_TIME}"}
+    recurrence = {"gru recurrence method": n_scans} if n_scans else {}
+    return {"config": {"recipe": precision.value, "how": how[precision], "tool": f"executorch {_version('executorch')}"},
+            "int8_ops": dict(weighted["int8"]), "float_ops": {**weighted["float"], **recurrence}}
 
 
 def _precision_note(precision: Precision, weighted: dict, n_scans: int) -> str:
