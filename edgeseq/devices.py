@@ -102,9 +102,10 @@ class DeviceProfile:
     def local(self) -> bool:
         return self.transport.kind is TransportKind.LOCAL
 
-    def validate_local(self, fmt: Format) -> None:
+    def validate_local(self, fmt: Format, takes: str = "") -> None:
         """Refuse an artifact this profile's runtime cannot open here, or a delegate edgeseq's local runner for
-        that runtime would not use: the run would otherwise go to another runtime or provider and say nothing."""
+        that runtime would not use: the run would otherwise go to another runtime or provider and say nothing.
+        `takes`: the file suffix of the runtime's format, for the message (the format package knows it)."""
         delegates = _LOCAL_DELEGATES[self.runtime]
         if self.runtime is Runtime.TORCH:  # local-cuda: the PyTorch rows' device, not one for files
             gpu = self.delegate is not Delegate.CPU
@@ -114,11 +115,8 @@ class DeviceProfile:
                              f"{'cuda' if gpu else 'cpu'} rows and recipe budgets time), not a runtime for artifact "
                              f"files; to run an .onnx on {where} use {use}")
         if fmt is not RUNTIME_FORMAT[self.runtime]:
-            from .formats import get
-
             raise InputError(f"device {self.name!r} runs {self.runtime.value}, which takes "
-                             f"{get(RUNTIME_FORMAT[self.runtime]).suffixes[0]} files; "
-                             f"this artifact is {fmt.value}")
+                             f"{takes or RUNTIME_FORMAT[self.runtime].value} files; this artifact is {fmt.value}")
         if self.delegate not in delegates:
             raise InputError(f"device {self.name!r}: edgeseq runs {self.runtime.value} on this machine with "
                              f"{', '.join(d.value for d in delegates)}, not the {self.delegate.value} delegate")

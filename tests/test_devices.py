@@ -81,9 +81,19 @@ def test_coreml_profiles_reach_a_mac_with_core_mls_own_compute_units():
     local = dataclasses.replace(mac, transport=dataclasses.replace(mac.transport, kind=TransportKind.LOCAL))
     local.validate_local(Format.COREML)  # on macOS the local runner takes it; elsewhere it says macOS at load
     with pytest.raises(InputError, match="runs coreml, which takes .mlpackage files; this artifact is onnx"):
-        local.validate_local(Format.ONNX)
+        local.validate_local(Format.ONNX, takes=".mlpackage")
     with pytest.raises(InputError, match="not the xnnpack delegate"):
         dataclasses.replace(local, delegate=Delegate.XNNPACK).validate_local(Format.COREML)
+
+
+def test_a_local_profile_names_the_files_its_runtime_takes(tmp_path, lite_onnx):
+    """Through load(), the refusal names the runtime's file suffix, as the format package knows it."""
+    import edgeseq
+
+    path = tmp_path / "mac-here.toml"
+    path.write_text('name = "mac-here"\nruntime = "coreml"\ndelegate = "cpu"\n[transport]\nkind = "local"\n')
+    with pytest.raises(InputError, match=r"runs coreml, which takes \.mlpackage files; this artifact is onnx$"):
+        edgeseq.load(lite_onnx.path, device=str(path))
 
 
 def test_missing_profile_file(tmp_path):
