@@ -113,8 +113,7 @@ def open_runner(path, *, device=None, threads: int | None = None, timing_only: b
     if profile is None:
         return formats.runner_for(path, device=device and str(device), threads=threads)
     if profile.local:
-        takes = next((f.suffixes[0] for f in formats.registered() if f.format is profile.format), "")
-        profile.validate_local(formats.detect_format(path), takes=takes)
+        profile.validate_local(formats.detect_format(path), takes=formats.file_suffix(profile.format))
         return formats.runner_for(path, device=profile.runner_device(), threads=threads or profile.threads)
     from .remote import runner_for
 

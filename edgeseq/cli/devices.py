@@ -25,10 +25,9 @@ def devices_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
 def _files(profile) -> list[str]:
     """The artifact files the profile runs: on a device, what its agent opens for the runtime (an onnxruntime board
     takes .onnx and .ort); here, the runtime's own format (none for PyTorch, whose rows are the references)."""
-    from ..devices import RUNTIME_FORMAT, Runtime
-    from ..formats import get
+    from ..formats import file_suffix
     from ..remote.runner import device_suffixes
 
     if not profile.local:
         return device_suffixes(profile.runtime.value)
-    return [] if profile.runtime is Runtime.TORCH else [get(RUNTIME_FORMAT[profile.runtime]).suffixes[0]]
+    return [suffix for suffix in [file_suffix(profile.format)] if suffix]

@@ -27,6 +27,11 @@ def get(fmt: Format | str) -> ExportFormat:
     return importlib.import_module(f"{__name__}.{name}").FORMAT
 
 
+def file_suffix(fmt: Format) -> str:
+    """The suffix a format writes ('.pte'), or '' for the PyTorch reference, which writes no file."""
+    return get(fmt).suffixes[0] if fmt in _PACKAGES else ""
+
+
 def registered() -> list[ExportFormat]:
     return [get(fmt) for fmt in _PACKAGES]
 
@@ -114,5 +119,5 @@ def runner_for(path: str | Path, *, device: str | None = None, threads: int | No
     return for_file(path).runner(path, device=device, threads=threads)
 
 
-__all__ = ["ExportFormat", "ExportSettings", "detect_format", "exportable_formats", "for_file", "formats_not_installed",
-           "get", "installed_formats", "read_metadata", "registered", "runner_for", "support_table"]
+__all__ = ["ExportFormat", "ExportSettings", "detect_format", "exportable_formats", "file_suffix", "for_file",
+           "formats_not_installed", "get", "installed_formats", "read_metadata", "registered", "runner_for", "support_table"]

@@ -51,12 +51,12 @@ DESCRIBE_TIMEOUT_S = 300
 def device_suffixes(runtime: str) -> list[str]:
     """The artifact files a device's agent opens for a profile's runtime: the runtime's own format (what a TensorRT
     device builds from: an ONNX), then every format that names the runtime in its device_runtimes (.ort)."""
-    from ..formats import get, registered
+    from ..formats import file_suffix, registered
 
     want = PYTHON_RUNTIMES.get(runtime)
     if want is None:
         return []
-    return [get(want).suffixes[0]] + [f.suffixes[0] for f in registered() if runtime in f.device_runtimes]
+    return [file_suffix(want)] + [f.suffixes[0] for f in registered() if runtime in f.device_runtimes]
 
 
 def agent_sources() -> dict[str, bytes]:

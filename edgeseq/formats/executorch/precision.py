@@ -107,8 +107,9 @@ class _Eager:
 def add_census(total: dict, census: dict) -> None:
     """Adds one method's {"int8": {op: n}, "float": {op: n}} into the program's."""
     for kind, ops in census.items():
+        bucket = total.setdefault(kind, {})
         for op, n in ops.items():
-            total.setdefault(kind, {})[op] = total.get(kind, {}).get(op, 0) + n
+            bucket[op] = bucket.get(op, 0) + n
 
 
 def weighted_ops(module) -> dict[str, dict[str, int]]:
