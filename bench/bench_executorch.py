@@ -5,7 +5,7 @@ For each model and precision (batch 1, real speech, 1 thread by default):
   1. one .pte (max_time = the longest T asked) and one .tflite at that precision, each export timed;
   2. at each T: both runners' relative L2 error against the PyTorch original, then their p50 timed in interleaved
      rounds (_common.interleaved_p50) and the ratio executorch / litert (issue #18's target: <= 1.3);
-  3. the .pte's plan: its recurrence chunk K and how many methods it chains.
+  3. the .pte's plan: its recurrence chunk K (and tail chunk) and how many steps it chains.
 
     python bench/bench_executorch.py            # cbhg-lite + cbhg, fp32 / fp16 / int8-dynamic / int8-static, T=200, 1000
     python bench/bench_executorch.py --quick    # smoke test: few rounds, nothing written unless --out
@@ -43,6 +43,7 @@ def measure(model: str, precision: str, args, workdir: Path) -> list[dict]:
         seconds[fmt] = time.perf_counter() - t0
     plan = json.loads(read_metadata(made["executorch"].path)["edgeseq.plan"])
     chunk = [s["steps"] for s in plan["steps"] if s["kind"] == "scan"]
+    tail = [s.get("tail_steps") for s in plan["steps"] if s["kind"] == "scan"]
     module = spec.build()
     rows = []
     with runner_for(made["executorch"].path, threads=args.threads) as et, \
@@ -61,7 +62,7 @@ def measure(model: str, precision: str, args, workdir: Path) -> list[dict]:
                          "ratio_executorch_over_litert": round(p50_et / p50_lite, 4),
                          "export_s_executorch": round(seconds["executorch"], 1),
                          "export_s_litert": round(seconds["tflite"], 1),
-                         "max_time": max(args.times), "chunk": chunk, "methods": len(plan["steps"]),
+                         "max_time": max(args.times), "chunk": chunk, "tail": tail, "methods": len(plan["steps"]),
                          "size_bytes_executorch": made["executorch"].size_bytes,
                          "size_bytes_litert": made["tflite"].size_bytes,
                          "foreign_load": None if load is None else round(load, 3)})

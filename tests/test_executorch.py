@@ -30,12 +30,48 @@ def plan_of(artifact) -> dict:
 
 @pytest.mark.covers("cbhg-lite", "executorch")
 def test_one_artifact_is_exact_from_t1_to_its_max_time_and_at_every_chunk_boundary(lite):
-    steps = [s["steps"] for s in plan_of(lite)["steps"] if s["kind"] == "scan"]
-    assert steps, "cbhg-lite's BiGRU became no recurrence method"
-    k = steps[0]
-    times = sorted({1, k - 1, k, k + 1, 2 * k + 1, LONG})
+    scans = [s for s in plan_of(lite)["steps"] if s["kind"] == "scan"]
+    assert scans, "cbhg-lite's BiGRU became no recurrence method"
+    k, tail = scans[0]["steps"], scans[0]["tail_steps"]
+    assert tail < k and scans[0]["tail"] == f"{scans[0]['method']}_tail"
+    # under one tail chunk, across the tail's own boundary, one short of / exactly / just past a K-chunk, and a
+    # rest of several tail chunks after whole K-chunks
+    times = sorted({1, tail + 1, k - 1, k, k + 1, 2 * k + 2 * tail + 1, LONG})
     result = edgeseq.check(lite.path, times=times, batches=(1, 2))
     assert result.passed, result.worst
+
+
+def test_a_plan_without_a_tail_method_pads_its_last_k_chunk_and_stays_exact(lite):
+    """A .pte written before the tail method existed chains only K-step calls: the same runner still serves it
+    (its plan names no tail), padding the last chunk after the last valid step."""
+    import numpy as np
+    from executorch.runtime import Runtime
+
+    from edgeseq.formats.executorch.plan_exec import PLAN_KEY, PlanProgram, chunk_sizes, read_metadata
+
+    program = Runtime.get().load_program(lite.path)
+    meta = read_metadata(program)
+    plan = json.loads(meta[PLAN_KEY])
+    scan = next(s for s in plan["steps"] if s["kind"] == "scan")
+    scan.pop("tail"), scan.pop("tail_steps")
+    k = scan["steps"]
+    assert chunk_sizes(k + 3, k) == [k, k]  # what the old plan runs: the second K-chunk padded after step k + 3
+    old = PlanProgram(program, {**meta, PLAN_KEY: json.dumps(plan)})
+    assert set(old.methods) == {s["method"] for s in plan["steps"]}  # the tail method is not even loaded
+    new = PlanProgram(program, meta)
+    feed = LITE.example_inputs(batch=1, time=k + 3, source="speech", seed=3)
+    name = LITE.output_names[0]
+    got_old, got_new = old.infer(feed)[name], new.infer(feed)[name]
+    assert np.abs(got_old - got_new).max() < 1e-5, "K-chunk padding and tail chunks disagree"
+
+
+@pytest.mark.parametrize(("t", "k", "tail", "sizes"), [
+    (0, 32, 8, []), (1, 32, 8, [8]), (8, 32, 8, [8]), (9, 32, 8, [8, 8]), (31, 32, 8, [8, 8, 8, 8]),
+    (32, 32, 8, [32]), (33, 32, 8, [32, 8]), (33, 32, None, [32, 32]), (5, 8, None, [8])])
+def test_chunks_cover_every_step_and_waste_under_one_tail_chunk(t, k, tail, sizes):
+    from edgeseq.formats.executorch.plan_exec import chunk_sizes
+
+    assert chunk_sizes(t, k, tail) == sizes
 
 
 def test_the_program_holds_its_metadata_plan_and_what_xnnpack_took(lite):

@@ -2,6 +2,7 @@
 computes at any batch and T, carries its metadata, and ships its operators config and mobile usability check."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,6 +61,28 @@ def test_the_artifact_names_its_format_source_and_precision(lite):
         assert ort_art.weights_sha256 == onnx_art.weights_sha256
         assert formats.detect_format(ort_art.path).value == "ort"
     assert lite["int8-static"][1].quantization["config"] == lite["int8-static"][0].quantization["config"]
+
+
+def test_an_int8_ort_is_larger_by_the_float_weights_onnx_runtime_folds_at_load(lite):
+    """The int8 .onnx stores the float ops' weights (GRU, MatMul) as int8 + scales dequantized by Cast and Mul,
+    which ONNX Runtime folds at load; the .ort is the model after that folding, so exactly those weights are float
+    in it, and the size difference is theirs (docs/formats.md, ONNX Runtime Mobile)."""
+    import onnx
+    from onnx import numpy_helper
+    from onnxruntime.tools.ort_format_model.ort_flatbuffers_py import fbs
+
+    onnx_art, ort_art = lite["int8-static"]
+    model = onnx.load(onnx_art.path)
+    stored_int8 = {t.name[: -len("_weight_int8")] for t in model.graph.initializer if t.name.endswith("_weight_int8")}
+    onnx_float = sum(numpy_helper.to_array(t).nbytes for t in model.graph.initializer if t.data_type == 1)
+    graph = fbs.InferenceSession.InferenceSession.GetRootAs(Path(ort_art.path).read_bytes(), 0).Model().Graph()
+    inits = [graph.Initializers(i) for i in range(graph.InitializersLength())]
+    folded = {t.Name().decode(): t.RawDataLength() for t in inits if t.DataType() == 1 and t.RawDataLength() > 4096}
+    assert folded and set(folded) <= stored_int8, (sorted(folded), sorted(stored_int8))
+    assert any(n.startswith("onnx::GRU") for n in folded)
+    # the folded weights are 4 bytes a value where the .onnx holds 1: they account for the growth, within 15%
+    growth = ort_art.size_bytes - onnx_art.size_bytes
+    assert 0.85 * (sum(folded.values()) * 3 / 4) <= growth <= 1.15 * (sum(folded.values()) * 3 / 4 + onnx_float)
 
 
 def test_the_operators_config_names_the_ops_of_a_reduced_build(lite):

@@ -2,7 +2,7 @@
 
 The model is traced once with the TFLite path's rewrites (LoopGRU keeps T symbolic), cut at each GRU recurrence,
 and lowered as one multi-method program: `piece_<n>` methods with a dynamic T up to max_time, `gru_<n>` methods of
-K unrolled steps. The plan (which method takes which value) and edgeseq's metadata travel in the program itself, as
+K unrolled steps (and `gru_<n>_tail` of fewer, for what is left under K). The plan (which method takes which value) and edgeseq's metadata travel in the program itself, as
 the constant method `edgeseq_metadata` (a uint8 JSON tensor): no sidecar to lose. The fresh file is run at T=1 and
 another T before it is written."""
 
@@ -52,8 +52,9 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
     if precision not in PRECISIONS:
         have = ", ".join(p.value for p in PRECISIONS)
         raise UnsupportedError(f"ExecuTorch export at {precision.value} is not available (it has: {have})")
-    if options.max_time < 2 or options.chunk < 1:
-        raise InputError("max_time must be >= 2 and chunk >= 1 for an ExecuTorch export")
+    if options.max_time < 2 or (options.chunk is not None and options.chunk < 1) \
+            or (options.tail is not None and options.tail < 1):
+        raise InputError("max_time must be >= 2, and chunk and tail >= 1, for an ExecuTorch export")
     require("executorch.exir", EXTRA, quiet=True)
     from ...models.weights import state_dict_sha256
     from ..tflite.rewrites import contains, masked_packing
@@ -96,13 +97,17 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
                     plan.append({"kind": "method", "method": step.name, "inputs": step.inputs,
                                  "outputs": step.outputs, "time_axes": step.time_axes})
                 else:
-                    chunk = ScanChunk(step.w_hh, step.b_hh, options.chunk)
-                    d, h = step.directions, step.hidden
-                    example = (torch.zeros(options.chunk, d, 1, 3 * h), torch.zeros(d, 1, h))
-                    programs[step.name] = torch.export.export(chunk, example, strict=False)
+                    d, h, chunk = step.directions, step.hidden, options.chunk_for(step.hidden)
+                    tail = options.tail if options.tail and options.tail < chunk else None
+                    for name, k in ((step.name, chunk), (f"{step.name}_tail", tail)):
+                        if k:
+                            example = (torch.zeros(k, d, 1, 3 * h), torch.zeros(d, 1, h))
+                            programs[name] = torch.export.export(ScanChunk(step.w_hh, step.b_hh, k), example,
+                                                                 strict=False)
                     plan.append({"kind": "scan", "method": step.name, "gi": step.gi, "h0": step.h0,
-                                 "output": step.output, "steps": options.chunk, "directions": d, "hidden": h,
-                                 "layout": step.layout, "lengths": step.lengths})
+                                 "output": step.output, "steps": chunk, "directions": d, "hidden": h,
+                                 "layout": step.layout, "lengths": step.lengths,
+                                 **({"tail": f"{step.name}_tail", "tail_steps": tail} if tail else {})})
     except (ExportError, UnsupportedError):
         raise
     except _ExportFailed as exc:
@@ -137,9 +142,13 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
         tmp.write_bytes(content)
         _probe(tmp, spec, options)
     elapsed = time.perf_counter() - started
-    n_scans = sum(1 for s in plan if s["kind"] == "scan")
+    scans = [s for s in plan if s["kind"] == "scan"]
+    n_scans = len(scans)
     portable = ", ".join(f"{k} x{v}" for k, v in sorted(census["portable"].items())) or "none"
-    notes = [(f"{n_grus} nn.GRU -> {n_scans} recurrence method(s) of {options.chunk} unrolled steps; "
+    ks = "/".join(sorted({str(s["steps"]) for s in scans})) or "no"
+    tails = sorted({str(s["tail_steps"]) for s in scans if s.get("tail")})
+    tail = f" (and {'/'.join(tails)} for what is left under that)" if tails else ""
+    notes = [(f"{n_grus} nn.GRU -> {n_scans} recurrence method(s) of {ks} unrolled steps{tail}; "
               f"{len(plan) - n_scans} method(s) with T dynamic up to {options.max_time}; batch runs row by row"),
              (f"XNNPACK runs {census['delegated']} delegate call(s) over all methods; left on portable kernels: "
               f"{portable}")]

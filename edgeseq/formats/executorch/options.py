@@ -12,12 +12,24 @@ PRECISIONS = (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.
 # ExecuTorch plans every activation buffer for the upper bound of T, so the bound costs memory: cbhg needs ~50 MB at
 # 2048 frames (25.6 s at 80 frames/s). A longer input is refused with one line (re-export with a larger max_time).
 DEFAULT_MAX_TIME = 2048
-# GRU steps per call of a recurrence method: fewer calls (Python and delegate overhead per call) against more
-# wasted steps in the last, padded chunk and a longer export (the method is unrolled); see docs/formats.md
-DEFAULT_CHUNK = 8
+# GRU steps per call of a recurrence method (the method is unrolled): fewer calls (Python and delegate overhead per
+# call) against a longer export and a larger working set. By default K = CHUNK_WORKING_SET // H within [8, 32]: 32
+# for a BiGRU-64, 16 for a BiGRU-128, whose 32-step method measured slower than its 16-step one (the unrolled
+# steps' values and the recurrent weights outgrow the core's cache). What is left under K steps runs in TAIL-step
+# calls of a second method, so at most TAIL - 1 steps are wasted on padding; see docs/formats.md
+CHUNK_WORKING_SET = 2048
+DEFAULT_TAIL = 8
+
+
+def default_chunk(hidden: int) -> int:
+    return max(8, min(32, CHUNK_WORKING_SET // max(1, hidden)))
 
 
 @dataclass(frozen=True)
 class ExecutorchOptions:
     max_time: int = DEFAULT_MAX_TIME
-    chunk: int = DEFAULT_CHUNK
+    chunk: int | None = None  # None: default_chunk(hidden) for each GRU
+    tail: int | None = DEFAULT_TAIL  # None: no tail method (the last chunk is a padded K-chunk)
+
+    def chunk_for(self, hidden: int) -> int:
+        return self.chunk or default_chunk(hidden)

@@ -52,7 +52,8 @@ class PlanProgram:
         self.inputs = json.loads(meta["edgeseq.inputs"])  # [{"name", "shape" (ints, "batch", "time"), "dtype"}]
         self.outputs = json.loads(meta["edgeseq.outputs"])
         self.methods = methods if methods is not None else {
-            s["method"]: program.load_method(s["method"]) for s in self.plan["steps"]}
+            name: program.load_method(name) for s in self.plan["steps"] for name in (s["method"], s.get("tail"))
+            if name}
         self.max_time = int(meta["edgeseq.max_time"]) if meta.get("edgeseq.max_time") else None
 
     def describe(self) -> dict:
@@ -101,44 +102,65 @@ class PlanProgram:
         for step in self.plan["steps"]:
             method = self.methods[step["method"]]
             if step["kind"] == "method":
-                outs = method.execute([_tensor(env[n]) for n in step["inputs"]])
+                outs = _call(method)([_tensor(env[n]) for n in step["inputs"]])
                 env.update((n, o.numpy().copy()) for n, o in zip(step["outputs"], outs))
                 continue
             env[step["output"]] = scan(method, step, env[step["gi"]],
                                        env[step["h0"]] if step.get("h0") else None,
-                                       env[step["lengths"]] if step.get("lengths") else None)
+                                       env[step["lengths"]] if step.get("lengths") else None,
+                                       self.methods.get(step.get("tail")))
         return [env[n] for n in self.plan["outputs"]]
 
 
-def scan(method, step: dict, gi, h0, lengths=None):
-    """One recurrence: the K-step method over ceil(T / K) chunks, the hidden state carried between calls. With
-    `lengths` (a packed batch; one row here) over the row's own frames only, zeros after them."""
-    d, hidden, k, seq = step["directions"], step["hidden"], step["steps"], step.get("layout") == "seq"
+def scan(method, step: dict, gi, h0, lengths=None, tail=None):
+    """One recurrence: the K-step method over the sequence in chunks, the hidden state carried between calls, and
+    what is left (under K steps) in chunks of the `tail` method's steps when the plan has one (fewer wasted steps
+    than one padded K-chunk). With `lengths` (a packed batch; one row here) over the row's own frames only, zeros
+    after them."""
+    d, hidden, seq = step["directions"], step["hidden"], step.get("layout") == "seq"
     full = gi.shape[1]
     if lengths is not None:
         gi = gi[:, :max(0, min(int(np.asarray(lengths).reshape(-1)[0]), full))]
     if seq:  # [1, T, D*3H], time order -> [T, D, 1, 3H], scan order (the backward direction flipped)
         gi = gi[0].reshape(gi.shape[1], d, 1, 3 * hidden)
     t = gi.shape[0]
-    padded = -(-t // k) * k
-    frames = np.zeros((padded,) + tuple(gi.shape[1:]), np.float32)  # zeros after the last valid step (scan order)
-    frames[:t] = gi
+    calls = chunk_sizes(t, step["steps"], step.get("tail_steps") if tail is not None else None)
+    padded = sum(calls)
+    frames = np.empty((padded,) + tuple(gi.shape[1:]), np.float32)
+    frames[t:] = 0  # zeros after the last valid step (scan order)
     if seq and d == 2:
+        frames[:t, 0] = gi[:, 0]
         frames[:t, 1] = gi[::-1, 1]
+    else:
+        frames[:t] = gi
     ys = np.empty((padded, d, 1, hidden), np.float32)
-    h = np.zeros((d, 1, hidden), np.float32) if h0 is None else np.ascontiguousarray(h0, np.float32)
-    for start in range(0, padded, k):
-        y, h_out = method.execute([_tensor(frames[start:start + k]), _tensor(h)])
-        ys[start:start + k] = y.numpy()
-        h = h_out.numpy().copy()
+    h = _tensor(np.zeros((d, 1, hidden), np.float32) if h0 is None else np.asarray(h0, np.float32))
+    run = {step["steps"]: _call(method), step.get("tail_steps"): _call(tail) if tail is not None else None}
+    chunks, into = _tensor(frames), _tensor(ys)
+    start = 0
+    for k in calls:
+        y, h_out = run[k]([chunks[start:start + k], h])
+        into[start:start + k] = y
+        h = h_out.clone()
+        start += k
     y = ys[:t]  # [T, D, 1, H]
     if not seq:
         return y
+    out = np.empty((1, full, d * hidden), np.float32)  # back in time order, straight into the model's layout
+    out[:, t:] = 0
+    out[0, :t, :hidden] = y[:, 0, 0]
     if d == 2:
-        y = np.stack([y[:, 0], y[::-1, 1]], 1)
-    out = np.zeros((1, full, d * hidden), np.float32)
-    out[:, :t] = y.transpose(2, 0, 1, 3).reshape(1, t, d * hidden)
+        out[0, :t, hidden:] = y[::-1, 1, 0]
     return out
+
+
+def chunk_sizes(t: int, k: int, tail=None) -> list:
+    """The steps of each call covering t steps: whole K-chunks, then the rest in `tail`-step chunks (one more
+    padded K-chunk without a tail method)."""
+    sizes, rest = [k] * (t // k), t % k
+    if rest:
+        sizes += [tail] * -(-rest // tail) if tail else [k]
+    return sizes
 
 
 @contextlib.contextmanager
@@ -156,6 +178,16 @@ def torch_serial():
     finally:
         if before != 1:
             torch.set_num_threads(before)
+
+
+def _call(method):
+    """method(list of tensors) -> outputs, which may alias the method's own memory until its next call (callers
+    copy them first): ExecuTorch's bindings otherwise clone every output of every call, a recurrence's ceil(T / K)
+    calls included. Anything else with execute() (an older runtime, the exporter's eager methods) runs as it is."""
+    raw = getattr(method, "_method", None)
+    if raw is not None and hasattr(raw, "call"):
+        return lambda inputs: raw.call(inputs, False)
+    return method.execute
 
 
 def _tensor(array):
