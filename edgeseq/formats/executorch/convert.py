@@ -2,9 +2,9 @@
 
 The model is traced once with the TFLite path's rewrites (LoopGRU keeps T symbolic), cut at each GRU recurrence,
 and lowered as one multi-method program: `piece_<n>` methods with a dynamic T up to max_time, `gru_<n>` methods of
-K unrolled steps (and `gru_<n>_tail` of fewer, for what is left under K). The plan (which method takes which value) and edgeseq's metadata travel in the program itself, as
-the constant method `edgeseq_metadata` (a uint8 JSON tensor): no sidecar to lose. The fresh file is run at T=1 and
-another T before it is written."""
+K unrolled steps (and `gru_<n>_tail` of fewer, for what is left under K). The plan (which method takes which value)
+and edgeseq's metadata travel in the program itself, as the constant method `edgeseq_metadata` (a uint8 JSON
+tensor): no sidecar to lose. The fresh file is run at T=1 and another T before it is written."""
 
 from __future__ import annotations
 

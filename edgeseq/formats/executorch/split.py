@@ -35,9 +35,9 @@ class ScanChunk(nn.Module):
 
     Each step is one fully-connected op per direction (h @ W_hh + b_hh, every gate at once; XNNPACK packs its
     weights once at load) and the gates computed for all directions together; the steps' inputs are static slices
-    of gi. Every op, slices included, is XNNPACK's: one delegate call a chunk. Measured against the former batched
-    matmul per gate (bench/bench_executorch_scan.py): the batched matmul cost 3.9 us at H=128 where the two
-    fully-connected ops of a step cost about as much together, since XNNPACK treats both of its inputs as dynamic."""
+    of gi. Every op, slices included, is XNNPACK's: one delegate call a chunk. XNNPACK's batched matmul (the former
+    formulation, one per gate) takes both operands as dynamic: a step cost 1.2-1.6x this one's
+    (bench/bench_executorch_scan.py)."""
 
     def __init__(self, w_hh: torch.Tensor, b_hh: torch.Tensor, steps: int):
         super().__init__()
