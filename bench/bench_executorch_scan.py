@@ -3,7 +3,9 @@ exporter writes (split.ScanChunk: one fully-connected op per direction and step,
 together) against the batched matmul per gate it replaced.
 
 Why it matters: at batch 1 a GRU step is a handful of tiny ops, and XNNPACK's batch-matrix-multiply treats its
-weight as a second dynamic input, where a fully-connected op packs its weights once at load.
+weight as a second dynamic input, where a fully-connected op packs its weights once at load. A second table times
+one op of each kind the step is made of (64 in a row): each has a fixed cost per call that its 384 values'
+arithmetic does not approach, so a step costs about its op count.
 
     python bench/bench_executorch_scan.py            # H = 64 (cbhg-lite) and 128 (cbhg), K = 8 and 32
     python bench/bench_executorch_scan.py --quick    # smoke test: few rounds, nothing written unless --out
@@ -90,6 +92,51 @@ def measure(hidden: int, steps: int, args) -> dict:
             "export_s": {k: round(b[3], 1) for k, b in built.items()}, "max_abs_vs_torch": errors}
 
 
+class OpChain(nn.Module):
+    """`count` of one op in a row, each on the previous one's output: what one op costs inside a delegate call."""
+
+    def __init__(self, kind: str, hidden: int, count: int):
+        super().__init__()
+        self.kind, self.count, self.hidden = kind, count, hidden
+        self.register_buffer("w", torch.randn(3 * hidden, hidden) * 0.1)
+        self.register_buffer("b", torch.zeros(3 * hidden))
+
+    def forward(self, x):
+        for _ in range(self.count):
+            if self.kind == "add":
+                x = x + 1.0
+            elif self.kind == "sigmoid":
+                x = torch.sigmoid(x)
+            elif self.kind == "slice":
+                x = torch.cat([x[..., 1:], x[..., :1]], -1)  # two slices and a concatenation
+            else:  # one direction's recurrent fully-connected op, then back to its input's width
+                x = torch.nn.functional.linear(x[..., :self.hidden], self.w, self.b)
+        return x
+
+
+def op_costs(hidden: int, args) -> dict:
+    """us per op of the ops a step is made of, on a step's own shapes ([D, 1, 3H]; a fully-connected op H -> 3H
+    with the slice that feeds it): each XNNPACK op has a fixed cost per call (ExecuTorch's delegate reshapes and sets
+    up every operator of the graph at every call) that dwarfs 384 values' arithmetic."""
+    count, out = 64, {}
+    built = {}
+    for kind in ("add", "sigmoid", "slice", "fully_connected"):
+        x = torch.randn(2, 1, 3 * hidden)
+        built[kind] = (lower(OpChain(kind, hidden, count), (x,)), x)
+    samples = {k: [] for k in built}
+    for _ in range(args.rounds):
+        for k, ((_, method, _, _), x) in built.items():
+            t0 = time.perf_counter()
+            for _ in range(args.iterations):
+                method.execute([x])
+            samples[k].append((time.perf_counter() - t0) / args.iterations / count * 1e6)
+    for k, v in samples.items():
+        ops = 3 if k == "slice" else 2 if k == "fully_connected" else 1
+        out[k] = {"ops_per_link": ops, "us_per_link": round(float(np.median(v)), 3),
+                  "portable_ops": built[k][0][2]}
+    return {"hidden": hidden, "links": count, "ops": out}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hidden", nargs="+", type=int, default=[64, 128])
@@ -102,13 +149,17 @@ def main(argv=None) -> int:
     portable_lib._unsafe_reset_threadpool(args.threads)
     started = time.perf_counter()
     results = [measure(hidden, steps, args) for hidden in args.hidden for steps in args.steps]
+    costs = [op_costs(hidden, args) for hidden in args.hidden]
     print_table(["H", "K", "us/step fully-connected", "us/step batched matmul", "ratio", "portable ops (fc / bmm)"],
                 [(r["hidden"], r["steps"], r["us_per_step"]["fully_connected"], r["us_per_step"]["batched_matmul"],
                   r["ratio_fully_connected_over_batched_matmul"],
                   f"{r['portable_ops']['fully_connected']} / {r['portable_ops']['batched_matmul']}") for r in results],
                 f"one BiGRU chunk method, XNNPACK, batch 1, {args.threads} thread(s), p50 of interleaved rounds")
+    print_table(["H", "op (a link of the chain)", "XNNPACK ops per link", "us per link"],
+                [(c["hidden"], k, o["ops_per_link"], o["us_per_link"]) for c in costs for k, o in c["ops"].items()],
+                "what one op costs in a delegated method: 64 links in a row on a step's shapes [2, 1, 3H]")
     settings = {k: getattr(args, k) for k in ("hidden", "steps", "threads", "rounds", "iterations", "quick")}
-    write_report(out, "executorch-scan", started, fingerprint(), settings, results)
+    write_report(out, "executorch-scan", started, fingerprint(), settings, {"chunks": results, "op_costs": costs})
     return 0
 
 

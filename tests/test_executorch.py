@@ -134,8 +134,8 @@ def test_below_fp32_one_artifact_passes_the_sweep_and_says_what_stayed_float(lit
 
 @pytest.mark.slow
 def test_cbhg_int8_static_quantizes_every_conv_through_the_4d_stack(tmp_path):
-    """cbhg's convs run as im2col GEMMs at fp32 (rewrites.Im2colConv); quantized, XNNPACK refuses the im2col's pad,
-    so int8-static keeps them 4-D: all 18 in int8, the highway and GRU input linears float, parity within 1.5e-2."""
+    """cbhg's convs run 4-D (XNNPACK's convolution) in int8-static: all 18 in int8, the highway and GRU input
+    linears float, parity within 1.5e-2."""
     artifact = edgeseq.export("cbhg", "executorch", precision="int8-static", out_dir=tmp_path, max_time=SHORT_MAX)
     assert ("int8-static: 18 of 27 weighted ops in int8 (the rest float): conv2d 18/18, linear 0/9; the 1 "
             "recurrence method(s) (the GRUs' hidden-state matmuls) stay fp32") in artifact.notes
@@ -165,6 +165,42 @@ def test_every_model_exports_to_executorch_and_passes_parity(model, tmp_path):
     times = (1, 7, SHORT_MAX) if spec.has_dynamic_time else None
     result = edgeseq.check(artifact.path, times=times, batches=(1, 2))
     assert result.passed, result.worst
+    if model in ("cbhg", "cbhg-postnet"):  # plain convs, written direct by default: no im2col copies left portable
+        portable = next(n for n in artifact.notes if "left on portable kernels" in n)
+        assert "slice_copy" not in portable and "cat" not in portable, portable
+
+
+def test_the_conv_form_is_direct_but_for_int8_dynamic_and_a_wrong_one_is_one_line(tmp_path):
+    """XNNPACK's convolution, except where the quantizer takes linears only; im2col on request (x86 AVX2-only
+    hosts, whose f32 convolution kernel in this wheel is slow), never with int8-static (its quantized pad)."""
+    from edgeseq.enums import Precision
+    from edgeseq.formats.executorch import ExecutorchOptions
+    from edgeseq.formats.executorch.convert import export
+
+    assert {p.value: ExecutorchOptions().conv_form(p) for p in Precision} == {
+        "fp32": "direct", "fp16": "direct", "int8-dynamic": "im2col", "int8-static": "direct"}
+    assert ExecutorchOptions(convs="im2col").conv_form(Precision.FP32) == "im2col"
+    assert ExecutorchOptions(convs="direct").conv_form(Precision.INT8_DYNAMIC) == "direct"
+    spec = edgeseq.get_model("cbhg")
+    with pytest.raises(InputError, match="convs must be one of direct, im2col, not 'gemm'"):
+        export(spec, tmp_path / "x.pte", options=ExecutorchOptions(convs="gemm"))
+    with pytest.raises(InputError, match="int8-static writes the convolutions direct"):
+        export(spec, tmp_path / "y.pte", precision=Precision.INT8_STATIC, options=ExecutorchOptions(convs="im2col"))
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_cbhg_with_im2col_convs_is_as_exact_as_direct(tmp_path):
+    """The other conv form: every conv a Linear over its shifted copies, the same outputs."""
+    from edgeseq.formats.executorch import ExecutorchOptions
+    from edgeseq.formats.executorch.convert import export
+
+    artifact = export(edgeseq.get_model("cbhg"), tmp_path / "cbhg.fp32.pte",
+                      options=ExecutorchOptions(max_time=SHORT_MAX, convs="im2col"))
+    portable = next(n for n in artifact.notes if "left on portable kernels" in n)
+    assert "slice_copy" in portable  # the shifted copies of a dynamic T: XNNPACK slices static shapes only
+    result = edgeseq.check(artifact.path, times=(1, 7, SHORT_MAX), batches=(1,))
+    assert result.passed and result.worst.rel_l2 < 1e-5, result.worst
 
 
 PUBLIC_CBHG = Path(__file__).resolve().parent / "fixtures" / "public_cbhg.py"

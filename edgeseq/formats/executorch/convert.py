@@ -19,7 +19,7 @@ from ..._version import __version__
 from ...artifact import Artifact, artifact_for, atomic_path
 from ...enums import Format, Precision
 from ...errors import ExportError, InputError, UnsupportedError
-from .options import EXTRA, METADATA_METHOD, PLAN_KEY, PRECISIONS, ExecutorchOptions
+from .options import CONV_FORMS, EXTRA, METADATA_METHOD, PLAN_KEY, PRECISIONS, ExecutorchOptions
 
 _EXPORT_TIME, _PROBE_TIME = 37, 50
 CALIBRATION_SAMPLES, CALIBRATION_TIME = 8, 200  # int8-static: the model's calibration inputs, as TFLite takes them
@@ -55,6 +55,11 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
     if options.max_time < 2 or (options.chunk is not None and options.chunk < 1) \
             or (options.tail is not None and options.tail < 1):
         raise InputError("max_time must be >= 2, and chunk and tail >= 1, for an ExecuTorch export")
+    if options.convs is not None and options.convs not in CONV_FORMS:
+        raise InputError(f"convs must be one of {', '.join(CONV_FORMS)}, not {options.convs!r}")
+    if options.convs == "im2col" and precision is Precision.INT8_STATIC:  # XNNPACK refuses its quantized pad
+        raise InputError("int8-static writes the convolutions direct (XNNPACK refuses a quantized im2col's pad); "
+                         "leave convs unset")
     require("executorch.exir", EXTRA, quiet=True)
     from ...models.weights import state_dict_sha256
     from ..tflite.rewrites import contains, masked_packing
@@ -67,7 +72,8 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
     if contains(module, (torch.nn.LSTM, torch.nn.RNN)) and spec.has_dynamic_time:
         raise UnsupportedError(f"{spec.name}: LSTM / RNN layers would fix the time axis in ExecuTorch; only nn.GRU "
                                "is cut into recurrence methods")
-    loop_module, n_grus = rewrite_for_export(module, gemm_convs=precision is not Precision.INT8_STATIC)
+    conv_form = options.conv_form(precision)
+    loop_module, n_grus = rewrite_for_export(module, gemm_convs=conv_form == "im2col")
     dynamic = spec.has_dynamic_time
     t_a, t_b = (_EXPORT_TIME, _PROBE_TIME) if dynamic else (None, None)
     args = _args(spec, t_a)

@@ -19,6 +19,12 @@ DEFAULT_MAX_TIME = 2048
 # calls of a second method, so at most TAIL - 1 steps are wasted on padding; see docs/formats.md
 CHUNK_WORKING_SET = 2048
 DEFAULT_TAIL = 8
+# How a CBHG's plain convolutions are written (rewrites.py): "direct", XNNPACK's convolution (no copies, every op
+# delegated), or "im2col", one Linear over the k shifted input copies. The executorch 1.5.1 x86_64 wheel's f32
+# convolution kernel runs 2-2.7x slower than its GEMM on AVX2-only CPUs, and level with it and with LiteRT's on
+# AVX-512 (bench/bench_executorch_kernels.py), where im2col's copies made cbhg 1.4x slower end to end. None: direct,
+# except int8-dynamic, whose quantizer takes linears only; see docs/formats.md
+CONV_FORMS = ("direct", "im2col")
 
 
 def default_chunk(hidden: int) -> int:
@@ -30,6 +36,10 @@ class ExecutorchOptions:
     max_time: int = DEFAULT_MAX_TIME
     chunk: int | None = None  # None: default_chunk(hidden) for each GRU
     tail: int | None = DEFAULT_TAIL  # None: no tail method (the last chunk is a padded K-chunk)
+    convs: str | None = None  # one of CONV_FORMS; None: conv_form(precision)
 
     def chunk_for(self, hidden: int) -> int:
         return self.chunk or default_chunk(hidden)
+
+    def conv_form(self, precision: Precision) -> str:
+        return self.convs or ("im2col" if precision is Precision.INT8_DYNAMIC else "direct")

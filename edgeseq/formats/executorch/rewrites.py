@@ -151,8 +151,8 @@ class ConvStack4d(nn.Module):
 
 class Im2colConv(nn.Module):
     """A CBHG ConvBN (batch norm folded, groups 1) on channels-last [B, T, C] as one Linear over its k shifted
-    input copies side by side (im2col): XNNPACK's f32 GEMM in the executorch 1.5.1 x86 wheel runs 2-2.4x faster
-    than its convolution kernel on the same weights (bench/bench_executorch_kernels.py)."""
+    input copies side by side (im2col): what int8-dynamic's quantizer takes, and 2-2.4x faster than the executorch
+    1.5.1 x86 wheel's f32 convolution kernel on AVX2-only CPUs (options.CONV_FORMS)."""
 
     def __init__(self, block):
         super().__init__()
@@ -197,10 +197,10 @@ class LastPool(nn.Module):
         return torch.maximum(x, torch.cat([x, x[:, -1:]], dim=1)[:, 1:])
 
 
-def _conv_stack(module: nn.Module, gemm: bool = True) -> None:
-    """A CBHG's conv stack: as im2col GEMMs where every conv is a plain one (cbhg, cbhg-postnet) and `gemm`, else
-    run 4-D (depthwise-separable: cbhg-lite; int8-static, whose quantized im2col pad XNNPACK refuses). A lengths
-    CBHG masks between its convs (models/cbhg.py): kept as written."""
+def _conv_stack(module: nn.Module, gemm: bool = False) -> None:
+    """A CBHG's conv stack: run 4-D (XNNPACK's convolutions), or as im2col GEMMs where `gemm` and every conv is a
+    plain one (cbhg, cbhg-postnet; cbhg-lite's are depthwise-separable). A lengths CBHG masks between its convs
+    (models/cbhg.py): kept as written."""
     from ...models.cbhg import CBHG, ConvBN
 
     for m in list(module.modules()):
@@ -218,9 +218,9 @@ def _conv_stack(module: nn.Module, gemm: bool = True) -> None:
             m.projections = ConvStack4d(blocks[n_bank:], False).eval()
 
 
-def rewrite_for_export(module: nn.Module, gemm_convs: bool = True) -> tuple[nn.Module, int]:
+def rewrite_for_export(module: nn.Module, gemm_convs: bool = False) -> tuple[nn.Module, int]:
     """A copy with every nn.GRU -> SeqGRU, SamePool -> PadMaxPool, other MaxPool1d as the TFLite path rewrites
-    them, batch norms folded, a CBHG's conv stack as GEMMs (`gemm_convs`) or 4-D; returns (copy, GRU count)."""
+    them, batch norms folded, a CBHG's conv stack 4-D or as GEMMs (`gemm_convs`); returns (copy, GRU count)."""
     import copy
 
     from ...models.cbhg import SamePool
