@@ -168,6 +168,7 @@ def test_every_model_exports_to_executorch_and_passes_parity(model, tmp_path):
     if model in ("cbhg", "cbhg-postnet"):  # plain convs, written direct by default: no im2col copies left portable
         portable = next(n for n in artifact.notes if "left on portable kernels" in n)
         assert "slice_copy" not in portable and "cat" not in portable, portable
+        assert not any("im2col" in n for n in artifact.notes), artifact.notes
 
 
 def test_the_conv_form_is_direct_but_for_int8_dynamic_and_a_wrong_one_is_one_line(tmp_path):
@@ -199,6 +200,7 @@ def test_cbhg_with_im2col_convs_is_as_exact_as_direct(tmp_path):
                       options=ExecutorchOptions(max_time=SHORT_MAX, convs="im2col"))
     portable = next(n for n in artifact.notes if "left on portable kernels" in n)
     assert "slice_copy" in portable  # the shifted copies of a dynamic T: XNNPACK slices static shapes only
+    assert any(n.startswith("18 convolution(s) written as im2col GEMMs") for n in artifact.notes), artifact.notes
     result = edgeseq.check(artifact.path, times=(1, 7, SHORT_MAX), batches=(1,))
     assert result.passed and result.worst.rel_l2 < 1e-5, result.worst
 
