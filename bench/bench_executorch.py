@@ -74,7 +74,8 @@ def measure(model: str, precision: str, args, workdir: Path) -> list[dict]:
                          "ratio_executorch_over_litert": round(p50_et / p50_lite, 4),
                          "export_s_executorch": round(seconds["executorch"], 1),
                          "export_s_litert": round(seconds["tflite"], 1),
-                         "max_time": max(args.times), "convs": convs, "chunk": chunk, "tail": tail, "methods": len(plan["steps"]),
+                         "max_time": max(args.times), "convs": convs, "chunk": chunk, "tail": tail,
+                         "methods": len(plan["steps"]),
                          "size_bytes_executorch": made["executorch"].size_bytes,
                          "size_bytes_litert": made["tflite"].size_bytes,
                          "foreign_load": None if load is None else round(load, 3)})

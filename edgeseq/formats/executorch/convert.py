@@ -74,7 +74,7 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
                                "is cut into recurrence methods")
     conv_form = options.conv_form(precision)
     loop_module, n_grus = rewrite_for_export(module, gemm_convs=conv_form == "im2col")
-    gemm_convs = sum(isinstance(m, Im2colConv) for m in loop_module.modules())
+    n_im2col = sum(isinstance(m, Im2colConv) for m in loop_module.modules())
     dynamic = spec.has_dynamic_time
     t_a, t_b = (_EXPORT_TIME, _PROBE_TIME) if dynamic else (None, None)
     args = _args(spec, t_a)
@@ -161,8 +161,8 @@ def export(spec, out_path: str | Path, *, precision=Precision.FP32, options: Exe
               f"{portable}")]
     if precision is not Precision.FP32:
         notes.append(_precision_note(precision, weighted, n_scans))
-    if gemm_convs:
-        notes.append(f"{gemm_convs} convolution(s) written as im2col GEMMs (one Linear over k shifted copies of the "
+    if n_im2col:
+        notes.append(f"{n_im2col} convolution(s) written as im2col GEMMs (one Linear over k shifted copies of the "
                      "input; options.CONV_FORMS)")
     return artifact_for(out_path, Format.EXECUTORCH, precision, spec, weights_sha256=weights_sha,
                         exporter=meta["edgeseq.exporter"] + " + xnnpack", export_seconds=round(elapsed, 3),
